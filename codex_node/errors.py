@@ -1,0 +1,198 @@
+"""The one exception tree of codex-node.
+
+Every error the node raises on purpose derives from :class:`CodexError`. API handlers map these types to HTTP
+status codes in one place (``api/errors.py``); the CLI maps :class:`ConfigError` to exit code 2. Nothing here
+may carry a web3, plyvel or FastAPI type: callers catch our types, never a library's.
+
+::
+
+    CodexError
+    ├── ConfigError                      bad flag / env var / config file value (CLI exits 2)
+    ├── InvalidInputError                bad user input (API answers 400 or 422)
+    │   ├── InvalidCidError              not a parsable CID (400)
+    │   └── ValidationError              well-formed but not acceptable (422)
+    ├── NotFoundError                    unknown CID, availability, slot, purchase (404)
+    ├── StoreError                       block store and metadata store
+    │   ├── QuotaNotEnoughError          a reservation or a block would exceed the quota (422)
+    │   ├── BlockNotFoundError           (also a NotFoundError)
+    │   ├── CorruptBlockError            data on disk does not match its CID
+    │   └── KVError                      LevelDB failed (open, write, read)
+    ├── ChainError                       talking to the chain
+    │   ├── ChainMismatchError           data dir belongs to another chain
+    │   ├── TransactionError             a transaction could not be sent or was not mined
+    │   └── ContractRevertError          the contract reverted; ``.error_name`` is the Solidity error's name
+    ├── MarketError                      market-level failures, independent of transport
+    │   ├── SlotStateMismatchError       the slot is not in the state the call needs (SlotNotFree, …)
+    │   ├── SlotReservationNotAllowedError
+    │   ├── ProofInvalidError
+    │   └── MarketUnavailableError       the node runs without a marketplace (503)
+    ├── SalesError                       sales bookkeeping
+    │   ├── ReservationsError            availabilities and reservations
+    │   │   ├── BytesOutOfBoundsError    a reservation or availability would go below zero / above its size
+    │   │   ├── UntilOutOfBoundsError    ``until`` before a hosted slot's end
+    │   │   └── CollateralOutOfBoundsError
+    │   ├── SlotQueueError
+    │   │   ├── SlotQueueItemExistsError
+    │   │   ├── SlotQueueItemNotExistsError
+    │   │   ├── SlotsOutOfRangeError
+    │   │   └── QueueNotRunningError
+    │   └── SaleError                    a sale cannot continue (host mismatch, slot freed, …)
+    └── ProofError                       building or checking a storage proof
+"""
+
+from __future__ import annotations
+
+
+class CodexError(Exception):
+    """Root of every error codex-node raises on purpose."""
+
+
+# --- configuration and input ---------------------------------------------------------------------------------
+
+
+class ConfigError(CodexError):
+    """A configuration value is invalid. ``flag`` names the CLI flag so the message can point at it."""
+
+    def __init__(self, flag: str, message: str) -> None:
+        super().__init__(f"{flag}: {message}")
+        self.flag = flag
+        self.reason = message
+
+
+class InvalidInputError(CodexError):
+    """User input that cannot be accepted (maps to 400 unless a subclass says otherwise)."""
+
+
+class InvalidCidError(InvalidInputError):
+    """A string that does not parse as a CID."""
+
+
+class ValidationError(InvalidInputError):
+    """Well-formed input that breaks a rule (maps to 422)."""
+
+
+class NotFoundError(CodexError):
+    """The thing asked for does not exist here (maps to 404)."""
+
+
+# --- stores ---------------------------------------------------------------------------------------------------
+
+
+class StoreError(CodexError):
+    """The block store or the metadata store failed."""
+
+
+class QuotaNotEnoughError(StoreError):
+    """Storing or reserving these bytes would exceed the storage quota."""
+
+
+class BlockNotFoundError(StoreError, NotFoundError):
+    """No block with this CID is stored."""
+
+
+class CorruptBlockError(StoreError):
+    """A block's bytes on disk do not hash to its CID."""
+
+
+class KVError(StoreError):
+    """The LevelDB metadata store failed."""
+
+
+# --- chain ----------------------------------------------------------------------------------------------------
+
+
+class ChainError(CodexError):
+    """Talking to the chain failed."""
+
+
+class ChainMismatchError(ChainError):
+    """The data dir was used with another chain (chain id or genesis hash differ)."""
+
+
+class TransactionError(ChainError):
+    """A transaction could not be sent, or was not mined."""
+
+
+class ContractRevertError(ChainError):
+    """The contract reverted. ``error_name`` is the Solidity custom error's name (or ``"Error"``/``"Panic"``)."""
+
+    def __init__(self, error_name: str, message: str = "") -> None:
+        super().__init__(f"contract reverted: {error_name}" + (f" ({message})" if message else ""))
+        self.error_name = error_name
+
+
+# --- market ---------------------------------------------------------------------------------------------------
+
+
+class MarketError(CodexError):
+    """A marketplace operation failed."""
+
+
+class SlotStateMismatchError(MarketError):
+    """The slot is not in the state the operation needs (e.g. ``SlotNotFree``)."""
+
+
+class SlotReservationNotAllowedError(MarketError):
+    """The contract does not allow this host to reserve the slot."""
+
+
+class ProofInvalidError(MarketError):
+    """The contract refused a storage proof."""
+
+
+class MarketUnavailableError(MarketError):
+    """The node runs without a marketplace (maps to 503)."""
+
+
+# --- sales ----------------------------------------------------------------------------------------------------
+
+
+class SalesError(CodexError):
+    """Sales bookkeeping failed."""
+
+
+class ReservationsError(SalesError):
+    """Availabilities and reservations."""
+
+
+class BytesOutOfBoundsError(ReservationsError):
+    """An availability or reservation would hold fewer than zero or more than its total bytes."""
+
+
+class UntilOutOfBoundsError(ReservationsError):
+    """``until`` would end before a slot the availability hosts."""
+
+
+class CollateralOutOfBoundsError(ReservationsError):
+    """Not enough remaining collateral, or collateral would go negative."""
+
+
+class SlotQueueError(SalesError):
+    """The slot queue refused an operation."""
+
+
+class SlotQueueItemExistsError(SlotQueueError):
+    """An item for this (requestId, slotIndex) is already queued."""
+
+
+class SlotQueueItemNotExistsError(SlotQueueError):
+    """No item for this (requestId, slotIndex) is queued."""
+
+
+class SlotsOutOfRangeError(SlotQueueError):
+    """A request has more slots than the queue can index."""
+
+
+class QueueNotRunningError(SlotQueueError):
+    """The queue is stopped."""
+
+
+class SaleError(SalesError):
+    """A sale cannot continue (host mismatch, slot freed, unexpected slot state)."""
+
+
+# --- proofs ---------------------------------------------------------------------------------------------------
+
+
+class ProofError(CodexError):
+    """Building or checking a storage proof failed."""
