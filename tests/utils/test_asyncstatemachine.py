@@ -40,6 +40,7 @@ class Idle(S):
 class Working(S):
     async def run(self, machine: M) -> S | None:
         machine.log.append("working:start")
+        machine.gate("started").set()
         try:
             await machine.gate("work").wait()
         except asyncio.CancelledError:
@@ -55,6 +56,7 @@ class Working(S):
 class Interrupted(S):
     async def run(self, machine: M) -> S | None:
         machine.log.append("interrupted:run")
+        machine.gate("interrupted").set()
         return None
 
 
@@ -121,12 +123,10 @@ async def test_entering_a_new_state_cancels_and_awaits_the_previous_run_first() 
     m = M()
     m.start(Working())
     await m.wait_for_state(lambda s: isinstance(s, Working))
-    while "working:start" not in m.log:
-        await asyncio.sleep(0)
+    await m.gate("started").wait()
     m.schedule(poke, "poke")
     await m.wait_for_state(lambda s: isinstance(s, Interrupted))
-    while "interrupted:run" not in m.log:
-        await asyncio.sleep(0)
+    await m.gate("interrupted").wait()
     assert m.log == ["working:start", "working:cancelled", "interrupted:run"]
     await m.stop()
 
@@ -169,8 +169,7 @@ async def test_stop_cancels_the_running_state_and_leaves_no_task_behind() -> Non
     before = len(asyncio.all_tasks())
     m = M()
     m.start(Working())
-    while "working:start" not in m.log:
-        await asyncio.sleep(0)
+    await m.gate("started").wait()
     await m.stop()
     assert m.log == ["working:start", "working:cancelled"]
     assert len(asyncio.all_tasks()) == before
@@ -190,8 +189,7 @@ async def test_schedule_after_stop_is_ignored_and_stop_is_idempotent() -> None:
 async def test_cancelling_stop_propagates_to_its_caller() -> None:
     m = M()
     m.start(Working())
-    while "working:start" not in m.log:
-        await asyncio.sleep(0)
+    await m.gate("started").wait()
     stopper = asyncio.create_task(m.stop())
     stopper.cancel()
     with pytest.raises(asyncio.CancelledError):
