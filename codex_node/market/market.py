@@ -13,6 +13,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
+from codex_node.errors import (
+    CodexError,
+    ContractRevertError,
+    MarketError,
+    ProofInvalidError,
+    SlotReservationNotAllowedError,
+    SlotStateMismatchError,
+)
 from codex_node.market.types import (
     Address,
     MarketEvent,
@@ -30,6 +38,28 @@ if TYPE_CHECKING:
     from codex_node.proofs import StorageProof
 
 E = TypeVar("E", bound=MarketEvent)
+
+# Reverts the node reacts to get their own exception type; every other revert stays a ContractRevertError.
+_TYPED_REVERTS: dict[str, type[MarketError]] = {
+    "SlotNotFree": SlotStateMismatchError,
+    "ReservationNotAllowed": SlotReservationNotAllowedError,
+    "InvalidProofShape": ProofInvalidError,
+    "InvalidCellProof": ProofInvalidError,
+    "InvalidSlotProof": ProofInvalidError,
+}
+
+
+def revert_error(error_name: str, message: str = "") -> CodexError:
+    """The exception a contract revert named ``error_name`` surfaces as, for every Market implementation.
+
+    Shared so that ``OnChainMarket`` and ``MockMarket`` cannot map the same revert to different types.
+    """
+    typed = _TYPED_REVERTS.get(error_name)
+    if typed is not None:
+        return typed(f"{error_name}: {message}" if message else error_name)
+    return ContractRevertError(error_name, message)
+
+
 EventHandler = Callable[[E], Awaitable[None]]
 
 
@@ -90,9 +120,7 @@ class Market(Protocol):
 
     async def reserve_slot(self, request_id: RequestId, slot_index: int) -> None: ...
 
-    async def fill_slot(
-        self, request_id: RequestId, slot_index: int, proof: StorageProof, collateral: int
-    ) -> None:
+    async def fill_slot(self, request_id: RequestId, slot_index: int, proof: StorageProof, collateral: int) -> None:
         """Approve ``collateral`` and fill the slot; the proof must verify for the current period."""
         ...
 
