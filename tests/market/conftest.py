@@ -1,0 +1,102 @@
+"""The ``market_env`` fixture: one parameter per Market implementation the shared suite runs against.
+
+To add an implementation, write an async factory that yields a :class:`marketenv.MarketEnv` and add it to
+``ENV_FACTORIES`` (with marks such as ``pytest.mark.hardhat`` where it needs outside processes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, cast
+
+import pytest
+from marketenv import DEFAULT_ASK, DEFAULT_EXPIRY, MarketEnv, RequestFactory
+
+from codex_node.market.types import Address, Ask, Request, SlotId
+from codex_node.testing.fakeclock import FakeClock
+from codex_node.testing.mockledger import MARKETPLACE_ADDRESS, ProofTarget
+from codex_node.testing.mockmarket import MockMarket, account
+
+if TYPE_CHECKING:
+    from codex_node.proofs import StorageProof
+
+FUNDS = 10**15
+
+
+@dataclass(frozen=True)
+class _FakeProof:
+    """Stands in for a StorageProof until the proof maths lands; ``valid`` is what the fake verifier checks."""
+
+    request_id: bytes
+    slot_index: int
+    valid: bool
+
+
+def _fake_verifier(proof: StorageProof, target: ProofTarget) -> bool:
+    fake = cast(_FakeProof, proof)
+    return fake.valid and fake.slot_index == target.slot_index
+
+
+@dataclass
+class MockMarketEnv:
+    """MockMarket accounts over one FakeClock."""
+
+    clock: FakeClock
+    client: MockMarket
+    hosts: Sequence[MockMarket]
+    validator: MockMarket
+    name: str = "mock"
+    marketplace_address: Address = MARKETPLACE_ADDRESS
+    _requests: RequestFactory = field(default_factory=RequestFactory)
+
+    async def now(self) -> int:
+        return self.clock.now()
+
+    async def advance_to(self, timestamp: int) -> None:
+        self.clock.set(timestamp)
+
+    async def mint(self, address: Address, amount: int) -> None:
+        self.client.mint(address, amount)
+
+    async def advance_to_required_proof(self, slot_id: SlotId) -> int:
+        periodicity = await self.client.periodicity()
+        period = periodicity.period_of(self.clock.now()) + 1
+        self.clock.set(periodicity.period_start(period))
+        assert await self.client.is_proof_required(slot_id)
+        return period
+
+    async def valid_proof(self, request: Request, slot_index: int) -> StorageProof:
+        return cast("StorageProof", _FakeProof(request.id, slot_index, valid=True))
+
+    async def invalid_proof(self, request: Request, slot_index: int) -> StorageProof:
+        return cast("StorageProof", _FakeProof(request.id, slot_index, valid=False))
+
+    def new_request(self, client: Address, ask: Ask = DEFAULT_ASK, expiry: int = DEFAULT_EXPIRY) -> Request:
+        return self._requests.new_request(client, ask, expiry)
+
+
+@asynccontextmanager
+async def mock_env() -> AsyncIterator[MarketEnv]:
+    # Start on a period boundary so "the period of the fill" is a whole period in every test.
+    clock = FakeClock(1_700_000_040)
+    client = MockMarket(clock, signer=account(1), verifier=_fake_verifier)
+    hosts = [client.as_account(account(10 + i)) for i in range(4)]
+    validator = client.as_account(account(99))
+    for market in (client, *hosts, validator):
+        market.mint(market.signer, FUNDS)
+    env = MockMarketEnv(clock=clock, client=client, hosts=hosts, validator=validator)
+    yield env
+    assert client.handler_errors == []
+
+
+ENV_FACTORIES: dict[str, Callable[[], AbstractAsyncContextManager[MarketEnv]]] = {
+    "mock": mock_env,
+}
+
+
+@pytest.fixture(params=list(ENV_FACTORIES))
+async def market_env(request: pytest.FixtureRequest) -> AsyncIterator[MarketEnv]:
+    async with ENV_FACTORIES[request.param]() as env:
+        yield env
