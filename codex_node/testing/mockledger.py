@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from eth_abi.abi import encode as abi_encode
 from eth_hash.auto import keccak
+from eth_utils.address import to_checksum_address
 
 from codex_node.clock import Clock
 from codex_node.errors import CodexError
@@ -52,7 +53,7 @@ if TYPE_CHECKING:
 BLOCK_SIZE = 65_536
 """Slot sizes must be whole blocks (docs/storage-proofs.md)."""
 
-MARKETPLACE_ADDRESS = Address("0x000000000000000000000000000000000000C0DE")
+MARKETPLACE_ADDRESS = Address(to_checksum_address("0x000000000000000000000000000000000000c0de"))
 """Where the mock keeps the tokens the marketplace holds (payments, collateral)."""
 
 

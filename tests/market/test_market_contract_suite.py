@@ -334,6 +334,8 @@ async def test_missed_proof_marked_by_a_validator_slashes_the_host_and_rewards_t
     assert not await env.validator.can_mark_proof_as_missing(sid, period)
     with reverts("PeriodNotEnded"):
         await env.validator.mark_proof_as_missing(sid, period)
+    await env.advance_to(periodicity.period_end(period))
+    assert not await env.validator.can_mark_proof_as_missing(sid, period)  # the end instant is not "ended" yet
 
     await env.advance_to(periodicity.period_end(period) + 1)
     assert await env.validator.can_mark_proof_as_missing(sid, period)
@@ -409,12 +411,16 @@ async def test_max_number_of_slashes_frees_the_slot_for_repair(market_env: Marke
 async def test_repair_fill_posts_discounted_collateral_but_holds_the_full_amount(market_env: MarketEnv) -> None:
     env = market_env
     request = await post(env)
+    for host in env.hosts[1:3]:  # with hosts 0..2 holding reservations, slot 0's reservations are full
+        await host.reserve_slot(request.id, 0)
     await start(env, request)
     sid = slot_id(request.id, 0)
     repair_reward = (await env.client.config()).collateral.repair_reward_percentage
     await env.hosts[0].free_slot(sid)  # leaving early forfeits the collateral and opens the slot for repair
     recorder = await EventRecorder.on(env.client)
 
+    # Freeing clears the old reservations, so anyone may reserve the slot again, even its former host.
+    assert await env.hosts[0].can_reserve_slot(request.id, 0)
     repairer = env.hosts[3]
     discounted = COLLATERAL * (100 - repair_reward) // 100
     assert await repairer.slot_collateral(request.id, 0) == discounted
