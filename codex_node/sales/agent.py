@@ -1,0 +1,135 @@
+"""One sales agent per slot: an async state machine that carries a sale from Preparing (or Unknown) to its end.
+
+The agent routes the three chain events it can receive to its current state's pure hooks, turns an unexpected
+error of a ``run`` into ``Errored``, and ends the sale exactly once: block expiry lowered to the contract end,
+then ``Sales`` returns the reservation's bytes and the collateral that came back.
+
+An agent never decides which events it receives: ``Sales`` routes them through an index. It never stops itself
+either: ``Sales`` stops and drops it after the clean-up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import structlog
+
+from codex_node.errors import CodexError, SaleError
+from codex_node.market.types import Request, Slot, SlotId, slot_id
+from codex_node.sales.context import SalesContext, SalesData
+from codex_node.sales.states.base import SaleState
+from codex_node.sales.states.errored import Errored
+from codex_node.utils.asyncstatemachine import Machine, TransitionListener
+
+log = structlog.get_logger(__name__)
+
+
+def _cancelled(state: SaleState) -> SaleState | None:
+    return state.on_cancelled()
+
+
+def _failed(state: SaleState) -> SaleState | None:
+    return state.on_failed()
+
+
+def _slot_filled(state: SaleState) -> SaleState | None:
+    return state.on_slot_filled()
+
+
+class SalesAgent(Machine[SaleState]):
+    """The machine that runs one sale. Two agents are the same sale when their ``(request_id, slot_index)`` match."""
+
+    def __init__(self, context: SalesContext, data: SalesData, listeners: Iterable[TransitionListener] = ()) -> None:
+        super().__init__(listeners)
+        self.context = context
+        self.data = data
+        self.slot_id: SlotId = slot_id(data.request_id, data.slot_index)
+        self.log = log.bind(request_id=data.request_id.hex(), slot_index=data.slot_index)
+        self._ended = False
+
+    # --- identity -------------------------------------------------------------------------------------------------
+
+    @property
+    def key(self) -> tuple[bytes, int]:
+        return (self.data.request_id, self.data.slot_index)
+
+    @property
+    def request(self) -> Request:
+        """The request; only valid once Preparing or Unknown has fetched it."""
+        if self.data.request is None:
+            raise SaleError("the sale's request is not known yet")
+        return self.data.request
+
+    @property
+    def slot(self) -> Slot:
+        return Slot(self.request, self.data.slot_index)
+
+    @property
+    def ended(self) -> bool:
+        return self._ended
+
+    # --- chain events (routed here by Sales) ---------------------------------------------------------------------
+
+    def on_cancelled(self) -> None:
+        self.schedule(_cancelled, "RequestCancelled")
+
+    def on_failed(self) -> None:
+        self.schedule(_failed, "RequestFailed")
+
+    def on_slot_filled(self) -> None:
+        self.schedule(_slot_filled, "SlotFilled")
+
+    # --- helpers for the states ----------------------------------------------------------------------------------
+
+    async def hosts_slot(self) -> bool:
+        """Whether the chain names this node as the slot's host (our collateral is in the contract)."""
+        market = self.context.market
+        host = await market.get_host(self.slot_id)
+        return host is not None and host == await market.get_signer()
+
+    def reserved_collateral(self) -> int:
+        """The collateral the reservation took from the availability (0 without a reservation)."""
+        if self.data.reservation is None or self.data.request is None:
+            return 0
+        return self.data.request.ask.collateral_per_slot
+
+    def unposted_collateral(self) -> int:
+        """Collateral to return when the sale ends without any coming back from the contract.
+
+        All of the reserved collateral if it never went on chain; nothing if it did (then only what the
+        contract pays back returns, read by the state that collects it).
+        """
+        return 0 if self.data.collateral_posted else self.reserved_collateral()
+
+    def mark_filled(self) -> None:
+        self.context.hooks.on_filled(self)
+
+    async def end_sale(self, returned_collateral: int, *, reprocess: bool = False) -> None:
+        """End the sale once: lower the slot's block expiry to the contract end, then hand back to Sales.
+
+        Lowering comes first: if the node dies between the two steps, the restart's reservation clean-up still
+        returns the bytes, whereas the other order could leave the blocks with their sale expiry forever.
+        """
+        if self._ended:
+            return
+        self._ended = True
+        data = self.data
+        if data.stored and data.request is not None:
+            try:
+                contract_end = await self.context.market.request_end(data.request_id)
+                await self.context.data_source.lower_expiry(data.request, data.slot_index, contract_end)
+                await self.context.prover.forget(self.slot)
+            except CodexError as e:
+                # The accounting below must still happen; the blocks then live until their earlier expiry.
+                self.log.warning("could not lower the slot's block expiry", error=repr(e))
+        await self.context.hooks.on_clean_up(self, returned_collateral, reprocess)
+
+    # --- machine --------------------------------------------------------------------------------------------------
+
+    def on_run_error(self, state: SaleState, error: Exception) -> SaleState | None:
+        if state.ends_sale:
+            # An ending that itself failed must not loop through Errored again; Sales drops the agent anyway.
+            self.log.error("sale clean-up failed", state=state.name, error=repr(error))
+            return None
+        self.log.error("unexpected error in sale state", state=state.name, error=repr(error))
+        return Errored(error)

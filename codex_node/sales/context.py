@@ -1,0 +1,133 @@
+"""What a sales agent needs from the rest of the node, and the per-sale data it carries.
+
+The agent and its states see the node only through the ports below (plus ``Market`` and ``Clock``); ``Sales``
+builds one :class:`SalesContext` with the real implementations and the unit tests build one with fakes.
+
+This module must never start tasks or do I/O itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from codex_node.clock import Clock
+from codex_node.market.market import Market
+from codex_node.market.types import Request, RequestId, Slot
+
+if TYPE_CHECKING:
+    from codex_node.proofs import StorageProof
+    from codex_node.sales.agent import SalesAgent
+    from codex_node.sales.datasource import SlotDataSource
+    from codex_node.sales.reservations import Availability, Reservation
+    from codex_node.sales.slotqueue import SlotQueueItem
+
+
+OnBlocks = Callable[[int], Awaitable[None]]
+"""Called by a data source with the byte count of every batch of slot blocks it has secured in the repo."""
+
+
+class SalesReservations(Protocol):
+    """The part of the reservations book an agent uses (``sales.reservations.Reservations`` implements it)."""
+
+    async def find_availability(
+        self,
+        size: int,
+        duration: int,
+        price_per_byte_per_second: int,
+        collateral_per_byte: int,
+        valid_until: int,
+    ) -> Availability | None: ...
+
+    async def create_reservation(
+        self,
+        availability_id: bytes,
+        slot_size: int,
+        request_id: RequestId,
+        slot_index: int,
+        collateral_per_byte: int,
+        valid_until: int,
+    ) -> Reservation: ...
+
+    async def release(self, reservation_id: bytes, availability_id: bytes, nbytes: int) -> None: ...
+
+
+class SlotProver(Protocol):
+    """Builds storage proofs for the slots this node hosts (``proofs.prover.Prover`` implements it)."""
+
+    async def prove(self, slot: Slot, challenge: bytes) -> StorageProof: ...
+
+    def corrupt(self, proof: StorageProof) -> StorageProof:
+        """A well-formed proof that the contract rejects (``--simulate-proof-failures``)."""
+        ...
+
+    async def forget(self, slot: Slot) -> None:
+        """Drop whatever the prover cached for ``slot`` (the sale ended)."""
+        ...
+
+
+class CancellationTimers(Protocol):
+    """The one timer service that notices requests expiring unfilled (``sales.timers.CancellationTimers``)."""
+
+    def watch(self, request_id: RequestId, expires_at: int) -> None: ...
+
+
+class AgentHooks(Protocol):
+    """How an agent reports back to ``Sales``."""
+
+    def on_filled(self, agent: SalesAgent) -> None:
+        """The slot is filled by this host: the slot-queue worker may go."""
+        ...
+
+    async def on_clean_up(self, agent: SalesAgent, returned_collateral: int, reprocess: bool) -> None:
+        """The sale ended: return the reservation's bytes and ``returned_collateral`` and forget the agent."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class SalesContext:
+    """Everything shared by all agents of one ``Sales``."""
+
+    market: Market
+    clock: Clock
+    reservations: SalesReservations
+    data_source: SlotDataSource
+    prover: SlotProver
+    timers: CancellationTimers
+    hooks: AgentHooks
+    simulate_proof_failures: int = 0
+    """Submit a wrong proof every N-th period (0: never). For tests of slashing and validation only."""
+
+
+class SalesData:
+    """What one agent knows about its sale. Mutated only by the agent's states."""
+
+    __slots__ = (
+        "collateral_posted",
+        "request",
+        "request_id",
+        "reservation",
+        "slot_index",
+        "slot_queue_item",
+        "stored",
+    )
+
+    def __init__(
+        self,
+        request_id: RequestId,
+        slot_index: int,
+        *,
+        request: Request | None = None,
+        reservation: Reservation | None = None,
+        slot_queue_item: SlotQueueItem | None = None,
+    ) -> None:
+        self.request_id = request_id
+        self.slot_index = slot_index
+        self.request = request
+        self.reservation = reservation
+        self.slot_queue_item = slot_queue_item
+        self.collateral_posted = False
+        """Our collateral sits in the contract (fillSlot went through, or the chain says we host the slot)."""
+        self.stored = False
+        """The slot's blocks were secured in the repo with a sale expiry that must be lowered when the sale ends."""

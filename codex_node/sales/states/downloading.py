@@ -1,0 +1,65 @@
+"""Downloading: secure every block of the slot in the repo, releasing reserved bytes as blocks land.
+
+Blocks get the request's expiry (or its end, once the request has started) so they outlive the download even
+if the sale then stalls; Filled raises it to the contract end and the sale's end lowers it again.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from codex_node.errors import CodexError, SaleError
+from codex_node.market.types import RequestState, SlotState
+from codex_node.sales.states.base import SaleState
+from codex_node.sales.states.cancelled import Cancelled
+from codex_node.sales.states.errored import Errored
+from codex_node.sales.states.failed import Failed
+from codex_node.sales.states.ignored import Ignored
+from codex_node.sales.states.initialproving import InitialProving
+
+if TYPE_CHECKING:
+    from codex_node.sales.agent import SalesAgent
+
+
+class Downloading(SaleState):
+    transitions: ClassVar[frozenset[str]] = frozenset({"InitialProving", "Ignored", "Errored", "Cancelled", "Failed"})
+
+    def on_cancelled(self) -> SaleState | None:
+        return Cancelled()
+
+    def on_failed(self) -> SaleState | None:
+        return Failed()
+
+    def on_slot_filled(self) -> SaleState | None:
+        return Ignored(reprocess=False, reason="slot filled by another host")
+
+    async def run(self, machine: SalesAgent) -> SaleState | None:
+        try:
+            await self._download(machine)
+        except CodexError as e:
+            return Errored(e)
+        return InitialProving()
+
+    async def _download(self, agent: SalesAgent) -> None:
+        market = agent.context.market
+        data = agent.data
+        reservation = data.reservation
+        if reservation is None:
+            raise SaleError("no reservation to download into")
+        request_id = data.request_id
+        is_repairing = await market.slot_state(agent.slot_id) == SlotState.REPAIR
+        if await market.request_state(request_id) == RequestState.STARTED:
+            expiry = await market.request_end(request_id)
+        else:
+            expiry = await market.request_expires_at(request_id)
+        release = agent.context.reservations.release
+
+        async def on_blocks(nbytes: int) -> None:
+            await release(reservation.id, reservation.availability_id, nbytes)
+
+        # From here on some blocks may carry this sale's expiry, which the sale's end must lower again.
+        data.stored = True
+        await agent.context.data_source.fetch(
+            agent.request, data.slot_index, expiry, on_blocks, is_repairing=is_repairing
+        )
+        agent.log.info("slot data stored", expiry=expiry, repairing=is_repairing)

@@ -1,0 +1,75 @@
+"""Proving: once per period, follow the slot's on-chain state and submit a proof whenever one is required.
+
+The chain decides how the sale goes on: Finished → Payout, Cancelled/Failed → that ending (also when the event
+was missed, e.g. across a restart), Repair (we were slashed out) or an unexpected Free/Paid → Errored.
+A failed proof is logged and retried next period; it must not end a sale that may still be paid.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from codex_node.errors import CodexError, SaleError
+from codex_node.market.types import SlotState
+from codex_node.sales.states.base import SaleState
+from codex_node.sales.states.cancelled import Cancelled
+from codex_node.sales.states.errored import Errored
+from codex_node.sales.states.failed import Failed
+from codex_node.sales.states.payout import Payout
+
+if TYPE_CHECKING:
+    from codex_node.proofs import StorageProof
+    from codex_node.sales.agent import SalesAgent
+
+
+class Proving(SaleState):
+    transitions: ClassVar[frozenset[str]] = frozenset({"Payout", "Errored", "Cancelled", "Failed"})
+
+    def on_cancelled(self) -> SaleState | None:
+        return Cancelled()
+
+    def on_failed(self) -> SaleState | None:
+        return Failed()
+
+    async def run(self, machine: SalesAgent) -> SaleState | None:
+        try:
+            return await self._prove_each_period(machine)
+        except CodexError as e:
+            return Errored(e)
+
+    async def _prove_each_period(self, agent: SalesAgent) -> SaleState:
+        market = agent.context.market
+        clock = agent.context.clock
+        periodicity = await market.periodicity()
+        while True:
+            state = await market.slot_state(agent.slot_id)
+            if state == SlotState.FILLED:
+                await self._prove_if_required(agent, periodicity.period_of(clock.now()))
+            elif state == SlotState.FINISHED:
+                return Payout()
+            elif state == SlotState.CANCELLED:
+                return Cancelled()
+            elif state == SlotState.FAILED:
+                return Failed()
+            elif state == SlotState.REPAIR:
+                raise SaleError("the slot was freed for repair: this host lost it")
+            else:
+                raise SaleError(f"the slot is {state.name.lower()}, not filled")
+            await clock.wait_until(periodicity.period_end(periodicity.period_of(clock.now())) + 1)
+
+    async def _prove_if_required(self, agent: SalesAgent, period: int) -> None:
+        market = agent.context.market
+        try:
+            if not (
+                await market.is_proof_required(agent.slot_id) or await market.will_proof_be_required(agent.slot_id)
+            ):
+                return
+            challenge = await market.get_challenge(agent.slot_id)
+            proof = await agent.context.prover.prove(agent.slot, challenge)
+            await self.submit(agent, proof, period)
+        except CodexError as e:
+            agent.log.warning("proof not submitted", period=period, error=repr(e))
+
+    async def submit(self, agent: SalesAgent, proof: StorageProof, period: int) -> None:
+        await agent.context.market.submit_proof(agent.slot_id, proof)
+        agent.log.info("proof submitted", period=period)

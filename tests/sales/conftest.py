@@ -1,0 +1,11 @@
+"""Fixtures shared by the sales tests."""
+
+from __future__ import annotations
+
+import pytest
+from salesfakes import SalesEnv, make_env
+
+
+@pytest.fixture
+async def env() -> SalesEnv:
+    return await make_env()

@@ -1,0 +1,109 @@
+"""Proving: hooks, and run against MockMarket and FakeClock with injected failures."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from salesfakes import FakeProof, SalesEnv, assert_declared, next_period_start, until_waiting
+
+from codex_node.errors import ProofError
+from codex_node.sales.agent import SalesAgent
+from codex_node.sales.states.base import SaleState
+from codex_node.sales.states.cancelled import Cancelled
+from codex_node.sales.states.errored import Errored
+from codex_node.sales.states.failed import Failed
+from codex_node.sales.states.payout import Payout
+from codex_node.sales.states.proving import Proving
+
+
+def test_hooks_lead_to_cancelled_and_failed() -> None:
+    assert isinstance(Proving().on_cancelled(), Cancelled)
+    assert isinstance(Proving().on_failed(), Failed)
+    assert Proving().on_slot_filled() is None
+
+
+async def start_proving(
+    env: SalesEnv, state: Proving | None = None, *, all_slots: bool = False
+) -> tuple[SalesAgent, asyncio.Task[SaleState | None]]:
+    if all_slots:
+        await env.fill_all()
+    else:
+        await env.fill(env.market, 0)
+    agent = env.agent(0)
+    task = asyncio.create_task((state or Proving()).run(agent))
+    await until_waiting(env.clock)
+    return agent, task
+
+
+async def next_period(env: SalesEnv) -> None:
+    env.clock.set(await next_period_start(env) + 1)
+    await until_waiting(env.clock)
+
+
+async def test_submits_a_proof_of_each_period_challenge_when_required(env: SalesEnv) -> None:
+    agent, task = await start_proving(env)
+    assert env.market.calls("submit_proof") == []  # none is due in the period of the fill
+    challenges = []
+    for _ in range(3):
+        await next_period(env)
+        challenges.append(await env.market.get_challenge(agent.slot_id))
+    assert env.market.calls("submit_proof") == [(agent.slot_id, FakeProof(c)) for c in challenges]
+    assert len(set(challenges)) == 3
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_no_proof_when_none_is_required(env: SalesEnv) -> None:
+    agent, task = await start_proving(env)
+    env.market.set_proof_required(agent.slot_id, False)
+    await next_period(env)
+    assert env.market.calls("submit_proof") == []
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_a_failed_proof_is_logged_and_the_next_period_proves_again(env: SalesEnv) -> None:
+    _, task = await start_proving(env)
+    env.prover.fail_with = ProofError("cell unreadable")
+    await next_period(env)
+    assert not task.done()
+    env.prover.fail_with = None
+    await next_period(env)
+    assert len(env.market.calls("submit_proof")) == 1
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_contract_end_leads_to_payout(env: SalesEnv) -> None:
+    _, task = await start_proving(env, all_slots=True)
+    env.clock.set(await env.market.request_end(env.request.id) + 1)
+    nxt = await task
+    assert isinstance(nxt, Payout)
+    assert_declared(Proving(), nxt)
+
+
+async def test_request_that_expired_unfilled_while_proving_leads_to_cancelled(env: SalesEnv) -> None:
+    _, task = await start_proving(env)  # only slot 0 is filled: the request never starts
+    env.clock.set(await env.market.request_expires_at(env.request.id) + 1)
+    assert isinstance(await task, Cancelled)
+
+
+async def test_request_failure_seen_on_chain_leads_to_failed_even_without_the_event(env: SalesEnv) -> None:
+    await env.fill_all()
+    agent = env.agent(0)
+    await env.market.free_slot(env.agent(1).slot_id)
+    await env.market.free_slot(env.agent(2).slot_id)  # two lost slots > maxSlotLoss 1: the request fails
+    nxt = await Proving().run(agent)
+    assert isinstance(nxt, Failed)
+
+
+async def test_slot_freed_for_repair_means_we_lost_it(env: SalesEnv) -> None:
+    await env.fill_all()
+    agent = env.agent(0)
+    await env.market.free_slot(agent.slot_id)
+    nxt = await Proving().run(agent)
+    assert isinstance(nxt, Errored)

@@ -1,0 +1,36 @@
+"""ProvingSimulated: every N-th due proof is wrong, the contract rejects it, and proving carries on."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from salesfakes import SalesEnv, next_period_start, until_waiting
+
+from codex_node.sales.states.proving import Proving
+from codex_node.sales.states.provingsimulated import ProvingSimulated
+
+
+def test_declares_the_same_transitions_as_proving() -> None:
+    assert ProvingSimulated.transitions == Proving.transitions
+
+
+def test_refuses_a_period_below_one() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        ProvingSimulated(0)
+
+
+async def test_every_second_proof_is_wrong_and_rejected_without_ending_the_sale(env: SalesEnv) -> None:
+    await env.fill(env.market, 0)
+    agent = env.agent(0)
+    task = asyncio.create_task(ProvingSimulated(2).run(agent))
+    await until_waiting(env.clock)
+    for _ in range(4):
+        env.clock.set(await next_period_start(env) + 1)
+        await until_waiting(env.clock)
+    submitted = [proof.wrong for _, proof in env.market.calls("submit_proof")]  # type: ignore[attr-defined]
+    assert submitted == [False, True, False, True]
+    assert not task.done()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
