@@ -15,7 +15,7 @@ from collections.abc import Iterable
 import structlog
 
 from codex_node.errors import CodexError, SaleError
-from codex_node.market.types import Request, Slot, SlotId, slot_id
+from codex_node.market.types import Request, RequestId, Slot, SlotId, slot_id
 from codex_node.sales.context import SalesContext, SalesData
 from codex_node.sales.states.base import SaleState
 from codex_node.sales.states.errored import Errored
@@ -50,7 +50,7 @@ class SalesAgent(Machine[SaleState]):
     # --- identity -------------------------------------------------------------------------------------------------
 
     @property
-    def key(self) -> tuple[bytes, int]:
+    def key(self) -> tuple[RequestId, int]:
         return (self.data.request_id, self.data.slot_index)
 
     @property
@@ -89,9 +89,7 @@ class SalesAgent(Machine[SaleState]):
 
     def reserved_collateral(self) -> int:
         """The collateral the reservation took from the availability (0 without a reservation)."""
-        if self.data.reservation is None or self.data.request is None:
-            return 0
-        return self.data.request.ask.collateral_per_slot
+        return 0 if self.data.reservation is None else self.data.reservation.collateral
 
     def unposted_collateral(self) -> int:
         """Collateral to return when the sale ends without any coming back from the contract.

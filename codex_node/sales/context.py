@@ -19,8 +19,8 @@ from codex_node.market.types import Request, RequestId, Slot
 if TYPE_CHECKING:
     from codex_node.proofs import StorageProof
     from codex_node.sales.agent import SalesAgent
+    from codex_node.sales.availability import Availability, Reservation
     from codex_node.sales.datasource import SlotDataSource
-    from codex_node.sales.reservations import Availability, Reservation
     from codex_node.sales.slotqueue import SlotQueueItem
 
 

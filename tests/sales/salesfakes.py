@@ -49,6 +49,7 @@ class FakeReservation:
     request_id: RequestId
     slot_index: int
     valid_until: int
+    collateral: int
 
 
 @dataclass
@@ -78,7 +79,15 @@ class FakeReservations:
     ) -> Any:
         if self.race_on_create:
             raise BytesOutOfBoundsError("availability too small now")
-        r = FakeReservation(os.urandom(32), availability_id, slot_size, request_id, slot_index, valid_until)
+        r = FakeReservation(
+            os.urandom(32),
+            availability_id,
+            slot_size,
+            request_id,
+            slot_index,
+            valid_until,
+            slot_size * collateral_per_byte,
+        )
         self.created.append(r)
         return r
 
@@ -190,7 +199,10 @@ class SalesEnv:
         data = SalesData(self.request.id, slot_index, request=self.request if known_request else None)
         if reserved:
             data.reservation = cast(
-                Any, FakeReservation(os.urandom(32), b"\xaa" * 32, ASK.slot_size, self.request.id, slot_index, 0)
+                Any,
+                FakeReservation(
+                    os.urandom(32), b"\xaa" * 32, ASK.slot_size, self.request.id, slot_index, 0, ASK.collateral_per_slot
+                ),
             )
         return SalesAgent(self.context, data)
 

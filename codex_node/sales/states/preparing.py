@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-from codex_node.errors import BytesOutOfBoundsError, CodexError, SaleError
+from codex_node.errors import (
+    BytesOutOfBoundsError,
+    CodexError,
+    CollateralOutOfBoundsError,
+    SaleError,
+    UntilOutOfBoundsError,
+)
 from codex_node.market.types import SlotState
 from codex_node.sales.states.base import SaleState, complete_despite_cancel
 from codex_node.sales.states.cancelled import Cancelled
@@ -19,7 +25,7 @@ from codex_node.sales.states.slotreserving import SlotReserving
 
 if TYPE_CHECKING:
     from codex_node.sales.agent import SalesAgent
-    from codex_node.sales.reservations import Reservation
+    from codex_node.sales.availability import Reservation
 
 
 class Preparing(SaleState):
@@ -79,8 +85,9 @@ class Preparing(SaleState):
                 ),
                 keep,
             )
-        except BytesOutOfBoundsError:
-            # Another agent took the bytes between find and create; another availability may fit later.
+        except (BytesOutOfBoundsError, CollateralOutOfBoundsError, UntilOutOfBoundsError):
+            # The availability changed between find and create (another agent took its bytes or collateral, or
+            # a PATCH); another availability may fit later.
             return Ignored(reprocess=True, reason=AVAILABILITY_MISMATCH)
         agent.log.info("reservation created", availability_id=availability.id.hex())
         return SlotReserving()

@@ -1,0 +1,121 @@
+"""A bounded, persisted history of each slot's sale transitions, served by ``GET /sales/slots/{slotId}``.
+
+Keys (in the metadata store):
+
+- ``meta/sales/history/<slotId-hex>/<seq:08d>`` → one :class:`HistoryEntry` (JSON);
+- ``meta/sales/history-ended/<seq:012d>`` → ``<slotId-hex>``: slots whose sale ended, oldest first.
+
+Each slot keeps its last :data:`MAX_ENTRIES_PER_SLOT` transitions; the histories of the last
+:data:`MAX_ENDED_SLOTS` ended sales are kept and older ones are deleted, so the store cannot grow without bound.
+Each record goes in with its pruning in one write batch.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from codex_node.clock import Clock
+from codex_node.market.types import SlotId
+from codex_node.stores.kv import KVStore
+
+PREFIX = "meta/sales/history/"
+ENDED_PREFIX = "meta/sales/history-ended/"
+MAX_ENTRIES_PER_SLOT = 64
+MAX_ENDED_SLOTS = 256
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One transition: ``from_state`` is ``None`` for the first state of an agent (also after a restart)."""
+
+    at: int
+    from_state: str | None
+    to_state: str
+    cause: str
+
+    def to_json(self) -> dict[str, object]:
+        return {"at": self.at, "from": self.from_state, "to": self.to_state, "cause": self.cause}
+
+    @staticmethod
+    def from_json(raw: bytes) -> HistoryEntry:
+        d = json.loads(raw)
+        return HistoryEntry(at=int(d["at"]), from_state=d["from"], to_state=str(d["to"]), cause=str(d["cause"]))
+
+
+class SaleHistory:
+    """Appends and reads per-slot transition histories."""
+
+    def __init__(
+        self,
+        kv: KVStore,
+        clock: Clock,
+        *,
+        max_entries: int = MAX_ENTRIES_PER_SLOT,
+        max_ended: int = MAX_ENDED_SLOTS,
+    ) -> None:
+        self._kv = kv
+        self._clock = clock
+        self._max_entries = max_entries
+        self._max_ended = max_ended
+        # slot-hex → (first kept seq, next seq); filled lazily from the store.
+        self._ranges: dict[str, tuple[int, int]] = {}
+        self._ended: list[tuple[int, str]] | None = None
+
+    def record(self, slot: SlotId, from_state: str | None, to_state: str, cause: str) -> HistoryEntry:
+        entry = HistoryEntry(self._clock.now(), from_state, to_state, cause)
+        key = slot.hex()
+        first, nxt = self._range(key)
+        batch = self._kv.batch()
+        batch.put(_entry_key(key, nxt), json.dumps(entry.to_json()).encode())
+        nxt += 1
+        while nxt - first > self._max_entries:
+            batch.delete(_entry_key(key, first))
+            first += 1
+        self._kv.write(batch)
+        self._ranges[key] = (first, nxt)
+        return entry
+
+    def entries(self, slot: SlotId) -> list[HistoryEntry]:
+        return [HistoryEntry.from_json(v) for _, v in self._kv.iterate(f"{PREFIX}{slot.hex()}/")]
+
+    def has(self, slot: SlotId) -> bool:
+        return self._range(slot.hex())[1] > self._range(slot.hex())[0]
+
+    def ended(self, slot: SlotId) -> None:
+        """The slot's sale ended: keep its history among the last ``max_ended`` ended sales."""
+        ended = self._ended_list()
+        key = slot.hex()
+        seq = ended[-1][0] + 1 if ended else 0
+        batch = self._kv.batch()
+        batch.put(f"{ENDED_PREFIX}{seq:012d}", key.encode())
+        ended.append((seq, key))
+        dropped: list[str] = []
+        while len(ended) > self._max_ended:
+            old_seq, old_key = ended.pop(0)
+            batch.delete(f"{ENDED_PREFIX}{old_seq:012d}")
+            if any(k == old_key for _, k in ended):
+                continue  # the same slot ended again later (sold anew after a repair): keep it
+            for k, _ in self._kv.iterate(f"{PREFIX}{old_key}/"):
+                batch.delete(k)
+            dropped.append(old_key)
+        self._kv.write(batch)
+        for k in dropped:
+            self._ranges.pop(k, None)
+
+    def _range(self, key: str) -> tuple[int, int]:
+        r = self._ranges.get(key)
+        if r is None:
+            seqs = [int(k.rsplit("/", 1)[1]) for k, _ in self._kv.iterate(f"{PREFIX}{key}/")]
+            r = (seqs[0], seqs[-1] + 1) if seqs else (0, 0)
+            self._ranges[key] = r
+        return r
+
+    def _ended_list(self) -> list[tuple[int, str]]:
+        if self._ended is None:
+            self._ended = [(int(k[len(ENDED_PREFIX) :]), v.decode()) for k, v in self._kv.iterate(ENDED_PREFIX)]
+        return self._ended
+
+
+def _entry_key(slot_hex: str, seq: int) -> str:
+    return f"{PREFIX}{slot_hex}/{seq:08d}"

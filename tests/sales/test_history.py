@@ -1,0 +1,57 @@
+"""The bounded, persisted per-slot transition history."""
+
+from __future__ import annotations
+
+from codex_node.market.types import SlotId
+from codex_node.sales.history import HistoryEntry, SaleHistory
+from codex_node.testing.fakeclock import FakeClock
+from codex_node.testing.memorykv import MemoryKV
+
+SLOT = SlotId(b"\x01" * 32)
+OTHER = SlotId(b"\x02" * 32)
+
+
+def test_records_transitions_in_order_with_their_time() -> None:
+    clock = FakeClock(1000)
+    history = SaleHistory(MemoryKV(), clock)
+    history.record(SLOT, None, "SalePreparing", "start")
+    clock.advance(5)
+    history.record(SLOT, "SalePreparing", "SaleSlotReserving", "run")
+    assert history.entries(SLOT) == [
+        HistoryEntry(1000, None, "SalePreparing", "start"),
+        HistoryEntry(1005, "SalePreparing", "SaleSlotReserving", "run"),
+    ]
+    assert history.entries(OTHER) == []
+
+
+def test_keeps_only_the_last_entries_of_a_slot() -> None:
+    history = SaleHistory(MemoryKV(), FakeClock(), max_entries=3)
+    for n in range(5):
+        history.record(SLOT, None, f"S{n}", "run")
+    assert [e.to_state for e in history.entries(SLOT)] == ["S2", "S3", "S4"]
+
+
+def test_survives_a_restart_and_appends_after_what_was_there() -> None:
+    kv = MemoryKV()
+    first = SaleHistory(kv, FakeClock(), max_entries=3)
+    for n in range(3):
+        first.record(SLOT, None, f"S{n}", "run")
+    second = SaleHistory(kv, FakeClock(), max_entries=3)
+    second.record(SLOT, "S2", "S3", "run")
+    assert [e.to_state for e in second.entries(SLOT)] == ["S1", "S2", "S3"]
+
+
+def test_histories_of_old_ended_sales_are_deleted_beyond_the_bound() -> None:
+    kv = MemoryKV()
+    history = SaleHistory(kv, FakeClock(), max_ended=2)
+    slots = [SlotId(bytes([n]) * 32) for n in range(3)]
+    for slot in slots:
+        history.record(slot, None, "SalePreparing", "start")
+        history.ended(slot)
+    assert history.entries(slots[0]) == []
+    assert [len(history.entries(s)) for s in slots[1:]] == [1, 1]
+    assert not history.has(slots[0])
+    # And a restarted history keeps counting ended sales from what is persisted.
+    again = SaleHistory(kv, FakeClock(), max_ended=2)
+    again.ended(SlotId(b"\x09" * 32))
+    assert history.entries(slots[1]) == []
