@@ -16,7 +16,8 @@ may carry a web3, plyvel or FastAPI type: callers catch our types, never a libra
     │   ├── QuotaNotEnoughError          a reservation or a block would exceed the quota (422)
     │   ├── BlockNotFoundError           (also a NotFoundError)
     │   ├── CorruptBlockError            data on disk does not match its CID
-    │   └── KVError                      LevelDB failed (open, write, read)
+    │   ├── KVError                      LevelDB failed (open, write, read)
+    │   └── QuotaUnderflowError          releasing more quota than is held (a bookkeeping bug)
     ├── ChainError                       talking to the chain
     │   ├── ChainMismatchError           data dir belongs to another chain
     │   ├── TransactionError             a transaction could not be sent or was not mined
@@ -30,7 +31,9 @@ may carry a web3, plyvel or FastAPI type: callers catch our types, never a libra
     │   ├── ReservationsError            availabilities and reservations
     │   │   ├── BytesOutOfBoundsError    a reservation or availability would go below zero / above its size
     │   │   ├── UntilOutOfBoundsError    ``until`` before a hosted slot's end
-    │   │   └── CollateralOutOfBoundsError
+    │   │   ├── CollateralOutOfBoundsError
+    │   │   ├── AvailabilityNotFoundError (also a NotFoundError)
+    │   │   └── ReservationNotFoundError (also a NotFoundError)
     │   ├── SlotQueueError
     │   │   ├── SlotQueueItemExistsError
     │   │   ├── SlotQueueItemNotExistsError
@@ -96,6 +99,13 @@ class CorruptBlockError(StoreError):
 
 class KVError(StoreError):
     """The LevelDB metadata store failed."""
+
+
+# --- stores: additions by the repo store (data/, stores/repostore.py) ---
+
+
+class QuotaUnderflowError(StoreError):
+    """Releasing more used or reserved bytes than the quota holds; refused whole."""
 
 
 # --- chain ----------------------------------------------------------------------------------------------------
@@ -189,6 +199,17 @@ class QueueNotRunningError(SlotQueueError):
 
 class SaleError(SalesError):
     """A sale cannot continue (host mismatch, slot freed, unexpected slot state)."""
+
+
+# --- sales: additions by the reservations book (sales/reservations.py) ---
+
+
+class AvailabilityNotFoundError(ReservationsError, NotFoundError):
+    """No availability with this id (404)."""
+
+
+class ReservationNotFoundError(ReservationsError, NotFoundError):
+    """No reservation with this id in this availability (404)."""
 
 
 # --- proofs ---------------------------------------------------------------------------------------------------

@@ -1,0 +1,152 @@
+"""Content identifiers: CIDv1 over sha2-256 for data blocks, manifests and dataset tree roots.
+
+Codecs (all with a sha2-256 or keccak-256 multihash):
+
+* ``raw`` (0x55): a data block; the digest is sha2-256 of the block's bytes.
+* ``dag-json`` (0x0129): a manifest. The multiformats table has no Codex manifest codec, and our manifest is
+  canonical DAG-JSON (see ``data/manifest.py``), so the generic codec describes it honestly.
+* ``codex-root`` (0xcd03): the root of a dataset's Merkle tree, as nim-codex names it. The digest is the tree
+  root, not a hash of any stored bytes, so such a CID never names a block in the repo. The installed
+  multiformats table predates the Codex codecs, so this module registers ``codex-root`` with it (unless it is
+  already known) so that every spelling of such a CID parses.
+
+The text form is always CIDv1, multibase ``base32`` (lower case, no padding, prefix ``b``). Parsing goes
+through multiformats, which accepts every base and CIDv0. Encoding uses the standard library's RFC 4648
+base32 — the very alphabet multibase ``base32`` is defined by — because multiformats' encoder spends about
+0.5 ms per CID (run-time type validation), more than hashing the 64 KiB block the CID names. The tests check
+that both give the same text.
+
+This module must never touch storage: it only names things.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from dataclasses import dataclass
+from functools import lru_cache
+
+from multiformats import CID, multicodec, varint
+
+from codex_node.errors import InvalidCidError
+
+RAW = 0x55
+DAG_JSON = 0x0129
+CODEX_ROOT = 0xCD03
+SHA2_256 = 0x12
+KECCAK_256 = 0x1B
+
+if not multicodec.exists(code=CODEX_ROOT) and not multicodec.exists("codex-root"):
+    multicodec.register(multicodec.Multicodec("codex-root", "ipld", CODEX_ROOT, "draft", "Codex dataset tree root"))
+
+CIDV1 = 1
+DIGEST_SIZE = 32
+_MAX_SHOWN = 80  # long garbage is cut in error messages so they stay one readable line
+
+
+@dataclass(frozen=True, slots=True)
+class Cid:
+    """A CIDv1. ``text`` is its canonical base32 form, used as LevelDB key part and file name."""
+
+    codec: int
+    hash_code: int
+    digest: bytes
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        return f"Cid({self.text})"
+
+    @property
+    def is_block(self) -> bool:
+        """A raw data block stored under the sha2-256 of its bytes."""
+        return self.codec == RAW and self.hash_code == SHA2_256
+
+    @property
+    def is_manifest(self) -> bool:
+        return self.codec == DAG_JSON and self.hash_code == SHA2_256
+
+    @property
+    def is_storable(self) -> bool:
+        """Whether a block with this CID can exist in the repo (its digest is sha2-256 of stored bytes)."""
+        return self.hash_code == SHA2_256 and self.codec in (RAW, DAG_JSON)
+
+    def matches(self, data: bytes | bytearray | memoryview) -> bool:
+        """Whether ``data`` hashes to this CID's digest (only for sha2-256 CIDs)."""
+        return self.hash_code == SHA2_256 and hashlib.sha256(data).digest() == self.digest
+
+
+@lru_cache(maxsize=16)
+def _prefix(codec: int, hash_code: int, size: int) -> bytes:
+    encoded: bytes = varint.encode(CIDV1) + varint.encode(codec) + varint.encode(hash_code) + varint.encode(size)
+    return encoded
+
+
+def _text(raw: bytes) -> str:
+    return "b" + base64.b32encode(raw).decode("ascii").rstrip("=").lower()
+
+
+def make_cid(codec: int, hash_code: int, digest: bytes) -> Cid:
+    """The CIDv1 with this codec and multihash."""
+    return Cid(codec, hash_code, digest, _text(_prefix(codec, hash_code, len(digest)) + digest))
+
+
+def block_cid(data: bytes | bytearray | memoryview) -> Cid:
+    """The CID of a raw data block."""
+    return make_cid(RAW, SHA2_256, hashlib.sha256(data).digest())
+
+
+def block_cid_from_digest(digest: bytes) -> Cid:
+    """The CID of a raw data block whose sha2-256 digest is already known."""
+    return make_cid(RAW, SHA2_256, digest)
+
+
+def manifest_cid(encoded: bytes) -> Cid:
+    """The CID of an encoded manifest."""
+    return make_cid(DAG_JSON, SHA2_256, hashlib.sha256(encoded).digest())
+
+
+# Prefixes of the CIDs this node writes; ``parse_cid`` decodes them without multiformats (hot path: keys read
+# back from LevelDB during maintenance and every request path parameter).
+_FAST = {_prefix(codec, SHA2_256, DIGEST_SIZE): codec for codec in (RAW, DAG_JSON, CODEX_ROOT)}
+
+
+def _fast_parse(text: str) -> Cid | None:
+    if not text.startswith("b") or not text[1:].islower():
+        return None
+    body = text[1:].upper()
+    try:
+        raw = base64.b32decode(body + "=" * (-len(body) % 8))
+    except binascii.Error:
+        return None
+    for prefix, codec in _FAST.items():
+        if raw.startswith(prefix) and len(raw) == len(prefix) + DIGEST_SIZE:
+            cid = make_cid(codec, SHA2_256, raw[len(prefix) :])
+            # Non-canonical spellings (stray padding bits) fall through to multiformats to be judged there.
+            return cid if cid.text == text else None
+    return None
+
+
+def parse_cid(text: str) -> Cid:
+    """Parse a CID in any multibase (or CIDv0); raise :class:`InvalidCidError` with a one-line reason."""
+    text = text.strip()
+    fast = _fast_parse(text)
+    if fast is not None:
+        return fast
+    shown = text if len(text) <= _MAX_SHOWN else text[:_MAX_SHOWN] + "…"
+    if not text:
+        raise InvalidCidError("invalid CID '': empty")
+    try:
+        cid = CID.decode(text)
+        codec = int(cid.codec.code)
+        hash_code = int(cid.hashfun.code)
+        digest = bytes(cid.raw_digest)
+    except (ValueError, KeyError, TypeError, IndexError) as e:
+        # KeyError's str() wraps its message in quotes; take the message itself.
+        message = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+        reason = message.splitlines()[0] if message else type(e).__name__
+        raise InvalidCidError(f"invalid CID {shown!r}: {reason}") from e
+    return make_cid(codec, hash_code, digest)

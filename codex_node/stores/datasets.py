@@ -1,0 +1,75 @@
+"""Storing a byte stream as a dataset: blocks plus a manifest, with nothing left behind on failure.
+
+The stream is cut into groups of ``group_blocks`` blocks (:func:`~codex_node.data.chunker.rechunk`). While one
+group is hashed, written and committed in a worker thread, the next one is read from the stream, so network,
+hashing and disk overlap. Each group is one metadata batch that also records the upload's references
+(``RepoStore.put_upload_group``); the manifest is stored last, and only then do the references become the
+dataset's. If anything fails before that — quota, a client that disconnects, cancellation, a crash — the
+upload's references are dropped and blocks nobody else holds are deleted, now or at the next start.
+
+Memory use is bounded by two groups (4 MiB each by default) plus 32 bytes per block for the manifest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterable
+
+import structlog
+
+from codex_node.data.chunker import rechunk
+from codex_node.data.cid import Cid
+from codex_node.data.manifest import BLOCK_SIZE, Manifest
+from codex_node.stores.repostore import RepoStore
+
+log = structlog.get_logger(__name__)
+
+GROUP_BLOCKS = 64
+
+
+async def store_dataset(
+    repo: RepoStore,
+    stream: AsyncIterable[bytes],
+    *,
+    filename: str | None = None,
+    mimetype: str | None = None,
+    ttl: int | None = None,
+    block_size: int = BLOCK_SIZE,
+    group_blocks: int = GROUP_BLOCKS,
+) -> Cid:
+    """Store ``stream`` as a dataset and return its manifest CID.
+
+    Raises whatever stopped it (e.g. :class:`~codex_node.errors.QuotaNotEnoughError`) after removing the
+    upload's blocks.
+    """
+    upload = repo.new_upload()
+    digests = bytearray()
+    size = 0
+    seq = 0
+    pending: asyncio.Task[bytes] | None = None
+    finished = False
+    try:
+        async for group in rechunk(stream, block_size * group_blocks):
+            if pending is not None:
+                digests += await pending
+            pending = asyncio.create_task(repo.put_upload_group(upload, seq, group, block_size, ttl))
+            size += len(group)
+            seq += 1
+        if pending is not None:
+            digests += await pending
+        manifest = Manifest.build(
+            bytes(digests), dataset_size=size, block_size=block_size, filename=filename, mimetype=mimetype
+        )
+        cid = await repo.finish_upload(upload, manifest, ttl)
+        finished = True
+    finally:
+        if not finished:
+            if pending is not None:
+                # Let a group still in its worker thread commit (or fail) before its references are dropped.
+                await asyncio.wait([pending])
+                if not pending.cancelled():
+                    pending.exception()  # retrieved here; the error that stopped the upload propagates instead
+            await repo.abort_upload(upload)
+            log.info("upload aborted", bytes_received=size)
+    log.info("dataset stored", cid=cid.text, size=size, blocks=manifest.block_count)
+    return cid

@@ -1,0 +1,678 @@
+"""The repo store: content-addressed blocks with quota, expiry and dataset references.
+
+Block bytes live in files (``stores/blockfiles.py``); everything else lives in the shared LevelDB (``kv``):
+
+=============================  ==============================================================================
+``meta/ttl/<cid>``             :class:`BlockMeta` ``{expiry, size, refCount, standalone}``; a block exists iff
+                               this key exists
+``meta/quota/used``            the quota record ``{max, used, reserved}`` (``stores/quota.py``)
+``meta/total``                 number of blocks
+``meta/manifest/<cid>``        summary of a stored manifest (for ``GET /data`` without reading files)
+``meta/pending/<cid>``         intent: a file under this name may exist without metadata (put or delete in flight)
+``meta/release/<job>/<seq>``   block digests whose dataset reference must be dropped (an upload that has not
+                               finished, or a dataset being deleted)
+=============================  ==============================================================================
+
+Invariants, kept by writing every multi-key change as ONE batch: ``quota.used`` is the sum of the sizes of the
+blocks with metadata and ``meta/total`` their number; a block with metadata has its complete file; a file without
+metadata is named by a pending marker, and start-up recovery deletes it. Recovery reads only the pending markers,
+the release jobs and ``tmp/`` — never the whole store — so start-up time does not grow with the number of blocks.
+
+Putting a block: pending marker (one batch for a whole group of blocks) → temp files → fsync → rename → fsync
+dirs → one batch with the metadata, the quota, the count and the cleared markers. Deleting: one batch removes the
+metadata and writes markers → unlink → clear the markers. A SIGKILL anywhere leaves a state recovery completes.
+
+References: ``refCount`` counts the dataset references to a data block (an occurrence in a manifest, or in an
+upload still running). ``standalone`` marks blocks stored on their own (``put_block``, e.g. slot data of a sale).
+Dropping the last dataset reference deletes a block unless it is standalone; expiry deletes a block only when no
+dataset references it — a referenced block goes with its dataset, whose manifest is stored last and so never
+expires before its blocks. Raising a manifest's expiry therefore keeps the whole dataset.
+
+Threading: metadata is changed only under one lock, by short synchronous methods (quota, expiry, lookups) that
+may be called from the event loop; everything touching files is ``async`` and runs in worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import TypeVar
+
+import structlog
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import REGISTRY, CollectorRegistry
+
+from codex_node.clock import Clock
+from codex_node.data.cid import DIGEST_SIZE, Cid, block_cid, block_cid_from_digest, manifest_cid, parse_cid
+from codex_node.data.manifest import Manifest, ManifestInfo
+from codex_node.errors import BlockNotFoundError, CorruptBlockError, StoreError, ValidationError
+from codex_node.stores import metrics
+from codex_node.stores.blockfiles import BlockFiles, Buffer
+from codex_node.stores.kv import KVStore, WriteBatch
+from codex_node.stores.quota import QUOTA_KEY, Quota
+
+log = structlog.get_logger(__name__)
+
+TTL_PREFIX = "meta/ttl/"
+PENDING_PREFIX = "meta/pending/"
+MANIFEST_PREFIX = "meta/manifest/"
+RELEASE_PREFIX = "meta/release/"
+TOTAL_KEY = "meta/total"
+
+# Digests per release record written when a dataset is deleted (32 KiB values).
+_RELEASE_RECORD_DIGESTS = 1024
+# Release records handled per metadata batch.
+_RELEASE_RECORDS_PER_BATCH = 8
+# Blocks per batch when many expiries change at once.
+_EXPIRY_BATCH = 4096
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class BlockMeta:
+    """Per-block metadata. ``expiry`` is a Unix timestamp: the block may be deleted once ``now >= expiry``."""
+
+    expiry: int
+    size: int
+    ref_count: int = 0
+    standalone: bool = False
+
+    def encode(self) -> bytes:
+        return json.dumps(
+            {"expiry": self.expiry, "size": self.size, "refCount": self.ref_count, "standalone": self.standalone},
+            separators=(",", ":"),
+        ).encode()
+
+    @classmethod
+    def decode(cls, raw: bytes) -> BlockMeta:
+        try:
+            d = json.loads(raw)
+            return cls(int(d["expiry"]), int(d["size"]), int(d["refCount"]), bool(d.get("standalone", False)))
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise StoreError(f"corrupt block metadata: {e}") from e
+
+
+class _Tx:
+    """Metadata changes staged under the store lock, written as one batch by ``RepoStore._commit``."""
+
+    def __init__(self, kv: KVStore, batch: WriteBatch | None = None) -> None:
+        self.kv = kv
+        self.batch: WriteBatch = kv.batch() if batch is None else batch
+        self.metas: dict[str, BlockMeta | None] = {}
+        self.used = 0
+        self.reserved = 0
+        self.blocks = 0
+
+    def meta(self, text: str) -> BlockMeta | None:
+        if text in self.metas:
+            return self.metas[text]
+        raw = self.kv.get(TTL_PREFIX + text)
+        return None if raw is None else BlockMeta.decode(raw)
+
+    def add(self, text: str, meta: BlockMeta) -> None:
+        self.metas[text] = meta
+        self.used += meta.size
+        self.blocks += 1
+
+    def update(self, text: str, meta: BlockMeta) -> None:
+        self.metas[text] = meta
+
+    def remove(self, text: str, meta: BlockMeta) -> None:
+        self.metas[text] = None
+        self.used -= meta.size
+        self.blocks -= 1
+
+
+async def _in_thread(fn: Callable[..., _T], *args: object) -> _T:
+    """Run ``fn`` in a worker thread and, if cancelled, wait for the thread before re-raising.
+
+    A thread cannot be stopped; letting the caller go on (e.g. to clean up an aborted upload) while the thread
+    still commits would race with that clean-up.
+    """
+    task = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait([task])
+        raise
+
+
+class RepoStore:
+    """Blocks, quota and expiry over a :class:`BlockFiles` and the shared :class:`KVStore`.
+
+    Construction runs crash recovery (bounded by what was in flight, not by the store size). ``kv`` is shared
+    with other parts (sales) and is closed by its owner, not by :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        kv: KVStore,
+        files: BlockFiles,
+        *,
+        clock: Clock,
+        quota_max: int,
+        block_ttl: int,
+        registry: CollectorRegistry | None = REGISTRY,
+    ) -> None:
+        self.kv = kv
+        self.files = files
+        self.clock = clock
+        self.block_ttl = block_ttl
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._inflight: Counter[str] = Counter()  # CIDs a put is writing or relies on; never deleted meanwhile
+        self._inflight_bytes = 0
+        self._deleting: set[str] = set()  # CIDs whose files are being unlinked; puts of them wait
+        raw = kv.get(QUOTA_KEY)
+        quota = Quota(max=quota_max) if raw is None else Quota.decode(raw)
+        if quota.max != quota_max or raw is None:
+            if quota.total_used > quota_max:
+                log.warning("quota below current usage", quota_max=quota_max, used=quota.used, reserved=quota.reserved)
+            quota = Quota(quota_max, quota.used, quota.reserved)
+            kv.put(QUOTA_KEY, quota.encode())
+        self._quota = quota
+        total = kv.get(TOTAL_KEY)
+        self._total = 0 if total is None else int(total)
+        self._recover()
+        self._unregister = metrics.register("repostore", metrics.LiveCollector(self._metrics, _METRIC_NAMES), registry)
+
+    # --- quota (sync: quick, callable from the event loop) -------------------------------------------------------
+
+    def quota(self) -> Quota:
+        return self._quota
+
+    @property
+    def total_blocks(self) -> int:
+        return self._total
+
+    def reserve(self, n: int) -> Quota:
+        """Reserve ``n`` bytes (raises :class:`QuotaNotEnoughError`)."""
+        return self.commit_with_quota(self.kv.batch(), n)
+
+    def release(self, n: int) -> Quota:
+        """Give back ``n`` reserved bytes (raises :class:`QuotaUnderflowError` if fewer are reserved)."""
+        return self.commit_with_quota(self.kv.batch(), -n)
+
+    def commit_with_quota(self, batch: WriteBatch, reserved_delta: int) -> Quota:
+        """Write ``batch`` together with the quota changed by ``reserved_delta``, atomically; return the new quota.
+
+        For callers whose own records must change with the reserved bytes (sales reservations). Raises
+        :class:`QuotaNotEnoughError` or :class:`QuotaUnderflowError` and writes nothing when the change does not fit.
+        """
+        with self._lock:
+            new = self._quota.change(reserved=reserved_delta)
+            batch.put(QUOTA_KEY, new.encode())
+            self.kv.write(batch)
+            self._quota = new
+            return new
+
+    # --- lookups and expiry (sync) ------------------------------------------------------------------------------
+
+    def has_block(self, cid: Cid) -> bool:
+        return self.kv.get(TTL_PREFIX + cid.text) is not None
+
+    def block_meta(self, cid: Cid) -> BlockMeta | None:
+        raw = self.kv.get(TTL_PREFIX + cid.text)
+        return None if raw is None else BlockMeta.decode(raw)
+
+    def ensure_expiry(self, cid: Cid, expiry: int) -> None:
+        """Raise the block's expiry to at least ``expiry`` (never lowers). Raises :class:`BlockNotFoundError`."""
+        if not self._change_expiry([cid], expiry, lower=False):
+            raise BlockNotFoundError(f"block not found: {cid}")
+
+    def set_expiry(self, cid: Cid, expiry: int) -> None:
+        """Set the block's expiry, lowering it if needed (a sale that ended gives its blocks back).
+
+        A block that a dataset references (``refCount > 0``) is never lowered: the dataset still needs it.
+        Raises :class:`BlockNotFoundError`.
+        """
+        if not self._change_expiry([cid], expiry, lower=True):
+            raise BlockNotFoundError(f"block not found: {cid}")
+
+    async def ensure_expiry_many(self, cids: Iterable[Cid], expiry: int) -> int:
+        """:meth:`ensure_expiry` for many blocks in few batches; missing blocks are skipped. Returns the count found."""
+        return await _in_thread(self._change_expiry, list(cids), expiry, False)
+
+    async def set_expiry_many(self, cids: Iterable[Cid], expiry: int) -> int:
+        """:meth:`set_expiry` for many blocks in few batches; missing blocks are skipped. Returns the count found."""
+        return await _in_thread(self._change_expiry, list(cids), expiry, True)
+
+    def _change_expiry(self, cids: Sequence[Cid], expiry: int, lower: bool) -> int:
+        found = 0
+        for start in range(0, len(cids), _EXPIRY_BATCH):
+            with self._lock:
+                tx = _Tx(self.kv)
+                for cid in cids[start : start + _EXPIRY_BATCH]:
+                    meta = tx.meta(cid.text)
+                    if meta is None:
+                        continue
+                    found += 1
+                    new = expiry if lower and meta.ref_count == 0 else max(meta.expiry, expiry)
+                    if new != meta.expiry:
+                        tx.update(cid.text, replace(meta, expiry=new))
+                self._commit(tx)
+        return found
+
+    def expiry_page(self, start_after: str | None, limit: int) -> list[tuple[Cid, BlockMeta]]:
+        """Up to ``limit`` blocks in key order after the CID text ``start_after`` (maintenance walks with this)."""
+        after = None if start_after is None else TTL_PREFIX + start_after
+        out = []
+        for key, value in self.kv.iterate(TTL_PREFIX, start_after=after, limit=limit):
+            out.append((parse_cid(key[len(TTL_PREFIX) :]), BlockMeta.decode(value)))
+        return out
+
+    def manifests(self) -> list[tuple[Cid, ManifestInfo]]:
+        """Every stored manifest with its summary, in CID order."""
+        return [
+            (parse_cid(key[len(MANIFEST_PREFIX) :]), ManifestInfo.decode(value))
+            for key, value in self.kv.iterate(MANIFEST_PREFIX)
+        ]
+
+    # --- putting blocks (async) ---------------------------------------------------------------------------------
+
+    async def put_block(self, cid: Cid, data: Buffer, ttl: int | None = None) -> bool:
+        """Store a standalone block; return whether it was new. An existing block keeps max(old, new) expiry.
+
+        Raises :class:`CorruptBlockError` if ``data`` does not hash to ``cid``, :class:`QuotaNotEnoughError`.
+        """
+        added, _ = await _in_thread(self._put_verified, [(cid, data)], ttl, None, 0)
+        return added == 1
+
+    async def put_blocks(
+        self,
+        blocks: Sequence[tuple[Cid, Buffer]],
+        ttl: int | None = None,
+        *,
+        batch: WriteBatch | None = None,
+        reserved_delta: int = 0,
+    ) -> int:
+        """Store several standalone blocks with one metadata batch; return how many bytes were new.
+
+        ``batch`` and ``reserved_delta`` are written atomically with the blocks' metadata: a sale storing slot
+        data passes its reservation change and ``-(bytes of the blocks)`` so the bytes move from reserved to used
+        in one step, which never needs free quota. ``batch`` is consumed (the store adds its own operations).
+        Raises :class:`CorruptBlockError`, :class:`ValidationError`, :class:`QuotaNotEnoughError` (nothing stored,
+        ``batch`` not written).
+        """
+        _, added_bytes = await _in_thread(self._put_verified, list(blocks), ttl, batch, reserved_delta)
+        return added_bytes
+
+    def _put_verified(
+        self, blocks: list[tuple[Cid, Buffer]], ttl: int | None, batch: WriteBatch | None, reserved_delta: int
+    ) -> tuple[int, int]:
+        for cid, data in blocks:
+            if not cid.is_storable:
+                raise ValidationError(f"cannot store {cid}: only raw and dag-json blocks under sha2-256")
+            if not cid.matches(data):
+                raise CorruptBlockError(f"data does not match {cid}")
+        return self._put(blocks, ttl=ttl, ref=False, standalone=True, batch=batch, reserved_delta=reserved_delta)
+
+    def new_upload(self) -> str:
+        """An id for :meth:`put_upload_group` / :meth:`finish_upload` / :meth:`abort_upload`."""
+        return uuid.uuid4().hex
+
+    async def put_upload_group(self, upload: str, seq: int, data: Buffer, block_size: int, ttl: int | None) -> bytes:
+        """Cut ``data`` into blocks, store them as referenced by ``upload``; return their digests in order.
+
+        The references are recorded under ``meta/release/<upload>/`` in the same batch, so an upload that never
+        finishes (error, disconnect, crash) drops them and leaves no block behind.
+        """
+        return await _in_thread(self._put_upload_group, upload, seq, data, block_size, ttl)
+
+    def _put_upload_group(self, upload: str, seq: int, data: Buffer, block_size: int, ttl: int | None) -> bytes:
+        view = memoryview(data)
+        blocks = []
+        digests = bytearray()
+        for i in range(0, len(view), block_size):
+            cid = block_cid(view[i : i + block_size])  # hashing a memoryview slice copies nothing
+            blocks.append((cid, view[i : i + block_size]))
+            digests += cid.digest
+        record = bytes(digests)
+
+        def extra(tx: _Tx) -> None:
+            tx.batch.put(f"{RELEASE_PREFIX}{upload}/{seq:010d}", record)
+
+        self._put(blocks, ttl=ttl, ref=True, standalone=False, extra=extra)
+        return record
+
+    async def finish_upload(self, upload: str, manifest: Manifest, ttl: int | None) -> Cid:
+        """Store the manifest of a finished upload and keep the upload's references; return the manifest CID."""
+        return await _in_thread(self._finish_upload, upload, manifest, ttl)
+
+    def _finish_upload(self, upload: str, manifest: Manifest, ttl: int | None) -> Cid:
+        encoded = manifest.encode()
+        cid = manifest_cid(encoded)
+        prefix = f"{RELEASE_PREFIX}{upload}/"
+        existed = False
+
+        def extra(tx: _Tx) -> None:
+            nonlocal existed
+            # The same bytes were uploaded before: one manifest, so its blocks keep only the references it already
+            # holds, and this upload's are dropped below (or by recovery, if we crash first).
+            existed = self._has(cid.text)
+            if not existed:
+                tx.batch.put(MANIFEST_PREFIX + cid.text, manifest.info.encode())
+                for key, _ in self.kv.iterate(prefix):
+                    tx.batch.delete(key)
+
+        self._put([(cid, encoded)], ttl=ttl, ref=False, standalone=True, extra=extra)
+        if existed:
+            self._release_job(upload)
+        return cid
+
+    async def abort_upload(self, upload: str) -> None:
+        """Drop an unfinished upload's references, deleting the blocks nothing else holds."""
+        await _in_thread(self._release_job, upload)
+
+    def _put(
+        self,
+        blocks: Sequence[tuple[Cid, Buffer]],
+        *,
+        ttl: int | None,
+        ref: bool,
+        standalone: bool,
+        extra: Callable[[_Tx], None] | None = None,
+        batch: WriteBatch | None = None,
+        reserved_delta: int = 0,
+    ) -> tuple[int, int]:
+        """Store ``blocks``; return the number of new blocks and bytes. The module docstring lists the steps."""
+        unique = {cid.text: (cid, data) for cid, data in reversed(blocks)}
+        with self._cond:
+            self._cond.wait_for(lambda: self._deleting.isdisjoint(unique))
+            to_write = [(cid, data) for text, (cid, data) in unique.items() if not self._has(text)]
+            new_bytes = sum(len(data) for _, data in to_write)
+            if new_bytes:
+                # Early refusal before any byte is written, counting other puts in flight; the commit below
+                # checks again exactly.
+                self._quota.change(used=new_bytes + self._inflight_bytes, reserved=reserved_delta)
+            if to_write:
+                markers = self.kv.batch()
+                for cid, _ in to_write:
+                    markers.put(PENDING_PREFIX + cid.text, b"")
+                self.kv.write(markers)
+            self._inflight.update(unique.keys())
+            self._inflight_bytes += new_bytes
+        committed = False
+        try:
+            if to_write:
+                self.files.store(to_write)
+            with self._lock:
+                expiry = self.clock.now() + (self.block_ttl if ttl is None else ttl)
+                tx = _Tx(self.kv, batch)
+                tx.reserved = reserved_delta
+                for cid, data in blocks:
+                    meta = tx.meta(cid.text)
+                    if meta is None:
+                        tx.add(cid.text, BlockMeta(expiry, len(data), int(ref), standalone))
+                    elif meta.size != len(data):
+                        raise CorruptBlockError(f"{cid} is stored with {meta.size} bytes, not {len(data)}")
+                    else:
+                        tx.update(
+                            cid.text,
+                            BlockMeta(
+                                max(meta.expiry, expiry),
+                                meta.size,
+                                meta.ref_count + int(ref),
+                                meta.standalone or standalone,
+                            ),
+                        )
+                for cid, _ in to_write:
+                    tx.batch.delete(PENDING_PREFIX + cid.text)
+                if extra is not None:
+                    extra(tx)
+                self._commit(tx)
+                committed = True
+                return tx.blocks, tx.used
+        finally:
+            self._end_put(unique, to_write, new_bytes, committed)
+
+    def _end_put(
+        self, unique: dict[str, tuple[Cid, Buffer]], written: list[tuple[Cid, Buffer]], new_bytes: int, ok: bool
+    ) -> None:
+        with self._lock:
+            self._inflight.subtract(unique.keys())
+            for text in unique:
+                if self._inflight[text] <= 0:
+                    del self._inflight[text]
+            self._inflight_bytes -= new_bytes
+            if ok or not written:
+                return
+            # Files this failed put may have left: the ones nobody else is writing and that did not get metadata
+            # from a concurrent put. Anything we miss keeps its marker and recovery deletes it at next start.
+            mine = [cid for cid, _ in written if cid.text not in self._inflight and cid.text not in self._deleting]
+            orphans = [cid for cid in mine if not self._has(cid.text)]
+            self._deleting.update(cid.text for cid in mine)
+        self._unlink_and_clear(orphans, mine)
+
+    # --- deleting (async) ---------------------------------------------------------------------------------------
+
+    async def del_block(self, cid: Cid) -> None:
+        """Delete a block, or a whole dataset when ``cid`` is a manifest.
+
+        A data block that a dataset references is refused (:class:`ValidationError`): delete the dataset instead.
+        Raises :class:`BlockNotFoundError`.
+        """
+        if not self.has_block(cid):
+            raise BlockNotFoundError(f"block not found: {cid}")
+        if cid.is_manifest:
+            await _in_thread(self._delete_manifest, cid, None)
+        else:
+            await _in_thread(self._delete_blocks, [cid], None, True)
+
+    async def delete_expired(self, cids: Sequence[Cid], now: int) -> int:
+        """Delete those of ``cids`` whose expiry is at or before ``now``, except blocks a dataset references;
+        an expired manifest goes with its dataset's references. Returns how many of ``cids`` were deleted."""
+        return await _in_thread(self._delete_expired, list(cids), now)
+
+    def _delete_expired(self, cids: list[Cid], now: int) -> int:
+        deleted = self._delete_blocks([c for c in cids if not c.is_manifest], now, False)
+        for cid in cids:
+            if cid.is_manifest:
+                deleted += self._delete_manifest(cid, now)
+        return deleted
+
+    def _delete_blocks(self, cids: Sequence[Cid], expired_at: int | None, refuse_referenced: bool) -> int:
+        with self._lock:
+            tx = _Tx(self.kv)
+            removed = []
+            for cid in cids:
+                meta = tx.meta(cid.text)
+                if meta is None or cid.text in self._inflight or cid.text in self._deleting:
+                    continue
+                if expired_at is not None and meta.expiry > expired_at:
+                    continue
+                if meta.ref_count > 0:
+                    # The datasets holding it delete it with them (their manifests expire no earlier).
+                    if refuse_referenced:
+                        raise ValidationError(f"block {cid} is part of a dataset; delete the dataset instead")
+                    continue
+                tx.remove(cid.text, meta)
+                tx.batch.put(PENDING_PREFIX + cid.text, b"")
+                removed.append(cid)
+            self._commit(tx)
+            self._deleting.update(c.text for c in removed)
+        self._unlink_and_clear(removed, removed)
+        if removed:
+            log.debug("blocks deleted", count=len(removed))
+        return len(removed)
+
+    def _delete_manifest(self, cid: Cid, expired_at: int | None) -> int:
+        try:
+            manifest: Manifest | None = Manifest.decode(self.files.read(cid))
+        except (FileNotFoundError, CorruptBlockError) as e:
+            # Its blocks keep their references until they expire; nothing else is lost.
+            log.warning("manifest unreadable, deleting it without its references", cid=cid.text, error=str(e))
+            manifest = None
+        job = uuid.uuid4().hex
+        with self._lock:
+            tx = _Tx(self.kv)
+            meta = tx.meta(cid.text)
+            if meta is None or cid.text in self._inflight or cid.text in self._deleting:
+                return 0
+            if expired_at is not None and meta.expiry > expired_at:
+                return 0
+            tx.remove(cid.text, meta)
+            tx.batch.put(PENDING_PREFIX + cid.text, b"")
+            tx.batch.delete(MANIFEST_PREFIX + cid.text)
+            if manifest is not None:
+                step = _RELEASE_RECORD_DIGESTS * DIGEST_SIZE
+                for seq, start in enumerate(range(0, len(manifest.block_digests), step)):
+                    tx.batch.put(f"{RELEASE_PREFIX}{job}/{seq:010d}", manifest.block_digests[start : start + step])
+            self._commit(tx)
+            self._deleting.add(cid.text)
+        self._unlink_and_clear([cid], [cid])
+        self._release_job(job)
+        log.info("dataset deleted", cid=cid.text, blocks=0 if manifest is None else manifest.block_count)
+        return 1
+
+    def _release_job(self, job: str) -> None:
+        """Drop the references listed under ``meta/release/<job>/``, deleting blocks left unreferenced."""
+        prefix = f"{RELEASE_PREFIX}{job}/"
+        while True:
+            with self._lock:
+                records = list(self.kv.iterate(prefix, limit=_RELEASE_RECORDS_PER_BATCH))
+                if not records:
+                    return
+                tx = _Tx(self.kv)
+                removed = []
+                for key, value in records:
+                    for i in range(0, len(value), DIGEST_SIZE):
+                        cid = block_cid_from_digest(value[i : i + DIGEST_SIZE])
+                        meta = tx.meta(cid.text)
+                        if meta is None:
+                            continue
+                        meta = replace(meta, ref_count=max(0, meta.ref_count - 1))
+                        busy = cid.text in self._inflight or cid.text in self._deleting
+                        if meta.ref_count == 0 and not meta.standalone and not busy:
+                            tx.remove(cid.text, meta)
+                            tx.batch.put(PENDING_PREFIX + cid.text, b"")
+                            removed.append(cid)
+                        else:
+                            tx.update(cid.text, meta)
+                    tx.batch.delete(key)
+                self._commit(tx)
+                self._deleting.update(c.text for c in removed)
+            self._unlink_and_clear(removed, removed)
+
+    def _unlink_and_clear(self, unlink: Sequence[Cid], marked: Sequence[Cid]) -> None:
+        """Unlink files, then clear their pending markers; always lets waiting puts of ``marked`` go on."""
+        try:
+            self.files.remove(unlink)
+            if marked:
+                batch = self.kv.batch()
+                for cid in marked:
+                    batch.delete(PENDING_PREFIX + cid.text)
+                self.kv.write(batch)
+        finally:
+            with self._cond:
+                self._deleting.difference_update(c.text for c in marked)
+                self._cond.notify_all()
+
+    # --- reading (async) ----------------------------------------------------------------------------------------
+
+    async def get_block(self, cid: Cid) -> bytes:
+        """The block's bytes, checked against its CID.
+
+        Raises :class:`BlockNotFoundError`, :class:`CorruptBlockError`.
+        """
+        return await asyncio.to_thread(self._read_checked, cid)
+
+    def _read_checked(self, cid: Cid) -> bytes:
+        data = self._read(cid)
+        if not cid.matches(data):
+            raise CorruptBlockError(f"block {cid} on disk does not match its CID")
+        return data
+
+    def _read(self, cid: Cid) -> bytes:
+        if not self.has_block(cid):
+            raise BlockNotFoundError(f"block not found: {cid}")
+        try:
+            return self.files.read(cid)
+        except FileNotFoundError as e:
+            raise CorruptBlockError(f"block {cid} has metadata but no file") from e
+
+    async def get_manifest(self, cid: Cid) -> Manifest:
+        """The manifest stored under ``cid``. Raises :class:`BlockNotFoundError`, :class:`ValidationError` (not a
+        manifest CID), :class:`CorruptBlockError`."""
+        if not cid.is_manifest:
+            raise ValidationError(f"{cid} is not a manifest CID")
+        return Manifest.decode(await self.get_block(cid))
+
+    async def iter_dataset(self, manifest: Manifest, *, blocks_per_read: int = 64) -> AsyncIterator[bytes]:
+        """The dataset's bytes, ``blocks_per_read`` blocks per chunk, read in a worker thread.
+
+        Blocks are not re-hashed here (that would halve download speed); :meth:`get_block` checks them.
+        """
+        for start in range(0, manifest.block_count, blocks_per_read):
+            cids = [manifest.block_cid(i) for i in range(start, min(start + blocks_per_read, manifest.block_count))]
+            yield await asyncio.to_thread(self._read_joined, cids)
+
+    def _read_joined(self, cids: Sequence[Cid]) -> bytes:
+        return b"".join(self._read(cid) for cid in cids)
+
+    # --- internals ----------------------------------------------------------------------------------------------
+
+    def _has(self, text: str) -> bool:
+        return self.kv.get(TTL_PREFIX + text) is not None
+
+    def _commit(self, tx: _Tx) -> None:
+        """Write ``tx`` with the quota and count it implies; caller holds the lock. Nothing changes on error."""
+        changed = tx.used or tx.reserved
+        quota = self._quota.change(used=tx.used, reserved=tx.reserved) if changed else self._quota
+        for text, meta in tx.metas.items():
+            if meta is None:
+                tx.batch.delete(TTL_PREFIX + text)
+            else:
+                tx.batch.put(TTL_PREFIX + text, meta.encode())
+        if changed:
+            tx.batch.put(QUOTA_KEY, quota.encode())
+        if tx.blocks:
+            tx.batch.put(TOTAL_KEY, str(self._total + tx.blocks).encode())
+        self.kv.write(tx.batch)
+        self._quota = quota
+        self._total += tx.blocks
+
+    def _recover(self) -> None:
+        """Finish what a crash interrupted: leftover temp files, files under pending markers, release jobs."""
+        tmp = self.files.wipe_tmp()
+        markers = [key[len(PENDING_PREFIX) :] for key, _ in self.kv.iterate(PENDING_PREFIX)]
+        orphans = [parse_cid(text) for text in markers if not self._has(text)]
+        self.files.remove(orphans)
+        if markers:
+            batch = self.kv.batch()
+            for text in markers:
+                batch.delete(PENDING_PREFIX + text)
+            self.kv.write(batch)
+        jobs = 0
+        while first := next(self.kv.iterate(RELEASE_PREFIX, limit=1), None):
+            self._release_job(first[0][len(RELEASE_PREFIX) :].split("/", 1)[0])
+            jobs += 1
+        if tmp or markers or jobs:
+            log.info("repo recovered", temp_files=tmp, pending=len(markers), orphans=len(orphans), release_jobs=jobs)
+
+    def _metrics(self) -> Iterator[Metric]:
+        q = self._quota
+        yield GaugeMetricFamily("codex_repostore_blocks", "Blocks in the repo store", value=self._total)
+        yield GaugeMetricFamily("codex_repostore_bytes_used", "Bytes of stored blocks", value=q.used)
+        yield GaugeMetricFamily("codex_repostore_bytes_reserved", "Bytes reserved for sales", value=q.reserved)
+        yield GaugeMetricFamily("codex_repostore_bytes_max", "Storage quota in bytes", value=q.max)
+
+    def close(self) -> None:
+        """Stop exporting metrics and release file-layer threads. The shared ``kv`` stays open."""
+        self._unregister()
+        self.files.close()
+
+
+_METRIC_NAMES = (
+    "codex_repostore_blocks",
+    "codex_repostore_bytes_used",
+    "codex_repostore_bytes_reserved",
+    "codex_repostore_bytes_max",
+)
+

@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from multiformats import CID, multihash
+
+from codex_node.data.cid import (
+    CODEX_ROOT,
+    DAG_JSON,
+    RAW,
+    SHA2_256,
+    block_cid,
+    make_cid,
+    manifest_cid,
+    parse_cid,
+)
+from codex_node.errors import InvalidCidError
+
+
+@given(st.binary(max_size=256), st.sampled_from([RAW, DAG_JSON, CODEX_ROOT]))
+def test_text_form_equals_multiformats_encoding(data: bytes, codec: int) -> None:
+    digest = hashlib.sha256(data).digest()
+    ours = make_cid(codec, SHA2_256, digest)
+    theirs = CID("base32", 1, codec, multihash.wrap(digest, "sha2-256"))
+    assert ours.text == str(theirs)
+
+
+@given(st.binary(max_size=256), st.sampled_from([RAW, DAG_JSON, CODEX_ROOT]))
+def test_parse_round_trips_every_cid_we_make(data: bytes, codec: int) -> None:
+    cid = make_cid(codec, SHA2_256, hashlib.sha256(data).digest())
+    assert parse_cid(cid.text) == cid
+
+
+def test_block_cid_is_cidv1_raw_sha256_of_the_bytes() -> None:
+    cid = block_cid(b"hello")
+    decoded = CID.decode(cid.text)
+    assert decoded.version == 1
+    assert decoded.codec.name == "raw"
+    assert decoded.hashfun.name == "sha2-256"
+    assert bytes(decoded.raw_digest) == hashlib.sha256(b"hello").digest()
+    assert cid.is_block
+    assert not cid.is_manifest
+
+
+def test_manifest_cid_uses_dag_json() -> None:
+    cid = manifest_cid(b"{}")
+    assert CID.decode(cid.text).codec.name == "dag-json"
+    assert cid.is_manifest
+    assert not cid.is_block
+
+
+def test_other_spellings_parse_to_the_canonical_text() -> None:
+    cid = block_cid(b"x")
+    base58 = CID.decode(cid.text).set(base="base58btc")
+    assert parse_cid(str(base58)) == cid
+    assert parse_cid(f"  {cid.text}\n") == cid
+
+
+def test_cidv0_parses_to_its_cidv1_form() -> None:
+    cid = parse_cid("QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG")
+    assert cid.text.startswith("bafybei")
+    assert not cid.is_storable
+
+
+def test_matches_checks_the_digest() -> None:
+    cid = block_cid(b"abc")
+    assert cid.matches(b"abc")
+    assert not cid.matches(b"abd")
+
+
+@pytest.mark.parametrize("text", ["", "   ", "xyz", "bafy", "zzzz", "b" + "a" * 58, "not a cid at all" * 20])
+def test_malformed_text_raises_invalid_cid_with_one_line(text: str) -> None:
+    with pytest.raises(InvalidCidError) as info:
+        parse_cid(text)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith("invalid CID")
+    assert len(message) < 200

@@ -1,0 +1,302 @@
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from conftest import MakeRepo
+from repo_invariants import check_invariants
+
+from codex_node.data.cid import CODEX_ROOT, SHA2_256, block_cid, make_cid
+from codex_node.errors import (
+    BlockNotFoundError,
+    CorruptBlockError,
+    KVError,
+    QuotaNotEnoughError,
+    QuotaUnderflowError,
+    ValidationError,
+)
+from codex_node.stores.blockfiles import BlockFiles, SyncMode
+from codex_node.stores.kv import LevelDBStore
+from codex_node.stores.quota import Quota
+from codex_node.stores.repostore import PENDING_PREFIX, RepoStore
+from codex_node.testing.fakeclock import FakeClock
+from codex_node.testing.memorykv import MemoryKV
+
+A = b"a" * 1000
+B = b"b" * 2000
+
+
+async def test_put_block_stores_bytes_and_counts_quota(make_repo: MakeRepo) -> None:
+    repo = make_repo()
+    cid = block_cid(A)
+    assert await repo.put_block(cid, A) is True
+    assert repo.has_block(cid)
+    assert await repo.get_block(cid) == A
+    assert repo.quota().used == len(A)
+    assert repo.total_blocks == 1
+    check_invariants(repo)
+
+
+async def test_put_block_twice_counts_once_and_keeps_the_later_expiry(make_repo: MakeRepo, clock: FakeClock) -> None:
+    repo = make_repo(ttl=100)
+    cid = block_cid(A)
+    await repo.put_block(cid, A, ttl=1000)
+    assert await repo.put_block(cid, A, ttl=10) is False
+    meta = repo.block_meta(cid)
+    assert meta is not None
+    assert meta.expiry == clock.now() + 1000
+    clock.advance(5000)
+    await repo.put_block(cid, A)
+    meta = repo.block_meta(cid)
+    assert meta is not None
+    assert meta.expiry == clock.now() + 100
+    assert repo.quota().used == len(A)
+    assert repo.total_blocks == 1
+
+
+async def test_put_block_with_data_not_matching_the_cid_is_refused(make_repo: MakeRepo) -> None:
+    repo = make_repo()
+    with pytest.raises(CorruptBlockError):
+        await repo.put_block(block_cid(A), B)
+    assert not repo.has_block(block_cid(A))
+    assert repo.quota().used == 0
+    check_invariants(repo)
+
+
+async def test_put_block_under_a_tree_root_cid_is_refused(make_repo: MakeRepo) -> None:
+    repo = make_repo()
+    cid = make_cid(CODEX_ROOT, SHA2_256, block_cid(A).digest)
+    with pytest.raises(ValidationError):
+        await repo.put_block(cid, A)
+
+
+async def test_put_block_over_quota_stores_nothing(make_repo: MakeRepo) -> None:
+    repo = make_repo(quota_max=1500)
+    await repo.put_block(block_cid(A), A)
+    with pytest.raises(QuotaNotEnoughError):
+        await repo.put_block(block_cid(B), B)
+    assert not repo.has_block(block_cid(B))
+    assert not repo.files.exists(block_cid(B))
+    assert repo.quota().used == len(A)
+    check_invariants(repo)
+
+
+async def test_quota_can_be_filled_exactly(make_repo: MakeRepo) -> None:
+    repo = make_repo(quota_max=len(A) + len(B))
+    await repo.put_blocks([(block_cid(A), A), (block_cid(B), B)])
+    assert repo.quota().available == 0
+
+
+async def test_reserve_and_release_change_reserved_and_persist(make_repo: MakeRepo, kv: MemoryKV) -> None:
+    repo = make_repo(quota_max=10_000)
+    assert repo.reserve(4000) == Quota(10_000, 0, 4000)
+    assert repo.release(1000) == Quota(10_000, 0, 3000)
+    repo2 = make_repo(kv, quota_max=10_000)
+    assert repo2.quota() == Quota(10_000, 0, 3000)
+
+
+async def test_reserve_beyond_available_is_refused(make_repo: MakeRepo) -> None:
+    repo = make_repo(quota_max=10_000)
+    await repo.put_block(block_cid(A), A)
+    with pytest.raises(QuotaNotEnoughError):
+        repo.reserve(10_000 - len(A) + 1)
+    assert repo.quota().reserved == 0
+
+
+async def test_releasing_more_than_reserved_is_refused(make_repo: MakeRepo) -> None:
+    repo = make_repo()
+    repo.reserve(10)
+    with pytest.raises(QuotaUnderflowError):
+        repo.release(11)
+    assert repo.quota().reserved == 10
+
+
+async def test_reserved_bytes_leave_no_room_for_blocks(make_repo: MakeRepo) -> None:
+    repo = make_repo(quota_max=1500)
+    repo.reserve(1000)
+    with pytest.raises(QuotaNotEnoughError):
+        await repo.put_block(block_cid(A), A)
+
+
+async def test_commit_with_quota_writes_the_callers_records_with_the_quota(make_repo: MakeRepo, kv: MemoryKV) -> None:
+    repo = make_repo(quota_max=1000)
+    batch = kv.batch()
+    batch.put("meta/sales/x", b"1")
+    quota = repo.commit_with_quota(batch, 600)
+    assert quota.reserved == 600
+    assert kv.get("meta/sales/x") == b"1"
+    refused = kv.batch()
+    refused.put("meta/sales/y", b"1")
+    with pytest.raises(QuotaNotEnoughError):
+        repo.commit_with_quota(refused, 401)
+    assert kv.get("meta/sales/y") is None
+    assert repo.quota().reserved == 600
+
+
+async def test_commit_with_quota_leaves_the_cache_alone_when_the_write_fails(make_repo: MakeRepo, kv: MemoryKV) -> None:
+    repo = make_repo()
+    kv.fail_next_write()
+    with pytest.raises(KVError):
+        repo.commit_with_quota(kv.batch(), 5)
+    assert repo.quota().reserved == 0
+    check_invariants(repo)
+
+
+async def test_put_blocks_can_move_reserved_bytes_to_used_when_the_quota_is_full(
+    make_repo: MakeRepo, kv: MemoryKV
+) -> None:
+    repo = make_repo(quota_max=3000)
+    repo.reserve(3000)
+    batch = kv.batch()
+    batch.put("meta/sales/reservation", b"shrunk")
+    added = await repo.put_blocks([(block_cid(A), A), (block_cid(B), B)], batch=batch, reserved_delta=-3000)
+    assert added == 3000
+    assert repo.quota() == Quota(3000, 3000, 0)
+    assert kv.get("meta/sales/reservation") == b"shrunk"
+    check_invariants(repo)
+
+
+async def test_changed_quota_max_is_persisted_on_reopen(make_repo: MakeRepo, kv: MemoryKV) -> None:
+    make_repo(quota_max=1000).reserve(100)
+    repo = make_repo(kv, quota_max=5000)
+    assert repo.quota() == Quota(5000, 0, 100)
+    assert make_repo(kv, quota_max=5000).quota() == Quota(5000, 0, 100)
+
+
+async def test_ensure_expiry_never_lowers(make_repo: MakeRepo, clock: FakeClock) -> None:
+    repo = make_repo(ttl=100)
+    cid = block_cid(A)
+    await repo.put_block(cid, A)
+    repo.ensure_expiry(cid, clock.now() + 50)
+    assert repo.block_meta(cid).expiry == clock.now() + 100  # type: ignore[union-attr]
+    repo.ensure_expiry(cid, clock.now() + 500)
+    assert repo.block_meta(cid).expiry == clock.now() + 500  # type: ignore[union-attr]
+
+
+async def test_set_expiry_lowers_a_standalone_block(make_repo: MakeRepo, clock: FakeClock) -> None:
+    repo = make_repo(ttl=10_000)
+    cid = block_cid(A)
+    await repo.put_block(cid, A)
+    repo.set_expiry(cid, clock.now() + 5)
+    assert repo.block_meta(cid).expiry == clock.now() + 5  # type: ignore[union-attr]
+
+
+async def test_expiry_changes_of_a_missing_block_raise_not_found(make_repo: MakeRepo) -> None:
+    repo = make_repo()
+    with pytest.raises(BlockNotFoundError):
+        repo.set_expiry(block_cid(A), 1)
+    with pytest.raises(BlockNotFoundError):
+        repo.ensure_expiry(block_cid(A), 1)
+
+
+async def test_expiry_many_skips_missing_blocks_and_counts_found(make_repo: MakeRepo, clock: FakeClock) -> None:
+    repo = make_repo(ttl=100)
+    await repo.put_block(block_cid(A), A)
+    assert await repo.set_expiry_many([block_cid(A), block_cid(B)], clock.now() + 1) == 1
+    assert repo.block_meta(block_cid(A)).expiry == clock.now() + 1  # type: ignore[union-attr]
+    assert await repo.ensure_expiry_many([block_cid(A), block_cid(B)], clock.now() + 9) == 1
+    assert repo.block_meta(block_cid(A)).expiry == clock.now() + 9  # type: ignore[union-attr]
+
+
+async def test_del_block_removes_file_metadata_and_quota(make_repo: MakeRepo) -> None:
+    repo = make_repo()
+    await repo.put_blocks([(block_cid(A), A), (block_cid(B), B)])
+    await repo.del_block(block_cid(A))
+    assert not repo.has_block(block_cid(A))
+    assert not repo.files.exists(block_cid(A))
+    assert repo.quota().used == len(B)
+    assert repo.total_blocks == 1
+    check_invariants(repo)
+
+
+async def test_del_block_of_unknown_cid_raises_not_found(make_repo: MakeRepo) -> None:
+    with pytest.raises(BlockNotFoundError):
+        await make_repo().del_block(block_cid(A))
+
+
+async def test_get_block_of_unknown_cid_raises_not_found(make_repo: MakeRepo) -> None:
+    with pytest.raises(BlockNotFoundError):
+        await make_repo().get_block(block_cid(A))
+
+
+async def test_get_block_detects_a_corrupted_file(make_repo: MakeRepo) -> None:
+    repo = make_repo()
+    await repo.put_block(block_cid(A), A)
+    repo.files.path(block_cid(A)).write_bytes(B)
+    with pytest.raises(CorruptBlockError):
+        await repo.get_block(block_cid(A))
+
+
+async def test_get_block_reports_a_missing_file_as_corruption(make_repo: MakeRepo) -> None:
+    repo = make_repo()
+    await repo.put_block(block_cid(A), A)
+    repo.files.path(block_cid(A)).unlink()
+    with pytest.raises(CorruptBlockError):
+        await repo.get_block(block_cid(A))
+
+
+async def test_failed_metadata_write_leaves_no_file_behind(make_repo: MakeRepo, kv: MemoryKV) -> None:
+    repo = make_repo()
+    kv.fail_next_write(after=1)  # the pending markers go through, the metadata batch fails
+    with pytest.raises(KVError):
+        await repo.put_block(block_cid(A), A)
+    assert not repo.files.exists(block_cid(A))
+    assert repo.quota().used == 0
+    check_invariants(repo)
+
+
+async def test_recovery_deletes_a_file_left_under_a_pending_marker(make_repo: MakeRepo, kv: MemoryKV) -> None:
+    repo = make_repo()
+    cid = block_cid(A)
+    kv.put(PENDING_PREFIX + cid.text, b"")
+    path = repo.files.path(cid)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(A)
+    (repo.files.tmp_dir / "leftover.1").write_bytes(B)
+    repo2 = make_repo(kv)
+    assert not path.exists()
+    check_invariants(repo2)
+
+
+async def test_recovery_keeps_a_block_whose_metadata_was_committed(make_repo: MakeRepo, kv: MemoryKV) -> None:
+    repo = make_repo()
+    cid = block_cid(A)
+    await repo.put_block(cid, A)
+    kv.put(PENDING_PREFIX + cid.text, b"")  # as if a second put of the same block was in flight
+    repo2 = make_repo(kv)
+    assert await repo2.get_block(cid) == A
+    check_invariants(repo2)
+
+
+async def test_concurrent_puts_of_the_same_block_count_it_once(make_repo: MakeRepo) -> None:
+    repo = make_repo()
+    cid = block_cid(A)
+    results = await asyncio.gather(*(repo.put_block(cid, A) for _ in range(8)))
+    assert sorted(results) == [False] * 7 + [True]
+    assert repo.quota().used == len(A)
+    check_invariants(repo)
+
+
+@pytest.mark.parametrize("sync", ["syncfs", "fsync", "none"])
+async def test_store_survives_reopen_on_leveldb_with_each_flush_mode(
+    tmp_path: Path, clock: FakeClock, sync: SyncMode
+) -> None:
+    def open_repo(kv: LevelDBStore) -> RepoStore:
+        files = BlockFiles(tmp_path / "repo", sync=sync)
+        return RepoStore(kv, files, clock=clock, quota_max=1 << 20, block_ttl=60, registry=None)
+
+    kv = LevelDBStore(tmp_path / "meta")
+    repo = open_repo(kv)
+    await repo.put_blocks([(block_cid(A), A), (block_cid(B), B)])
+    await repo.del_block(block_cid(A))
+    repo.close()
+    kv.close()
+
+    kv = LevelDBStore(tmp_path / "meta")
+    repo = open_repo(kv)
+    assert await repo.get_block(block_cid(B)) == B
+    assert not repo.has_block(block_cid(A))
+    check_invariants(repo)
+    repo.close()
+    kv.close()
