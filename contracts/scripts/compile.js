@@ -66,7 +66,7 @@ function compile(solc) {
       outputSelection: Object.fromEntries(
         DEPLOYABLE.map((name) => [
           `contracts/${name}.sol`,
-          { [name]: ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"] },
+          { [name]: ["abi", "metadata", "evm.bytecode.object", "evm.deployedBytecode.object"] },
         ]),
       ),
     },
@@ -82,22 +82,19 @@ function compile(solc) {
   return output;
 }
 
-// Hash of everything that determines the bytecode: compiler, settings and every source solc read.
-function sourceHash(output) {
+// Hash of everything that determines a contract's bytecode: the compiler, the settings and the sources it
+// is built from (as listed in its metadata, with their keccak256).
+function sourceHash(contract) {
+  const metadata = JSON.parse(contract.metadata);
   const hash = crypto.createHash("sha256");
   hash.update(`solc ${SOLC_VERSION}\n${JSON.stringify(SETTINGS)}\n`);
-  for (const unitName of Object.keys(output.sources).sort()) {
-    const file = unitName.startsWith("contracts/")
-      ? path.join(CONTRACTS_ROOT, unitName)
-      : path.join(NODE_MODULES, unitName);
-    const digest = crypto.createHash("sha256").update(fs.readFileSync(file)).digest("hex");
-    hash.update(`${unitName} ${digest}\n`);
+  for (const unitName of Object.keys(metadata.sources).sort()) {
+    hash.update(`${unitName} ${metadata.sources[unitName].keccak256}\n`);
   }
   return `0x${hash.digest("hex")}`;
 }
 
 function artifacts(output) {
-  const hash = sourceHash(output);
   const result = {};
   for (const name of DEPLOYABLE) {
     const contract = output.contracts[`contracts/${name}.sol`][name];
@@ -106,7 +103,7 @@ function artifacts(output) {
       abi: contract.abi,
       bytecode: `0x${contract.evm.bytecode.object}`,
       deployedBytecode: `0x${contract.evm.deployedBytecode.object}`,
-      sourceHash: hash,
+      sourceHash: sourceHash(contract),
       compiler: { solc: SOLC_VERSION, ...SETTINGS },
     };
     result[`${name}.json`] = `${JSON.stringify(artifact, null, 2)}\n`;

@@ -201,6 +201,11 @@ class Chain:
         event = getattr(source.events, name)()
         return [e["args"] for e in event.process_receipt(receipt, errors=web3.logs.DISCARD)]
 
+    def error_name(self, exc: Exception) -> str:
+        """Name of the custom error (of the marketplace or the token) a revert carries."""
+        data = revert_data(exc)
+        return self._errors.get(data[:4], f"unknown selector 0x{data[:4].hex()}")
+
     @contextmanager
     def expect_revert(self, error_name: str) -> Iterator[Reverted]:
         """Fails unless the block raises a revert whose data is the custom error ``error_name``."""
@@ -208,8 +213,7 @@ class Chain:
         try:
             yield caught
         except (TransactionFailed, ContractCustomError) as exc:
-            data = revert_data(exc)
-            caught.name = self._errors.get(data[:4], f"unknown selector 0x{data[:4].hex()}")
+            caught.name = self.error_name(exc)
         else:
             raise AssertionError(f"expected revert {error_name}, but nothing reverted")
         assert caught.name == error_name, f"expected revert {error_name}, got {caught.name}"
@@ -309,21 +313,25 @@ class Chain:
         self.travel_to(period * PERIOD + offset)
         return period
 
-    def advance_to_markable(self, slot: SlotId, period: int) -> None:
+    def advance_to_markable(self, slot: SlotId, period: int, *, in_downtime: bool = False) -> None:
         """Moves the chain so that the next transaction may mark a proof of ``period`` as missing.
 
         That needs a time after the period's end and before its end + timeout, and a pointer (in that
-        transaction's block) outside the downtime. Blocks are mined before the jump where possible, since each
-        costs a second and the window after the period is only ``timeout`` long.
+        transaction's block) outside the downtime (``in_downtime`` lands inside it instead, where the proof is
+        not required). Blocks are mined before the jump where possible, since each costs a second and the
+        window after the period is only ``timeout`` long.
         """
         end = self.period_end(period)
         assert self.now() <= end, "too late to mark this period"
         # After `extra` mined blocks and the block the jump mines, the marking transaction is in block
         # pending + extra + 1.
-        extra = next(e for e in range(256) if self.pointer_at(slot, period, self.block_number() + e + 1) >= DOWNTIME)
+        first_block = self.block_number() + 1
+        extra = next(
+            e for e in range(256) if (self.pointer_at(slot, period, first_block + e) < DOWNTIME) == in_downtime
+        )
         before = min(extra, end - self.now())
         after = extra - before
-        assert after <= TIMEOUT - 2, "no time left to move the pointer out of the downtime"
+        assert after <= TIMEOUT - 2, "not enough time left to move the pointer"
         if before:
             self.mine(before)
         self.travel_to(end + 1)

@@ -14,7 +14,9 @@ def required(chain: Chain, sid: SlotId) -> tuple[bool, bool]:
 
 
 def filled(chain: Chain, **kwargs: int) -> PostedRequest:
-    """A request whose slot 0 was filled early in a period, so the next transactions are in the same one."""
+    """A started request (one slot, unless told otherwise) filled early in a period, so the next transactions
+    are in the same period. Started, so it does not get cancelled while tests jump through periods."""
+    kwargs = {"slots": 1, "max_slot_loss": 0, **kwargs}
     posted = chain.post_request(**kwargs)
     chain.advance_to_next_period(offset=5)
     chain.fill(posted, 0, chain.accounts.hosts[0])
@@ -101,7 +103,7 @@ def test_only_the_host_submits_proofs(chain: Chain) -> None:
 
 
 def test_proof_for_a_slot_never_filled_reverts(chain: Chain) -> None:
-    posted = filled(chain)
+    posted = filled(chain, slots=2)
     chain.advance_to_next_period()
     with chain.expect_revert("UnknownRequest"):
         chain.submit_proof(posted, 1, chain.accounts.hosts[0])
