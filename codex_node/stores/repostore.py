@@ -675,4 +675,3 @@ _METRIC_NAMES = (
     "codex_repostore_bytes_reserved",
     "codex_repostore_bytes_max",
 )
-
