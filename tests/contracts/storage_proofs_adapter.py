@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from functools import cached_property
 
 from eth_utils import keccak
 
@@ -52,11 +53,11 @@ class Dataset:
     def slot_root(self, index: int) -> bytes:
         return merkle_root([keccak(cell) for cell in self.cells(index)])
 
-    @property
+    @cached_property
     def slot_roots(self) -> list[bytes]:
         return [self.slot_root(i) for i in range(len(self.slots))]
 
-    @property
+    @cached_property
     def root(self) -> bytes:
         return merkle_root(self.slot_roots)
 
