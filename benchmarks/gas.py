@@ -16,7 +16,7 @@ from pathlib import Path
 # The contract tests' harness deploys the artifacts and builds proofs; the benchmark reuses it.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "contracts"))
 
-from marketplace_harness import PROOF_SAMPLES, deploy, new_tester  # noqa: E402
+from marketplace_harness import PROOF_SAMPLES, deploy, new_tester
 
 GEOMETRIES = [(3, 1), (3, 16), (8, 256)]  # (slots, 64 KiB blocks per slot)
 
