@@ -187,14 +187,18 @@ class Chain:
     def send(self, fn: Any, sender: str) -> TxReceipt:
         """Sends a transaction; a revert raises with the revert data.
 
-        The dry run in the pending block surfaces the revert data (a mined failed transaction has none) and
-        replaces web3's gas estimation, which eth-tester does by bisection, a dozen executions per transaction.
+        The gas is fixed because web3's estimation makes eth-tester bisect, a dozen executions per transaction.
+        A mined failed transaction carries no revert data, so a failure is rolled back and replayed as a call
+        in the same pending block, which raises with it.
         """
-        fn.call({"from": sender})
+        snapshot = self.tester.take_snapshot()
         tx_hash = fn.transact({"from": sender, "gas": TX_GAS})
         receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash)
-        assert receipt["status"] == 1, "transaction failed although its dry run succeeded"
-        return receipt
+        if receipt["status"] == 1:
+            return receipt
+        self.tester.revert_to_snapshot(snapshot)
+        fn.call({"from": sender})
+        raise AssertionError("transaction failed, but its replay as a call did not")
 
     def events(self, receipt: TxReceipt, name: str, contract: Contract | None = None) -> list[Any]:
         source = contract if contract is not None else self.marketplace
