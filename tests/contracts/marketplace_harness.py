@@ -21,7 +21,7 @@ from eth_utils import keccak
 from eth_utils.abi import abi_to_signature
 from storage_proofs_adapter import Dataset, build_proof
 from web3.contract import Contract
-from web3.exceptions import ContractCustomError
+from web3.exceptions import ContractLogicError
 from web3.types import TxReceipt
 
 from codex_node.market.types import Ask, Content, Request, RequestId, SlotId, request_id, slot_id
@@ -91,7 +91,8 @@ def _error_selectors(*abis: Sequence[dict[str, Any]]) -> dict[bytes, str]:
 
 def revert_data(exc: Exception) -> bytes:
     """The raw revert data of a failed call or transaction, from eth-tester or a JSON-RPC node."""
-    if isinstance(exc, ContractCustomError):
+    if isinstance(exc, ContractLogicError) and exc.data is not None:
+        # A JSON-RPC node (Hardhat): the data is hex, bare or inside the error object.
         data = exc.data if isinstance(exc.data, str) else exc.data["data"]
         return bytes.fromhex(data.removeprefix("0x"))
     if isinstance(exc, TransactionFailed):
@@ -216,7 +217,7 @@ class Chain:
         caught = Reverted()
         try:
             yield caught
-        except (TransactionFailed, ContractCustomError) as exc:
+        except (TransactionFailed, ContractLogicError) as exc:
             caught.name = self.error_name(exc)
         else:
             raise AssertionError(f"expected revert {error_name}, but nothing reverted")
