@@ -147,7 +147,7 @@ async def test_restart_resumes_hosted_slots_through_unknown_and_they_end_paid(wo
 async def test_slots_ignored_for_want_of_space_are_sold_once_an_availability_appears(world: World) -> None:
     await world.start()
     await world.post_request()
-    await world.settle(200)
+    await world.settle()
     assert world.queue is not None
     assert world.queue.paused  # everything was seen; nothing fits
     assert states(world) == []

@@ -193,10 +193,12 @@ async def apply(world: World, action: Action) -> None:
                 except CodexError:
                     pass  # not free, not reservable: the rival simply loses
         case HostLosesSlot():
-            hosted = await world.host.my_slots()
-            filled = [s for s in hosted if await world.host.slot_state(s) == SlotState.FILLED]
+            # Our account, but not the view Sales uses (whose calls may have failures injected).
+            host = world.client.as_account(world.host.signer)
+            hosted = await host.my_slots()
+            filled = [s for s in hosted if await host.slot_state(s) == SlotState.FILLED]
             if filled:
-                await world.host.free_slot(filled[action.pick % len(filled)])
+                await host.free_slot(filled[action.pick % len(filled)])
         case ClientWithdraws():
             if world.requests:
                 request = world.requests[action.pick % len(world.requests)]
