@@ -1,0 +1,87 @@
+"""The REST API application: every router mounted under ``/api/codex/v1``, one error mapping, HTTP metrics.
+
+The app holds no resources of its own: the node puts its parts on ``app.state`` (``repo``, ``node``, ``config``;
+later parts add theirs, e.g. ``market``, ``sales``) and routers read them from ``request.app.state``. A router is
+added by listing it in :data:`ROUTERS`; ``openapi.yaml`` must then be regenerated (``scripts/gen_openapi.py``),
+and ``tests/api/test_openapi.py`` says so until it is.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from codex_node import __version__
+from codex_node.api.errors import install_error_handlers
+from codex_node.api.routes import data, debug
+from codex_node.api.schemas import ErrorBody
+from codex_node.config import NodeConfig
+from codex_node.metrics import HttpMetricsMiddleware
+from codex_node.stores.repostore import RepoStore
+
+API_PREFIX = "/api/codex/v1"
+
+ROUTERS: tuple[APIRouter, ...] = (data.router, debug.router)
+
+_DESCRIPTION = (
+    "REST API of a codex-node storage provider. Paths and schemas follow nim-codex's API so Codex clients work. "
+    'Every error answers `{"error": "<message>"}`: 400 malformed input, 404 unknown, 422 well-formed but refused, '
+    "503 no marketplace, 500 anything else."
+)
+
+
+def create_app(
+    config: NodeConfig | None = None,
+    *,
+    node: debug.NodeView | None = None,
+    repo: RepoStore | None = None,
+) -> FastAPI:
+    """A new app. ``config``, ``node`` and ``repo`` land on ``app.state`` (the node sets ``repo`` once it has one)."""
+    app = FastAPI(title="Codex node API", version=__version__, description=_DESCRIPTION)
+    app.state.config = config
+    app.state.node = node
+    app.state.repo = repo
+    install_error_handlers(app)
+    templates: dict[int, str] = {}
+    for router in ROUTERS:
+        app.include_router(router, prefix=API_PREFIX)
+        for route in router.routes:
+            templates[id(route)] = API_PREFIX + getattr(route, "path", "")
+    app.add_middleware(HttpMetricsMiddleware, templates=templates)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = _codex_openapi(app)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to customise the schema
+    return app
+
+
+def _codex_openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema, saying what errors really look like (see ``api/errors.py``).
+
+    FastAPI documents request validation as a 422 with its own body; a malformed request answers 400 with
+    ``{"error": …}`` here. Error answers a router lists with only a description get that body schema.
+    """
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    error_content = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            responses: dict[str, Any] = operation.get("responses", {})
+            generated = responses.get("422", {})
+            ref = generated.get("content", {}).get("application/json", {}).get("schema", {}).get("$ref", "")
+            if ref.endswith("/HTTPValidationError"):
+                # A route that can answer 422 for a broken rule lists it itself (schemas.error_responses).
+                del responses["422"]
+                responses.setdefault("400", {"description": "Malformed request"})
+            for status, response in responses.items():
+                if status[:1] in ("4", "5") and "content" not in response:
+                    response["content"] = error_content
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components.pop("HTTPValidationError", None)
+    components.pop("ValidationError", None)
+    components["ErrorBody"] = ErrorBody.model_json_schema()
+    return schema

@@ -1,0 +1,154 @@
+"""The ``codex-node`` command.
+
+``codex-node run [flags]`` runs a node. Flags, their defaults and their environment variables come from the
+option table in ``config.py``; ``--help`` shows all three. A bad value stops the command before anything starts,
+with one line on stderr naming the flag and exit code 2 (never a traceback). A node that cannot start (data dir
+held by another node, disk error) exits 1, also with one line.
+
+Adding a command (``codex-node deploy`` is one): write a :class:`Command` — its ``add_arguments`` may reuse shared
+flags with ``add_options(parser, [option("--eth-provider"), …])`` and its ``run`` may resolve them with
+``config.resolve`` — and list it in :data:`COMMANDS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import NoReturn
+
+from codex_node import __version__
+from codex_node.config import CONFIG_FILE, OPTIONS, Option, Raw, load_node_config
+from codex_node.errors import CodexError, ConfigError
+
+PROG = "codex-node"
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error in one line (and exits 2) instead of usage text plus the error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: ``add_arguments`` fills its parser, ``run`` gets the parsed flags and the environment."""
+
+    name: str
+    help: str
+    description: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace, Mapping[str, str]], int]
+    epilog: str = ""
+
+
+def add_options(parser: argparse.ArgumentParser, options: Sequence[Option]) -> None:
+    """Add ``options`` to ``parser``. Defaults stay unset so :func:`given` sees only what was typed."""
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for opt in options:
+        group = groups.get(opt.group)
+        if group is None:
+            group = groups[opt.group] = parser.add_argument_group(f"{opt.group} options")
+        default = opt.default_text()
+        notes = ([f"default: {default}"] if default is not None else []) + [f"env: {opt.env}"]
+        text = f"{opt.help} [{'; '.join(notes)}]".replace("%", "%%")
+        if opt.kind == "bool":
+            group.add_argument(
+                opt.flag, dest=opt.field, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=text
+            )
+        elif opt.kind == "list":
+            group.add_argument(
+                opt.flag, dest=opt.field, action="append", metavar=opt.metavar, default=argparse.SUPPRESS, help=text
+            )
+        else:
+            group.add_argument(opt.flag, dest=opt.field, metavar=opt.metavar, default=argparse.SUPPRESS, help=text)
+
+
+def given(args: argparse.Namespace, options: Sequence[Option]) -> dict[str, Raw]:
+    """The flags typed on the command line, keyed by field, as raw text (lists for repeatable flags)."""
+    present = vars(args)
+    return {opt.field: present[opt.field] for opt in options if opt.field in present}
+
+
+# --- run ---------------------------------------------------------------------------------------------------------
+
+_RUN_EPILOG = """\
+Every flag can also be set in the environment (CODEX_<FLAG>, e.g. CODEX_API_PORT=8081) or in the TOML file of
+--config-file (keys are flag names: api-port = 8081). Precedence: flags > environment > config file > defaults.
+Sizes: 20GiB, 500MB, 1048576 (bytes). Durations: 30d, 1h, 10m, 10s, 1h30m, or seconds.
+Exit codes: 0 stopped cleanly (SIGINT/SIGTERM), 1 failed to start or run, 2 invalid flags or configuration."""
+
+
+def _run_arguments(parser: argparse.ArgumentParser) -> None:
+    add_options(parser, (CONFIG_FILE, *OPTIONS))
+
+
+def _run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    # Imported here so that `--help` and flag errors stay fast and never touch the heavier node modules.
+    from codex_node.logutils import configure_logging
+    from codex_node.node import run_node
+
+    config = load_node_config(given(args, (CONFIG_FILE, *OPTIONS)), env)
+    configure_logging(config.log_level, config.log_format)
+    return asyncio.run(run_node(config))
+
+
+RUN = Command(
+    name="run",
+    help="run a storage node",
+    description="Run a codex-node: REST API, block store, and (unless --no-marketplace) the marketplace.",
+    add_arguments=_run_arguments,
+    run=_run,
+    epilog=_RUN_EPILOG,
+)
+
+COMMANDS: tuple[Command, ...] = (RUN,)
+
+
+def build_parser(commands: Sequence[Command] = COMMANDS) -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="Storage-provider node for a Codex-style storage marketplace.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
+    for command in commands:
+        p = sub.add_parser(
+            command.name,
+            help=command.help,
+            description=command.description,
+            epilog=command.epilog,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        command.add_arguments(p)
+        p.set_defaults(_command=command)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    """Entry point of the ``codex-node`` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    command: Command = args._command
+    try:
+        return command.run(args, os.environ if env is None else env)
+    except ConfigError as e:
+        print(f"{PROG} {command.name}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except (CodexError, OSError) as e:
+        print(f"{PROG} {command.name}: error: {_one_line(e)}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:  # Ctrl-C before the node installed its own handler
+        return 128 + 2
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+if __name__ == "__main__":
+    sys.exit(main())

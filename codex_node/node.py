@@ -1,0 +1,229 @@
+"""The composition root: builds every part of a node from its :class:`NodeConfig`, starts them, stops them.
+
+Parts start in dependency order and stop in reverse (:class:`PartStack`); the REST API starts last, so no
+request arrives before every part it may touch is ready, and stops first, so none arrives while parts go away.
+A part is anything with ``async start()`` and ``async stop()`` (:class:`Part`); a resource that only needs
+closing is wrapped in :class:`Closing`. If a part fails to start, the ones already started are stopped.
+
+Data dir layout::
+
+    <data-dir>/meta/                       LevelDB: block metadata, quota, maintenance cursor, node id, and
+                                           (later) availabilities, reservations, chain cursor, sale history
+    <data-dir>/repo/blocks/<xy>/<cid>      one file per block, sharded by the CID's last two characters
+    <data-dir>/repo/tmp/                   blocks being written; emptied at start
+
+The chain layer (embedded chain by default, or a remote one), the Market, Sales, Purchasing and the Validator
+plug in as further parts in :meth:`Node._start_parts`, each after what it needs and before the API.
+
+This module never parses flags or configures logging (the CLI does); it never reads the wall clock except
+through the :class:`~codex_node.clock.Clock` it is given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import sys
+from collections.abc import Callable
+from types import TracebackType
+from typing import Protocol
+
+import structlog
+
+from codex_node import metrics
+from codex_node.api.app import API_PREFIX, create_app
+from codex_node.api.schemas import ChainInfo
+from codex_node.api.server import HttpServer
+from codex_node.clock import Clock, SystemClock
+from codex_node.config import NodeConfig
+from codex_node.stores.blockfiles import BlockFiles
+from codex_node.stores.kv import KVStore, LevelDBStore
+from codex_node.stores.maintenance import BlockMaintainer
+from codex_node.stores.repostore import RepoStore
+
+log = structlog.get_logger(__name__)
+
+NODE_ID_KEY = "meta/node/id"
+
+
+class Part(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class Closing:
+    """A resource with nothing to start and a synchronous ``close`` to run when the node stops."""
+
+    def __init__(self, close: Callable[[], None]) -> None:
+        self._close = close
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        self._close()
+
+
+class PartStack:
+    """Started parts, in start order. :meth:`stop_all` stops them newest first, each once."""
+
+    def __init__(self) -> None:
+        self._started: list[tuple[str, Part]] = []
+
+    @property
+    def names(self) -> list[str]:
+        return [name for name, _ in self._started]
+
+    async def start(self, name: str, part: Part) -> None:
+        await part.start()
+        self._started.append((name, part))
+        log.debug("part started", part=name)
+
+    async def stop_all(self) -> None:
+        """Stop every part; one that fails to stop is logged and the others still stop."""
+        while self._started:
+            name, part = self._started.pop()
+            try:
+                await part.stop()
+            except Exception:
+                log.exception("part failed to stop", part=name)
+            else:
+                log.debug("part stopped", part=name)
+
+
+class Node:
+    """One codex-node: its parts, its REST app, and the URLs it serves once started."""
+
+    def __init__(self, config: NodeConfig, *, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock: Clock = clock or SystemClock()
+        self.app = create_app(config, node=self)
+        self.node_id = ""
+        self.api_url: str | None = None
+        self.metrics_url: str | None = None
+        self.chain: ChainInfo | None = None  # set by the chain part once it knows its chain
+        self.kv: KVStore | None = None
+        self.repo: RepoStore | None = None
+        self.maintainer: BlockMaintainer | None = None
+        self._parts = PartStack()
+
+    @property
+    def parts(self) -> list[str]:
+        """Names of the started parts, in start order."""
+        return self._parts.names
+
+    async def start(self) -> None:
+        try:
+            await self._start_parts()
+        except BaseException:
+            await self._parts.stop_all()
+            raise
+        log.info(
+            "node started",
+            api=f"{self.api_url}{API_PREFIX}",
+            data_dir=str(self.config.data_dir),
+            metrics=self.metrics_url,
+            marketplace=self.config.chain_mode,
+            node_id=self.node_id,
+        )
+
+    async def stop(self) -> None:
+        await self._parts.stop_all()
+
+    async def __aenter__(self) -> Node:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, _t: type[BaseException] | None, _e: BaseException | None, _tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    async def _start_parts(self) -> None:
+        c = self.config
+        c.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+        kv = LevelDBStore(c.data_dir / "meta")  # a second node on the same data dir fails here (LevelDB lock)
+        await self._parts.start("metadata store", Closing(kv.close))
+        self.kv = kv
+        self.node_id = _node_id(kv)
+
+        # Construction runs the repo's crash recovery: a thread keeps signals and the loop responsive meanwhile.
+        repo = await asyncio.to_thread(_open_repo, kv, c, self.clock)
+        await self._parts.start("repo store", Closing(repo.close))
+        self.repo = repo
+        self.app.state.repo = repo
+
+        maintainer = BlockMaintainer(repo, self.clock, interval=c.block_mi, batch_size=c.block_mn)
+        await self._parts.start("block maintainer metrics", Closing(maintainer.close))
+        await self._parts.start("block maintainer", maintainer)
+        self.maintainer = maintainer
+
+        # Further parts plug in here, in dependency order: the chain (embedded unless --eth-provider) and the
+        # Market on it (app.state.market; self.chain = ChainInfo(...)), then Sales, Purchasing, the Validator.
+
+        if c.metrics:
+            metrics.record_node_info()
+            endpoint = HttpServer(
+                metrics.metrics_app(), c.metrics_address, c.metrics_port, flag="--metrics-port", name="metrics"
+            )
+            await self._parts.start("metrics endpoint", endpoint)
+            self.metrics_url = f"{endpoint.url}/metrics"
+
+        api = HttpServer(self.app, c.api_bindaddr, c.api_port, flag="--api-port", name="api")
+        await self._parts.start("api", api)
+        self.api_url = api.url
+
+
+def _open_repo(kv: KVStore, c: NodeConfig, clock: Clock) -> RepoStore:
+    return RepoStore(
+        kv, BlockFiles(c.data_dir / "repo"), clock=clock, quota_max=c.storage_quota, block_ttl=c.block_ttl
+    )
+
+
+def _node_id(kv: KVStore) -> str:
+    """This data dir's node id, made once and kept in the metadata store so it survives restarts."""
+    raw = kv.get(NODE_ID_KEY)
+    if raw is None:
+        raw = secrets.token_hex(16).encode()
+        kv.put(NODE_ID_KEY, raw)
+    return raw.decode()
+
+
+async def run_node(config: NodeConfig, *, clock: Clock | None = None) -> int:
+    """Run a node until SIGINT or SIGTERM, then stop it cleanly; returns the exit code (0).
+
+    A second signal while stopping exits at once: every store is crash-safe, so an impatient operator loses
+    nothing but the wait.
+    """
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    received: list[signal.Signals] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        received.append(sig)
+        if len(received) == 1:
+            log.info("stopping", signal=sig.name)
+            stop.set()
+            return
+        log.warning("second signal: exiting without a clean stop", signal=sig.name)
+        sys.stderr.flush()
+        os._exit(1)
+
+    handled = (signal.SIGINT, signal.SIGTERM)
+    for sig in handled:
+        loop.add_signal_handler(sig, on_signal, sig)
+    node = Node(config, clock=clock)
+    try:
+        await node.start()
+        await stop.wait()
+    finally:
+        await node.stop()
+        for sig in handled:
+            loop.remove_signal_handler(sig)
+    log.info("node stopped")
+    return 0
+

@@ -1,0 +1,46 @@
+"""openapi.yaml at the repository root is exactly what the app serves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from codex_node.api.app import API_PREFIX, create_app
+
+OPENAPI = Path(__file__).resolve().parents[2] / "openapi.yaml"
+
+
+def served() -> dict[str, Any]:
+    schema: dict[str, Any] = json.loads(json.dumps(create_app().openapi()))
+    return schema
+
+
+def test_openapi_yaml_matches_what_the_app_serves() -> None:
+    committed = yaml.safe_load(OPENAPI.read_text(encoding="utf-8"))
+    assert committed == served(), "openapi.yaml is stale: run `python scripts/gen_openapi.py` and commit the result"
+
+
+def test_every_api_route_is_under_the_codex_prefix_and_documented() -> None:
+    app = create_app()
+    paths = served()["paths"]
+    assert paths, "no paths served"
+    assert all(path.startswith(API_PREFIX + "/") for path in paths)
+    documented = {(path, method.upper()) for path, ops in paths.items() for method in ops}
+    assert (f"{API_PREFIX}/debug/info", "GET") in documented
+    assert (f"{API_PREFIX}/debug/chronicles/loglevel", "POST") in documented
+    assert app.openapi_url == "/openapi.json"
+
+
+def test_error_answers_are_documented_with_the_error_body_and_no_fastapi_validation_schema() -> None:
+    schema = served()
+    assert "HTTPValidationError" not in json.dumps(schema)
+    for ops in schema["paths"].values():
+        for op in ops.values():
+            for status, response in op["responses"].items():
+                if status.startswith(("4", "5")):
+                    ref = response["content"]["application/json"]["schema"]["$ref"]
+                    assert ref == "#/components/schemas/ErrorBody"
+    assert schema["components"]["schemas"]["ErrorBody"]["required"] == ["error"]
