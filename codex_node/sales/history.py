@@ -3,7 +3,7 @@
 Keys (in the metadata store):
 
 - ``meta/sales/history/<slotId-hex>/<seq:08d>`` → one :class:`HistoryEntry` (JSON);
-- ``meta/sales/history-ended/<seq:012d>`` → ``<slotId-hex>``: slots whose sale ended, oldest first.
+- ``meta/sales/history-ended/<seq:012d>`` → ``{slot, requestId, slotIndex}``: sales that ended, oldest first.
 
 Each slot keeps its last :data:`MAX_ENTRIES_PER_SLOT` transitions; the histories of the last
 :data:`MAX_ENDED_SLOTS` ended sales are kept and older ones are deleted, so the store cannot grow without bound.
@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass
 
 from codex_node.clock import Clock
-from codex_node.market.types import SlotId
+from codex_node.market.types import RequestId, SlotId
 from codex_node.stores.kv import KVStore
 
 PREFIX = "meta/sales/history/"
@@ -43,6 +43,27 @@ class HistoryEntry:
         return HistoryEntry(at=int(d["at"]), from_state=d["from"], to_state=str(d["to"]), cause=str(d["cause"]))
 
 
+@dataclass(frozen=True, slots=True)
+class EndedSale:
+    """A sale that ended: which slot of which request."""
+
+    slot: SlotId
+    request_id: RequestId
+    slot_index: int
+
+    def encode(self) -> bytes:
+        return json.dumps(
+            {"slot": self.slot.hex(), "requestId": self.request_id.hex(), "slotIndex": self.slot_index}
+        ).encode()
+
+    @staticmethod
+    def decode(raw: bytes) -> EndedSale:
+        d = json.loads(raw)
+        return EndedSale(
+            SlotId(bytes.fromhex(d["slot"])), RequestId(bytes.fromhex(d["requestId"])), int(d["slotIndex"])
+        )
+
+
 class SaleHistory:
     """Appends and reads per-slot transition histories."""
 
@@ -60,7 +81,7 @@ class SaleHistory:
         self._max_ended = max_ended
         # slot-hex → (first kept seq, next seq); filled lazily from the store.
         self._ranges: dict[str, tuple[int, int]] = {}
-        self._ended: list[tuple[int, str]] | None = None
+        self._ended: list[tuple[int, EndedSale]] | None = None
 
     def record(self, slot: SlotId, from_state: str | None, to_state: str, cause: str) -> HistoryEntry:
         entry = HistoryEntry(self._clock.now(), from_state, to_state, cause)
@@ -82,26 +103,34 @@ class SaleHistory:
     def has(self, slot: SlotId) -> bool:
         return self._range(slot.hex())[1] > self._range(slot.hex())[0]
 
-    def ended(self, slot: SlotId) -> None:
+    def ended(self, slot: SlotId, request_id: RequestId, slot_index: int) -> None:
         """The slot's sale ended: keep its history among the last ``max_ended`` ended sales."""
         ended = self._ended_list()
-        key = slot.hex()
+        record = EndedSale(slot, request_id, slot_index)
         seq = ended[-1][0] + 1 if ended else 0
         batch = self._kv.batch()
-        batch.put(f"{ENDED_PREFIX}{seq:012d}", key.encode())
-        ended.append((seq, key))
+        batch.put(f"{ENDED_PREFIX}{seq:012d}", record.encode())
+        ended.append((seq, record))
         dropped: list[str] = []
         while len(ended) > self._max_ended:
-            old_seq, old_key = ended.pop(0)
+            old_seq, old = ended.pop(0)
             batch.delete(f"{ENDED_PREFIX}{old_seq:012d}")
-            if any(k == old_key for _, k in ended):
+            if any(e.slot == old.slot for _, e in ended):
                 continue  # the same slot ended again later (sold anew after a repair): keep it
+            old_key = old.slot.hex()
             for k, _ in self._kv.iterate(f"{PREFIX}{old_key}/"):
                 batch.delete(k)
             dropped.append(old_key)
         self._kv.write(batch)
         for k in dropped:
             self._ranges.pop(k, None)
+
+    def ended_sale(self, slot: SlotId) -> EndedSale | None:
+        """The latest ended sale of ``slot`` whose history is still kept."""
+        for _, record in reversed(self._ended_list()):
+            if record.slot == slot:
+                return record
+        return None
 
     def _range(self, key: str) -> tuple[int, int]:
         r = self._ranges.get(key)
@@ -111,9 +140,11 @@ class SaleHistory:
             self._ranges[key] = r
         return r
 
-    def _ended_list(self) -> list[tuple[int, str]]:
+    def _ended_list(self) -> list[tuple[int, EndedSale]]:
         if self._ended is None:
-            self._ended = [(int(k[len(ENDED_PREFIX) :]), v.decode()) for k, v in self._kv.iterate(ENDED_PREFIX)]
+            self._ended = [
+                (int(k[len(ENDED_PREFIX) :]), EndedSale.decode(v)) for k, v in self._kv.iterate(ENDED_PREFIX)
+            ]
         return self._ended
 
 

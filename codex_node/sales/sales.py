@@ -332,7 +332,7 @@ class Sales:
             forgotten = self._forget(agent)
             if forgotten:
                 if self.history is not None:
-                    self.history.ended(agent.slot_id)
+                    self.history.ended(agent.slot_id, data.request_id, data.slot_index)
                 # Not awaited: this runs inside the agent's own state task, which the agent's stop() cancels.
                 self._tasks.spawn(agent.stop(), name="sales-agent-stop")
         item = data.slot_queue_item

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from codex_node.market.types import SlotId
-from codex_node.sales.history import HistoryEntry, SaleHistory
+from codex_node.market.types import RequestId, SlotId
+from codex_node.sales.history import EndedSale, HistoryEntry, SaleHistory
 from codex_node.testing.fakeclock import FakeClock
 from codex_node.testing.memorykv import MemoryKV
 
 SLOT = SlotId(b"\x01" * 32)
 OTHER = SlotId(b"\x02" * 32)
+REQUEST = RequestId(b"\x0a" * 32)
 
 
 def test_records_transitions_in_order_with_their_time() -> None:
@@ -45,13 +46,15 @@ def test_histories_of_old_ended_sales_are_deleted_beyond_the_bound() -> None:
     kv = MemoryKV()
     history = SaleHistory(kv, FakeClock(), max_ended=2)
     slots = [SlotId(bytes([n]) * 32) for n in range(3)]
-    for slot in slots:
+    for n, slot in enumerate(slots):
         history.record(slot, None, "SalePreparing", "start")
-        history.ended(slot)
+        history.ended(slot, REQUEST, n)
     assert history.entries(slots[0]) == []
     assert [len(history.entries(s)) for s in slots[1:]] == [1, 1]
     assert not history.has(slots[0])
     # And a restarted history keeps counting ended sales from what is persisted.
     again = SaleHistory(kv, FakeClock(), max_ended=2)
-    again.ended(SlotId(b"\x09" * 32))
+    again.ended(SlotId(b"\x09" * 32), REQUEST, 9)
     assert history.entries(slots[1]) == []
+    assert again.ended_sale(slots[2]) == EndedSale(slots[2], REQUEST, 2)
+    assert again.ended_sale(slots[1]) is None
