@@ -7,6 +7,7 @@ All values are immutable.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import NewType
@@ -113,10 +114,13 @@ class Request:
         return request_id(self)
 
 
+# Ids are hashed ABI encodings (slow in eth_abi, ~0.5 ms) and code asks for them all the time: cache them.
+@functools.lru_cache(maxsize=4096)
 def request_id(request: Request) -> RequestId:
     return RequestId(keccak(abi_encode([REQUEST_ABI_TYPE], [request.to_abi()])))
 
 
+@functools.lru_cache(maxsize=4096)
 def slot_id(req_id: RequestId, slot_index: int) -> SlotId:
     return SlotId(keccak(abi_encode(["bytes32", "uint256"], [req_id, slot_index])))
 
