@@ -15,7 +15,7 @@ from fastapi.openapi.utils import get_openapi
 
 from codex_node import __version__
 from codex_node.api.errors import install_error_handlers
-from codex_node.api.routes import data, debug
+from codex_node.api.routes import data, debug, sales
 from codex_node.api.schemas import ErrorBody
 from codex_node.config import NodeConfig
 from codex_node.metrics import HttpMetricsMiddleware
@@ -23,7 +23,7 @@ from codex_node.stores.repostore import RepoStore
 
 API_PREFIX = "/api/codex/v1"
 
-ROUTERS: tuple[APIRouter, ...] = (data.router, debug.router)
+ROUTERS: tuple[APIRouter, ...] = (data.router, sales.router, debug.router)
 
 _DESCRIPTION = (
     "REST API of a codex-node storage provider. Paths and schemas follow nim-codex's API so Codex clients work. "
@@ -43,6 +43,10 @@ def create_app(
     app.state.config = config
     app.state.node = node
     app.state.repo = repo
+    # Set by the marketplace parts when they run; routes that need them answer 503 while they are None.
+    app.state.market = None
+    app.state.sales = None
+    app.state.reservations = None
     install_error_handlers(app)
     templates: dict[int, str] = {}
     for router in ROUTERS:

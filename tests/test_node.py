@@ -1,0 +1,151 @@
+"""The composition root in process: parts start in order and stop in reverse, the API and metrics are served."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import httpx
+import pytest
+
+from codex_node.api.app import API_PREFIX
+from codex_node.config import NodeConfig
+from codex_node.errors import ConfigError, KVError
+from codex_node.node import NODE_ID_KEY, Closing, Node, PartStack
+from codex_node.stores.kv import LevelDBStore
+from codex_node.testing.fakeclock import FakeClock
+
+
+def config(tmp_path: Path, **more: object) -> NodeConfig:
+    return NodeConfig(data_dir=tmp_path / "data", api_port=0, marketplace=False, **more)  # type: ignore[arg-type]
+
+
+class Recorder:
+    def __init__(self, name: str, log: list[str], *, fail_start: bool = False, fail_stop: bool = False) -> None:
+        self.name, self.log, self.fail_start, self.fail_stop = name, log, fail_start, fail_stop
+
+    async def start(self) -> None:
+        if self.fail_start:
+            raise RuntimeError(f"{self.name} cannot start")
+        self.log.append(f"start {self.name}")
+
+    async def stop(self) -> None:
+        self.log.append(f"stop {self.name}")
+        if self.fail_stop:
+            raise RuntimeError(f"{self.name} cannot stop")
+
+
+async def test_parts_stop_in_reverse_order_and_only_once() -> None:
+    log: list[str] = []
+    stack = PartStack()
+    for name in ("kv", "repo", "api"):
+        await stack.start(name, Recorder(name, log))
+    await stack.stop_all()
+    await stack.stop_all()
+    assert log == ["start kv", "start repo", "start api", "stop api", "stop repo", "stop kv"]
+
+
+async def test_a_part_that_fails_to_stop_does_not_keep_the_others_running() -> None:
+    log: list[str] = []
+    stack = PartStack()
+    await stack.start("kv", Recorder("kv", log))
+    await stack.start("repo", Recorder("repo", log, fail_stop=True))
+    await stack.start("api", Recorder("api", log))
+    await stack.stop_all()
+    assert log[3:] == ["stop api", "stop repo", "stop kv"]
+    assert stack.names == []
+
+
+async def test_a_part_that_fails_to_start_is_not_stopped() -> None:
+    log: list[str] = []
+    stack = PartStack()
+    await stack.start("kv", Recorder("kv", log))
+    with pytest.raises(RuntimeError):
+        await stack.start("repo", Recorder("repo", log, fail_start=True))
+    await stack.stop_all()
+    assert log == ["start kv", "stop kv"]
+
+
+async def test_closing_closes_on_stop_only() -> None:
+    closed: list[bool] = []
+    part = Closing(lambda: closed.append(True))
+    await part.start()
+    assert closed == []
+    await part.stop()
+    assert closed == [True]
+
+
+async def test_a_node_serves_the_api_and_stops_every_part(tmp_path: Path) -> None:
+    node = Node(config(tmp_path, storage_quota=1 << 20), clock=FakeClock())
+    async with node:
+        assert node.parts == [
+            "metadata store",
+            "repo store",
+            "block maintainer metrics",
+            "block maintainer",
+            "api",
+        ]
+        assert node.api_url is not None
+        assert node.api_url.startswith("http://127.0.0.1:")
+        async with httpx.AsyncClient(base_url=node.api_url + API_PREFIX) as client:
+            space = (await client.get("/space")).json()
+            info = (await client.get("/debug/info")).json()
+        assert space["quotaMaxBytes"] == 1 << 20
+        assert info["id"] == node.node_id
+        assert info["addrs"] == [node.api_url]
+        assert node.app.state.repo is node.repo
+        assert node.app.state.config is node.config
+        kv = node.kv
+    assert node.parts == []
+    assert kv is not None
+    with pytest.raises(KVError):
+        kv.get(NODE_ID_KEY)  # closed
+    port = int(node.api_url.rsplit(":", 1)[1])
+    with socket.socket() as s, pytest.raises(ConnectionRefusedError):
+        s.connect(("127.0.0.1", port))
+
+
+async def test_the_node_id_survives_a_restart(tmp_path: Path) -> None:
+    async with Node(config(tmp_path), clock=FakeClock()) as first:
+        node_id = first.node_id
+    async with Node(config(tmp_path), clock=FakeClock()) as second:
+        assert second.node_id == node_id
+    assert len(node_id) == 32
+
+
+async def test_the_data_dir_is_created_private(tmp_path: Path) -> None:
+    async with Node(config(tmp_path), clock=FakeClock()):
+        assert (tmp_path / "data").stat().st_mode & 0o777 == 0o700
+        assert (tmp_path / "data" / "meta").is_dir()
+        assert (tmp_path / "data" / "repo" / "blocks").is_dir()
+
+
+async def test_metrics_are_served_on_their_own_port(tmp_path: Path) -> None:
+    async with Node(config(tmp_path, metrics=True, metrics_port=0), clock=FakeClock()) as node:
+        assert node.metrics_url is not None
+        assert node.api_url is not None
+        assert node.metrics_url != f"{node.api_url}/metrics"
+        async with httpx.AsyncClient() as client:
+            await client.get(f"{node.api_url}{API_PREFIX}/space")
+            text = (await client.get(node.metrics_url)).text
+            elsewhere = await client.get(node.metrics_url.removesuffix("/metrics") + "/other")
+            on_api = await client.get(f"{node.api_url}/metrics")
+    assert "codex_repostore_bytes_max 2.147483648e+10" in text  # the default 20GiB quota
+    assert 'codex_api_requests_total{method="GET",route="/api/codex/v1/space",status="200"}' in text
+    assert "process_cpu_seconds_total" in text
+    assert "codex_maintenance_passes_total" in text
+    assert "codex_node_info{" in text
+    assert elsewhere.status_code == 404
+    assert on_api.status_code == 404
+
+
+async def test_a_taken_api_port_stops_what_was_started_and_names_the_flag(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        node = Node(NodeConfig(data_dir=tmp_path, api_port=port, marketplace=False), clock=FakeClock())
+        with pytest.raises(ConfigError, match="--api-port: cannot listen"):
+            await node.start()
+    assert node.parts == []
+    LevelDBStore(tmp_path / "meta").close()  # the lock was released: the metadata store was closed
