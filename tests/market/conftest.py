@@ -91,12 +91,16 @@ async def mock_env() -> AsyncIterator[MarketEnv]:
     assert client.handler_errors == []
 
 
-ENV_FACTORIES: dict[str, Callable[[], AbstractAsyncContextManager[MarketEnv]]] = {
-    "mock": mock_env,
+EnvFactory = Callable[[], AbstractAsyncContextManager[MarketEnv]]
+
+ENV_FACTORIES: dict[str, tuple[EnvFactory, tuple[pytest.MarkDecorator, ...]]] = {
+    # name: (factory, marks), e.g. "hardhat": (hardhat_env, (pytest.mark.hardhat, pytest.mark.slow))
+    "mock": (mock_env, ()),
 }
 
 
-@pytest.fixture(params=list(ENV_FACTORIES))
+@pytest.fixture(params=[pytest.param(name, marks=marks) for name, (_, marks) in ENV_FACTORIES.items()])
 async def market_env(request: pytest.FixtureRequest) -> AsyncIterator[MarketEnv]:
-    async with ENV_FACTORIES[request.param]() as env:
+    factory, _ = ENV_FACTORIES[request.param]
+    async with factory() as env:
         yield env

@@ -50,13 +50,24 @@ DELIVERY_TIMEOUT = 10.0
 class MarketEnv(Protocol):
     """One marketplace, seen by several accounts."""
 
-    name: str
-    client: Market
-    hosts: Sequence[Market]
-    """At least ``max_reservations + 1`` host accounts, all funded."""
-    validator: Market
-    marketplace_address: Address
-    """Holds the tokens the marketplace keeps (payments and collateral)."""
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def client(self) -> Market: ...
+
+    @property
+    def hosts(self) -> Sequence[Market]:
+        """At least ``max_reservations + 1`` host accounts, all funded."""
+        ...
+
+    @property
+    def validator(self) -> Market: ...
+
+    @property
+    def marketplace_address(self) -> Address:
+        """Holds the tokens the marketplace keeps (payments and collateral)."""
+        ...
 
     async def now(self) -> int: ...
 

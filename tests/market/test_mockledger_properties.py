@@ -8,7 +8,7 @@ request is over and everyone has collected, the marketplace keeps exactly the co
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -19,11 +19,14 @@ from codex_node.testing.fakeclock import FakeClock
 from codex_node.testing.mockledger import MARKETPLACE_ADDRESS, MarketLedger
 from codex_node.testing.mockmarket import MOCK_MARKET_CONFIG, account
 
+if TYPE_CHECKING:
+    from codex_node.proofs import StorageProof
+
 CLIENTS = [account(1), account(2)]
 HOSTS = [account(10), account(11), account(12), account(13)]
 VALIDATOR = account(99)
 FUNDS = 10**15
-PROOF = cast("object", None)
+PROOF = cast("StorageProof", None)  # the ledger has no verifier here: any proof is accepted
 
 
 @dataclass(frozen=True)
@@ -135,27 +138,26 @@ class Run:
                 request = Request(CLIENTS[client], ask, Content(b"cid", b"\x00" * 32), expiry, nonce)
                 ledger.request_storage(CLIENTS[client], request)
                 self.requests.append(request)
-            case Fill(host, index, slot) if (request := self.request(index)) is not None:
-                slot %= request.ask.slots
-                if ledger.can_reserve_slot(HOSTS[host], request.id, slot):
-                    ledger.reserve_slot(HOSTS[host], request.id, slot)
-                posted = ledger.slot_collateral(request.id, slot)
-                ledger.fill_slot(HOSTS[host], request.id, slot, PROOF, posted)  # type: ignore[arg-type]
+            case Fill(host_index, index, slot) if (target := self.request(index)) is not None:
+                filler, slot = HOSTS[host_index], slot % target.ask.slots
+                if ledger.can_reserve_slot(filler, target.id, slot):
+                    ledger.reserve_slot(filler, target.id, slot)
+                posted = ledger.slot_collateral(target.id, slot)
+                ledger.fill_slot(filler, target.id, slot, PROOF, posted)
                 # A repairing host posts less than it gets back: the confiscated collateral pays the difference.
-                self.confiscated -= request.ask.collateral_per_slot - posted
+                self.confiscated -= target.ask.collateral_per_slot - posted
             case Free(pick) if (hosted := self.hosted(pick)) is not None:
-                _, sid, host = hosted
+                _, sid, owner = hosted
                 forfeited = ledger.current_collateral(sid) if ledger.slot_state(sid) == SlotState.FILLED else 0
-                ledger.free_slot(host, sid)
+                ledger.free_slot(owner, sid)
                 self.confiscated += forfeited
             case Prove(pick) if (hosted := self.hosted(pick)) is not None:
-                _, sid, host = hosted
-                ledger.submit_proof(host, sid, PROOF)  # type: ignore[arg-type]
+                _, sid, owner = hosted
+                ledger.submit_proof(owner, sid, PROOF)
             case MarkMissing(pick) if (hosted := self.hosted(pick)) is not None:
-                request, sid, _ = hosted
-                self._mark_missing(request, sid)
-            case Withdraw(index) if (request := self.request(index)) is not None:
-                ledger.withdraw_funds(request.client, request.id)
+                self._mark_missing(hosted[0], hosted[1])
+            case Withdraw(index) if (ended := self.request(index)) is not None:
+                ledger.withdraw_funds(ended.client, ended.id)
             case Wait(seconds):
                 self.clock.advance(seconds)
 
