@@ -97,3 +97,12 @@ def test_views_of_unknown_request_revert(chain: Chain) -> None:
         chain.marketplace.functions.getRequest(unknown).call()
     with chain.expect_revert("UnknownRequest"):
         chain.marketplace.functions.requestState(unknown).call()
+
+
+def test_request_without_allowance_reverts_with_the_token_error(chain: Chain) -> None:
+    other = chain.accounts.other
+    chain.send(chain.token.functions.approve(chain.marketplace.address, 0), other)
+    posted = chain.new_request(client=other)
+    with chain.expect_revert("ERC20InsufficientAllowance"):
+        chain.request_storage(posted, sender=other)
+    assert chain.marketplace.functions.myRequests().call({"from": other}) == []
