@@ -1,0 +1,31 @@
+# codex-node in a container: `docker build -t codex-node .` then `docker run -p 8080:8080 -v codex-data:/data codex-node`.
+# The node needs no Node.js at run time: the compiled contracts ship inside the Python package.
+
+FROM python:3.11-slim AS build
+# A compiler for any dependency without a wheel for this platform; it stays in this stage only.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends build-essential \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY codex_node ./codex_node
+RUN pip install --no-cache-dir --prefix=/install .
+
+FROM python:3.11-slim
+COPY --from=build /install /usr/local
+RUN useradd --create-home --uid 10001 codex \
+    && mkdir /data \
+    && chown codex:codex /data \
+    && chmod 0700 /data
+USER codex
+# Defaults for any `run` given to the container; flags and -e CODEX_... still override them.
+# Bound to all interfaces so `-p 8080:8080` can publish the API; metrics (with --metrics) likewise on 8008.
+ENV CODEX_DATA_DIR=/data \
+    CODEX_API_BINDADDR=0.0.0.0 \
+    CODEX_METRICS_ADDRESS=0.0.0.0 \
+    PYTHONUNBUFFERED=1
+VOLUME ["/data"]
+EXPOSE 8080 8008
+# Exec form: codex-node is PID 1 and gets SIGTERM from `docker stop` directly (it stops cleanly, exit 0).
+ENTRYPOINT ["codex-node"]
+CMD ["run", "--data-dir", "/data", "--api-bindaddr", "0.0.0.0"]
