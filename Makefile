@@ -15,10 +15,13 @@ ARGS ?=
 run: $(VENV)/.installed-run
 	$(BIN)/codex-node run $(ARGS)
 
+# Every check runs even when an earlier one fails, so one run reports everything; any failure fails the target.
 test: $(VENV)/.installed-test contracts/node_modules/.installed
-	$(BIN)/ruff check .
-	$(BIN)/mypy
-	$(BIN)/pytest
+	@status=0; \
+	echo "== ruff check ."; $(BIN)/ruff check . || status=1; \
+	echo "== mypy"; $(BIN)/mypy || status=1; \
+	echo "== pytest"; $(BIN)/pytest || status=1; \
+	exit $$status
 
 install: $(VENV)/.installed-run
 install-test: $(VENV)/.installed-test contracts/node_modules/.installed

@@ -144,6 +144,18 @@ class Node:
 
     async def _start_parts(self) -> None:
         c = self.config
+        # Ports are taken first, so a taken one fails before anything slow starts; they serve only at the end.
+        api = HttpServer(self.app, c.api_bindaddr, c.api_port, flag="--api-port", name="api")
+        api.bind()
+        await self._parts.start("api address", Closing(api.release))
+        endpoint: HttpServer | None = None
+        if c.metrics:
+            endpoint = HttpServer(
+                metrics.metrics_app(), c.metrics_address, c.metrics_port, flag="--metrics-port", name="metrics"
+            )
+            endpoint.bind()
+            await self._parts.start("metrics address", Closing(endpoint.release))
+
         c.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
 
         kv = LevelDBStore(c.data_dir / "meta")  # a second node on the same data dir fails here (LevelDB lock)
@@ -165,15 +177,10 @@ class Node:
         # Further parts plug in here, in dependency order: the chain (embedded unless --eth-provider) and the
         # Market on it (app.state.market; self.chain = ChainInfo(...)), then Sales, Purchasing, the Validator.
 
-        if c.metrics:
+        if endpoint is not None:
             metrics.record_node_info()
-            endpoint = HttpServer(
-                metrics.metrics_app(), c.metrics_address, c.metrics_port, flag="--metrics-port", name="metrics"
-            )
             await self._parts.start("metrics endpoint", endpoint)
             self.metrics_url = f"{endpoint.url}/metrics"
-
-        api = HttpServer(self.app, c.api_bindaddr, c.api_port, flag="--api-port", name="api")
         await self._parts.start("api", api)
         self.api_url = api.url
 

@@ -79,6 +79,7 @@ async def test_a_node_serves_the_api_and_stops_every_part(tmp_path: Path) -> Non
     node = Node(config(tmp_path, storage_quota=1 << 20), clock=FakeClock())
     async with node:
         assert node.parts == [
+            "api address",
             "metadata store",
             "repo store",
             "block maintainer metrics",
@@ -148,4 +149,20 @@ async def test_a_taken_api_port_stops_what_was_started_and_names_the_flag(tmp_pa
         with pytest.raises(ConfigError, match="--api-port: cannot listen"):
             await node.start()
     assert node.parts == []
-    LevelDBStore(tmp_path / "meta").close()  # the lock was released: the metadata store was closed
+    assert not (tmp_path / "meta").exists()  # nothing was started: the port is checked first
+
+
+async def test_a_part_failing_to_start_stops_what_was_started_and_frees_the_port(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    held = LevelDBStore(tmp_path / "meta")  # the metadata store cannot open: another "node" holds the lock
+    try:
+        node = Node(NodeConfig(data_dir=tmp_path, api_port=port, marketplace=False), clock=FakeClock())
+        with pytest.raises(KVError):
+            await node.start()
+    finally:
+        held.close()
+    assert node.parts == []
+    with socket.socket() as again:
+        again.bind(("127.0.0.1", port))  # the node gave its address back

@@ -1,7 +1,8 @@
 """An HTTP server part: serves one ASGI app on uvicorn inside the node's event loop, started and stopped by the node.
 
-The socket is bound here, before uvicorn runs, so a port that is taken is a :class:`ConfigError` naming the flag
-(uvicorn would log and ``sys.exit``), and port 0 resolves to the port actually bound. Signals are the node's
+The socket is bound here, before uvicorn runs (the node binds it before starting any other part), so a port that
+is taken is a :class:`ConfigError` naming the flag at once (uvicorn would log and ``sys.exit``), and port 0
+resolves to the port actually bound. Signals are the node's
 business: uvicorn's own handlers are switched off, otherwise it would re-raise SIGTERM after its shutdown and
 kill the process before the other parts stop.
 """
@@ -52,6 +53,7 @@ class HttpServer:
         self._server: _Uvicorn | None = None
         self._task: asyncio.Task[None] | None = None
         self._bound_port: int | None = None
+        self._sock: socket.socket | None = None
 
     @property
     def url(self) -> str:
@@ -59,7 +61,10 @@ class HttpServer:
         host = f"[{self.host}]" if ipaddress.ip_address(self.host).version == 6 else self.host
         return f"http://{host}:{self._bound_port if self._bound_port is not None else self.port}"
 
-    def _bind(self) -> socket.socket:
+    def bind(self) -> None:
+        """Take the address now (a taken port fails here); serving starts with :meth:`start`. Idempotent."""
+        if self._sock is not None:
+            return
         family = socket.AF_INET6 if ipaddress.ip_address(self.host).version == 6 else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
@@ -70,10 +75,18 @@ class HttpServer:
             raise ConfigError(self.flag, f"cannot listen on {self.host}:{self.port}: {e.strerror or e}") from None
         sock.setblocking(False)
         self._bound_port = int(sock.getsockname()[1])
-        return sock
+        self._sock = sock
+
+    def release(self) -> None:
+        """Give the address back if it was bound but never served (serving closes it on :meth:`stop`)."""
+        if self._sock is not None and self._server is None:
+            self._sock.close()
+            self._sock = None
 
     async def start(self) -> None:
-        sock = self._bind()
+        self.bind()
+        sock = self._sock
+        assert sock is not None
         config = uvicorn.Config(
             self.app,
             log_config=None,
@@ -90,11 +103,12 @@ class HttpServer:
         except asyncio.CancelledError:
             task.cancel()
             await asyncio.wait([task])
+            self.release()
             raise
         finally:
             ready.cancel()
         if task.done():
-            sock.close()
+            self.release()
             task.result()  # raises what stopped it
             raise RuntimeError(f"{self.name} stopped while starting")
         self._server, self._task = server, task
@@ -105,5 +119,6 @@ class HttpServer:
         if self._server is None or self._task is None:
             return
         self._server.should_exit = True
-        await self._task
+        await self._task  # uvicorn's shutdown closes the socket
         self._server = self._task = None
+        self._sock = None
