@@ -15,6 +15,7 @@ Status codes by error type (the first match wins, so a ``BlockNotFoundError`` â€
 ``BytesOutOfBoundsError``/``UntilOutOfBoundsError``/collateral     422
 ``MarketUnavailableError`` (running with ``--no-marketplace``)     503
 any other ``CodexError``                                           500
+any other exception (a bug): ``{"error": "internal error"}``       500
 =================================================================  ======
 
 Requests FastAPI itself refuses follow the same split: malformed (bad JSON, a missing or mistyped field or
@@ -116,7 +117,13 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     return response
 
 
+async def _unexpected_error(_request: Request, _exc: Exception) -> JSONResponse:
+    # Starlette re-raises the exception after sending this answer, so the server logs it with its traceback.
+    return error_response(500, "internal error")
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(Exception, _unexpected_error)
     app.add_exception_handler(CodexError, _codex_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -1,18 +1,20 @@
 """Storing a byte stream as a dataset: blocks plus a manifest, with nothing left behind on failure.
 
-The stream is cut into groups of ``group_blocks`` blocks (:func:`~codex_node.data.chunker.rechunk`). While one
-group is hashed, written and committed in a worker thread, the next one is read from the stream, so network,
-hashing and disk overlap. Each group is one metadata batch that also records the upload's references
+The stream is cut into groups of ``group_blocks`` blocks (:func:`~codex_node.data.chunker.rechunk`). While a
+few groups are hashed, written, flushed and committed in worker threads, the next one is read from the stream,
+so network, hashing and disk overlap. Each group is one metadata batch that also records the upload's references
 (``RepoStore.put_upload_group``); the manifest is stored last, and only then do the references become the
 dataset's. If anything fails before that — quota, a client that disconnects, cancellation, a crash — the
 upload's references are dropped and blocks nobody else holds are deleted, now or at the next start.
 
-Memory use is bounded by two groups (4 MiB each by default) plus 32 bytes per block for the manifest.
+Memory use is bounded by ``groups_in_flight + 1`` groups (4 MiB each by default) plus 32 bytes per block for the
+manifest.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncIterable
 
 import structlog
@@ -25,6 +27,7 @@ from codex_node.stores.repostore import RepoStore
 log = structlog.get_logger(__name__)
 
 GROUP_BLOCKS = 64
+GROUPS_IN_FLIGHT = 3
 
 
 async def store_dataset(
@@ -36,27 +39,29 @@ async def store_dataset(
     ttl: int | None = None,
     block_size: int = BLOCK_SIZE,
     group_blocks: int = GROUP_BLOCKS,
+    groups_in_flight: int = GROUPS_IN_FLIGHT,
 ) -> Cid:
     """Store ``stream`` as a dataset and return its manifest CID.
 
-    Raises whatever stopped it (e.g. :class:`~codex_node.errors.QuotaNotEnoughError`) after removing the
-    upload's blocks.
+    Up to ``groups_in_flight`` groups are written at once (in worker threads), so one group's flush overlaps the
+    next one's hashing. Raises whatever stopped the upload (e.g. :class:`~codex_node.errors.QuotaNotEnoughError`)
+    after removing its blocks.
     """
     upload = repo.new_upload()
     digests = bytearray()
     size = 0
     seq = 0
-    pending: asyncio.Task[bytes] | None = None
+    pending: deque[asyncio.Task[bytes]] = deque()
     finished = False
     try:
         async for group in rechunk(stream, block_size * group_blocks):
-            if pending is not None:
-                digests += await pending
-            pending = asyncio.create_task(repo.put_upload_group(upload, seq, group, block_size, ttl))
+            if len(pending) >= groups_in_flight:
+                digests += await pending.popleft()
+            pending.append(asyncio.create_task(repo.put_upload_group(upload, seq, group, block_size, ttl)))
             size += len(group)
             seq += 1
-        if pending is not None:
-            digests += await pending
+        while pending:
+            digests += await pending.popleft()
         manifest = Manifest.build(
             bytes(digests), dataset_size=size, block_size=block_size, filename=filename, mimetype=mimetype
         )
@@ -64,11 +69,12 @@ async def store_dataset(
         finished = True
     finally:
         if not finished:
-            if pending is not None:
-                # Let a group still in its worker thread commit (or fail) before its references are dropped.
-                await asyncio.wait([pending])
-                if not pending.cancelled():
-                    pending.exception()  # retrieved here; the error that stopped the upload propagates instead
+            if pending:
+                # Let groups still in their worker threads commit (or fail) before their references are dropped.
+                await asyncio.wait(pending)
+                for task in pending:
+                    if not task.cancelled():
+                        task.exception()  # retrieved here; the error that stopped the upload propagates instead
             await repo.abort_upload(upload)
             log.info("upload aborted", bytes_received=size)
     log.info("dataset stored", cid=cid.text, size=size, blocks=manifest.block_count)

@@ -15,11 +15,12 @@ Block bytes live in files (``stores/blockfiles.py``); everything else lives in t
 
 Invariants, kept by writing every multi-key change as ONE batch: ``quota.used`` is the sum of the sizes of the
 blocks with metadata and ``meta/total`` their number; a block with metadata has its complete file; a file without
-metadata is named by a pending marker, and start-up recovery deletes it. Recovery reads only the pending markers,
-the release jobs and ``tmp/`` — never the whole store — so start-up time does not grow with the number of blocks.
+metadata (or a temp file) is named by a pending marker, and start-up recovery deletes it. Recovery reads only the
+pending markers and the release jobs — never the whole store — so start-up time does not grow with the number of
+blocks.
 
-Putting a block: pending marker (one batch for a whole group of blocks) → temp files → fsync → rename → fsync
-dirs → one batch with the metadata, the quota, the count and the cleared markers. Deleting: one batch removes the
+Putting a block: pending marker (one batch for a whole group of blocks) → temp files → rename → flush → one batch
+with the metadata, the quota, the count and the cleared markers. Deleting: one batch removes the
 metadata and writes markers → unlink → clear the markers. A SIGKILL anywhere leaves a state recovery completes.
 
 References: ``refCount`` counts the dataset references to a data block (an occurrence in a manifest, or in an
@@ -38,7 +39,6 @@ import asyncio
 import json
 import threading
 import uuid
-from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import TypeVar
@@ -166,9 +166,11 @@ class RepoStore:
         self.block_ttl = block_ttl
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
-        self._inflight: Counter[str] = Counter()  # CIDs a put is writing or relies on; never deleted meanwhile
-        self._inflight_bytes = 0
+        # A CID is handled by one put at a time (others wait), and never by a put and a deletion at once: so a
+        # block file has one writer, and its temp name can be fixed (see ``stores/blockfiles.py``).
+        self._busy: set[str] = set()  # CIDs a put is handling; deletions skip them
         self._deleting: set[str] = set()  # CIDs whose files are being unlinked; puts of them wait
+        self._inflight_bytes = 0
         raw = kv.get(QUOTA_KEY)
         quota = Quota(max=quota_max) if raw is None else Quota.decode(raw)
         if quota.max != quota_max or raw is None:
@@ -384,7 +386,7 @@ class RepoStore:
         """Store ``blocks``; return the number of new blocks and bytes. The module docstring lists the steps."""
         unique = {cid.text: (cid, data) for cid, data in reversed(blocks)}
         with self._cond:
-            self._cond.wait_for(lambda: self._deleting.isdisjoint(unique))
+            self._cond.wait_for(lambda: self._deleting.isdisjoint(unique) and self._busy.isdisjoint(unique))
             to_write = [(cid, data) for text, (cid, data) in unique.items() if not self._has(text)]
             new_bytes = sum(len(data) for _, data in to_write)
             if new_bytes:
@@ -396,7 +398,7 @@ class RepoStore:
                 for cid, _ in to_write:
                     markers.put(PENDING_PREFIX + cid.text, b"")
                 self.kv.write(markers)
-            self._inflight.update(unique.keys())
+            self._busy.update(unique)
             self._inflight_bytes += new_bytes
         committed = False
         try:
@@ -435,20 +437,17 @@ class RepoStore:
     def _end_put(
         self, unique: dict[str, tuple[Cid, Buffer]], written: list[tuple[Cid, Buffer]], new_bytes: int, ok: bool
     ) -> None:
-        with self._lock:
-            self._inflight.subtract(unique.keys())
-            for text in unique:
-                if self._inflight[text] <= 0:
-                    del self._inflight[text]
+        with self._cond:
+            self._busy.difference_update(unique)
             self._inflight_bytes -= new_bytes
             if ok or not written:
+                self._cond.notify_all()
                 return
-            # Files this failed put may have left: the ones nobody else is writing and that did not get metadata
-            # from a concurrent put. Anything we miss keeps its marker and recovery deletes it at next start.
-            mine = [cid for cid, _ in written if cid.text not in self._inflight and cid.text not in self._deleting]
-            orphans = [cid for cid in mine if not self._has(cid.text)]
+            # The files (and temp files) this failed put may have left. Whatever we miss here keeps its pending
+            # marker, and recovery deletes it at the next start.
+            mine = [cid for cid, _ in written]
             self._deleting.update(cid.text for cid in mine)
-        self._unlink_and_clear(orphans, mine)
+        self._unlink_and_clear(mine, mine)
 
     # --- deleting (async) ---------------------------------------------------------------------------------------
 
@@ -483,7 +482,7 @@ class RepoStore:
             removed = []
             for cid in cids:
                 meta = tx.meta(cid.text)
-                if meta is None or cid.text in self._inflight or cid.text in self._deleting:
+                if meta is None or cid.text in self._busy or cid.text in self._deleting:
                     continue
                 if expired_at is not None and meta.expiry > expired_at:
                     continue
@@ -513,7 +512,7 @@ class RepoStore:
         with self._lock:
             tx = _Tx(self.kv)
             meta = tx.meta(cid.text)
-            if meta is None or cid.text in self._inflight or cid.text in self._deleting:
+            if meta is None or cid.text in self._busy or cid.text in self._deleting:
                 return 0
             if expired_at is not None and meta.expiry > expired_at:
                 return 0
@@ -548,7 +547,7 @@ class RepoStore:
                         if meta is None:
                             continue
                         meta = replace(meta, ref_count=max(0, meta.ref_count - 1))
-                        busy = cid.text in self._inflight or cid.text in self._deleting
+                        busy = cid.text in self._busy or cid.text in self._deleting
                         if meta.ref_count == 0 and not meta.standalone and not busy:
                             tx.remove(cid.text, meta)
                             tx.batch.put(PENDING_PREFIX + cid.text, b"")
@@ -604,17 +603,49 @@ class RepoStore:
             raise ValidationError(f"{cid} is not a manifest CID")
         return Manifest.decode(await self.get_block(cid))
 
-    async def iter_dataset(self, manifest: Manifest, *, blocks_per_read: int = 64) -> AsyncIterator[bytes]:
-        """The dataset's bytes, ``blocks_per_read`` blocks per chunk, read in a worker thread.
+    async def iter_dataset(self, manifest: Manifest, *, blocks_per_read: int = 64) -> AsyncIterator[memoryview]:
+        """The dataset's bytes in chunks of ``blocks_per_read`` blocks, read in worker threads one chunk ahead.
 
-        Blocks are not re-hashed here (that would halve download speed); :meth:`get_block` checks them.
+        While the caller sends one chunk, the next is being read. Chunks are read straight into one buffer (no
+        per-block copies) and handed over as memoryviews. Blocks are not re-hashed here (that would halve download
+        speed); :meth:`get_block` checks them. Raises :class:`BlockNotFoundError` or :class:`CorruptBlockError`
+        midway if a block went missing or does not have its size.
         """
-        for start in range(0, manifest.block_count, blocks_per_read):
-            cids = [manifest.block_cid(i) for i in range(start, min(start + blocks_per_read, manifest.block_count))]
-            yield await asyncio.to_thread(self._read_joined, cids)
+        info = manifest.info
+        starts = range(0, manifest.block_count, blocks_per_read)
 
-    def _read_joined(self, cids: Sequence[Cid]) -> bytes:
-        return b"".join(self._read(cid) for cid in cids)
+        def read(start: int) -> asyncio.Future[memoryview]:
+            end = min(start + blocks_per_read, manifest.block_count)
+            cids = [manifest.block_cid(i) for i in range(start, end)]
+            length = min(end * info.block_size, info.dataset_size) - start * info.block_size
+            return asyncio.ensure_future(asyncio.to_thread(self._read_run, cids, info.block_size, length))
+
+        ahead = read(starts[0]) if starts else None
+        try:
+            for start in starts:
+                assert ahead is not None
+                chunk = await ahead
+                ahead = read(start + blocks_per_read) if start + blocks_per_read < manifest.block_count else None
+                yield chunk
+        finally:
+            if ahead is not None and not ahead.done():
+                # The consumer stopped early (client gone): let the read finish instead of orphaning it.
+                await asyncio.wait([ahead])
+            if ahead is not None and not ahead.cancelled():
+                ahead.exception()
+
+    def _read_run(self, cids: Sequence[Cid], block_size: int, length: int) -> memoryview:
+        """Consecutive blocks of ``block_size`` bytes (the last may be shorter), ``length`` bytes in all."""
+        view, sizes = self.files.read_run(cids, block_size, length)
+        for i, (cid, size) in enumerate(zip(cids, sizes, strict=True)):
+            expected = min((i + 1) * block_size, length) - i * block_size
+            if size is None:
+                if not self.has_block(cid):
+                    raise BlockNotFoundError(f"block not found: {cid}")
+                raise CorruptBlockError(f"block {cid} has metadata but no file")
+            if size != expected:
+                raise CorruptBlockError(f"block {cid} has {size} bytes on disk, the manifest says {expected}")
+        return view
 
     # --- internals ----------------------------------------------------------------------------------------------
 
@@ -639,11 +670,11 @@ class RepoStore:
         self._total += tx.blocks
 
     def _recover(self) -> None:
-        """Finish what a crash interrupted: leftover temp files, files under pending markers, release jobs."""
-        tmp = self.files.wipe_tmp()
+        """Finish what a crash interrupted: files and temp files under pending markers, then release jobs."""
         markers = [key[len(PENDING_PREFIX) :] for key, _ in self.kv.iterate(PENDING_PREFIX)]
         orphans = [parse_cid(text) for text in markers if not self._has(text)]
         self.files.remove(orphans)
+        self.files.remove_temps([parse_cid(text) for text in markers if self._has(text)])
         if markers:
             batch = self.kv.batch()
             for text in markers:
@@ -653,8 +684,8 @@ class RepoStore:
         while first := next(self.kv.iterate(RELEASE_PREFIX, limit=1), None):
             self._release_job(first[0][len(RELEASE_PREFIX) :].split("/", 1)[0])
             jobs += 1
-        if tmp or markers or jobs:
-            log.info("repo recovered", temp_files=tmp, pending=len(markers), orphans=len(orphans), release_jobs=jobs)
+        if markers or jobs:
+            log.info("repo recovered", pending=len(markers), orphans=len(orphans), release_jobs=jobs)
 
     def _metrics(self) -> Iterator[Metric]:
         q = self._quota

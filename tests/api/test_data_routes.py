@@ -112,7 +112,7 @@ async def test_a_100_mib_stream_round_trips_and_is_stored_while_it_streams(
 
     r = await client.post(f"{API}/data", content=body())
     assert r.status_code == 200, r.text
-    assert used_at_half[0] > 40 * MiB  # blocks were committed long before the body ended
+    assert used_at_half[0] >= 25 * MiB  # blocks were committed long before the body ended
     got = hashlib.sha256()
     size = 0
     async with client.stream("GET", f"{API}/data/{r.text}") as download:

@@ -57,6 +57,11 @@ async def raise_(kind: str) -> None:
     }[kind]
 
 
+@router.get("/bug")
+async def bug() -> None:
+    raise ZeroDivisionError("a bug")
+
+
 @router.post("/body")
 async def body(value: Body) -> dict[str, int]:
     return {"size": value.total_size}
@@ -72,7 +77,8 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
     app = FastAPI()
     install_error_handlers(app)
     app.include_router(router)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://node") as c:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://node") as c:
         yield c
 
 
@@ -137,3 +143,9 @@ def test_describe_validation_joins_every_error_in_one_line() -> None:
     assert message == (
         "invalid request: body.totalSize: Input should be greater than 0; body.duration: Field required"
     )
+
+
+async def test_an_unexpected_exception_is_a_500_with_the_same_body_shape(client: httpx.AsyncClient) -> None:
+    r = await client.get("/bug")
+    assert r.status_code == 500
+    assert r.json() == {"error": "internal error"}  # no internals leak to the client

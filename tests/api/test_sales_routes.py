@@ -46,7 +46,7 @@ class NoProofs:
     """Proofs are not what these tests are about: the agents never get past InitialProving."""
 
     async def prove(self, slot: Slot, challenge: bytes) -> Any:
-        raise AssertionError("not reached")
+        await asyncio.Event().wait()  # a proof that never comes
 
     def corrupt(self, proof: Any) -> Any:
         return proof

@@ -92,13 +92,13 @@ class CrashingFiles(BlockFiles):
         super().__init__(root, sync="none")
         self.switch = switch
 
-    def create_temp(self, tmp: Path, data: Buffer) -> int:
-        self.switch.step(f"write {tmp.name}")
-        return super().create_temp(tmp, data)
+    def create_temp(self, cid: Cid, data: Buffer) -> int:
+        self.switch.step(f"write {cid}.tmp")
+        return super().create_temp(cid, data)
 
-    def publish(self, tmp: Path, cid: Cid) -> Path:
-        self.switch.step(f"link {cid}")
-        return super().publish(tmp, cid)
+    def publish(self, cid: Cid) -> Path:
+        self.switch.step(f"rename {cid}")
+        return super().publish(cid)
 
     def unlink(self, cid: Cid) -> Path:
         self.switch.step(f"unlink {cid}")
@@ -112,6 +112,6 @@ class CrashingFiles(BlockFiles):
         self.switch.alive()
         return super().read(cid)
 
-    def wipe_tmp(self) -> int:
-        self.switch.step("wipe tmp")
-        return super().wipe_tmp()
+    def remove_temps(self, cids: Iterable[Cid]) -> None:
+        self.switch.step("remove temps")
+        super().remove_temps(cids)

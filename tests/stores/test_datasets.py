@@ -10,7 +10,7 @@ from repo_invariants import check_invariants
 
 from codex_node.data.cid import block_cid
 from codex_node.data.manifest import BLOCK_SIZE, Manifest, tree_cid
-from codex_node.errors import QuotaNotEnoughError, ValidationError
+from codex_node.errors import CorruptBlockError, QuotaNotEnoughError, ValidationError
 from codex_node.stores.datasets import store_dataset
 from codex_node.stores.repostore import RepoStore
 
@@ -66,11 +66,11 @@ async def test_blocks_are_committed_while_the_body_still_streams(make_repo: Make
     async def body() -> AsyncIterator[bytes]:
         for i in range(40):
             if i == 9:
-                # The first group (4 blocks) was awaited when the second one filled up.
+                # With one group in flight, the first (4 blocks) was awaited when the second one filled up.
                 used_midway.append(repo.quota().used)
             yield os.urandom(BLOCK_SIZE)
 
-    await store_dataset(repo, body(), group_blocks=4)
+    await store_dataset(repo, body(), group_blocks=4, groups_in_flight=1)
     assert used_midway == [4 * BLOCK_SIZE]
 
 
@@ -137,7 +137,7 @@ async def test_cancelled_upload_leaves_no_block_behind(make_repo: MakeRepo) -> N
         await asyncio.get_running_loop().create_future()  # a client that stops sending
         yield b""
 
-    task = asyncio.create_task(store_dataset(repo, stalls_after_two_groups(), group_blocks=2))
+    task = asyncio.create_task(store_dataset(repo, stalls_after_two_groups(), group_blocks=2, groups_in_flight=1))
     await stalled.wait()
     assert repo.quota().used >= 2 * BLOCK_SIZE
     task.cancel()
@@ -214,3 +214,20 @@ async def test_concurrent_uploads_of_the_same_bytes_make_one_dataset(make_repo: 
     check_invariants(repo)
     await repo.del_block(cids[0])
     assert repo.total_blocks == 0
+
+
+async def test_reading_a_dataset_with_a_truncated_block_reports_corruption(make_repo: MakeRepo) -> None:
+    repo = make_repo()
+    data = os.urandom(2 * BLOCK_SIZE)
+    manifest = await repo.get_manifest(await store_dataset(repo, _chunks(data)))
+    repo.files.path(manifest.block_cid(0)).write_bytes(data[:100])
+    with pytest.raises(CorruptBlockError, match="100 bytes"):
+        await _read_all(repo, manifest)
+
+
+async def test_reading_a_dataset_with_a_lost_block_file_reports_corruption(make_repo: MakeRepo) -> None:
+    repo = make_repo()
+    manifest = await repo.get_manifest(await store_dataset(repo, _chunks(os.urandom(2 * BLOCK_SIZE))))
+    repo.files.path(manifest.block_cid(1)).unlink()
+    with pytest.raises(CorruptBlockError, match="no file"):
+        await _read_all(repo, manifest)

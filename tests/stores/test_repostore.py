@@ -253,9 +253,10 @@ async def test_recovery_deletes_a_file_left_under_a_pending_marker(make_repo: Ma
     path = repo.files.path(cid)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(A)
-    (repo.files.tmp_dir / "leftover.1").write_bytes(B)
+    repo.files.temp_path(cid).write_bytes(A[:10])
     repo2 = make_repo(kv)
     assert not path.exists()
+    assert not repo.files.temp_path(cid).exists()
     check_invariants(repo2)
 
 

@@ -180,7 +180,7 @@ async def download(request: Request, cid: CidPath) -> Response:
     )
 
 
-async def _stream(repo: RepoStore, cid: Cid, manifest: Manifest) -> AsyncIterator[bytes]:
+async def _stream(repo: RepoStore, cid: Cid, manifest: Manifest) -> AsyncIterator[memoryview]:
     try:
         async for chunk in repo.iter_dataset(manifest):
             yield chunk
