@@ -20,6 +20,7 @@ may carry a web3, plyvel or FastAPI type: callers catch our types, never a libra
     │   └── QuotaUnderflowError          releasing more quota than is held (a bookkeeping bug)
     ├── ChainError                       talking to the chain
     │   ├── ChainMismatchError           data dir belongs to another chain
+    │   ├── DeploymentFileError          a deployment JSON is unreadable or malformed (names file and field)
     │   ├── TransactionError             a transaction could not be sent or was not mined
     │   └── ContractRevertError          the contract reverted; ``.error_name`` is the Solidity error's name
     ├── MarketError                      market-level failures, independent of transport
@@ -117,6 +118,10 @@ class ChainError(CodexError):
 
 class ChainMismatchError(ChainError):
     """The data dir was used with another chain (chain id or genesis hash differ)."""
+
+
+class DeploymentFileError(ChainError):
+    """A deployment JSON file is unreadable or malformed; the message names the file and the field."""
 
 
 class TransactionError(ChainError):
