@@ -41,6 +41,7 @@ may carry a web3, plyvel or FastAPI type: callers catch our types, never a libra
     │   │   ├── SlotsOutOfRangeError
     │   │   └── QueueNotRunningError
     │   └── SaleError                    a sale cannot continue (host mismatch, slot freed, …)
+    │       └── SlotDataError            the slot's data is not in the repo or does not fit the request
     └── ProofError                       building or checking a storage proof
 """
 
@@ -204,6 +205,10 @@ class QueueNotRunningError(SlotQueueError):
 
 class SaleError(SalesError):
     """A sale cannot continue (host mismatch, slot freed, unexpected slot state)."""
+
+
+class SlotDataError(SaleError):
+    """The slot's data cannot be secured: manifest or block missing, or the dataset does not fit the request."""
 
 
 # --- sales: additions by the reservations book (sales/reservations.py) ---
