@@ -43,6 +43,11 @@ may carry a web3, plyvel or FastAPI type: callers catch our types, never a libra
     │   └── SaleError                    a sale cannot continue (host mismatch, slot freed, …)
     │       └── SlotDataError            the slot's data is not in the repo or does not fit the request
     └── ProofError                       building or checking a storage proof
+        ├── InvalidProofError            a proof does not prove its target; ``.contract_error`` names the revert
+        │   ├── InvalidProofShapeError   wrong number of cells or paths, a cell of the wrong length
+        │   ├── InvalidCellProofError    a cell and its path do not reach the slot root
+        │   └── InvalidSlotProofError    the slot root and its path do not reach the dataset root
+        └── ProofDataError               the prover lacks a slot's data, or the data does not match the request
 """
 
 from __future__ import annotations
@@ -227,3 +232,34 @@ class ReservationNotFoundError(ReservationsError, NotFoundError):
 
 class ProofError(CodexError):
     """Building or checking a storage proof failed."""
+
+
+# --- proofs: additions by the proof maths (proofs/) ---
+
+
+class InvalidProofError(ProofError):
+    """A storage proof does not prove its target. ``contract_error`` is the name the contract reverts with."""
+
+    contract_error: str
+
+
+class InvalidProofShapeError(InvalidProofError):
+    """Wrong number of cells or cell paths, or a cell that is not exactly one cell long."""
+
+    contract_error = "InvalidProofShape"
+
+
+class InvalidCellProofError(InvalidProofError):
+    """A sampled cell and its path do not lead to the proof's slot root."""
+
+    contract_error = "InvalidCellProof"
+
+
+class InvalidSlotProofError(InvalidProofError):
+    """The proof's slot root and its path do not lead to the request's dataset root."""
+
+    contract_error = "InvalidSlotProof"
+
+
+class ProofDataError(ProofError):
+    """A proof cannot be built: blocks of the dataset are missing here, or they do not hash to the request's root."""
