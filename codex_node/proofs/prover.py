@@ -1,0 +1,201 @@
+"""The node's storage prover: builds the proof a hosted slot owes for a challenge (``sales.context.SlotProver``).
+
+For a slot it needs the slot tree (hashing the whole slot) and the dataset tree (hashing every slot of the
+dataset, which the node holds whole in the single-node case). Both are built once and cached in memory:
+
+- slot trees by (content CID, slot count, slot index), least recently used first out, bounded by
+  ``cache_bytes`` (a tree holds 1/32 of its slot's size: 2 MiB for a 64 MiB slot);
+- dataset trees by (content CID, slot count), at most ``MAX_DATASET_TREES`` (a few bytes per slot each).
+
+A proof then reads only the blocks its sampled cells fall in. Tree building runs in worker threads, one build at
+a time (a second slot's build waits; proofs of cached slots never do). Before a slot tree is cached, the dataset
+root it yields is compared with the request's ``Content.merkleRoot`` and the slot size with ``Ask.slotSize``: data
+that cannot produce a proof the contract accepts is a :class:`ProofDataError` at once, not a revert later.
+
+Metrics: ``codex_proofs_built_total``, ``codex_proof_build_seconds`` (whole ``prove`` calls, tree builds
+included), ``codex_proof_tree_build_seconds``, ``codex_proof_tree_cache_bytes``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from codex_node.data.slots import cid_from_bytes
+from codex_node.errors import InvalidCidError, ProofDataError
+from codex_node.market.types import Slot
+from codex_node.proofs.build import build_proof
+from codex_node.proofs.proof import StorageProof
+from codex_node.proofs.sampling import sample_indices
+from codex_node.proofs.slotdata import BlockReader, SlottedDataset, dataset_tree, open_dataset, read_cells, slot_tree
+from codex_node.proofs.trees import DatasetTree, SlotTree
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_CACHE_BYTES = 256 * 1024 * 1024
+"""Slot trees of 8 GiB of hosted slots."""
+MAX_DATASET_TREES = 1024
+
+_DatasetKey = tuple[bytes, int]
+_SlotKey = tuple[bytes, int, int]
+
+
+class ProverMetrics:
+    def __init__(self, registry: CollectorRegistry | None) -> None:
+        self.built = Counter("codex_proofs_built", "Storage proofs built", registry=registry)
+        self.build_seconds = Histogram(
+            "codex_proof_build_seconds",
+            "Time to build a storage proof, tree builds included",
+            buckets=(0.001, 0.005, 0.02, 0.1, 0.5, 2, 10, 60, 300),
+            registry=registry,
+        )
+        self.tree_seconds = Histogram(
+            "codex_proof_tree_build_seconds",
+            "Time to read and hash a slot (and its dataset when not cached) into trees",
+            buckets=(0.01, 0.1, 0.5, 2, 10, 60, 300, 1800),
+            registry=registry,
+        )
+        self.cache_bytes = Gauge("codex_proof_tree_cache_bytes", "Bytes held by cached slot trees", registry=registry)
+
+
+@dataclass(frozen=True, slots=True)
+class _SlotEntry:
+    dataset: SlottedDataset
+    tree: SlotTree
+    dataset_tree: DatasetTree
+
+
+class Prover:
+    """Storage proofs for the slots of datasets stored in ``repo``; ``samples`` is the marketplace's
+    ``proofSamples`` (``MarketplaceConfig.proofs.proof_samples``, fixed when the contract is deployed)."""
+
+    def __init__(
+        self,
+        repo: BlockReader,
+        *,
+        samples: int,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        if not 1 <= samples <= 255:
+            raise ValueError(f"proof samples must be 1..255 (a uint8 the contract refuses as 0), got {samples}")
+        self.repo = repo
+        self.samples = samples
+        self.cache_bytes = cache_bytes
+        self.metrics = ProverMetrics(registry)
+        self._slots: OrderedDict[_SlotKey, _SlotEntry] = OrderedDict()
+        self._datasets: OrderedDict[_DatasetKey, DatasetTree] = OrderedDict()
+        self._cached_bytes = 0
+        self._build_lock = asyncio.Lock()
+
+    # --- SlotProver --------------------------------------------------------------------------------------------
+
+    async def prove(self, slot: Slot, challenge: bytes) -> StorageProof:
+        """The proof of ``slot`` for ``challenge``. Raises :class:`ProofDataError` if the slot's data (or, the
+        first time, a sibling slot's) is not here or does not match the request."""
+        started = time.perf_counter()
+        entry = await self._entry(slot)
+        indices = sample_indices(challenge, slot.id, entry.tree.cells, self.samples)
+        cells = await read_cells(self.repo, entry.dataset, slot.slot_index, indices)
+        proof = build_proof(entry.tree, entry.dataset_tree, slot.slot_index, indices, cells)
+        elapsed = time.perf_counter() - started
+        self.metrics.built.inc()
+        self.metrics.build_seconds.observe(elapsed)
+        log.debug("proof built", slot_id=slot.id.hex(), slot_index=slot.slot_index, ms=round(elapsed * 1000, 1))
+        return proof
+
+    def corrupt(self, proof: StorageProof) -> StorageProof:
+        """``proof`` with its slot root changed: well-formed, and refused (``InvalidCellProof``)."""
+        return replace(proof, slot_root=bytes([proof.slot_root[0] ^ 1]) + proof.slot_root[1:])
+
+    async def forget(self, slot: Slot) -> None:
+        entry = self._slots.pop(_slot_key(slot), None)
+        if entry is not None:
+            self._cached_bytes -= entry.tree.nbytes
+            self.metrics.cache_bytes.set(self._cached_bytes)
+
+    # --- cache -------------------------------------------------------------------------------------------------
+
+    @property
+    def cached_bytes(self) -> int:
+        return self._cached_bytes
+
+    def is_cached(self, slot: Slot) -> bool:
+        return _slot_key(slot) in self._slots
+
+    async def _entry(self, slot: Slot) -> _SlotEntry:
+        key = _slot_key(slot)
+        entry = self._cached(key)
+        if entry is not None:
+            return entry
+        async with self._build_lock:
+            entry = self._cached(key)
+            if entry is None:
+                entry = await self._build(slot)
+                self._store(key, entry)
+        return entry
+
+    def _cached(self, key: _SlotKey) -> _SlotEntry | None:
+        entry = self._slots.get(key)
+        if entry is not None:
+            self._slots.move_to_end(key)
+        return entry
+
+    def _store(self, key: _SlotKey, entry: _SlotEntry) -> None:
+        self._slots[key] = entry
+        self._cached_bytes += entry.tree.nbytes
+        while self._cached_bytes > self.cache_bytes and len(self._slots) > 1:
+            _, evicted = self._slots.popitem(last=False)
+            self._cached_bytes -= evicted.tree.nbytes
+        self.metrics.cache_bytes.set(self._cached_bytes)
+
+    async def _build(self, slot: Slot) -> _SlotEntry:
+        request = slot.request
+        try:
+            cid = cid_from_bytes(request.content.cid)
+        except (InvalidCidError, ValueError) as e:
+            raise ProofDataError(f"request content CID 0x{request.content.cid.hex()} is not a CID: {e}") from e
+        started = time.perf_counter()
+        dataset = await open_dataset(self.repo, cid, request.ask.slots)
+        if dataset.layout.slot_size != request.ask.slot_size:
+            raise ProofDataError(
+                f"dataset {cid} cut into {request.ask.slots} slots makes {dataset.layout.slot_size}-byte slots, "
+                f"the request asks for {request.ask.slot_size}"
+            )
+        dataset_key = (request.content.cid, request.ask.slots)
+        dtree = self._datasets.get(dataset_key)
+        if dtree is None:
+            dtree, tree = await dataset_tree(self.repo, dataset, keep=slot.slot_index)
+            assert tree is not None
+        else:
+            tree = await slot_tree(self.repo, dataset, slot.slot_index)
+        if dtree.root != request.content.merkle_root:
+            raise ProofDataError(
+                f"dataset {cid} hashes to root 0x{dtree.root.hex()}, the request commits to "
+                f"0x{request.content.merkle_root.hex()}"
+            )
+        if dtree.slot_root(slot.slot_index) != tree.root:
+            raise ProofDataError(f"slot {slot.slot_index} of dataset {cid} changed since its dataset tree was built")
+        self._datasets[dataset_key] = dtree
+        self._datasets.move_to_end(dataset_key)
+        while len(self._datasets) > MAX_DATASET_TREES:
+            self._datasets.popitem(last=False)
+        elapsed = time.perf_counter() - started
+        self.metrics.tree_seconds.observe(elapsed)
+        log.info(
+            "slot tree built",
+            cid=cid.text,
+            slot_index=slot.slot_index,
+            slot_size=request.ask.slot_size,
+            seconds=round(elapsed, 3),
+        )
+        return _SlotEntry(dataset, tree, dtree)
+
+
+def _slot_key(slot: Slot) -> _SlotKey:
+    return (slot.request.content.cid, slot.request.ask.slots, slot.slot_index)

@@ -1,0 +1,157 @@
+"""Reading a dataset's slots from the block store to build slot trees, dataset trees and proof cells.
+
+The thin async shell around the pure trees: it reads blocks through the narrow :class:`BlockReader` port
+(``RepoStore`` implements it; every block read is checked against its CID) and hashes them in worker threads, a
+batch of blocks per thread hop, so the event loop never runs keccak over slot data. Memory use while building a
+slot tree is one batch of blocks plus the tree (1/32 of the slot size).
+
+Missing or corrupt blocks become :class:`ProofDataError` naming the slot and block: a proof needs the hosted
+slot's blocks, and the dataset root needs every slot's (in the single-node case the node holds the whole dataset).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from codex_node.data.cid import Cid
+from codex_node.data.manifest import Manifest
+from codex_node.data.slots import BLOCK_SIZE, SlotLayout, cid_bytes, pad_block
+from codex_node.errors import BlockNotFoundError, CorruptBlockError, ProofDataError
+from codex_node.market.types import Content
+from codex_node.proofs.proof import CELL_SIZE, CELLS_PER_BLOCK
+from codex_node.proofs.trees import DatasetTree, SlotTree, block_leaves
+
+READ_BATCH = 16
+"""Blocks read concurrently and hashed in one worker-thread hop (1 MiB)."""
+
+
+class BlockReader(Protocol):
+    """The part of the block store a prover reads (``stores.repostore.RepoStore`` implements it)."""
+
+    async def get_manifest(self, cid: Cid) -> Manifest: ...
+
+    async def get_block(self, cid: Cid) -> bytes: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SlottedDataset:
+    """A stored dataset cut into ``layout.slots`` slots: which block CID sits at each position of each slot."""
+
+    cid: Cid
+    manifest: Manifest
+    layout: SlotLayout
+
+    def block_cid(self, slot_index: int, position: int) -> Cid | None:
+        """The CID of the block at ``position`` in the slot, ``None`` for a zero padding block."""
+        index = slot_index + position * self.layout.slots
+        return self.manifest.block_cid(index) if index < self.layout.dataset_blocks else None
+
+    def slot_cids(self, slot_index: int) -> list[Cid | None]:
+        return [self.block_cid(slot_index, p) for p in range(self.layout.blocks_per_slot)]
+
+
+async def open_dataset(reader: BlockReader, cid: Cid, slots: int) -> SlottedDataset:
+    """The dataset whose manifest is ``cid``, cut into ``slots`` slots. Raises :class:`ProofDataError` if the
+    manifest is not here or its blocks are not 64 KiB (the slot layout and the contract assume they are)."""
+    try:
+        manifest = await reader.get_manifest(cid)
+    except (BlockNotFoundError, CorruptBlockError) as e:
+        raise ProofDataError(f"manifest {cid} is not readable here: {e}") from e
+    if manifest.info.block_size != BLOCK_SIZE:
+        raise ProofDataError(f"dataset {cid} has {manifest.info.block_size}-byte blocks; slots need {BLOCK_SIZE}")
+    if manifest.block_count == 0:
+        raise ProofDataError(f"dataset {cid} is empty and cannot be cut into slots")
+    return SlottedDataset(cid, manifest, SlotLayout(manifest.block_count, slots))
+
+
+async def _read(reader: BlockReader, dataset: SlottedDataset, slot_index: int, cid: Cid | None) -> bytes | None:
+    if cid is None:
+        return None
+    try:
+        return await reader.get_block(cid)
+    except BlockNotFoundError as e:
+        raise ProofDataError(f"block {cid} of slot {slot_index} of dataset {dataset.cid} is not here") from e
+    except CorruptBlockError as e:
+        raise ProofDataError(f"block {cid} of slot {slot_index} of dataset {dataset.cid} is corrupt: {e}") from e
+
+
+def _leaves_of(blocks: Sequence[bytes | None]) -> bytes:
+    return b"".join([block_leaves(b) for b in blocks])
+
+
+async def slot_tree(reader: BlockReader, dataset: SlottedDataset, slot_index: int) -> SlotTree:
+    """Read slot ``slot_index`` block by block and build its tree (hashing in worker threads)."""
+    cids = dataset.slot_cids(slot_index)
+    leaves = bytearray()
+    for start in range(0, len(cids), READ_BATCH):
+        batch = cids[start : start + READ_BATCH]
+        blocks = await asyncio.gather(*(_read(reader, dataset, slot_index, c) for c in batch))
+        leaves += await asyncio.to_thread(_leaves_of, blocks)
+    return await asyncio.to_thread(SlotTree, leaves)
+
+
+async def dataset_tree(
+    reader: BlockReader, dataset: SlottedDataset, *, keep: int | None = None
+) -> tuple[DatasetTree, SlotTree | None]:
+    """The dataset tree over every slot's root, and the tree of slot ``keep`` (read first, so that missing blocks
+    of the slot a node hosts are reported before missing blocks of its siblings)."""
+    order = list(range(dataset.layout.slots))
+    kept: SlotTree | None = None
+    if keep is not None:
+        order.remove(keep)
+        order.insert(0, keep)
+    roots: dict[int, bytes] = {}
+    for index in order:
+        tree = await slot_tree(reader, dataset, index)
+        roots[index] = tree.root
+        if index == keep:
+            kept = tree
+    return DatasetTree([roots[i] for i in range(dataset.layout.slots)]), kept
+
+
+async def read_cells(
+    reader: BlockReader, dataset: SlottedDataset, slot_index: int, indices: Sequence[int]
+) -> list[bytes]:
+    """Cells ``indices`` of the slot, reading each block they fall in once."""
+    positions = sorted({i // CELLS_PER_BLOCK for i in indices})
+    blocks = await asyncio.gather(
+        *(_read(reader, dataset, slot_index, dataset.block_cid(slot_index, p)) for p in positions)
+    )
+    padded = {p: pad_block(b) if b is not None else None for p, b in zip(positions, blocks, strict=True)}
+    out = []
+    for i in indices:
+        block = padded[i // CELLS_PER_BLOCK]
+        start = (i % CELLS_PER_BLOCK) * CELL_SIZE
+        out.append(bytes(CELL_SIZE) if block is None else block[start : start + CELL_SIZE])
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetCommitment:
+    """What a storage request commits to for a stored dataset cut into ``slots`` slots."""
+
+    cid: bytes
+    """``Content.cid``: the manifest CID's binary form."""
+    merkle_root: bytes
+    """``Content.merkleRoot``: the dataset root."""
+    slots: int
+    slot_size: int
+    """``Ask.slotSize``: whole 64 KiB blocks."""
+
+    @property
+    def content(self) -> Content:
+        return Content(cid=self.cid, merkle_root=self.merkle_root)
+
+
+async def dataset_commitment(reader: BlockReader, cid: Cid, slots: int) -> DatasetCommitment:
+    """Hash the stored dataset ``cid`` into the ``Content`` and slot size a request over ``slots`` slots needs.
+
+    Reads and hashes the whole dataset (about 0.3 s per 64 MiB). Raises :class:`ProofDataError` if a block is
+    missing or corrupt.
+    """
+    dataset = await open_dataset(reader, cid, slots)
+    tree, _ = await dataset_tree(reader, dataset)
+    return DatasetCommitment(cid_bytes(cid), tree.root, slots, dataset.layout.slot_size)
