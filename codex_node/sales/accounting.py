@@ -177,6 +177,26 @@ def release(reservation: Reservation, nbytes: int) -> tuple[Reservation, int]:
     return replace(reservation, size=reservation.size - nbytes), -nbytes
 
 
+def lower_collateral(
+    availability: Availability, reservation: Reservation, collateral: int
+) -> tuple[Availability, Reservation]:
+    """The slot will take only ``collateral`` (a repair's discounted fill): the rest of what the reservation set
+    aside goes back to the availability now. Quota change: none. Never raises a reservation's collateral.
+
+    Without this, an ending in which the contract keeps what was posted (request failed) lost the full
+    ``collateralPerSlot`` from the availability, though only the discounted amount ever left the wallet.
+    """
+    if collateral < 0:
+        raise CollateralOutOfBoundsError(f"collateral must not be negative, got {collateral}")
+    if collateral >= reservation.collateral:
+        return availability, reservation
+    back = reservation.collateral - collateral
+    return (
+        replace(availability, total_remaining_collateral=availability.total_remaining_collateral + back),
+        replace(reservation, collateral=collateral),
+    )
+
+
 def end_reservation(
     availability: Availability, reservation: Reservation, returned_collateral: int | None
 ) -> Availability:

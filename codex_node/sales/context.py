@@ -52,6 +52,10 @@ class SalesReservations(Protocol):
 
     async def release(self, reservation_id: bytes, availability_id: bytes, nbytes: int) -> None: ...
 
+    async def lower_collateral(self, reservation_id: bytes, availability_id: bytes, collateral: int) -> Reservation:
+        """Keep only ``collateral`` in the reservation; the rest returns to the availability now."""
+        ...
+
 
 class SlotProver(Protocol):
     """Builds storage proofs for the slots this node hosts (``proofs.prover.Prover`` implements it)."""

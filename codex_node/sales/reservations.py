@@ -267,6 +267,29 @@ class Reservations:
             batch.put(reservation_key(availability_id, reservation_id), new.encode())
             self._ledger.commit_with_quota(batch, reserved_delta)
 
+    async def lower_collateral(self, reservation_id: bytes, availability_id: bytes, collateral: int) -> Reservation:
+        """The slot takes only ``collateral`` (repair discount): the reservation keeps that much and the rest goes
+        back to the availability (``accounting.lower_collateral``). Returns the reservation as now stored."""
+        async with self._lock:
+            reservation = self._read_reservation(availability_id, reservation_id)
+            old = self._read_availability(availability_id)
+            new, lowered = accounting.lower_collateral(old, reservation, collateral)
+            if lowered == reservation:
+                return reservation
+            batch = self._kv.batch()
+            batch.put(availability_key(new.id), new.encode())
+            batch.put(reservation_key(availability_id, reservation_id), lowered.encode())
+            self._ledger.commit_with_quota(batch, 0)
+        log.info(
+            "reservation collateral lowered",
+            availability_id=availability_id.hex(),
+            reservation_id=reservation_id.hex(),
+            collateral=collateral,
+            returned=reservation.collateral - collateral,
+        )
+        self._saved(old, new)
+        return lowered
+
     async def delete_reservation(
         self, reservation_id: bytes, availability_id: bytes, returned_collateral: int | None = None
     ) -> bool:

@@ -60,6 +60,7 @@ class FakeReservations:
     race_on_create: bool = False
     created: list[FakeReservation] = field(default_factory=list)
     released: list[int] = field(default_factory=list)
+    lowered: list[int] = field(default_factory=list)
     find_args: list[tuple[int, ...]] = field(default_factory=list)
 
     async def find_availability(
@@ -93,6 +94,10 @@ class FakeReservations:
 
     async def release(self, reservation_id: bytes, availability_id: bytes, nbytes: int) -> None:
         self.released.append(nbytes)
+
+    async def lower_collateral(self, reservation_id: bytes, availability_id: bytes, collateral: int) -> Any:
+        self.lowered.append(collateral)
+        return FakeReservation(reservation_id, availability_id, ASK.slot_size, RequestId(b""), 0, 0, collateral)
 
 
 @dataclass

@@ -405,3 +405,21 @@ async def test_a_failed_write_changes_nothing_and_a_restart_sees_balanced_books(
     restarted = Books(books.kv)
     assert await restarted.book.all_reservations() == [r]
     await restarted.check()
+
+
+async def test_lower_collateral_returns_the_difference_in_one_write_and_never_raises_it(books: Books) -> None:
+    a = await books.availability(4 * SLOT, total_collateral=10 * SLOT)
+    r = await books.reserve(a, n=1, cpb=2)
+    writes = books.kv.writes
+    lowered = await books.book.lower_collateral(r.id, a.id, 2 * SLOT - 100)
+    assert books.kv.writes == writes + 1
+    assert lowered.collateral == 2 * SLOT - 100
+    assert await books.book.get_reservation(r.id, a.id) == lowered
+    assert (await books.book.get_availability(a.id)).total_remaining_collateral == 8 * SLOT + 100
+    assert await books.book.lower_collateral(r.id, a.id, 2 * SLOT) == lowered  # never raised
+    assert books.kv.writes == writes + 1
+    await books.check()
+    # Ending the sale now returns at most what is still committed: the availability is whole once more.
+    await books.book.delete_reservation(r.id, a.id, returned_collateral=2 * SLOT)
+    assert (await books.book.get_availability(a.id)).total_remaining_collateral == 10 * SLOT
+    await books.check()

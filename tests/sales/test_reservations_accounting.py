@@ -352,3 +352,14 @@ def test_best_fit_breaks_ties_by_id_whatever_the_order() -> None:
     b = avail(id=b"\x01" * 32)
     assert best_fit([a, b], **ASK) == b
     assert best_fit([b, a], **ASK) == b
+
+
+def test_lower_collateral_moves_the_difference_back_and_keeps_the_books() -> None:
+    a, r = reserve(avail(), slot_size=100, cpb=2)
+    a2, r2 = accounting.lower_collateral(a, r, 150)
+    assert (r2.collateral, a2.total_remaining_collateral) == (150, a.total_remaining_collateral + 50)
+    assert books_balance(a2, [r2])
+    assert accounting.lower_collateral(a, r, 200) == (a, r)
+    assert accounting.lower_collateral(a, r, 300) == (a, r)
+    with pytest.raises(CollateralOutOfBoundsError):
+        accounting.lower_collateral(a, r, -1)

@@ -57,3 +57,27 @@ async def test_transaction_failure_is_an_error(env: SalesEnv) -> None:
     nxt = await Filling(PROOF).run(agent)
     assert isinstance(nxt, Errored)
     assert not agent.data.collateral_posted
+
+
+async def test_repair_returns_the_collateral_discount_to_the_availability_before_filling(env: SalesEnv) -> None:
+    for i in range(ASK.slots):
+        await env.other_host.reserve_slot(env.request.id, i)
+        collateral = await env.other_host.slot_collateral(env.request.id, i)
+        await env.other_host.fill_slot(env.request.id, i, PROOF, collateral)
+    agent = env.agent(0)
+    await env.other_host.free_slot(agent.slot_id)
+    assert await env.market.slot_state(agent.slot_id) == SlotState.REPAIR
+    discounted = await env.market.slot_collateral(env.request.id, 0)
+    assert discounted < ASK.collateral_per_slot
+    await env.market.reserve_slot(env.request.id, 0)
+    nxt = await Filling(PROOF).run(agent)
+    assert isinstance(nxt, Filled)
+    assert env.reservations.lowered == [discounted]
+    assert agent.reserved_collateral() == discounted
+    assert env.market.calls("fill_slot") == [(env.request.id, 0, PROOF, discounted)]
+
+
+async def test_a_new_slot_keeps_the_reservations_collateral(env: SalesEnv) -> None:
+    await env.market.reserve_slot(env.request.id, 0)
+    await Filling(PROOF).run(env.agent(0))
+    assert env.reservations.lowered == []
