@@ -26,6 +26,13 @@ AbiProof = tuple[bytes, list[bytes], list[bytes], list[list[bytes]]]
 """``(slotRoot, slotPath, cells, cellPaths)`` as web3 takes it."""
 
 
+def _as_bytes(value: object) -> bytes:
+    # bytes(int) would make that many zero bytes out of a number: only bytes-like values are bytes here.
+    if not isinstance(value, bytes | bytearray | memoryview):
+        raise TypeError(f"expected bytes, got {type(value).__name__}")
+    return bytes(value)
+
+
 def _check_hashes(what: str, hashes: Sequence[bytes]) -> None:
     for h in hashes:
         if len(h) != HASH_SIZE:
@@ -71,10 +78,10 @@ class StorageProof:
         try:
             slot_root, slot_path, cells, cell_paths = value
             return cls(
-                slot_root=bytes(slot_root),
-                slot_path=tuple(bytes(h) for h in slot_path),
-                cells=tuple(bytes(c) for c in cells),
-                cell_paths=tuple(tuple(bytes(h) for h in path) for path in cell_paths),
+                slot_root=_as_bytes(slot_root),
+                slot_path=tuple(_as_bytes(h) for h in slot_path),
+                cells=tuple(_as_bytes(c) for c in cells),
+                cell_paths=tuple(tuple(_as_bytes(h) for h in path) for path in cell_paths),
             )
         except (TypeError, ValueError) as e:
             raise InvalidProofShapeError(f"not a StorageProof ABI tuple: {e}") from e

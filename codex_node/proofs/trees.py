@@ -43,8 +43,9 @@ class SlotTree:
     @classmethod
     def from_bytes(cls, data: Buffer) -> SlotTree:
         """The tree of a slot held whole in memory (``len(data)`` a positive multiple of the cell size)."""
-        if not len(data):
-            raise ValueError("a slot holds at least one cell")
+        size = memoryview(data).nbytes
+        if not size or size % CELL_SIZE:
+            raise ValueError(f"a slot is a positive whole number of {CELL_SIZE}-byte cells, got {size} bytes")
         return cls(cell_leaves(data))
 
     @classmethod
