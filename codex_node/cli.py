@@ -110,7 +110,33 @@ RUN = Command(
     epilog=_RUN_EPILOG,
 )
 
-COMMANDS: tuple[Command, ...] = (RUN,)
+# --- deploy (codex_node/deploycmd.py) -----------------------------------------------------------------------------
+
+
+def _deploy_arguments(parser: argparse.ArgumentParser) -> None:
+    from codex_node import deploycmd
+
+    deploycmd.add_arguments(parser)
+
+
+def _deploy(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from codex_node import deploycmd
+
+    return deploycmd.run(args, env)
+
+
+DEPLOY = Command(
+    name="deploy",
+    help="deploy the token and marketplace contracts to a chain",
+    description="Deploy TestToken and Marketplace (dev configuration) to the chain at --eth-provider and print the "
+    "deployment JSON (chain id, addresses, block) that 'run --deployment FILE' reads.",
+    add_arguments=_deploy_arguments,
+    run=_deploy,
+    epilog="Without --eth-private-key, the provider must have --eth-account unlocked (Hardhat's dev accounts are).\n"
+    "Exit codes: 0 deployed, 1 the chain refused or could not be reached, 2 invalid flags.",
+)
+
+COMMANDS: tuple[Command, ...] = (RUN, DEPLOY)
 
 
 def build_parser(commands: Sequence[Command] = COMMANDS) -> argparse.ArgumentParser:
