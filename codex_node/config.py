@@ -270,6 +270,14 @@ def _deployment_file(text: str) -> Path:
         raise ValueError(f"{path} is not a JSON file: {e}") from None
     if not isinstance(doc, dict):
         raise ValueError(f"{path} does not hold a JSON object")  # noqa: TRY004 - parsers report ValueError
+    # Imported here: the deployment module pulls in eth libraries, slow to import and needed only with the flag.
+    from codex_node.errors import DeploymentFileError
+    from codex_node.market.deployment import Deployment
+
+    try:
+        Deployment.load(path)  # every field present and well-formed
+    except DeploymentFileError as e:
+        raise ValueError(str(e)) from None
     return path
 
 

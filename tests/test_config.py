@@ -32,7 +32,7 @@ def key_file(tmp_path: Path) -> Path:
 @pytest.fixture
 def deployment(tmp_path: Path) -> Path:
     path = tmp_path / "deployment.json"
-    path.write_text('{"chainId": 31337, "marketplace": "' + OTHER + '"}')
+    path.write_text(f'{{"chainId": 31337, "marketplace": "{OTHER}", "token": "{ADDRESS}", "blockNumber": 258}}')
     return path
 
 
