@@ -4,7 +4,8 @@ For a slot it needs the slot tree (hashing the whole slot) and the dataset tree 
 dataset, which the node holds whole in the single-node case). Both are built once and cached in memory:
 
 - slot trees by (content CID, slot count, slot index), least recently used first out, bounded by
-  ``cache_bytes`` (a tree holds 1/32 of its slot's size: 2 MiB for a 64 MiB slot);
+  ``cache_bytes`` (a tree holds 1/32 of its slot's size: 2 MiB for a 64 MiB slot). The sibling trees a dataset
+  tree build produces are kept too, as the first to be evicted;
 - dataset trees by (content CID, slot count), at most ``MAX_DATASET_TREES`` (a few bytes per slot each).
 
 A proof then reads only the blocks its sampled cells fall in. Tree building runs in worker threads, one build at
@@ -137,7 +138,6 @@ class Prover:
             entry = self._cached(key)
             if entry is None:
                 entry = await self._build(slot)
-                self._store(key, entry)
         return entry
 
     def _cached(self, key: _SlotKey) -> _SlotEntry | None:
@@ -146,8 +146,14 @@ class Prover:
             self._slots.move_to_end(key)
         return entry
 
-    def _store(self, key: _SlotKey, entry: _SlotEntry) -> None:
+    def _store(self, key: _SlotKey, entry: _SlotEntry, *, recent: bool) -> None:
+        """Cache ``entry`` as the most recently used, or (``recent=False``) as the first to be evicted."""
+        old = self._slots.pop(key, None)
+        if old is not None:
+            self._cached_bytes -= old.tree.nbytes
         self._slots[key] = entry
+        if not recent:
+            self._slots.move_to_end(key, last=False)
         self._cached_bytes += entry.tree.nbytes
         while self._cached_bytes > self.cache_bytes and len(self._slots) > 1:
             _, evicted = self._slots.popitem(last=False)
@@ -169,9 +175,10 @@ class Prover:
             )
         dataset_key = (request.content.cid, request.ask.slots)
         dtree = self._datasets.get(dataset_key)
+        siblings: list[SlotTree] = []
         if dtree is None:
-            dtree, tree = await dataset_tree(self.repo, dataset, keep=slot.slot_index)
-            assert tree is not None
+            dtree, siblings = await dataset_tree(self.repo, dataset, first=slot.slot_index)
+            tree = siblings[slot.slot_index]
         else:
             tree = await slot_tree(self.repo, dataset, slot.slot_index)
         if dtree.root != request.content.merkle_root:
@@ -185,6 +192,15 @@ class Prover:
         self._datasets.move_to_end(dataset_key)
         while len(self._datasets) > MAX_DATASET_TREES:
             self._datasets.popitem(last=False)
+        # Sibling trees were built anyway: keep them as the first to go. A node hosting several slots of one
+        # dataset (the single-node case: all of them) then hashes the dataset once, not once more per slot.
+        for index, sibling in enumerate(siblings):
+            if index != slot.slot_index:
+                sibling_key = (request.content.cid, request.ask.slots, index)
+                if sibling_key not in self._slots:
+                    self._store(sibling_key, _SlotEntry(dataset, sibling, dtree), recent=False)
+        entry = _SlotEntry(dataset, tree, dtree)
+        self._store(_slot_key(slot), entry, recent=True)
         elapsed = time.perf_counter() - started
         self.metrics.tree_seconds.observe(elapsed)
         log.info(
@@ -192,9 +208,10 @@ class Prover:
             cid=cid.text,
             slot_index=slot.slot_index,
             slot_size=request.ask.slot_size,
+            dataset_hashed=bool(siblings),
             seconds=round(elapsed, 3),
         )
-        return _SlotEntry(dataset, tree, dtree)
+        return entry
 
 
 def _slot_key(slot: Slot) -> _SlotKey:

@@ -94,22 +94,16 @@ async def slot_tree(reader: BlockReader, dataset: SlottedDataset, slot_index: in
 
 
 async def dataset_tree(
-    reader: BlockReader, dataset: SlottedDataset, *, keep: int | None = None
-) -> tuple[DatasetTree, SlotTree | None]:
-    """The dataset tree over every slot's root, and the tree of slot ``keep`` (read first, so that missing blocks
-    of the slot a node hosts are reported before missing blocks of its siblings)."""
-    order = list(range(dataset.layout.slots))
-    kept: SlotTree | None = None
-    if keep is not None:
-        order.remove(keep)
-        order.insert(0, keep)
-    roots: dict[int, bytes] = {}
-    for index in order:
-        tree = await slot_tree(reader, dataset, index)
-        roots[index] = tree.root
-        if index == keep:
-            kept = tree
-    return DatasetTree([roots[i] for i in range(dataset.layout.slots)]), kept
+    reader: BlockReader, dataset: SlottedDataset, *, first: int = 0
+) -> tuple[DatasetTree, list[SlotTree]]:
+    """The dataset tree over every slot's root, and every slot's tree (in slot order). Slot ``first`` is read
+    first, so that missing blocks of the slot a node hosts are reported before missing blocks of its siblings."""
+    slots = dataset.layout.slots
+    trees: dict[int, SlotTree] = {}
+    for index in [first, *(i for i in range(slots) if i != first)]:
+        trees[index] = await slot_tree(reader, dataset, index)
+    ordered = [trees[i] for i in range(slots)]
+    return DatasetTree([t.root for t in ordered]), ordered
 
 
 async def read_cells(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -94,7 +95,7 @@ def test_proof_of_another_slot_at_this_slots_samples_fails_only_the_slot_path(da
     ],
 )
 def test_proof_for_another_target_is_refused(
-    dataset: MemDataset, field: str, value: object, error: type[InvalidProofError]
+    dataset: MemDataset, field: str, value: Any, error: type[InvalidProofError]
 ) -> None:
     proof = dataset.proof(0, CHALLENGE, SLOT_ID)
     with pytest.raises(error):
