@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, cast
 
@@ -77,7 +78,11 @@ def open_chain(db: LevelChainDB, time_source: TimeSource, genesis_timestamp: int
     try:
         chain_class.get_chaindb_class()(db).get_canonical_head()
     except CanonicalHeadNotFound:
-        params = get_default_genesis_params(overrides={"timestamp": genesis_timestamp})
+        # Random extra data: every new chain has its own genesis hash, even two created in the same second, so
+        # the identity check tells a recreated chain from the one a data dir's records belong to.
+        params = get_default_genesis_params(
+            overrides={"timestamp": genesis_timestamp, "extra_data": secrets.token_bytes(32)}
+        )
         state = generate_genesis_state_for_keys([KeyAPI.PrivateKey(k) for k in DEV_ACCOUNT_KEYS])
         return cast(MiningChain, chain_class.from_genesis(db, params, state)), True
     return chain_class(db), False
