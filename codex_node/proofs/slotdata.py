@@ -83,13 +83,26 @@ def _leaves_of(blocks: Sequence[bytes | None]) -> bytes:
 
 
 async def slot_tree(reader: BlockReader, dataset: SlottedDataset, slot_index: int) -> SlotTree:
-    """Read slot ``slot_index`` block by block and build its tree (hashing in worker threads)."""
+    """Read slot ``slot_index`` block by block and build its tree (hashing in worker threads).
+
+    The next batch of blocks is read while the previous one is hashed.
+    """
     cids = dataset.slot_cids(slot_index)
     leaves = bytearray()
-    for start in range(0, len(cids), READ_BATCH):
-        batch = cids[start : start + READ_BATCH]
-        blocks = await asyncio.gather(*(_read(reader, dataset, slot_index, c) for c in batch))
-        leaves += await asyncio.to_thread(_leaves_of, blocks)
+    hashing: asyncio.Future[bytes] | None = None
+    try:
+        for start in range(0, len(cids), READ_BATCH):
+            batch = cids[start : start + READ_BATCH]
+            blocks = await asyncio.gather(*(_read(reader, dataset, slot_index, c) for c in batch))
+            if hashing is not None:
+                leaves += await hashing
+            hashing = asyncio.ensure_future(asyncio.to_thread(_leaves_of, blocks))
+        if hashing is not None:
+            leaves += await hashing
+            hashing = None
+    finally:
+        if hashing is not None:  # a read failed or we were cancelled: the pending hashing is not wanted
+            hashing.cancel()
     return await asyncio.to_thread(SlotTree, leaves)
 
 
