@@ -340,3 +340,17 @@ async def test_mock_market_with_the_real_verifier_accepts_the_provers_fill(repo:
         proof = await prover.prove(slot, await host.get_challenge(slot.id))
         await host.fill_slot(request.id, index, proof, request.ask.collateral_per_slot)
         assert await host.get_host(slot.id) == host.signer
+
+
+async def test_a_block_missing_in_a_later_batch_stops_the_build_cleanly(repo: RepoStore) -> None:
+    # 40 blocks in one slot: the missing block is read while the first batch is still being hashed.
+    stored = await stored_request(repo, 40, 0, 1)
+    manifest = await repo.get_manifest(stored.cid)
+    reader = CountingReader(repo, hidden={manifest.block_cid(20).text})
+    prover = Prover(reader, samples=SAMPLES)
+    with pytest.raises(ProofDataError, match="of slot 0 of dataset"):
+        await prover.prove(stored.slot(0), os.urandom(32))
+    assert not prover.is_cached(stored.slot(0))
+    reader.hidden.clear()
+    challenge = os.urandom(32)
+    check_proof(await prover.prove(stored.slot(0), challenge), target_for(stored.slot(0), challenge))
