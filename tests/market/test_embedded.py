@@ -20,13 +20,14 @@ from eth_utils import keccak
 from prometheus_client.registry import CollectorRegistry
 from web3.exceptions import ContractCustomError, TransactionNotFound
 
-from codex_node.errors import ChainError, DeploymentFileError
-from codex_node.market import evmbackend
+from codex_node.errors import ChainError, ChainMismatchError, DeploymentFileError
+from codex_node.market import evmbackend, identity
 from codex_node.market.chaindb import LevelChainDB
 from codex_node.market.deployment import MIN_BLOCK_HEIGHT, Deployment, artifact, token_balance
 from codex_node.market.embedded import MIN_ETHER, MIN_TOKENS, EmbeddedChain
 from codex_node.market.evmbackend import DEV_CHAIN_ID
 from codex_node.testing.fakeclock import FakeClock
+from codex_node.testing.memorykv import MemoryKV
 
 T0 = 1_800_000_000
 
@@ -385,3 +386,28 @@ async def test_a_new_node_key_is_funded_at_the_next_start(chain_dir: Path, clock
 def test_a_negative_block_time_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="block_time"):
         EmbeddedChain(tmp_path, block_time=-1)
+
+
+async def test_a_reopened_chain_passes_the_identity_check_and_a_new_one_does_not(
+    chain_dir: Path, clock: FakeClock
+) -> None:
+    kv = MemoryKV()
+    c = open_chain(chain_dir, clock)
+    await c.start()
+    recorded = await identity.verify(kv, c.w3, c.deployment.marketplace)
+    assert recorded.genesis_hash == c.genesis_hash
+    assert recorded.chain_id == DEV_CHAIN_ID
+    await c.stop()
+
+    await c.start()  # restarted: the same chain
+    await identity.verify(kv, c.w3, c.deployment.marketplace)
+    await c.stop()
+
+    shutil.rmtree(chain_dir)  # the operator removed the chain: a new one is created
+    fresh = open_chain(chain_dir, clock)
+    await fresh.start()
+    try:
+        with pytest.raises(ChainMismatchError, match="genesis block hash"):
+            await identity.verify(kv, fresh.w3, fresh.deployment.marketplace)
+    finally:
+        await fresh.stop()
