@@ -13,8 +13,9 @@ a time (a second slot's build waits; proofs of cached slots never do). Before a 
 root it yields is compared with the request's ``Content.merkleRoot`` and the slot size with ``Ask.slotSize``: data
 that cannot produce a proof the contract accepts is a :class:`ProofDataError` at once, not a revert later.
 
-Metrics: ``codex_proofs_built_total``, ``codex_proof_build_seconds`` (whole ``prove`` calls, tree builds
-included), ``codex_proof_tree_build_seconds``, ``codex_proof_tree_cache_bytes``.
+Metrics (read at scrape time, like the stores'; ``registry=None`` registers none): ``codex_proofs_built_total``,
+``codex_proof_build_seconds`` (whole ``prove`` calls, tree builds included), ``codex_proof_tree_builds_total``,
+``codex_proof_tree_build_seconds``, ``codex_proof_tree_cache_bytes``.
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
+from prometheus_client.registry import REGISTRY, CollectorRegistry
 
 from codex_node.data.slots import cid_from_bytes
 from codex_node.errors import InvalidCidError, ProofDataError
@@ -35,6 +38,7 @@ from codex_node.proofs.proof import StorageProof
 from codex_node.proofs.sampling import sample_indices
 from codex_node.proofs.slotdata import BlockReader, SlottedDataset, dataset_tree, open_dataset, read_cells, slot_tree
 from codex_node.proofs.trees import DatasetTree, SlotTree
+from codex_node.stores import metrics
 
 log = structlog.get_logger(__name__)
 
@@ -46,22 +50,23 @@ _DatasetKey = tuple[bytes, int]
 _SlotKey = tuple[bytes, int, int]
 
 
-class ProverMetrics:
-    def __init__(self, registry: CollectorRegistry | None) -> None:
-        self.built = Counter("codex_proofs_built", "Storage proofs built", registry=registry)
-        self.build_seconds = Histogram(
-            "codex_proof_build_seconds",
-            "Time to build a storage proof, tree builds included",
-            buckets=(0.001, 0.005, 0.02, 0.1, 0.5, 2, 10, 60, 300),
-            registry=registry,
-        )
-        self.tree_seconds = Histogram(
-            "codex_proof_tree_build_seconds",
-            "Time to read and hash a slot (and its dataset when not cached) into trees",
-            buckets=(0.01, 0.1, 0.5, 2, 10, 60, 300, 1800),
-            registry=registry,
-        )
-        self.cache_bytes = Gauge("codex_proof_tree_cache_bytes", "Bytes held by cached slot trees", registry=registry)
+_METRIC_NAMES = (
+    "codex_proofs_built",
+    "codex_proof_build_seconds",
+    "codex_proof_tree_builds",
+    "codex_proof_tree_build_seconds",
+    "codex_proof_tree_cache_bytes",
+)
+
+
+@dataclass(slots=True)
+class ProverStats:
+    """Counts kept by the prover and read by its collector at scrape time."""
+
+    proofs_built: int = 0
+    proof_seconds: float = 0.0
+    tree_builds: int = 0
+    tree_seconds: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,18 +86,19 @@ class Prover:
         *,
         samples: int,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
-        registry: CollectorRegistry | None = None,
+        registry: CollectorRegistry | None = REGISTRY,
     ) -> None:
         if not 1 <= samples <= 255:
             raise ValueError(f"proof samples must be 1..255 (a uint8 the contract refuses as 0), got {samples}")
         self.repo = repo
         self.samples = samples
         self.cache_bytes = cache_bytes
-        self.metrics = ProverMetrics(registry)
+        self.stats = ProverStats()
         self._slots: OrderedDict[_SlotKey, _SlotEntry] = OrderedDict()
         self._datasets: OrderedDict[_DatasetKey, DatasetTree] = OrderedDict()
         self._cached_bytes = 0
         self._build_lock = asyncio.Lock()
+        self._unregister = metrics.register("prover", metrics.LiveCollector(self._metrics, _METRIC_NAMES), registry)
 
     # --- SlotProver --------------------------------------------------------------------------------------------
 
@@ -105,8 +111,8 @@ class Prover:
         cells = await read_cells(self.repo, entry.dataset, slot.slot_index, indices)
         proof = build_proof(entry.tree, entry.dataset_tree, slot.slot_index, indices, cells)
         elapsed = time.perf_counter() - started
-        self.metrics.built.inc()
-        self.metrics.build_seconds.observe(elapsed)
+        self.stats.proofs_built += 1
+        self.stats.proof_seconds += elapsed
         log.debug("proof built", slot_id=slot.id.hex(), slot_index=slot.slot_index, ms=round(elapsed * 1000, 1))
         return proof
 
@@ -118,7 +124,30 @@ class Prover:
         entry = self._slots.pop(_slot_key(slot), None)
         if entry is not None:
             self._cached_bytes -= entry.tree.nbytes
-            self.metrics.cache_bytes.set(self._cached_bytes)
+
+    def close(self) -> None:
+        """Unregister the metrics (idempotent). The caches go with the object."""
+        self._unregister()
+
+    def _metrics(self) -> Iterator[Metric]:
+        stats = self.stats
+        yield SummaryMetricFamily(
+            "codex_proof_build_seconds",
+            "Time to build storage proofs, tree builds included",
+            count_value=stats.proofs_built,
+            sum_value=stats.proof_seconds,
+        )
+        yield CounterMetricFamily("codex_proofs_built", "Storage proofs built", value=stats.proofs_built)
+        yield SummaryMetricFamily(
+            "codex_proof_tree_build_seconds",
+            "Time to read and hash a slot (and its dataset when not cached) into trees",
+            count_value=stats.tree_builds,
+            sum_value=stats.tree_seconds,
+        )
+        yield CounterMetricFamily("codex_proof_tree_builds", "Slot tree builds", value=stats.tree_builds)
+        yield GaugeMetricFamily(
+            "codex_proof_tree_cache_bytes", "Bytes held by cached slot trees", value=self._cached_bytes
+        )
 
     # --- cache -------------------------------------------------------------------------------------------------
 
@@ -158,7 +187,6 @@ class Prover:
         while self._cached_bytes > self.cache_bytes and len(self._slots) > 1:
             _, evicted = self._slots.popitem(last=False)
             self._cached_bytes -= evicted.tree.nbytes
-        self.metrics.cache_bytes.set(self._cached_bytes)
 
     async def _build(self, slot: Slot) -> _SlotEntry:
         request = slot.request
@@ -202,7 +230,8 @@ class Prover:
         entry = _SlotEntry(dataset, tree, dtree)
         self._store(_slot_key(slot), entry, recent=True)
         elapsed = time.perf_counter() - started
-        self.metrics.tree_seconds.observe(elapsed)
+        self.stats.tree_builds += 1
+        self.stats.tree_seconds += elapsed
         log.info(
             "slot tree built",
             cid=cid.text,

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from codex_node.data.cid import Cid
 from codex_node.data.manifest import Manifest
@@ -131,7 +132,7 @@ async def test_commitment_deals_blocks_to_slots_and_pads_with_zero_blocks(repo: 
 @pytest.mark.parametrize(("blocks", "tail", "slots"), [(0, 5, 1), (1, 0, 1), (7, 1000, 3), (4, 0, 4), (9, 3, 2)])
 async def test_every_slots_proof_verifies(repo: RepoStore, blocks: int, tail: int, slots: int) -> None:
     stored = await stored_request(repo, blocks, tail, slots)
-    prover = Prover(repo, samples=SAMPLES)
+    prover = Prover(repo, samples=SAMPLES, registry=None)
     for index in range(slots):
         challenge = os.urandom(32)
         proof = await prover.prove(stored.slot(index), challenge)
@@ -141,7 +142,7 @@ async def test_every_slots_proof_verifies(repo: RepoStore, blocks: int, tail: in
 async def test_a_cached_slot_reads_only_the_sampled_blocks(repo: RepoStore) -> None:
     stored = await stored_request(repo, 12, 0, 2)  # 6 blocks per slot
     reader = CountingReader(repo)
-    prover = Prover(reader, samples=SAMPLES)
+    prover = Prover(reader, samples=SAMPLES, registry=None)
     await prover.prove(stored.slot(0), os.urandom(32))
     assert len(reader.reads) == 12 + len(set(reader.reads[12:]))  # the whole dataset once, then the samples' blocks
     reader.reads.clear()
@@ -153,7 +154,7 @@ async def test_a_cached_slot_reads_only_the_sampled_blocks(repo: RepoStore) -> N
 async def test_sibling_trees_built_for_the_dataset_root_are_kept(repo: RepoStore) -> None:
     stored = await stored_request(repo, 12, 0, 2)
     reader = CountingReader(repo)
-    prover = Prover(reader, samples=SAMPLES)
+    prover = Prover(reader, samples=SAMPLES, registry=None)
     await prover.prove(stored.slot(0), os.urandom(32))
     assert prover.is_cached(stored.slot(1))
     reader.reads.clear()
@@ -164,7 +165,7 @@ async def test_sibling_trees_built_for_the_dataset_root_are_kept(repo: RepoStore
 async def test_a_sibling_slot_evicted_since_reuses_the_dataset_tree(repo: RepoStore) -> None:
     stored = await stored_request(repo, 12, 0, 2)
     reader = CountingReader(repo)
-    prover = Prover(reader, samples=SAMPLES, cache_bytes=1)  # room for the most recent tree only
+    prover = Prover(reader, samples=SAMPLES, cache_bytes=1, registry=None)  # room for the most recent tree only
     await prover.prove(stored.slot(0), os.urandom(32))
     assert not prover.is_cached(stored.slot(1))
     reader.reads.clear()
@@ -174,7 +175,7 @@ async def test_a_sibling_slot_evicted_since_reuses_the_dataset_tree(repo: RepoSt
 
 async def test_forget_drops_the_slot_tree(repo: RepoStore) -> None:
     stored = await stored_request(repo, 2, 0, 1)
-    prover = Prover(repo, samples=SAMPLES)
+    prover = Prover(repo, samples=SAMPLES, registry=None)
     await prover.prove(stored.slot(0), os.urandom(32))
     assert prover.is_cached(stored.slot(0))
     assert prover.cached_bytes > 0
@@ -186,7 +187,7 @@ async def test_forget_drops_the_slot_tree(repo: RepoStore) -> None:
 async def test_cache_keeps_the_most_recent_slots_within_its_bytes(repo: RepoStore) -> None:
     stored = await stored_request(repo, 3, 0, 3)
     one_tree = SlotTree.from_bytes(bytes(BLOCK_SIZE)).nbytes
-    prover = Prover(repo, samples=SAMPLES, cache_bytes=2 * one_tree)
+    prover = Prover(repo, samples=SAMPLES, cache_bytes=2 * one_tree, registry=None)
     for index in range(3):
         await prover.prove(stored.slot(index), os.urandom(32))
     assert [prover.is_cached(stored.slot(i)) for i in range(3)] == [False, True, True]
@@ -201,7 +202,7 @@ async def test_missing_sibling_block_is_a_proof_data_error_naming_the_slot(repo:
     manifest = await repo.get_manifest(stored.cid)
     reader = CountingReader(repo, hidden={manifest.block_cid(2).text})  # slot 2's first block
     with pytest.raises(ProofDataError, match="of slot 2 of dataset"):
-        await Prover(reader, samples=SAMPLES).prove(stored.slot(0), os.urandom(32))
+        await Prover(reader, samples=SAMPLES, registry=None).prove(stored.slot(0), os.urandom(32))
 
 
 async def test_missing_own_block_is_reported_before_missing_siblings(repo: RepoStore) -> None:
@@ -209,7 +210,7 @@ async def test_missing_own_block_is_reported_before_missing_siblings(repo: RepoS
     manifest = await repo.get_manifest(stored.cid)
     reader = CountingReader(repo, hidden={manifest.block_cid(0).text, manifest.block_cid(4).text})
     with pytest.raises(ProofDataError, match="of slot 1 of dataset"):
-        await Prover(reader, samples=SAMPLES).prove(stored.slot(1), os.urandom(32))
+        await Prover(reader, samples=SAMPLES, registry=None).prove(stored.slot(1), os.urandom(32))
 
 
 async def test_data_that_does_not_hash_to_the_requests_root_is_refused(repo: RepoStore) -> None:
@@ -217,21 +218,21 @@ async def test_data_that_does_not_hash_to_the_requests_root_is_refused(repo: Rep
     wrong = Content(stored.request.content.cid, b"\x01" * 32)
     slot = Slot(request_for(wrong, 2, BLOCK_SIZE), 0)
     with pytest.raises(ProofDataError, match="commits to"):
-        await Prover(repo, samples=SAMPLES).prove(slot, os.urandom(32))
+        await Prover(repo, samples=SAMPLES, registry=None).prove(slot, os.urandom(32))
 
 
 async def test_a_slot_size_the_layout_does_not_give_is_refused(repo: RepoStore) -> None:
     stored = await stored_request(repo, 2, 0, 2)
     slot = Slot(request_for(stored.request.content, 2, 2 * BLOCK_SIZE), 0)
     with pytest.raises(ProofDataError, match="asks for"):
-        await Prover(repo, samples=SAMPLES).prove(slot, os.urandom(32))
+        await Prover(repo, samples=SAMPLES, registry=None).prove(slot, os.urandom(32))
 
 
 @pytest.mark.parametrize("cid", [b"", b"\xff\x00 not a cid"])
 async def test_content_that_is_not_a_cid_is_refused(repo: RepoStore, cid: bytes) -> None:
     slot = Slot(request_for(Content(cid, bytes(32)), 1, BLOCK_SIZE), 0)
     with pytest.raises(ProofDataError, match="not a CID"):
-        await Prover(repo, samples=SAMPLES).prove(slot, os.urandom(32))
+        await Prover(repo, samples=SAMPLES, registry=None).prove(slot, os.urandom(32))
 
 
 async def test_a_dataset_not_stored_here_is_refused(repo: RepoStore, tmp_path: Path) -> None:
@@ -248,19 +249,19 @@ async def test_a_dataset_not_stored_here_is_refused(repo: RepoStore, tmp_path: P
     finally:
         other.close()
     with pytest.raises(ProofDataError, match="manifest"):
-        await Prover(repo, samples=SAMPLES).prove(stored.slot(0), os.urandom(32))
+        await Prover(repo, samples=SAMPLES, registry=None).prove(stored.slot(0), os.urandom(32))
 
 
 async def test_a_dataset_of_small_blocks_is_refused(repo: RepoStore) -> None:
     cid = await store(repo, os.urandom(10_000), block_size=4096)
     slot = Slot(request_for(Content(cid_bytes(cid), bytes(32)), 1, BLOCK_SIZE), 0)
     with pytest.raises(ProofDataError, match="4096-byte blocks"):
-        await Prover(repo, samples=SAMPLES).prove(slot, os.urandom(32))
+        await Prover(repo, samples=SAMPLES, registry=None).prove(slot, os.urandom(32))
 
 
 async def test_corrupt_proof_is_refused_by_the_verifier(repo: RepoStore) -> None:
     stored = await stored_request(repo, 2, 0, 2)
-    prover = Prover(repo, samples=SAMPLES)
+    prover = Prover(repo, samples=SAMPLES, registry=None)
     challenge = os.urandom(32)
     proof = await prover.prove(stored.slot(1), challenge)
     with pytest.raises(InvalidCellProofError):
@@ -277,7 +278,7 @@ async def test_slot_hashing_runs_in_worker_threads(repo: RepoStore, monkeypatch:
         return real(blocks)
 
     monkeypatch.setattr(slotdata_module, "_leaves_of", recording)
-    await Prover(repo, samples=SAMPLES).prove(stored.slot(0), os.urandom(32))
+    await Prover(repo, samples=SAMPLES, registry=None).prove(stored.slot(0), os.urandom(32))
     assert len(threads) == 2  # one batch per slot
     assert threading.main_thread() not in threads
 
@@ -295,7 +296,7 @@ async def test_concurrent_proofs_build_each_tree_once(repo: RepoStore, monkeypat
 
     monkeypatch.setattr(slotdata_module, "slot_tree", counting)
     monkeypatch.setattr(prover_module, "slot_tree", counting)
-    prover = Prover(repo, samples=SAMPLES)
+    prover = Prover(repo, samples=SAMPLES, registry=None)
     challenges = [os.urandom(32) for _ in range(6)]
     slots = [stored.slot(i % 2) for i in range(6)]
     proofs = await asyncio.gather(*(prover.prove(s, c) for s, c in zip(slots, challenges, strict=True)))
@@ -307,7 +308,7 @@ async def test_concurrent_proofs_build_each_tree_once(repo: RepoStore, monkeypat
 
 async def test_a_cancelled_build_caches_nothing_and_a_later_prove_works(repo: RepoStore) -> None:
     stored = await stored_request(repo, 8, 0, 1)
-    prover = Prover(repo, samples=SAMPLES)
+    prover = Prover(repo, samples=SAMPLES, registry=None)
     task = asyncio.ensure_future(prover.prove(stored.slot(0), os.urandom(32)))
     await asyncio.sleep(0)
     task.cancel()
@@ -321,7 +322,7 @@ async def test_a_cancelled_build_caches_nothing_and_a_later_prove_works(repo: Re
 @pytest.mark.parametrize("samples", [0, 256])
 def test_samples_must_fit_the_contracts_uint8(repo: RepoStore, samples: int) -> None:
     with pytest.raises(ValueError, match=r"1\.\.255"):
-        Prover(repo, samples=samples)
+        Prover(repo, samples=samples, registry=None)
 
 
 async def test_mock_market_with_the_real_verifier_accepts_the_provers_fill(repo: RepoStore) -> None:
@@ -333,7 +334,7 @@ async def test_mock_market_with_the_real_verifier_accepts_the_provers_fill(repo:
         market.mint(market.signer, 10**15)
     request = Request(client.signer, stored.request.ask, stored.request.content, 600, os.urandom(32))
     await client.request_storage(request)
-    prover = Prover(repo, samples=(await host.config()).proofs.proof_samples)
+    prover = Prover(repo, samples=(await host.config()).proofs.proof_samples, registry=None)
     for index in range(2):
         slot = Slot(request, index)
         await host.reserve_slot(request.id, index)
@@ -347,10 +348,29 @@ async def test_a_block_missing_in_a_later_batch_stops_the_build_cleanly(repo: Re
     stored = await stored_request(repo, 40, 0, 1)
     manifest = await repo.get_manifest(stored.cid)
     reader = CountingReader(repo, hidden={manifest.block_cid(20).text})
-    prover = Prover(reader, samples=SAMPLES)
+    prover = Prover(reader, samples=SAMPLES, registry=None)
     with pytest.raises(ProofDataError, match="of slot 0 of dataset"):
         await prover.prove(stored.slot(0), os.urandom(32))
     assert not prover.is_cached(stored.slot(0))
     reader.hidden.clear()
     challenge = os.urandom(32)
     check_proof(await prover.prove(stored.slot(0), challenge), target_for(stored.slot(0), challenge))
+
+
+async def test_metrics_count_proofs_tree_builds_and_cache_bytes(repo: RepoStore) -> None:
+    stored = await stored_request(repo, 4, 0, 2)
+    registry = CollectorRegistry()
+    prover = Prover(repo, samples=SAMPLES, registry=registry)
+    for index in (0, 1, 0):
+        await prover.prove(stored.slot(index), os.urandom(32))
+
+    def value(name: str) -> float | None:
+        return registry.get_sample_value(name)
+
+    assert value("codex_proofs_built_total") == 3
+    assert value("codex_proof_build_seconds_count") == 3
+    assert value("codex_proof_tree_builds_total") == 1  # one build hashed the dataset and kept both slot trees
+    assert (value("codex_proof_tree_build_seconds_sum") or 0) > 0
+    assert value("codex_proof_tree_cache_bytes") == prover.cached_bytes > 0
+    prover.close()
+    assert value("codex_proofs_built_total") is None
