@@ -6,12 +6,13 @@ To add an implementation, write an async factory that yields a :class:`marketenv
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
 import pytest
+from chainenv import eth_tester_env, hardhat_env, stop_shared_chains
 from marketenv import DEFAULT_ASK, DEFAULT_EXPIRY, MarketEnv, RequestFactory
 
 from codex_node.market.types import Address, Ask, Request, SlotId
@@ -96,6 +97,9 @@ EnvFactory = Callable[[], AbstractAsyncContextManager[MarketEnv]]
 ENV_FACTORIES: dict[str, tuple[EnvFactory, tuple[pytest.MarkDecorator, ...]]] = {
     # name: (factory, marks), e.g. "hardhat": (hardhat_env, (pytest.mark.hardhat, pytest.mark.slow))
     "mock": (mock_env, ()),
+    # OnChainMarket on an in-process eth-tester chain and on a Hardhat node (tests/market/chainenv.py).
+    "eth-tester": (eth_tester_env, ()),
+    "hardhat": (hardhat_env, (pytest.mark.hardhat,)),
 }
 
 
@@ -104,3 +108,10 @@ async def market_env(request: pytest.FixtureRequest) -> AsyncIterator[MarketEnv]
     factory, _ = ENV_FACTORIES[request.param]
     async with factory() as env:
         yield env
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_shared_chains() -> Iterator[None]:
+    """The chains the on-chain envs share are made on first use; the Hardhat node ends with the session."""
+    yield
+    stop_shared_chains()

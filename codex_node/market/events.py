@@ -1,0 +1,331 @@
+"""The marketplace event stream: every event exactly once, in chain order, across restarts.
+
+:class:`EventStream` follows one contract's logs. On :meth:`~EventStream.start` it catches up from the cursor
+persisted in the metadata store with ``eth_getLogs`` in pages of ``page_size`` blocks, then follows the chain by
+polling the head every ``poll_interval`` seconds (or at once after :meth:`~EventStream.wake`, which the market
+calls after each of its transactions). That works on every node (eth-tester, Hardhat, geth) without filters or
+websockets. Logs are delivered once the block is ``confirmations`` deep (0: as soon as mined).
+
+Invariants:
+
+- The cursor is ``(block, log_index)`` of the first log not delivered yet, stored at
+  ``meta/chain/cursor/<contract address>``. It is written after all handlers of a log have returned, and
+  after each page (the page's blocks are then fully delivered). No ``await`` separates a log's last handler from
+  the cursor write, so a restart never delivers a log twice unless the process died (or the task was cancelled)
+  while that log's handlers ran. :meth:`~EventStream.stop` waits for the log being delivered to finish.
+- Handlers of one log run one after the other, in subscription order; logs in ``(block, log_index)`` order.
+  A handler's exception is logged and counted, never stops the stream or the other handlers.
+- A subscriber added before :meth:`~EventStream.start` receives the catch-up (that is how a restarted node learns
+  what happened while it was down); one added while the stream runs receives logs of blocks mined after it
+  subscribed only ("future events").
+- Every head seen is reported to the block listeners (the on-chain clock) before its logs are delivered.
+
+Reorganisations deeper than ``confirmations`` are not handled: logs already delivered are not taken back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from codex_node.errors import ChainError
+from codex_node.market.logdecoder import ChainLog, LogDecoder
+from codex_node.market.types import EVENT_TYPES, Address, MarketEvent
+
+if TYPE_CHECKING:
+    from web3 import AsyncWeb3
+    from web3.types import FilterParams, LogReceipt
+
+    from codex_node.stores.kv import KVStore
+
+log = structlog.get_logger(__name__)
+
+E = TypeVar("E", bound=MarketEvent)
+
+CURSOR_PREFIX: Final = "meta/chain/cursor/"
+DEFAULT_PAGE_SIZE: Final = 1000
+DEFAULT_POLL_INTERVAL: Final = 1.0
+MAX_RETRY_DELAY: Final = 30.0
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Cursor:
+    """The first log not delivered yet: ``log_index`` within ``block``."""
+
+    block: int
+    log_index: int = 0
+
+    def encode(self) -> bytes:
+        return f"{self.block}:{self.log_index}".encode()
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Cursor:
+        block, _, index = raw.decode().partition(":")
+        return cls(int(block), int(index or 0))
+
+
+@dataclass(frozen=True, slots=True)
+class ChainHead:
+    number: int
+    timestamp: int
+
+
+BlockListener = Callable[[ChainHead], None]
+
+
+class EventMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        registry = registry if registry is not None else CollectorRegistry()
+        self.delivered = Counter(
+            "codex_chain_events", "Marketplace events delivered to handlers, by event", ["event"], registry=registry
+        )
+        self.handler_errors = Counter(
+            "codex_chain_event_handler_errors", "Event handlers that raised, by event", ["event"], registry=registry
+        )
+        self.cursor_block = Gauge(
+            "codex_chain_cursor_block", "First block whose events are not all delivered yet", registry=registry
+        )
+        self.head_block = Gauge("codex_chain_head_block", "Latest block seen", registry=registry)
+
+
+@dataclass(eq=False, slots=True)
+class _Subscriber:
+    event_type: type[Any]
+    handler: Callable[[Any], Awaitable[None]]
+    from_block: int
+    active: bool = True
+
+
+class StreamSubscription:
+    def __init__(self, stream: EventStream, subscriber: _Subscriber) -> None:
+        self._stream = stream
+        self._subscriber = subscriber
+
+    async def unsubscribe(self) -> None:
+        self._stream._remove(self._subscriber)
+
+
+class EventStream:
+    """Follows the logs of the contract at ``address``; see the module docstring."""
+
+    def __init__(
+        self,
+        w3: AsyncWeb3[Any],
+        address: Address,
+        decoder: LogDecoder,
+        kv: KVStore,
+        *,
+        start_block: int,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        confirmations: int = 0,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        stop_grace: float = 30.0,
+        metrics: EventMetrics | None = None,
+    ) -> None:
+        """``start_block``: where to begin when no cursor is stored (the contract's deployment block)."""
+        if page_size < 1 or confirmations < 0 or poll_interval <= 0:
+            raise ValueError("page_size must be >= 1, confirmations >= 0, poll_interval > 0")
+        self._w3 = w3
+        self._address = address
+        self._decoder = decoder
+        self._kv = kv
+        self._key = CURSOR_PREFIX + address
+        self._page_size = page_size
+        self._confirmations = confirmations
+        self._poll_interval = poll_interval
+        self._stop_grace = stop_grace
+        self._metrics = metrics if metrics is not None else EventMetrics()
+        stored = kv.get(self._key)
+        self._cursor = Cursor.decode(stored) if stored is not None else Cursor(start_block)
+        self._subscribers: list[_Subscriber] = []
+        self._listeners: list[BlockListener] = []
+        self._head: ChainHead | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._delivering = False
+        self._stopping = False
+        self._progress = asyncio.Condition()
+        self.handler_failures = 0
+        """Handler calls that raised (also counted in the metrics; tests assert it stays 0)."""
+
+    # --- subscribers and listeners ----------------------------------------------------------------------------
+
+    async def subscribe(self, event_type: type[E], handler: Callable[[E], Awaitable[None]]) -> StreamSubscription:
+        if event_type not in EVENT_TYPES:
+            raise TypeError(f"{event_type!r} is not a marketplace event type")
+        from_block = 0
+        if self._task is not None:
+            # Future events only: blocks after the one mined last (read now, not the head seen at the last poll).
+            from_block = int(await self._query("reading the block number", self._w3.eth.block_number)) + 1
+        subscriber = _Subscriber(event_type, handler, from_block)
+        self._subscribers.append(subscriber)
+        return StreamSubscription(self, subscriber)
+
+    def _remove(self, subscriber: _Subscriber) -> None:
+        subscriber.active = False
+        with contextlib.suppress(ValueError):
+            self._subscribers.remove(subscriber)
+
+    def add_block_listener(self, listener: BlockListener) -> None:
+        """``listener`` is called (synchronously) with every new head the stream sees."""
+        self._listeners.append(listener)
+        if self._head is not None:
+            listener(self._head)
+
+    # --- state ------------------------------------------------------------------------------------------------
+
+    @property
+    def cursor(self) -> Cursor:
+        return self._cursor
+
+    @property
+    def head(self) -> ChainHead | None:
+        return self._head
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def wake(self) -> None:
+        """Poll now instead of at the next interval (something was just mined)."""
+        self._wake.set()
+
+    async def wait_delivered(self, block: int) -> None:
+        """Return once every log up to and including ``block`` has been delivered (for tests and shutdown)."""
+        async with self._progress:
+            await self._progress.wait_for(lambda: self._cursor.block > block)
+
+    # --- lifecycle --------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Read the head (so block listeners have a time at once), then run the catch-up and follow loop."""
+        if self._task is not None:
+            raise RuntimeError("the event stream was already started")
+        await self._observe_head()
+        log.info("event stream started", contract=self._address, cursor=self._cursor.block, head=self._head)
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"events of {self._address}")
+
+    async def stop(self) -> None:
+        """Stop following; a log whose handlers are running is finished first (up to ``stop_grace`` seconds)."""
+        task = self._task
+        if task is None or task.done():
+            return
+        self._stopping = True
+        self._wake.set()
+        if self._delivering:
+            await asyncio.wait([task], timeout=self._stop_grace)
+        task.cancel()
+        await asyncio.wait([task])
+        log.info("event stream stopped", contract=self._address, cursor=self._cursor.block)
+
+    # --- the loop ---------------------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        delay = self._poll_interval
+        while not self._stopping:
+            try:
+                await self._poll_once()
+                delay = self._poll_interval
+            except ChainError as e:
+                log.warning("event stream poll failed", error=str(e), retry_in=delay)
+                delay = min(delay * 2, MAX_RETRY_DELAY)
+            if self._stopping:
+                return
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
+            self._wake.clear()
+
+    async def _poll_once(self) -> None:
+        head = await self._observe_head()
+        target = head.number - self._confirmations
+        while self._cursor.block <= target and not self._stopping:
+            end = min(target, self._cursor.block + self._page_size - 1)
+            for chain_log in await self._logs(self._cursor.block, end):
+                if chain_log.position < (self._cursor.block, self._cursor.log_index):
+                    continue  # delivered before a restart
+                await self._deliver(chain_log)
+                await self._advance(Cursor(chain_log.block_number, chain_log.log_index + 1))
+                if self._stopping:
+                    return
+            await self._advance(Cursor(end + 1))
+
+    async def _observe_head(self) -> ChainHead:
+        block = await self._query("reading the latest block", self._w3.eth.get_block("latest"))
+        head = ChainHead(int(block["number"]), int(block["timestamp"]))
+        if self._head is None or head.number > self._head.number:
+            self._head = head
+            self._metrics.head_block.set(head.number)
+            for listener in list(self._listeners):
+                listener(head)
+        return head
+
+    async def _logs(self, first: int, last: int) -> list[ChainLog]:
+        """Logs of blocks ``first..last`` in chain order; a range the node refuses is split in halves."""
+        params: FilterParams = {"address": self._address, "fromBlock": first, "toBlock": last}  # type: ignore[typeddict-item]
+        try:
+            raw: list[LogReceipt] = await self._w3.eth.get_logs(params)
+        except Exception as e:  # nodes cap ranges and result sizes in their own ways
+            if first == last:
+                raise ChainError(f"eth_getLogs of block {first} failed: {' '.join(str(e).split())}") from e
+            middle = (first + last) // 2
+            log.debug("eth_getLogs range refused, splitting", first=first, last=last, error=str(e))
+            return await self._logs(first, middle) + await self._logs(middle + 1, last)
+        logs = [_chain_log(r) for r in raw if not r.get("removed", False)]
+        return sorted(logs, key=lambda entry: entry.position)
+
+    async def _deliver(self, chain_log: ChainLog) -> None:
+        try:
+            event = self._decoder.decode(chain_log)
+        except ValueError as e:
+            log.warning("undecodable marketplace log skipped", position=chain_log.position, error=str(e))
+            return
+        if event is None:
+            return
+        name = type(event).__name__
+        self._delivering = True
+        try:
+            for subscriber in list(self._subscribers):
+                if not subscriber.active or chain_log.block_number < subscriber.from_block:
+                    continue
+                if not isinstance(event, subscriber.event_type):
+                    continue
+                try:
+                    await subscriber.handler(event)
+                except Exception:  # a failing handler must not stop the stream nor the other handlers
+                    self.handler_failures += 1
+                    self._metrics.handler_errors.labels(name).inc()
+                    log.exception("market event handler failed", event_type=name, position=chain_log.position)
+            self._metrics.delivered.labels(name).inc()
+        finally:
+            self._delivering = False
+
+    async def _advance(self, cursor: Cursor) -> None:
+        if cursor <= self._cursor:
+            return
+        self._kv.put(self._key, cursor.encode())  # synchronous: nothing can interleave with the last handler
+        self._cursor = cursor
+        self._metrics.cursor_block.set(cursor.block)
+        async with self._progress:
+            self._progress.notify_all()
+
+    async def _query(self, what: str, awaitable: Awaitable[Any]) -> Any:
+        try:
+            return await awaitable
+        except Exception as e:  # web3 raises many unrelated types for a node that does not answer
+            raise ChainError(f"{what} failed: {' '.join(str(e).split())}") from e
+
+
+def _chain_log(raw: LogReceipt) -> ChainLog:
+    return ChainLog(
+        block_number=int(raw["blockNumber"]),
+        log_index=int(raw["logIndex"]),
+        topics=tuple(bytes(t) for t in raw["topics"]),
+        data=bytes(raw["data"]),
+    )
