@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
+from eth_tester.exceptions import TransactionFailed
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from marketplace_harness import PROOF_SAMPLES, Chain, PostedRequest
@@ -21,11 +22,6 @@ from web3.exceptions import ContractLogicError
 from codex_node.errors import InvalidProofError
 from codex_node.proofs import StorageProof, check_proof
 from codex_node.testing.mockledger import ProofTarget
-
-try:
-    from eth_tester.exceptions import TransactionFailed
-except ImportError:  # pragma: no cover
-    TransactionFailed = ContractLogicError
 
 Edit = Callable[[StorageProof], StorageProof]
 
