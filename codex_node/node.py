@@ -10,10 +10,11 @@ Data dir layout::
     <data-dir>/meta/                       LevelDB: block metadata, quota, maintenance cursor, node id, and
                                            (later) availabilities, reservations, chain cursor, sale history
     <data-dir>/repo/blocks/<xy>/<cid>      one file per block, sharded by the CID's last two characters
-    <data-dir>/repo/tmp/                   blocks being written; emptied at start
+                                           (``<cid>.tmp`` beside it while it is being written)
+    <data-dir>/chain/                      the embedded chain (its own LevelDB, node key, deployment.json)
 
-The chain layer (embedded chain by default, or a remote one), the Market, Sales, Purchasing and the Validator
-plug in as further parts in :meth:`Node._start_parts`, each after what it needs and before the API.
+The marketplace (the chain, embedded by default or remote; the Market on it; Sales) starts after the repo and
+before the API (``marketplace.py``); Purchasing and the Validator will plug in after it.
 
 This module never parses flags or configures logging (the CLI does); it never reads the wall clock except
 through the :class:`~codex_node.clock.Clock` it is given.
@@ -26,11 +27,10 @@ import os
 import secrets
 import signal
 import sys
-from collections.abc import Callable
 from types import TracebackType
-from typing import Protocol
 
 import structlog
+from prometheus_client.registry import REGISTRY, CollectorRegistry
 
 from codex_node import metrics
 from codex_node.api.app import API_PREFIX, create_app
@@ -38,60 +38,16 @@ from codex_node.api.schemas import ChainInfo
 from codex_node.api.server import HttpServer
 from codex_node.clock import Clock, SystemClock
 from codex_node.config import NodeConfig
+from codex_node.marketplace import MarketplaceParts, start_marketplace
 from codex_node.stores.blockfiles import BlockFiles
 from codex_node.stores.kv import KVStore, LevelDBStore
 from codex_node.stores.maintenance import BlockMaintainer
 from codex_node.stores.repostore import RepoStore
+from codex_node.utils.parts import Closing, PartStack
 
 log = structlog.get_logger(__name__)
 
 NODE_ID_KEY = "meta/node/id"
-
-
-class Part(Protocol):
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
-
-
-class Closing:
-    """A resource with nothing to start and a synchronous ``close`` to run when the node stops."""
-
-    def __init__(self, close: Callable[[], None]) -> None:
-        self._close = close
-
-    async def start(self) -> None:
-        return None
-
-    async def stop(self) -> None:
-        self._close()
-
-
-class PartStack:
-    """Started parts, in start order. :meth:`stop_all` stops them newest first, each once."""
-
-    def __init__(self) -> None:
-        self._started: list[tuple[str, Part]] = []
-
-    @property
-    def names(self) -> list[str]:
-        return [name for name, _ in self._started]
-
-    async def start(self, name: str, part: Part) -> None:
-        await part.start()
-        self._started.append((name, part))
-        log.debug("part started", part=name)
-
-    async def stop_all(self) -> None:
-        """Stop every part; one that fails to stop is logged and the others still stop."""
-        while self._started:
-            name, part = self._started.pop()
-            try:
-                await part.stop()
-            except Exception:
-                log.exception("part failed to stop", part=name)
-            else:
-                log.debug("part stopped", part=name)
 
 
 class Node:
@@ -108,6 +64,10 @@ class Node:
         self.kv: KVStore | None = None
         self.repo: RepoStore | None = None
         self.maintainer: BlockMaintainer | None = None
+        self.marketplace: MarketplaceParts | None = None
+        # The node's own metrics registry, hung on the process-wide one while the node runs: parts register on
+        # it freely, and a second node in the same process (tests) never collides with the first's series.
+        self.registry = CollectorRegistry(auto_describe=True)
         self._parts = PartStack()
 
     @property
@@ -174,8 +134,17 @@ class Node:
         await self._parts.start("block maintainer", maintainer)
         self.maintainer = maintainer
 
-        # Further parts plug in here, in dependency order: the chain (embedded unless --eth-provider) and the
-        # Market on it (app.state.market; self.chain = ChainInfo(...)), then Sales, Purchasing, the Validator.
+        if c.chain_mode != "none":
+            await self._parts.start("metrics registry", _Registered(self.registry))
+            mp = await start_marketplace(
+                c, kv=kv, repo=repo, clock=self.clock, start_part=self._parts.start, registry=self.registry
+            )
+            self.marketplace = mp
+            self.chain = mp.info
+            self.app.state.market = mp.market
+            self.app.state.sales = mp.sales
+            self.app.state.reservations = mp.reservations
+        # Purchasing and the Validator plug in here, after the Market and before the API.
 
         if endpoint is not None:
             metrics.record_node_info()
@@ -185,10 +154,21 @@ class Node:
         self.api_url = api.url
 
 
+class _Registered:
+    """Hangs a node's registry on the process-wide one while the node runs."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    async def start(self) -> None:
+        REGISTRY.register(self._registry)
+
+    async def stop(self) -> None:
+        REGISTRY.unregister(self._registry)
+
+
 def _open_repo(kv: KVStore, c: NodeConfig, clock: Clock) -> RepoStore:
-    return RepoStore(
-        kv, BlockFiles(c.data_dir / "repo"), clock=clock, quota_max=c.storage_quota, block_ttl=c.block_ttl
-    )
+    return RepoStore(kv, BlockFiles(c.data_dir / "repo"), clock=clock, quota_max=c.storage_quota, block_ttl=c.block_ttl)
 
 
 def _node_id(kv: KVStore) -> str:
@@ -233,4 +213,3 @@ async def run_node(config: NodeConfig, *, clock: Clock | None = None) -> int:
             loop.remove_signal_handler(sig)
     log.info("node stopped")
     return 0
-

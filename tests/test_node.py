@@ -11,9 +11,10 @@ import pytest
 from codex_node.api.app import API_PREFIX
 from codex_node.config import NodeConfig
 from codex_node.errors import ConfigError, KVError
-from codex_node.node import NODE_ID_KEY, Closing, Node, PartStack
+from codex_node.node import NODE_ID_KEY, Node
 from codex_node.stores.kv import LevelDBStore
 from codex_node.testing.fakeclock import FakeClock
+from codex_node.utils.parts import Closing, PartStack
 
 
 def config(tmp_path: Path, **more: object) -> NodeConfig:

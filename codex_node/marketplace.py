@@ -1,0 +1,238 @@
+"""The marketplace half of a node: the chain, the Market on it, and Sales, built and started in order.
+
+Called by the composition root (``node.py``) after the metadata store and the repo are up, and before the REST
+API starts. Every part is started through the node's ``start_part`` callback, so the node stops them in reverse
+order (Sales before the Market before the chain) with everything else it owns.
+
+Start order, and why:
+
+1. the chain: the embedded one (``<data-dir>/chain``, its own LevelDB) unless ``--eth-provider`` names a remote
+   one; then the deployment (embedded: its own; remote: ``--deployment FILE`` or ``--marketplace-address``, the
+   token read from the marketplace);
+2. the chain identity check (``market/identity.py``): a data dir that worked with another chain or marketplace
+   is refused before anything reads or writes its books;
+3. the Market (``OnChainMarket``) for the node's account; the on-chain clock is primed from the chain head so
+   every deadline computed while Sales starts is right;
+4. Sales (reservations over the repo's quota record, the slot queue, the local slot data source, the prover,
+   the persisted sale history): it resumes the slots the chain says we host and subscribes to the events;
+5. only then the Market's event stream: its catch-up delivers what happened while the node was down (requests
+   posted meanwhile reach the slot queue) to handlers that are already subscribed.
+
+This module never parses flags (``config.py`` did) and never serves HTTP (the API reads ``app.state``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from prometheus_client import CollectorRegistry
+
+from codex_node.api.schemas import ChainInfo
+from codex_node.clock import Clock
+from codex_node.config import NodeConfig, read_private_key
+from codex_node.errors import ChainError, ConfigError
+from codex_node.market import identity
+from codex_node.market.deployment import Deployment
+from codex_node.market.embedded import EmbeddedChain
+from codex_node.market.onchain import MarketOptions, OnChainMarket
+from codex_node.market.types import Address
+from codex_node.proofs.prover import Prover
+from codex_node.sales.datasource import LocalSlotDataSource
+from codex_node.sales.history import SaleHistory
+from codex_node.sales.metrics import SalesMetrics
+from codex_node.sales.reservations import Reservations
+from codex_node.sales.sales import Sales
+from codex_node.sales.slotqueue import SlotQueue
+from codex_node.utils.parts import Closing
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+    from web3 import AsyncWeb3
+
+    from codex_node.stores.kv import KVStore
+    from codex_node.stores.repostore import RepoStore
+    from codex_node.utils.parts import Part
+
+log = structlog.get_logger(__name__)
+
+StartPart = Callable[[str, "Part"], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class MarketplaceParts:
+    """What the rest of the node (the API, tests) reaches of the marketplace once it runs."""
+
+    market: OnChainMarket
+    sales: Sales
+    reservations: Reservations
+    info: ChainInfo
+    chain: EmbeddedChain | None
+    """The embedded chain, when the node runs one (``None`` on a remote chain)."""
+
+
+class _Exits:
+    """A part that closes what an ``AsyncExitStack`` holds (a remote provider's connection)."""
+
+    def __init__(self, stack: AsyncExitStack) -> None:
+        self._stack = stack
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        await self._stack.aclose()
+
+
+class _Ordered:
+    """Runs ``first`` then ``second`` on start; stops in reverse. Sales must subscribe before the stream starts."""
+
+    def __init__(self, first: Any, second: Any) -> None:
+        self._first = first
+        self._second = second
+
+    async def start(self) -> None:
+        await self._first.start()
+        try:
+            await self._second.start()
+        except BaseException:
+            await self._first.stop()
+            raise
+
+    async def stop(self) -> None:
+        try:
+            await self._first.stop()
+        finally:
+            await self._second.stop()
+
+
+async def start_marketplace(
+    config: NodeConfig,
+    *,
+    kv: KVStore,
+    repo: RepoStore,
+    clock: Clock,
+    start_part: StartPart,
+    registry: CollectorRegistry,
+    market_options: MarketOptions | None = None,
+) -> MarketplaceParts:
+    """Build and start the chain, the Market and Sales (see the module docstring); return them."""
+    chain: EmbeddedChain | None = None
+    account: LocalAccount | str
+    if config.eth_provider is None:
+        chain = EmbeddedChain(
+            config.data_dir / "chain", block_time=config.dev_block_time, clock=clock, registry=registry
+        )
+        await start_part("embedded chain", chain)
+        w3, deployment, account = chain.w3, chain.deployment, chain.node_account
+    else:
+        stack = AsyncExitStack()
+        await start_part("chain connection", _Exits(stack))
+        w3 = await stack.enter_async_context(_connect(config.eth_provider))
+        deployment = await _remote_deployment(config, w3)
+        account = _remote_account(config)
+
+    found = await identity.verify(kv, w3, deployment.marketplace, data_dir=str(config.data_dir))
+    market = OnChainMarket(w3, deployment, account, kv, options=market_options, registry=registry)
+    head = await w3.eth.get_block("latest")
+    market.clock.observe(int(head["number"]), int(head["timestamp"]))
+    market_config = await market.config()
+
+    prover = Prover(repo, samples=market_config.proofs.proof_samples, registry=registry)
+    await start_part("prover metrics", Closing(prover.close))
+    reservations = Reservations(repo)
+    sales = Sales(
+        market=market,
+        clock=market.clock,
+        reservations=reservations,
+        queue=SlotQueue(config.max_slot_queue_size, config.max_slot_workers, clock=market.clock, registry=registry),
+        data_source=LocalSlotDataSource(repo),
+        prover=prover,
+        history=SaleHistory(kv, market.clock),
+        metrics=SalesMetrics(registry),
+        simulate_proof_failures=config.simulate_proof_failures,
+    )
+    # Sales subscribes (and resumes hosted slots) first; then the stream catches up and follows.
+    await start_part("sales and market events", _Ordered(sales, market))
+    address = await market.get_signer()
+    info = ChainInfo(
+        chain_id=found.chain_id,
+        marketplace_address=deployment.marketplace,
+        token_address=deployment.token,
+        node_address=address,
+    )
+    log.info(
+        "marketplace started",
+        chain="embedded" if chain is not None else config.eth_provider,
+        chain_id=found.chain_id,
+        marketplace=deployment.marketplace,
+        node_address=address,
+    )
+    return MarketplaceParts(market=market, sales=sales, reservations=reservations, info=info, chain=chain)
+
+
+@asynccontextmanager
+async def _connect(url: str) -> AsyncIterator[AsyncWeb3[Any]]:
+    from codex_node.deploycmd import connect
+
+    async with connect(url) as w3:
+        try:
+            await w3.eth.chain_id
+        except Exception as e:  # web3 and aiohttp raise many unrelated types for an unreachable node
+            raise ChainError(f"cannot reach --eth-provider {url}: {str(e).splitlines()[0] if str(e) else e!r}") from e
+        yield w3
+
+
+async def _remote_deployment(config: NodeConfig, w3: AsyncWeb3[Any]) -> Deployment:
+    if config.deployment is not None:
+        deployment = Deployment.load(config.deployment)
+        chain_id = await w3.eth.chain_id
+        if deployment.chain_id != chain_id:
+            raise ConfigError(
+                "--deployment",
+                f"{config.deployment} is for chain {deployment.chain_id}, but --eth-provider is chain {chain_id}",
+            )
+        return deployment
+    assert config.marketplace_address is not None  # config.py requires one of the two with --eth-provider
+    return await _deployment_at(w3, config.marketplace_address)
+
+
+async def _deployment_at(w3: AsyncWeb3[Any], marketplace: str) -> Deployment:
+    """The deployment of the marketplace at ``marketplace``: its token is read from the contract."""
+    from eth_utils.address import to_checksum_address
+
+    from codex_node.market.deployment import artifact
+
+    address = to_checksum_address(marketplace)
+    if not await w3.eth.get_code(address):
+        raise ConfigError("--marketplace-address", f"no contract at {address} on this chain")
+    contract = w3.eth.contract(address=address, abi=artifact("Marketplace")["abi"])
+    try:
+        token = await contract.functions.token().call()
+    except Exception as e:  # not our marketplace: any ABI/revert error means the same to the operator
+        raise ConfigError("--marketplace-address", f"{address} is not a codex marketplace ({e})") from e
+    # The block it was deployed at is unknown here; events are read from the chain's start once, then the cursor.
+    return Deployment(
+        chain_id=await w3.eth.chain_id,
+        marketplace=Address(address),
+        token=Address(to_checksum_address(token)),
+        block_number=0,
+    )
+
+
+def _remote_account(config: NodeConfig) -> LocalAccount | str:
+    if config.eth_private_key is not None:
+        from eth_account import Account
+
+        try:
+            local: LocalAccount = Account.from_key(read_private_key(config.eth_private_key))
+        except (OSError, ValueError) as e:
+            raise ConfigError("--eth-private-key", str(e)) from None
+        return local
+    assert config.eth_account is not None  # config.py requires one of the two with --eth-provider
+    from eth_utils.address import to_checksum_address
+
+    return to_checksum_address(config.eth_account)
