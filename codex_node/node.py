@@ -38,6 +38,7 @@ from codex_node.api.schemas import ChainInfo
 from codex_node.api.server import HttpServer
 from codex_node.clock import Clock, SystemClock
 from codex_node.config import NodeConfig
+from codex_node.errors import ConfigError
 from codex_node.marketplace import MarketplaceParts, start_marketplace
 from codex_node.stores.blockfiles import BlockFiles
 from codex_node.stores.kv import KVStore, LevelDBStore
@@ -104,6 +105,7 @@ class Node:
 
     async def _start_parts(self) -> None:
         c = self.config
+        _refuse_unbuilt(c)
         # Ports are taken first, so a taken one fails before anything slow starts; they serve only at the end.
         api = HttpServer(self.app, c.api_bindaddr, c.api_port, flag="--api-port", name="api")
         api.bind()
@@ -152,6 +154,16 @@ class Node:
             self.metrics_url = f"{endpoint.url}/metrics"
         await self._parts.start("api", api)
         self.api_url = api.url
+
+
+def _refuse_unbuilt(c: NodeConfig) -> None:
+    """Flags of parts this version does not have yet are refused, never silently ignored."""
+    if c.validator:
+        raise ConfigError("--validator", "this version of codex-node has no validator yet; remove the flag")
+    if c.bootstrap_nodes:
+        raise ConfigError(
+            "--bootstrap-node", "this version of codex-node cannot fetch blocks from peers yet; remove the flag"
+        )
 
 
 class _Registered:

@@ -167,3 +167,18 @@ async def test_a_part_failing_to_start_stops_what_was_started_and_frees_the_port
     assert node.parts == []
     with socket.socket() as again:
         again.bind(("127.0.0.1", port))  # the node gave its address back
+
+
+@pytest.mark.parametrize(
+    ("more", "flag"),
+    [({"validator": True}, "--validator"), ({"bootstrap_nodes": ("http://127.0.0.1:9",)}, "--bootstrap-node")],
+)
+async def test_flags_of_parts_this_version_lacks_are_refused_before_anything_starts(
+    tmp_path: Path, more: dict[str, object], flag: str
+) -> None:
+    node = Node(NodeConfig(data_dir=tmp_path / "data", api_port=0, **more))  # type: ignore[arg-type]
+    with pytest.raises(ConfigError) as e:
+        await node.start()
+    assert e.value.flag == flag
+    assert node.parts == []
+    assert not (tmp_path / "data").exists()
