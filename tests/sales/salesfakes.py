@@ -258,6 +258,24 @@ def assert_declared(state: object, result: object) -> None:
     assert type(result).__name__ in declared, f"{type(state).__name__} returned undeclared {type(result).__name__}"
 
 
+async def until_idle(max_turns: int = 20_000) -> None:
+    """Run the event loop until no callback but ours is ready: every task then waits on the fake clock, a market
+    event or another future only the test can resolve.
+
+    Exact for these worlds (no I/O, no threads, no real-time timers), where counting "quiet" turns of the loop is
+    a guess that a long enough chain of awaits outlasts. Reads the default loop's ready queue (``_ready``).
+    """
+    loop = asyncio.get_running_loop()
+    ready = getattr(loop, "_ready", None)
+    if ready is None:
+        raise RuntimeError("until_idle needs asyncio's default event loop")
+    for _ in range(max_turns):
+        await asyncio.sleep(0)
+        if not ready:
+            return
+    raise AssertionError("the event loop never went idle")
+
+
 async def until_waiting(clock: FakeClock, waiters: int = 1, *, spins: int = 200) -> None:
     """Let the event loop run until ``waiters`` tasks sleep on ``clock`` (fails instead of hanging)."""
     for _ in range(spins):

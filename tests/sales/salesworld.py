@@ -14,7 +14,7 @@ import random
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
-from salesfakes import BLOCK, FUNDS, FakeProver, _fake_verifier
+from salesfakes import BLOCK, FUNDS, FakeProver, _fake_verifier, until_idle
 
 from codex_node.errors import BlockNotFoundError
 from codex_node.market.types import Ask, Content, Request, SlotId, slot_id
@@ -167,23 +167,9 @@ class World:
         self.requests.append(request)
         return request
 
-    async def settle(self, quiet_spins: int = 20, max_spins: int = 20_000) -> None:
-        """Let every task run until nothing has changed for ``quiet_spins`` turns of the event loop."""
-        last: object = None
-        quiet = 0
-        for _ in range(max_spins):
-            await asyncio.sleep(0)
-            now = self._fingerprint()
-            quiet = quiet + 1 if now == last else 0
-            if quiet >= quiet_spins:
-                return
-            last = now
-        raise AssertionError("the sales never settled")
-
-    def _fingerprint(self) -> object:
-        agents = () if self.sales is None else tuple(type(a.state).__name__ for a in self.sales.agents())
-        queue = (0, 0) if self.queue is None else (len(self.queue), self.queue.busy_workers)
-        return (agents, queue, self.kv.writes, len(self.host.call_log), self.clock.waiters)
+    async def settle(self) -> None:
+        """Let every task run until all of them wait on the fake clock or on something only the test can cause."""
+        await until_idle()
 
     async def advance(self, seconds: int, step: int = 30) -> None:
         """Move time forward in steps, letting agents react (prove, time out) at each one."""

@@ -1,7 +1,7 @@
 """Sales on MockMarket over a real RepoStore: the node sells the slots of a dataset it holds (LocalSlotDataSource).
 
-The repo's worker-thread calls run inline here (``asyncio.to_thread`` patched), so the fake-clock world settles
-deterministically; the data source's own tests (``test_datasource.py``) run them in threads.
+The repo's worker-thread calls run inline here (``asyncio.to_thread`` patched), so "every task waits" means the
+world has settled (``until_idle``); the data source's own tests (``test_datasource.py``) run them in threads.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import pytest
 from prometheus_client import CollectorRegistry
-from salesfakes import FUNDS, FakeProver, _fake_verifier
+from salesfakes import FUNDS, FakeProver, _fake_verifier, until_idle
 
 from codex_node.data.cid import Cid
 from codex_node.data.slots import BLOCK_SIZE, SlotLayout, cid_bytes
@@ -94,17 +94,8 @@ class Node:
     def states(self) -> list[str]:
         return sorted(type(a.state).__name__ for a in self.sales.agents())
 
-    async def settle(self, quiet_spins: int = 20) -> None:
-        last: object = None
-        quiet = 0
-        for _ in range(20_000):
-            await asyncio.sleep(0)
-            now = (tuple(self.states()), len(self.queue), len(self.host.call_log), self.clock.waiters)
-            quiet = quiet + 1 if now == last else 0
-            if quiet >= quiet_spins:
-                return
-            last = now
-        raise AssertionError("the sales never settled")
+    async def settle(self) -> None:
+        await until_idle()
 
     async def advance(self, seconds: int, step: int = 30) -> None:
         end = self.clock.now() + seconds
