@@ -10,7 +10,13 @@ cancellation timer service, the market subscriptions. It
   to the availability in one atomic write (and not at all a second time), the slot may go back to the queue, and
   the agent is stopped and dropped;
 - on start, resumes every slot the chain says we host through ``Unknown`` and ends the reservations of slots that
-  are not active any more, returning their bytes and collateral.
+  are not active any more, returning their bytes and collateral; then subscribes to the market's events.
+
+Requests posted while the node was down are not looked up here (the Market has no query for open requests): they
+arrive as ``StorageRequested`` in the event stream's catch-up, which the composition root starts only after
+``Sales.start`` (``marketplace.py``), so these handlers are subscribed and queue them; the catch-up's later
+events (``SlotFilled``, ``RequestFulfilled``, …) and the queue's expiry drop the ones that are no longer open
+(``tests/sales/test_sales_catchup.py``).
 
 It never decides what a sale does next: that is the states' job.
 """
