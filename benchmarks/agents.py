@@ -13,8 +13,9 @@ not routing's),
 and the memory per idle agent (tracemalloc: everything allocated between "slots filled on the market" and "all
 agents in Proving", minus the mock market's own call log; target ≤ 20 KiB).
 
-The data source and prover are fakes that do nothing; logging is filtered at WARNING (the routed events log
-nothing at INFO either). Run: ``python benchmarks/agents.py [EVENTS]``.
+The data source and prover are fakes that do nothing; Sales runs without history and metrics (the history lives
+in LevelDB, not in memory, and the metrics are per state, not per agent); logging is filtered at WARNING (the
+routed events log nothing at INFO either). Run: ``python benchmarks/agents.py [EVENTS]``.
 """
 
 from __future__ import annotations
