@@ -15,9 +15,11 @@ Rules kept here:
   clock's ``now``. A transaction lands in a later block; a proof built from :meth:`get_challenge` stays valid as
   long as the period does not end and the slot's pointer does not wrap in between (the contract's downtime).
 - ``request_storage`` and ``fill_slot`` first raise the marketplace's token allowance by the amount they move
-  (``allowance + amount``, read and approved under one lock per account and waited for, so two concurrent fills
-  cannot approve over each other). A call cancelled between the approval and its main transaction leaves that
-  allowance behind, which is harmless: only this account's own later calls can use it.
+  (``allowance + amount``). One lock per account spans the approval *and* the transaction that spends it, so
+  the allowance read never includes what a concurrent spend of this account is about to take (two concurrent
+  fills used to approve on the same reading: over-approval, and an approval whose gas ran out). A call cancelled
+  between the approval and its main transaction leaves that allowance behind, which is harmless: only this
+  account's own later calls can use it.
 """
 
 from __future__ import annotations
@@ -167,7 +169,7 @@ class OnChainMarket:
         )
         self._sender.after_mined = shared.events.wake
         self._address = self._sender.address
-        self._approve_lock = asyncio.Lock()
+        self._spend_lock = asyncio.Lock()
 
     def for_account(self, account: LocalAccount | str) -> OnChainMarket:
         """Another account's view of the same marketplace (own sender; shared stream, clock and cursor)."""
@@ -224,16 +226,22 @@ class OnChainMarket:
         data = bytes.fromhex(market.encode_abi(function, args=list(args))[2:])
         return await self._sender.send(Address(market.address), data, label=function)
 
-    async def _approve(self, amount: int) -> None:
-        """Raise the marketplace's allowance by ``amount``; waits until the approval is mined."""
+    async def _spend(self, amount: int, function: str, *args: Any) -> SentTransaction:
+        """Raise the marketplace's allowance by ``amount``, then send ``function``, which transfers it.
+
+        One lock per account spans both transactions: an allowance read while another spend of this account is
+        in flight would be approved again (over-approval), and that approval's gas, estimated while the allowance
+        was non-zero, runs out when the other spend takes it to zero first (two concurrent fills, end to end).
+        """
         token = self._shared.token
         spender = self._shared.deployment.marketplace
-        async with self._approve_lock:
+        async with self._spend_lock:
             allowance = int(
                 await self._view("allowance", token.functions.allowance(self._address, spender).call({}, VIEW_BLOCK))
             )
             data = bytes.fromhex(token.encode_abi("approve", args=[spender, allowance + amount])[2:])
             await self._sender.send(Address(token.address), data, label="approve")
+            return await self._transact(function, *args)
 
     # --- identity and configuration ---------------------------------------------------------------------------
 
@@ -255,8 +263,7 @@ class OnChainMarket:
     # --- client side ------------------------------------------------------------------------------------------
 
     async def request_storage(self, request: Request) -> None:
-        await self._approve(request.ask.max_price)
-        await self._transact("requestStorage", request.to_abi())
+        await self._spend(request.ask.max_price, "requestStorage", request.to_abi())
         log.info("storage requested", request_id=request.id.hex(), slots=request.ask.slots)
 
     async def withdraw_funds(self, request_id: RequestId) -> None:
@@ -332,8 +339,7 @@ class OnChainMarket:
         await self._transact("reserveSlot", request_id, slot_index)
 
     async def fill_slot(self, request_id: RequestId, slot_index: int, proof: StorageProof, collateral: int) -> None:
-        await self._approve(collateral)
-        await self._transact("fillSlot", request_id, slot_index, proof.to_abi())
+        await self._spend(collateral, "fillSlot", request_id, slot_index, proof.to_abi())
         log.info("slot filled", request_id=request_id.hex(), slot_index=slot_index)
 
     async def free_slot(self, slot_id: SlotId) -> None:
