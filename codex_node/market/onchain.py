@@ -46,7 +46,7 @@ from codex_node.market.events import (
 from codex_node.market.logdecoder import LogDecoder
 from codex_node.market.market import E, EventHandler, Subscription, revert_error
 from codex_node.market.reverts import ErrorDecoder
-from codex_node.market.txsender import DEFAULT_GAS_MARGIN, SentTransaction, TxMetrics, TxSender
+from codex_node.market.txsender import DEFAULT_GAS_EXTRA, DEFAULT_GAS_MARGIN, SentTransaction, TxMetrics, TxSender
 from codex_node.market.types import (
     Address,
     Ask,
@@ -92,6 +92,7 @@ class MarketOptions:
     poll_interval: float = DEFAULT_POLL_INTERVAL
     """Seconds between head polls of the event stream (also how often the on-chain clock moves)."""
     gas_margin: float = DEFAULT_GAS_MARGIN
+    gas_extra: int = DEFAULT_GAS_EXTRA
     receipt_timeout: float = 300.0
     receipt_poll_interval: float = 0.1
 
@@ -164,6 +165,7 @@ class OnChainMarket:
             shared.errors,
             metrics=shared.tx_metrics,
             gas_margin=options.gas_margin,
+            gas_extra=options.gas_extra,
             receipt_timeout=options.receipt_timeout,
             poll_interval=options.receipt_poll_interval,
         )

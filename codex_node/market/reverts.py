@@ -64,22 +64,22 @@ def _hex_to_bytes(value: object) -> bytes | None:
 
 
 def _data_from_rpc_error(error: object) -> bytes | None:
-    """Revert data inside a JSON-RPC error object: ``data`` is the hex itself or an object holding it."""
+    """Revert data inside a JSON-RPC error object: ``data`` is the hex itself or an object holding it.
+
+    Empty data counts only when the message says it was a revert: Hardhat also answers ``"0x"`` for a transaction
+    that ran out of gas, which is not the contract's verdict.
+    """
     if not isinstance(error, Mapping):
         return None
     data = error.get("data")
-    found = _hex_to_bytes(data)
-    if found is not None:
-        return found
-    if isinstance(data, Mapping):
-        found = _hex_to_bytes(data.get("data"))
-        if found is not None:
-            return found
-    # Some nodes only spell the data out in the message.
-    for text in (error.get("message"), data.get("message") if isinstance(data, Mapping) else None):
-        if isinstance(text, str) and (match := _HEX_DATA.search(text)):
-            return bytes.fromhex(match.group(1)[2:])
-    return None
+    messages = [error.get("message"), data.get("message") if isinstance(data, Mapping) else None]
+    text = " ".join(m for m in messages if isinstance(m, str))
+    found = _hex_to_bytes(data.get("data") if isinstance(data, Mapping) else data)
+    if found is None and (match := _HEX_DATA.search(text)):  # some nodes only spell the data out in the message
+        found = bytes.fromhex(match.group(1)[2:])
+    if found is None or (not found and "revert" not in text.lower()):
+        return None
+    return found
 
 
 def revert_data(exc: BaseException) -> bytes | None:
@@ -100,7 +100,7 @@ def revert_data(exc: BaseException) -> bytes | None:
         if found is not None:
             return found
         message = str(error.get("message", "")) if isinstance(error, Mapping) else str(exc)
-        return b"" if "revert" in message.lower() else None
+        return b"" if "reverted" in message.lower() and "out of gas" not in message.lower() else None
     if isinstance(exc, TransactionFailed):
         return _data_from_eth_tester(exc)
     return None

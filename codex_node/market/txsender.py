@@ -3,9 +3,9 @@
 Every transaction of an account goes through its :class:`TxSender`, in three phases, run by a task the sender
 owns (so a caller that stops waiting cannot tear a phase in half):
 
-1. **prepare** – estimate gas (times ``gas_margin``) and fees. A revert found here raises the contract's typed
-   error (:class:`~codex_node.market.reverts.ErrorDecoder`) and costs no nonce. A caller cancelled here cancels
-   the send: nothing was assigned.
+1. **prepare** – estimate gas (times ``gas_margin``, plus ``gas_extra``) and fees. A revert found here raises
+   the contract's typed error (:class:`~codex_node.market.reverts.ErrorDecoder`) and costs no nonce. A caller
+   cancelled here cancels the send: nothing was assigned.
 2. **broadcast** – under one lock: take the next nonce, sign (``LocalAccount``) or hand the transaction to the
    node (an unlocked account, ``eth_sendTransaction``), send. Once a nonce is assigned this phase always runs to
    the end, even if the caller is cancelled (anchor issues #538 and #963: a cancelled sales agent must not leave
@@ -47,7 +47,11 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 DEFAULT_GAS_MARGIN: Final = 1.2
-"""Gas limit = estimate × margin: state may change between the estimate and the block the transaction lands in."""
+"""Gas limit = estimate × margin + :data:`DEFAULT_GAS_EXTRA`: state may change between the estimate and the block
+the transaction lands in."""
+DEFAULT_GAS_EXTRA: Final = 25_000
+"""Covers one storage slot going from zero to non-zero after the estimate (22,100 gas instead of 5,000): an
+``approve`` estimated while the allowance was non-zero, mined after a fill used it up, needs exactly that."""
 DEFAULT_RECEIPT_TIMEOUT: Final = 300.0
 DEFAULT_POLL_INTERVAL: Final = 0.1
 
@@ -113,6 +117,7 @@ class TxSender:
         *,
         metrics: TxMetrics | None = None,
         gas_margin: float = DEFAULT_GAS_MARGIN,
+        gas_extra: int = DEFAULT_GAS_EXTRA,
         receipt_timeout: float = DEFAULT_RECEIPT_TIMEOUT,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
     ) -> None:
@@ -124,6 +129,7 @@ class TxSender:
         self._errors = errors
         self._metrics = metrics if metrics is not None else TxMetrics()
         self._gas_margin = gas_margin
+        self._gas_extra = gas_extra
         self._receipt_timeout = receipt_timeout
         self._poll_interval = poll_interval
         self._lock = asyncio.Lock()
@@ -192,7 +198,7 @@ class TxSender:
     async def _prepare(self, job: _Job) -> TxParams:
         call: TxParams = {"from": self._address, "to": job.to, "data": job.data}
         estimate = await self._chain(job, "estimating gas", self._w3.eth.estimate_gas(call))
-        params: TxParams = {**call, "gas": int(estimate * self._gas_margin), "value": Wei(0)}
+        params: TxParams = {**call, "gas": int(estimate * self._gas_margin) + self._gas_extra, "value": Wei(0)}
         if self._local is not None:
             params.update(await self._fees(job))
         return params

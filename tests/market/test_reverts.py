@@ -124,3 +124,13 @@ def test_eth_tester_decoded_reason_comes_back_as_error_string(decoder: ErrorDeco
 def test_transport_and_nonce_failures_are_not_reverts(exc: Exception, decoder: ErrorDecoder) -> None:
     assert revert_data(exc) is None
     assert decoder.error_for(exc) is None
+
+
+def test_a_transaction_out_of_gas_is_not_a_revert() -> None:
+    """Hardhat answers ``data: "0x"`` for a transaction that ran out of gas: no contract said no."""
+    error = {
+        "code": -32000,
+        "message": "Transaction ran out of gas",
+        "data": {"message": "ran out of gas", "data": "0x"},
+    }
+    assert revert_data(Web3RPCError("oog", rpc_response={"jsonrpc": "2.0", "id": 1, "error": error})) is None  # type: ignore[typeddict-item]
