@@ -6,6 +6,9 @@ cancellation timer service, the market subscriptions. It
 - turns chain events into slot-queue changes and routes them to the agents they concern, through an index keyed
   by ``(requestId, slotIndex)`` and by ``requestId`` — never by asking every agent;
 - holds a slot-queue worker only until its agent reports the slot Filled or the sale cleaned up;
+- counts availability saves: a sale that found no availability goes back to the queue *seen* only if no
+  availability was saved since its worker took the slot (else the save, which cleared the seen flags of the
+  queued slots while this one was out, would be lost on it and the paused queue would never try it again);
 - ends every sale through :meth:`on_clean_up`: the reservation's bytes and the collateral that came back return
   to the availability in one atomic write (and not at all a second time), the slot may go back to the queue, and
   the agent is stopped and dropped;
@@ -107,6 +110,8 @@ class Sales:
         self._by_request: dict[RequestId, set[int]] = {}
         self._by_slot: dict[SlotId, SalesAgent] = {}
         self._workers: dict[AgentKey, asyncio.Event] = {}
+        self._availability_saves = 0
+        self._saves_when_taken: dict[AgentKey, int] = {}
         self._subscriptions: list[Subscription] = []
         self._tasks = TrackedTasks("sales")
         self.running = False
@@ -270,6 +275,7 @@ class Sales:
 
     def _on_availability_saved(self, _availability: Availability) -> None:
         # Every item that found no availability so far deserves another look (seen flags), and the queue runs.
+        self._availability_saves += 1
         self.queue.clear_seen_flags()
         self.queue.unpause()
 
@@ -282,6 +288,7 @@ class Sales:
             return
         released = asyncio.Event()
         self._workers[key] = released
+        self._saves_when_taken[key] = self._availability_saves
         agent = self._new_agent(SalesData(item.request_id, item.slot_index, slot_queue_item=item))
         try:
             agent.start(Preparing())
@@ -312,6 +319,7 @@ class Sales:
             self.timers.forget(data.request_id)
         if self.metrics is not None:
             self.metrics.agent_removed(agent.state)
+        self._saves_when_taken.pop(key, None)
         worker = self._workers.pop(key, None)
         if worker is not None:
             worker.set()
@@ -327,6 +335,8 @@ class Sales:
         """:class:`~codex_node.sales.context.AgentHooks`: end the sale's books, then drop the agent."""
         data = agent.data
         forgotten = False
+        # An availability saved since the worker took the slot may be the one this sale did not find.
+        missed_save = self._saves_when_taken.get(agent.key, self._availability_saves) != self._availability_saves
         try:
             reservation = data.reservation
             if reservation is not None:
@@ -343,8 +353,9 @@ class Sales:
                 self._tasks.spawn(agent.stop(), name="sales-agent-stop")
         item = data.slot_queue_item
         if forgotten and reprocess and item is not None and self.running:
-            # Back in the queue as seen: it is tried again once an availability changes.
-            self._push([item.with_seen(True)])
+            # Back in the queue as seen: it is tried again once an availability changes, or at once (unseen) if
+            # one changed while this sale was looking.
+            self._push([item.with_seen(not missed_save)])
 
     def _on_transition(
         self, machine: Machine[Any], from_state: State[Any] | None, to_state: State[Any], cause: str
