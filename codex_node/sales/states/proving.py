@@ -2,7 +2,9 @@
 
 The chain decides how the sale goes on: Finished → Payout, Cancelled/Failed → that ending (also when the event
 was missed, e.g. across a restart), Repair (we were slashed out) or an unexpected Free/Paid → Errored.
-A failed proof is logged and retried next period; it must not end a sale that may still be paid.
+A failed proof is logged and retried next period; it must not end a sale that may still be paid. The next round
+is timed from the period a round *started* in, so a period that begins while a proof is being made is proven at
+once, not skipped.
 """
 
 from __future__ import annotations
@@ -42,9 +44,10 @@ class Proving(SaleState):
         clock = agent.context.clock
         periodicity = await market.periodicity()
         while True:
+            period = periodicity.period_of(clock.now())
             state = await market.slot_state(agent.slot_id)
             if state == SlotState.FILLED:
-                await self._prove_if_required(agent, periodicity.period_of(clock.now()))
+                await self._prove_if_required(agent, period)
             elif state == SlotState.FINISHED:
                 return Payout()
             elif state == SlotState.CANCELLED:
@@ -55,7 +58,8 @@ class Proving(SaleState):
                 raise SaleError("the slot was freed for repair: this host lost it")
             else:
                 raise SaleError(f"the slot is {state.name.lower()}, not filled")
-            await clock.wait_until(periodicity.period_end(periodicity.period_of(clock.now())) + 1)
+            # From the period this round started in: if it ended meanwhile (a slow proof), the next round is now.
+            await clock.wait_until(periodicity.period_end(period) + 1)
 
     async def _prove_if_required(self, agent: SalesAgent, period: int) -> None:
         market = agent.context.market
