@@ -146,6 +146,7 @@ class Node:
             self.app.state.market = mp.market
             self.app.state.sales = mp.sales
             self.app.state.reservations = mp.reservations
+            self.app.state.embedded_chain = mp.chain  # the dev chain routes (api/routes/debug.py)
         # Purchasing and the Validator plug in here, after the Market and before the API.
 
         if endpoint is not None:

@@ -47,6 +47,7 @@ def create_app(
     app.state.market = None
     app.state.sales = None
     app.state.reservations = None
+    app.state.embedded_chain = None
     install_error_handlers(app)
     templates: dict[int, str] = {}
     for router in ROUTERS:
