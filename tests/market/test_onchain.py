@@ -12,9 +12,11 @@ from chainenv import OnChainEnv
 from chainfixtures import WAIT, chain_snapshot, eventually, market, new_request
 from prometheus_client import CollectorRegistry
 
+from codex_node.errors import ContractRevertError
 from codex_node.market.embedded import EmbeddedChain
 from codex_node.market.onchain import MarketOptions, OnChainMarket
 from codex_node.market.types import Request, SlotFilled, StorageRequested, slot_id
+from codex_node.testing.fakeclock import FakeClock
 from codex_node.testing.memorykv import MemoryKV
 
 BOTH_CHAINS = ["eth-tester", pytest.param("hardhat", marks=pytest.mark.hardhat)]
@@ -141,6 +143,35 @@ async def test_the_market_runs_on_the_embedded_chain(tmp_path: Path) -> None:
         node.events.wake()
         async with asyncio.timeout(WAIT):
             await waiting
+        await node.stop()
+        await client.stop()
+    finally:
+        await chain.stop()
+
+
+async def test_embedded_gas_estimates_run_at_the_chain_time_not_the_wall_clock(tmp_path: Path) -> None:
+    """A chain whose clock is far behind the wall clock: an estimate must see the chain's next block time.
+
+    Before the request expires, the client's withdrawal must be refused already at the estimate (as the mined call
+    would be); an estimate stamped with the wall clock (years after the expiry) would let it through.
+    """
+    clock = FakeClock(1_600_000_000)
+    chain = EmbeddedChain(tmp_path / "chain", block_time=0, clock=clock, registry=CollectorRegistry())
+    await chain.start()
+    try:
+        options = MarketOptions(poll_interval=0.05, receipt_poll_interval=0.01)
+        node = OnChainMarket(chain.w3, chain.deployment, chain.node_account, MemoryKV(), options=options)
+        client = node.for_account(chain.client_account)
+        await node.start()
+        request = new_request(await client.get_signer())
+        await client.request_storage(request)
+        expires_at = await client.request_expires_at(request.id)
+        sent = await chain.w3.eth.get_transaction_count(chain.client_account.address)
+        with pytest.raises(ContractRevertError):
+            await client.withdraw_funds(request.id)
+        assert await chain.w3.eth.get_transaction_count(chain.client_account.address) == sent  # refused unsent
+        await chain.travel_to(expires_at + 1)
+        await client.withdraw_funds(request.id)  # now expired: the estimate and the mined call agree
         await node.stop()
         await client.stop()
     finally:
