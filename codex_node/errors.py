@@ -81,6 +81,10 @@ class ValidationError(InvalidInputError):
     """Well-formed input that breaks a rule (maps to 422)."""
 
 
+class DatasetInUseError(ValidationError):
+    """The dataset holds slot data of sales that have not ended; deleting it would fail their proofs (409)."""
+
+
 class NotFoundError(CodexError):
     """The thing asked for does not exist here (maps to 404)."""
 

@@ -69,6 +69,7 @@ class MarketplaceParts:
     market: OnChainMarket
     sales: Sales
     reservations: Reservations
+    data_source: LocalSlotDataSource
     info: ChainInfo
     chain: EmbeddedChain | None
     """The embedded chain, when the node runs one (``None`` on a remote chain)."""
@@ -144,12 +145,13 @@ async def start_marketplace(
     prover = Prover(repo, samples=market_config.proofs.proof_samples, registry=registry)
     await start_part("prover metrics", Closing(prover.close))
     reservations = Reservations(repo)
+    data_source = LocalSlotDataSource(repo)
     sales = Sales(
         market=market,
         clock=market.clock,
         reservations=reservations,
         queue=SlotQueue(config.max_slot_queue_size, config.max_slot_workers, clock=market.clock, registry=registry),
-        data_source=LocalSlotDataSource(repo),
+        data_source=data_source,
         prover=prover,
         history=SaleHistory(kv, market.clock),
         metrics=SalesMetrics(registry),
@@ -171,7 +173,9 @@ async def start_marketplace(
         marketplace=deployment.marketplace,
         node_address=address,
     )
-    return MarketplaceParts(market=market, sales=sales, reservations=reservations, info=info, chain=chain)
+    return MarketplaceParts(
+        market=market, sales=sales, reservations=reservations, data_source=data_source, info=info, chain=chain
+    )
 
 
 @asynccontextmanager

@@ -147,6 +147,7 @@ class Node:
             self.app.state.sales = mp.sales
             self.app.state.reservations = mp.reservations
             self.app.state.embedded_chain = mp.chain  # the dev chain routes (api/routes/debug.py)
+            self.app.state.dataset_holds = mp.data_source  # DELETE /data refuses datasets sales still hold
         # Purchasing and the Validator plug in here, after the Market and before the API.
 
         if endpoint is not None:

@@ -48,6 +48,7 @@ def create_app(
     app.state.sales = None
     app.state.reservations = None
     app.state.embedded_chain = None
+    app.state.dataset_holds = None
     install_error_handlers(app)
     templates: dict[int, str] = {}
     for router in ROUTERS:

@@ -9,6 +9,7 @@ Status codes by error type (the first match wins, so a ``BlockNotFoundError`` â€
 
 =================================================================  ======
 ``NotFoundError`` (unknown CID, availability, slot, purchase â€¦)    404
+``DatasetInUseError`` (deleting data that active sales hold)       409
 ``ValidationError`` (well-formed input that breaks a rule)         422
 ``InvalidInputError`` incl. ``InvalidCidError`` (malformed input)  400
 ``QuotaNotEnoughError``                                            422
@@ -38,6 +39,7 @@ from codex_node.errors import (
     BytesOutOfBoundsError,
     CodexError,
     CollateralOutOfBoundsError,
+    DatasetInUseError,
     InvalidInputError,
     MarketUnavailableError,
     NotFoundError,
@@ -50,6 +52,7 @@ log = structlog.get_logger(__name__)
 
 _STATUS: tuple[tuple[type[CodexError], int], ...] = (
     (NotFoundError, 404),
+    (DatasetInUseError, 409),
     (ValidationError, 422),
     (InvalidInputError, 400),
     (QuotaNotEnoughError, 422),

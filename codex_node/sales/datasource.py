@@ -31,8 +31,8 @@ the dataset until that hold's expiry, a bounded time, and holds already past are
 holds are read. Blocks shared with *other* datasets (same content) are already kept by those datasets'
 references, so holds are per manifest, not per block.
 
-Limits (single node): deleting the dataset through the API while a sale holds it removes the slot's data (the
-repo has no pin yet); the sale then fails its proofs.
+Deleting a dataset through the API while a sale holds it is refused (``DELETE /data/{cid}`` answers 409, see
+:meth:`LocalSlotDataSource.held_until`): the sale would otherwise fail its proofs and lose its collateral.
 """
 
 from __future__ import annotations
@@ -172,6 +172,15 @@ class LocalSlotDataSource:
                 batch.delete(hold_base_key(manifest_cid))
             repo.kv.write(batch)
         log.info("slot expiry lowered", manifest=manifest_cid.text, slot_index=slot_index, expiry=target)
+
+    def held_until(self, cid: Cid) -> int | None:
+        """The latest time a sale still holds the dataset ``cid`` to (``None``: no sale needs it now)."""
+        if not cid.is_manifest:
+            return None
+        now = self._repo.clock.now()
+        expiries = [_decode(raw) for _, raw in self._repo.kv.iterate(holds_prefix(cid))]
+        live = [e for e in expiries if e > now]
+        return max(live) if live else None
 
     # --- internals ----------------------------------------------------------------------------------------------
 

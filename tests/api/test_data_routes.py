@@ -9,13 +9,16 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
+from codex_node.api.errors import install_error_handlers
 from codex_node.api.routes.data import router
-from codex_node.data.cid import block_cid
+from codex_node.data.cid import block_cid, parse_cid
 from codex_node.data.manifest import BLOCK_SIZE
-from codex_node.errors import CodexError, InvalidCidError, NotFoundError, QuotaNotEnoughError, ValidationError
+from codex_node.data.slots import cid_bytes
+from codex_node.market.types import Address, Ask, Content
+from codex_node.market.types import Request as StorageRequest
+from codex_node.sales.datasource import LocalSlotDataSource
 from codex_node.stores.blockfiles import BlockFiles
 from codex_node.stores.maintenance import BlockMaintainer
 from codex_node.stores.repostore import RepoStore
@@ -26,27 +29,13 @@ API = "/api/codex/v1"
 MiB = 1 << 20
 
 
-def _status(e: CodexError) -> int:
-    if isinstance(e, InvalidCidError):
-        return 400
-    if isinstance(e, NotFoundError):
-        return 404
-    if isinstance(e, QuotaNotEnoughError | ValidationError):
-        return 422
-    return 500
-
-
 def _app(repo: RepoStore) -> FastAPI:
     """The smallest app that mounts the router the way ``api/app.py`` does."""
     app = FastAPI()
     app.include_router(router, prefix=API)
+    install_error_handlers(app)
     app.state.repo = repo
-
-    @app.exception_handler(CodexError)
-    async def handle(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, CodexError)
-        return JSONResponse({"error": str(exc)}, status_code=_status(exc))
-
+    app.state.dataset_holds = None  # a node without a marketplace
     return app
 
 
@@ -293,3 +282,34 @@ def test_openapi_describes_the_data_schemas(repo: RepoStore) -> None:
         "quotaUsedBytes",
         "quotaReservedBytes",
     }
+
+
+async def test_deleting_a_dataset_a_sale_still_holds_is_refused_with_409_until_the_sale_ends(
+    repo: RepoStore, clock: FakeClock
+) -> None:
+    holds = LocalSlotDataSource(repo)
+    app = _app(repo)
+    app.state.dataset_holds = holds
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://node") as client:
+        cid = await _upload(client, os.urandom(2 * BLOCK_SIZE))
+        ask = Ask(
+            proof_probability=1,
+            price_per_byte_per_second=1,
+            collateral_per_byte=1,
+            slots=1,
+            slot_size=2 * BLOCK_SIZE,
+            duration=3600,
+            max_slot_loss=0,
+        )
+        content = Content(cid=cid_bytes(parse_cid(cid)), merkle_root=bytes(32))
+        request = StorageRequest(client=Address("0x" + "11" * 20), ask=ask, content=content, expiry=60, nonce=bytes(32))
+        ends = clock.now() + 3600
+        await holds.raise_expiry(request, 0, ends)
+
+        r = await client.delete(f"{API}/data/{cid}")
+        assert r.status_code == 409
+        assert "delete it after they end" in r.json()["error"]
+        assert (await client.get(f"{API}/data/{cid}")).status_code == 200  # nothing was deleted
+
+        await holds.lower_expiry(request, 0, ends)  # the sale ended
+        assert (await client.delete(f"{API}/data/{cid}")).status_code == 204

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from email.message import Message
-from typing import Annotated, cast
+from typing import Annotated, Protocol, cast
 from urllib.parse import quote
 
 import structlog
@@ -24,7 +24,7 @@ from pydantic.alias_generators import to_camel
 
 from codex_node.data.cid import Cid, parse_cid
 from codex_node.data.manifest import Manifest, ManifestInfo
-from codex_node.errors import QuotaNotEnoughError, ValidationError
+from codex_node.errors import DatasetInUseError, QuotaNotEnoughError, ValidationError
 from codex_node.stores.datasets import store_dataset
 from codex_node.stores.repostore import RepoStore
 
@@ -37,6 +37,12 @@ _MIMETYPE = re.compile(rf"{_TOKEN}/{_TOKEN}(\s*;\s*{_TOKEN}=(\"[^\"\\]*\"|{_TOKE
 _MAX_HEADER_VALUE = 255
 
 CidPath = Annotated[str, Path(description="A CID: a manifest (the dataset) or a single block")]
+
+
+class DatasetHolds(Protocol):
+    """Which datasets sales still need (``sales.datasource.LocalSlotDataSource``; absent without a marketplace)."""
+
+    def held_until(self, cid: Cid) -> int | None: ...
 
 
 class _Camel(BaseModel):
@@ -195,10 +201,21 @@ async def _stream(repo: RepoStore, cid: Cid, manifest: Manifest) -> AsyncIterato
     status_code=204,
     response_class=Response,
     summary="Delete a dataset (manifest CID, with its blocks) or a single block",
-    responses={400: {"description": "Malformed CID"}, 404: {"description": "Not stored on this node"}},
+    responses={
+        400: {"description": "Malformed CID"},
+        404: {"description": "Not stored on this node"},
+        409: {"description": "The dataset holds slot data of sales that have not ended"},
+    },
 )
 async def delete(request: Request, cid: CidPath) -> Response:
-    await _repo(request).del_block(parse_cid(cid))
+    parsed = parse_cid(cid)
+    holds: DatasetHolds | None = request.app.state.dataset_holds
+    until = None if holds is None else holds.held_until(parsed)
+    if until is not None:
+        raise DatasetInUseError(
+            f"{parsed} holds slot data of sales that run until {until} (unix time); delete it after they end"
+        )
+    await _repo(request).del_block(parsed)
     return Response(status_code=204)
 
 
