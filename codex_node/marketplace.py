@@ -43,7 +43,7 @@ from codex_node.market.types import Address
 from codex_node.proofs.prover import Prover
 from codex_node.sales.datasource import LocalSlotDataSource
 from codex_node.sales.history import SaleHistory
-from codex_node.sales.metrics import SalesMetrics
+from codex_node.sales.metrics import ReservationsCollector, SalesMetrics
 from codex_node.sales.reservations import Reservations
 from codex_node.sales.sales import Sales
 from codex_node.sales.slotqueue import SlotQueue
@@ -145,6 +145,7 @@ async def start_marketplace(
     prover = Prover(repo, samples=market_config.proofs.proof_samples, registry=registry)
     await start_part("prover metrics", Closing(prover.close))
     reservations = Reservations(repo)
+    registry.register(ReservationsCollector(reservations.availability_totals))  # the node's own registry
     data_source = LocalSlotDataSource(repo)
     sales = Sales(
         market=market,

@@ -173,6 +173,16 @@ class Reservations:
         """Every availability, in id order."""
         return list(self._iter_availabilities())
 
+    def availability_totals(self) -> list[tuple[str, int, int, int, int]]:
+        """``(id hex, total size, free size, total collateral, remaining collateral)`` of every availability.
+
+        Synchronous, for the metrics collector (``sales.metrics.ReservationsCollector``) read at scrape time.
+        """
+        return [
+            (a.id.hex(), a.total_size, a.free_size, a.total_collateral, a.total_remaining_collateral)
+            for a in self._iter_availabilities()
+        ]
+
     async def find_availability(
         self,
         size: int,
