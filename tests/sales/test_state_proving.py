@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 from salesfakes import FakeProof, SalesEnv, assert_declared, next_period_start, until_waiting
+from structlog.testing import capture_logs
 
 from codex_node.errors import ProofError
 from codex_node.sales.agent import SalesAgent
@@ -76,6 +77,25 @@ async def test_a_failed_proof_is_logged_and_the_next_period_proves_again(env: Sa
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_a_period_already_proven_before_a_restart_is_not_reported_as_a_failed_proof(env: SalesEnv) -> None:
+    agent, task = await start_proving(env)
+    await next_period(env)
+    assert len(env.market.calls("submit_proof")) == 1
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    with capture_logs() as logs:
+        restarted = asyncio.create_task(Proving().run(agent))  # same period: it proves again at once
+        await until_waiting(env.clock)
+    assert len(env.market.calls("submit_proof")) == 2  # tried, and the contract refused the duplicate
+    events = [(e["log_level"], e["event"]) for e in logs]
+    assert ("info", "proof of this period already on chain") in events
+    assert not [e for e in events if e[0] == "warning"]
+    restarted.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await restarted
 
 
 async def test_contract_end_leads_to_payout(env: SalesEnv) -> None:

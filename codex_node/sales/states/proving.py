@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-from codex_node.errors import CodexError, SaleError
+from codex_node.errors import CodexError, ContractRevertError, SaleError
 from codex_node.market.types import SlotState
 from codex_node.sales.states.base import SaleState
 from codex_node.sales.states.cancelled import Cancelled
@@ -71,6 +71,12 @@ class Proving(SaleState):
             challenge = await market.get_challenge(agent.slot_id)
             proof = await agent.context.prover.prove(agent.slot, challenge)
             await self.submit(agent, proof, period)
+        except ContractRevertError as e:
+            if e.error_name != "ProofAlreadySubmitted":
+                agent.log.warning("proof not submitted", period=period, error=repr(e))
+                return
+            # A restarted node proves the period it may already have proven before it stopped: nothing is missing.
+            agent.log.info("proof of this period already on chain", period=period)
         except CodexError as e:
             agent.log.warning("proof not submitted", period=period, error=repr(e))
 
