@@ -86,7 +86,6 @@ class NodeConfig:
         return "embedded" if self.eth_provider is None else "remote"
 
 
-
 def _check_combinations(c: NodeConfig) -> None:
     """Rules between flags; each names the flag an operator should change."""
     if c.max_slot_workers > c.max_slot_queue_size:

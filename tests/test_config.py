@@ -93,7 +93,11 @@ def test_nothing_given_yields_the_documented_defaults() -> None:
         ("metrics", True, True),
         ("metrics_address", "0.0.0.0", "0.0.0.0"),
         ("metrics_port", "9100", 9100),
-        ("bootstrap_nodes", ["http://10.0.0.1:8080", "https://peer.example/"], ("http://10.0.0.1:8080", "https://peer.example")),
+        (
+            "bootstrap_nodes",
+            ["http://10.0.0.1:8080", "https://peer.example/"],
+            ("http://10.0.0.1:8080", "https://peer.example"),
+        ),
         ("marketplace", False, False),
         ("dev_block_time", "2s", 2),
         ("simulate_proof_failures", "3", 3),

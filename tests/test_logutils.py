@@ -131,8 +131,14 @@ def test_chatty_libraries_are_quiet_unless_debugging() -> None:
 
 @pytest.mark.parametrize(
     ("text", "name"),
-    [("debug", "debug"), ("TRACE", "debug"), ("notice", "info"), ("warn", "warning"), ("fatal", "critical"),
-     ("Error", "error")],
+    [
+        ("debug", "debug"),
+        ("TRACE", "debug"),
+        ("notice", "info"),
+        ("warn", "warning"),
+        ("fatal", "critical"),
+        ("Error", "error"),
+    ],
 )
 def test_parse_level_accepts_our_names_and_the_nim_codex_ones(text: str, name: str) -> None:
     assert parse_level(text) == name

@@ -68,8 +68,17 @@ def test_parse_duration_refuses_anything_else(text: str) -> None:
 
 @pytest.mark.parametrize(
     ("n", "text"),
-    [(0, "0B"), (100, "100B"), (1023, "1023B"), (1024, "1KiB"), (65536, "64KiB"), (1536 * 1024, "1.5MiB"),
-     (20 * 2**30, "20GiB"), (-2048, "-2KiB"), (2**50, "1PiB")],
+    [
+        (0, "0B"),
+        (100, "100B"),
+        (1023, "1023B"),
+        (1024, "1KiB"),
+        (65536, "64KiB"),
+        (1536 * 1024, "1.5MiB"),
+        (20 * 2**30, "20GiB"),
+        (-2048, "-2KiB"),
+        (2**50, "1PiB"),
+    ],
 )
 def test_format_size_is_compact(n: int, text: str) -> None:
     assert format_size(n) == text

@@ -41,9 +41,7 @@ class _Uvicorn(uvicorn.Server):
 class HttpServer:
     """Serve ``app`` on ``host:port``; ``flag`` names the port flag in errors. Implements the node's ``Part``."""
 
-    def __init__(
-        self, app: ASGIApp, host: str, port: int, *, flag: str, name: str, graceful_timeout: int = 5
-    ) -> None:
+    def __init__(self, app: ASGIApp, host: str, port: int, *, flag: str, name: str, graceful_timeout: int = 5) -> None:
         self.app = app
         self.host = host
         self.port = port

@@ -55,8 +55,9 @@ Event = Callable[[S], "S | None"]
 
 
 class TransitionListener(Protocol):
-    def __call__(self, machine: Machine[Any], from_state: State[Any] | None, to_state: State[Any], cause: str) -> None:
-        ...
+    def __call__(
+        self, machine: Machine[Any], from_state: State[Any] | None, to_state: State[Any], cause: str
+    ) -> None: ...
 
 
 class Machine(Generic[S]):

@@ -140,9 +140,7 @@ def test_describe_validation_joins_every_error_in_one_line() -> None:
         ]
     )
     assert status == 400  # one malformed part makes the whole request malformed
-    assert message == (
-        "invalid request: body.totalSize: Input should be greater than 0; body.duration: Field required"
-    )
+    assert message == ("invalid request: body.totalSize: Input should be greater than 0; body.duration: Field required")
 
 
 async def test_an_unexpected_exception_is_a_500_with_the_same_body_shape(client: httpx.AsyncClient) -> None:
