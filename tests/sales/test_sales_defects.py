@@ -2,8 +2,10 @@
 
 The slot queue's own defects (#1 eviction, and #11 inside the worker loop) and the reservations book's (#6, #7, #9
 inside ``delete_reservation``) have tests beside those modules; here they are checked through Sales where Sales
-takes part. #10 (nonces) needs a real chain and lives in ``integration/test_sales_e2e.py``; #12 (PATCH over
-quota answers 422) in ``tests/api/test_sales_routes.py``.
+takes part. #10 (nonces) needs a real chain: ``tests/market/test_txsender_concurrency.py`` (20 concurrent fills
+from one account, half the callers cancelled, on eth-tester and Hardhat); #12 (PATCH over quota answers 422) is in
+``tests/api/test_sales_routes.py``; #13 (requests posted while the node was down) in
+``tests/sales/test_sales_catchup.py`` and, on the real event stream, ``tests/e2e/test_sale_catchup.py``.
 """
 
 from __future__ import annotations
