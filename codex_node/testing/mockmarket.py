@@ -27,15 +27,14 @@ import structlog
 from eth_utils.address import to_checksum_address
 
 from codex_node.clock import Clock
+from codex_node.market.deployment import DEV_CONFIG
 from codex_node.market.market import E, EventHandler, Market
 from codex_node.market.types import (
     EVENT_TYPES,
     Address,
-    CollateralConfig,
     MarketEvent,
     MarketplaceConfig,
     Periodicity,
-    ProofConfig,
     Request,
     RequestId,
     RequestState,
@@ -58,18 +57,8 @@ __all__ = [
     "account",
 ]
 
-MOCK_MARKET_CONFIG: Final = MarketplaceConfig(
-    collateral=CollateralConfig(
-        repair_reward_percentage=10,
-        max_number_of_slashes=2,
-        slash_percentage=20,
-        validator_reward_percentage=20,
-    ),
-    proofs=ProofConfig(period=60, timeout=30, downtime=64, downtime_product=67, proof_samples=5),
-    max_reservations=3,
-    request_duration_limit=30 * 24 * 3600,
-)
-"""The anchor's default collateral and reservation rules with a short (dev) proof period."""
+MOCK_MARKET_CONFIG: Final = DEV_CONFIG
+"""The configuration the embedded chain deploys with: the mock starts from the same rules as the real chain."""
 
 MARKET_METHODS: Final = frozenset(
     {
