@@ -2,69 +2,26 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
+from codex_node.testing import nodeprocess
+from codex_node.testing.nodeprocess import NodeProcess
+
 pytestmark = pytest.mark.slow
 
-SCRIPT = Path(sys.executable).with_name("codex-node")
 API = "/api/codex/v1"
-START_TIMEOUT = 60.0  # the embedded chain (when wired) starts inside `run`; CI machines are slow
-STOP_TIMEOUT = 10.0
-
-
-@dataclass
-class NodeProcess:
-    proc: subprocess.Popen[bytes]
-    log: Path
-    api: str
-
-    def events(self) -> list[dict[str, Any]]:
-        out = []
-        for line in self.log.read_text().splitlines():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a library printing outside logging; not ours to parse
-        return out
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        self.proc.send_signal(sig)
-        return self.proc.wait(timeout=STOP_TIMEOUT)
 
 
 def start_node(tmp_path: Path, *flags: str) -> NodeProcess:
-    log = tmp_path / f"node-{time.monotonic_ns()}.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CODEX_")}
-    with log.open("wb") as stderr:
-        argv = ["run", "--data-dir", str(tmp_path / "data"), "--api-port", "0", "--log-format", "json", *flags]
-        proc = subprocess.Popen(
-            [str(SCRIPT), *argv],
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-            env=env,
-        )
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        for line in log.read_text().splitlines():
-            if '"node started"' in line:
-                return NodeProcess(proc, log, json.loads(line)["api"])
-        if proc.poll() is not None:
-            pytest.fail(f"node exited with {proc.returncode} before starting:\n{log.read_text()}")
-        time.sleep(0.05)
-    proc.kill()
-    pytest.fail(f"node did not start within {START_TIMEOUT}s:\n{log.read_text()}")
+    """``codex-node run`` on ``tmp_path / "data"`` with its log beside it (``testing/nodeprocess.py``)."""
+    return nodeprocess.start_node(tmp_path / "data", *flags, log_dir=tmp_path)
 
 
 @pytest.fixture
@@ -165,7 +122,7 @@ def test_kill_9_during_a_100_mib_upload_leaves_balanced_books(tmp_path: Path, no
                     time.sleep(0.05)
                 used_when_killed.append(used)
                 node.proc.send_signal(signal.SIGKILL)
-                node.proc.wait(timeout=STOP_TIMEOUT)
+                node.proc.wait(timeout=nodeprocess.STOP_TIMEOUT)
             yield os.urandom(mib)
 
     with pytest.raises(httpx.TransportError):
