@@ -219,13 +219,33 @@ async def _deployment_at(w3: AsyncWeb3[Any], marketplace: str) -> Deployment:
         token = await contract.functions.token().call()
     except Exception as e:  # not our marketplace: any ABI/revert error means the same to the operator
         raise ConfigError("--marketplace-address", f"{address} is not a codex marketplace ({e})") from e
-    # The block it was deployed at is unknown here; events are read from the chain's start once, then the cursor.
     return Deployment(
         chain_id=await w3.eth.chain_id,
         marketplace=Address(address),
         token=Address(to_checksum_address(token)),
-        block_number=0,
+        block_number=await _deployment_block(w3, address),
     )
+
+
+async def _deployment_block(w3: AsyncWeb3[Any], address: str) -> int:
+    """The first block in which ``address`` has code: where the event stream starts when no cursor is stored.
+
+    A binary search over ``eth_getCode`` at past blocks (~log2(head) requests instead of a log scan from genesis).
+    A node that has pruned old state cannot answer for old blocks: then the scan starts at 0, which is slow but
+    complete (``--deployment FILE`` names the block and avoids both).
+    """
+    low, high = 0, int(await w3.eth.block_number)
+    try:
+        while low < high:
+            middle = (low + high) // 2
+            if await w3.eth.get_code(address, middle):  # type: ignore[arg-type]
+                high = middle
+            else:
+                low = middle + 1
+    except Exception as e:  # noqa: BLE001 - pruned state answers with node-specific errors; the scan from 0 is safe
+        log.warning("deployment block unknown: reading events from block 0", error=" ".join(str(e).split())[:200])
+        return 0
+    return low
 
 
 def _remote_account(config: NodeConfig) -> LocalAccount | str:

@@ -104,6 +104,8 @@ async def test_a_node_finds_the_token_from_the_marketplace_address_and_signs_wit
         assert node.chain is not None
         assert node.chain.token_address == expected.token
         assert node.chain.node_address == DEV_ADDRESS_1
+        assert node.marketplace is not None
+        assert node.marketplace.market.deployment.block_number == expected.block_number  # found by the node
 
 
 async def test_an_address_without_our_marketplace_is_refused_naming_the_flag(
