@@ -200,6 +200,12 @@ async def _remote_deployment(config: NodeConfig, w3: AsyncWeb3[Any]) -> Deployme
                 "--deployment",
                 f"{config.deployment} is for chain {deployment.chain_id}, but --eth-provider is chain {chain_id}",
             )
+        if not await w3.eth.get_code(deployment.marketplace):  # type: ignore[arg-type]
+            raise ConfigError(
+                "--deployment",
+                f"{config.deployment} names marketplace {deployment.marketplace}, but this chain has no contract "
+                "there (a dev chain restarted since the deployment? deploy again)",
+            )
         return deployment
     assert config.marketplace_address is not None  # config.py requires one of the two with --eth-provider
     return await _deployment_at(w3, config.marketplace_address)

@@ -20,6 +20,7 @@ from web3 import AsyncHTTPProvider, AsyncWeb3
 from codex_node.config import NodeConfig
 from codex_node.errors import ChainMismatchError, ConfigError
 from codex_node.market.deployment import DEV_CONFIG, Deployment, deploy
+from codex_node.market.types import Address
 from codex_node.node import Node
 from codex_node.testing import hardhat
 
@@ -123,6 +124,25 @@ async def test_an_address_without_our_marketplace_is_refused_naming_the_flag(
         await node.start()
     assert e.value.flag == "--marketplace-address"
     assert node.parts == []
+
+
+async def test_a_deployment_file_of_a_chain_that_was_restarted_is_refused_naming_the_flag(
+    chain: hardhat.HardhatNode, tmp_path: Path
+) -> None:
+    stale = tmp_path / "stale.json"
+    Deployment(
+        chain_id=hardhat.HARDHAT_CHAIN_ID,
+        marketplace=Address(chain.accounts[3]),  # nothing deployed there on this chain
+        token=Address(chain.accounts[4]),
+        block_number=300,
+    ).save(stale)
+    config = NodeConfig(
+        data_dir=tmp_path / "data", api_port=0, eth_provider=chain.url, eth_account=chain.accounts[0], deployment=stale
+    )
+    node = Node(config)
+    with pytest.raises(ConfigError, match="no contract there") as e:
+        await node.start()
+    assert e.value.flag == "--deployment"
 
 
 async def test_a_data_dir_of_one_chain_refuses_another(
