@@ -112,8 +112,9 @@ def edits(draw: st.DrawFn, other: StorageProof) -> Edit:
             a, b = i % n, (i + 1) % n
             cells, new_paths = list(p.cells), list(paths)
             cells[a], cells[b] = cells[b], cells[a]
-            if at % 2:
-                new_paths[a], new_paths[b] = new_paths[b], new_paths[a]
+            if at % 2:  # the paths too (an earlier edit may have left fewer paths than cells)
+                pa, pb = i % len(paths), (i + 1) % len(paths)
+                new_paths[pa], new_paths[pb] = new_paths[pb], new_paths[pa]
             return replace(p, cells=tuple(cells), cell_paths=tuple(new_paths))
         if kind == "flip cell path hash" and paths and paths[i % len(paths)]:
             path = paths[i % len(paths)]
