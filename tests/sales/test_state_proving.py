@@ -8,7 +8,7 @@ import pytest
 from salesfakes import FakeProof, SalesEnv, assert_declared, next_period_start, until_waiting
 from structlog.testing import capture_logs
 
-from codex_node.errors import ProofError
+from codex_node.errors import ProofError, ProofInvalidError
 from codex_node.sales.agent import SalesAgent
 from codex_node.sales.states.base import SaleState
 from codex_node.sales.states.cancelled import Cancelled
@@ -74,6 +74,41 @@ async def test_a_failed_proof_is_logged_and_the_next_period_proves_again(env: Sa
     env.prover.fail_with = None
     await next_period(env)
     assert len(env.market.calls("submit_proof")) == 1
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_a_proof_refused_because_the_challenge_moved_on_is_made_again_for_the_new_challenge(
+    env: SalesEnv,
+) -> None:
+    agent, task = await start_proving(env)
+    new_challenge = b"\x07" * 32
+
+    wrapped: list[bool] = []
+
+    async def pointer_wraps() -> None:  # the first proof lands just after the pointer wrapped
+        if not wrapped:
+            wrapped.append(True)
+            env.market.set_challenge(agent.slot_id, new_challenge)
+            raise ProofInvalidError("InvalidCellProof")
+
+    env.market.on_call("submit_proof", pointer_wraps)
+    await next_period(env)
+    assert env.prover.proved[-1] == new_challenge
+    assert env.market.calls("submit_proof")[-1] == (agent.slot_id, FakeProof(new_challenge))
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_a_wrong_proof_for_an_unchanged_challenge_is_not_sent_again(env: SalesEnv) -> None:
+    _, task = await start_proving(env)
+    env.market.fail_next("submit_proof", ProofInvalidError("InvalidCellProof"))
+    with capture_logs() as logs:
+        await next_period(env)
+    assert len(env.prover.proved) == 1
+    assert ("warning", "proof not submitted") in [(e["log_level"], e["event"]) for e in logs]
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

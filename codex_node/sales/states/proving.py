@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-from codex_node.errors import CodexError, ContractRevertError, SaleError
+from codex_node.errors import CodexError, ContractRevertError, ProofInvalidError, SaleError
 from codex_node.market.types import SlotState
 from codex_node.sales.states.base import SaleState
 from codex_node.sales.states.cancelled import Cancelled
@@ -68,9 +68,7 @@ class Proving(SaleState):
                 await market.is_proof_required(agent.slot_id) or await market.will_proof_be_required(agent.slot_id)
             ):
                 return
-            challenge = await market.get_challenge(agent.slot_id)
-            proof = await agent.context.prover.prove(agent.slot, challenge)
-            await self.submit(agent, proof, period)
+            await self._prove(agent, period)
         except ContractRevertError as e:
             if e.error_name != "ProofAlreadySubmitted":
                 agent.log.warning("proof not submitted", period=period, error=repr(e))
@@ -79,6 +77,26 @@ class Proving(SaleState):
             agent.log.info("proof of this period already on chain", period=period)
         except CodexError as e:
             agent.log.warning("proof not submitted", period=period, error=repr(e))
+
+    async def _prove(self, agent: SalesAgent, period: int) -> None:
+        """Prove the current challenge; once more if the challenge moved on before the proof landed.
+
+        The challenge points at a block hash ``pointer`` blocks back; the pointer grows by one per block and wraps
+        every 256 blocks, and at the wrap the challenge changes. A proof built just before a wrap and mined just
+        after it is refused (``ProofInvalidError``) although the data is fine: then the new challenge, stable for
+        the next ~250 blocks, is proven at once instead of leaving the period unproven (a slashable miss).
+        """
+        market = agent.context.market
+        challenge = await market.get_challenge(agent.slot_id)
+        proof = await agent.context.prover.prove(agent.slot, challenge)
+        try:
+            await self.submit(agent, proof, period)
+        except ProofInvalidError:
+            fresh = await market.get_challenge(agent.slot_id)
+            if fresh == challenge:
+                raise  # the proof itself is wrong: nothing a new attempt would change
+            agent.log.info("challenge changed while the proof was in flight; proving again", period=period)
+            await self.submit(agent, await agent.context.prover.prove(agent.slot, fresh), period)
 
     async def submit(self, agent: SalesAgent, proof: StorageProof, period: int) -> None:
         await agent.context.market.submit_proof(agent.slot_id, proof)
