@@ -102,6 +102,33 @@ async def test_a_proof_refused_because_the_challenge_moved_on_is_made_again_for_
         await task
 
 
+async def test_a_proof_that_lands_after_its_period_ended_is_not_made_again_for_that_period(env: SalesEnv) -> None:
+    agent, task = await start_proving(env)
+    landed_late: list[bool] = []
+
+    async def period_ends_meanwhile() -> None:  # the chain moved to the next period before the proof landed
+        if not landed_late:
+            landed_late.append(True)
+            env.clock.set(await next_period_start(env) + 1)
+            env.market.set_challenge(agent.slot_id, b"\x09" * 32)
+            raise ProofInvalidError("InvalidCellProof")
+
+    env.market.on_call("submit_proof", period_ends_meanwhile)
+    periodicity = await env.market.periodicity()
+    with capture_logs() as logs:
+        await next_period(env)
+        first = periodicity.period_of(env.clock.now()) - 1
+        await until_waiting(env.clock)
+    proofs = [(e["event"], e["period"]) for e in logs if "proof" in e["event"] or "period" in e["event"]]
+    # The late period is reported as such, and the round of the new period proves it under its own number.
+    assert proofs[0] == ("period ended before its proof landed", first)
+    assert ("proof submitted", first + 1) in proofs
+    assert ("proof submitted", first) not in proofs
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
 async def test_a_wrong_proof_for_an_unchanged_challenge_is_not_sent_again(env: SalesEnv) -> None:
     _, task = await start_proving(env)
     env.market.fail_next("submit_proof", ProofInvalidError("InvalidCellProof"))

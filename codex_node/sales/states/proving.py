@@ -85,6 +85,7 @@ class Proving(SaleState):
         every 256 blocks, and at the wrap the challenge changes. A proof built just before a wrap and mined just
         after it is refused (``ProofInvalidError``) although the data is fine: then the new challenge, stable for
         the next ~250 blocks, is proven at once instead of leaving the period unproven (a slashable miss).
+        If the *period* ended meanwhile, the proof was for a period that is over: the next round proves the new one.
         """
         market = agent.context.market
         challenge = await market.get_challenge(agent.slot_id)
@@ -92,6 +93,10 @@ class Proving(SaleState):
         try:
             await self.submit(agent, proof, period)
         except ProofInvalidError:
+            periodicity = await market.periodicity()
+            if periodicity.period_of(agent.context.clock.now()) != period:
+                agent.log.warning("period ended before its proof landed", period=period)
+                return
             fresh = await market.get_challenge(agent.slot_id)
             if fresh == challenge:
                 raise  # the proof itself is wrong: nothing a new attempt would change
