@@ -16,18 +16,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from codex_node.config import option, read_private_key, resolve
+from codex_node.config import option, resolve
 from codex_node.errors import ChainError, CodexError, ConfigError
 
 if TYPE_CHECKING:
-    from web3 import AsyncWeb3
-
     from codex_node.market.deployment import Deployment
 
 FLAGS = ("--eth-provider", "--eth-private-key", "--eth-account")
@@ -100,50 +97,14 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return 0
 
 
-@asynccontextmanager
-async def connect(url: str, *, request_timeout: float = 30.0) -> AsyncIterator[AsyncWeb3[Any]]:
-    """An AsyncWeb3 on ``url`` (http(s) or ws(s)), disconnected on exit."""
-    from web3 import AsyncHTTPProvider, AsyncWeb3, WebSocketProvider
-
-    if url.startswith(("ws://", "wss://")):
-        async with AsyncWeb3(WebSocketProvider(url, request_timeout=request_timeout)) as ws:
-            yield ws
-        return
-    # Read-only requests are retried twice (0.4 s): a blip is survived, an unreachable node reported at once.
-    from aiohttp import ClientError
-    from web3.providers.rpc.utils import ExceptionRetryConfiguration
-
-    retry = ExceptionRetryConfiguration(errors=(ClientError, TimeoutError), retries=2)
-    http = AsyncWeb3(
-        AsyncHTTPProvider(url, request_kwargs={"timeout": request_timeout}, exception_retry_configuration=retry)
-    )
-    try:
-        yield http
-    finally:
-        await http.provider.disconnect()
-
-
 async def deploy_with(chosen: DeploySettings) -> Deployment:
     """Deploy with the chosen account; any failure of the chain becomes a one-line :class:`ChainError`."""
-    from eth_account import Account
+    from codex_node.market.deployment import DEV_CONFIG, deploy
+    from codex_node.market.provider import account, connect
 
-    from codex_node.market.deployment import DEV_CONFIG, Deployer, deploy
-
-    deployer: Deployer
-    if chosen.key_file is not None:
-        try:
-            deployer = Account.from_key(read_private_key(chosen.key_file))
-        except (OSError, ValueError) as e:
-            raise ConfigError("--eth-private-key", str(e)) from None
-    else:
-        assert chosen.account is not None  # settings() requires one of the two
-        deployer = chosen.account
+    deployer = account(chosen.key_file, chosen.account)
     try:
         async with connect(chosen.provider) as w3:
-            try:
-                await w3.eth.chain_id
-            except Exception as e:  # web3 and aiohttp raise many unrelated types for an unreachable node
-                raise ChainError(f"cannot reach --eth-provider {chosen.provider}: {_one_line(e)}") from e
             return await deploy(w3, deployer, DEV_CONFIG)
     except CodexError:
         raise

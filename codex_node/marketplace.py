@@ -23,8 +23,8 @@ This module never parses flags (``config.py`` did) and never serves HTTP (the AP
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -33,9 +33,9 @@ from prometheus_client import CollectorRegistry
 
 from codex_node.api.schemas import ChainInfo
 from codex_node.clock import Clock
-from codex_node.config import NodeConfig, read_private_key
-from codex_node.errors import ChainError, ConfigError
-from codex_node.market import identity
+from codex_node.config import NodeConfig
+from codex_node.errors import ConfigError
+from codex_node.market import identity, provider
 from codex_node.market.deployment import Deployment
 from codex_node.market.embedded import EmbeddedChain
 from codex_node.market.onchain import MarketOptions, OnChainMarket
@@ -132,9 +132,9 @@ async def start_marketplace(
     else:
         stack = AsyncExitStack()
         await start_part("chain connection", _Exits(stack))
-        w3 = await stack.enter_async_context(_connect(config.eth_provider))
+        w3 = await stack.enter_async_context(provider.connect(config.eth_provider))
         deployment = await _remote_deployment(config, w3)
-        account = _remote_account(config)
+        account = provider.account(config.eth_private_key, config.eth_account)
 
     found = await identity.verify(kv, w3, deployment.marketplace, data_dir=str(config.data_dir))
     market = OnChainMarket(w3, deployment, account, kv, options=market_options, registry=registry)
@@ -177,18 +177,6 @@ async def start_marketplace(
     return MarketplaceParts(
         market=market, sales=sales, reservations=reservations, data_source=data_source, info=info, chain=chain
     )
-
-
-@asynccontextmanager
-async def _connect(url: str) -> AsyncIterator[AsyncWeb3[Any]]:
-    from codex_node.deploycmd import connect
-
-    async with connect(url) as w3:
-        try:
-            await w3.eth.chain_id
-        except Exception as e:  # web3 and aiohttp raise many unrelated types for an unreachable node
-            raise ChainError(f"cannot reach --eth-provider {url}: {str(e).splitlines()[0] if str(e) else e!r}") from e
-        yield w3
 
 
 async def _remote_deployment(config: NodeConfig, w3: AsyncWeb3[Any]) -> Deployment:
@@ -252,18 +240,3 @@ async def _deployment_block(w3: AsyncWeb3[Any], address: str) -> int:
         log.warning("deployment block unknown: reading events from block 0", error=" ".join(str(e).split())[:200])
         return 0
     return low
-
-
-def _remote_account(config: NodeConfig) -> LocalAccount | str:
-    if config.eth_private_key is not None:
-        from eth_account import Account
-
-        try:
-            local: LocalAccount = Account.from_key(read_private_key(config.eth_private_key))
-        except (OSError, ValueError) as e:
-            raise ConfigError("--eth-private-key", str(e)) from None
-        return local
-    assert config.eth_account is not None  # config.py requires one of the two with --eth-provider
-    from eth_utils.address import to_checksum_address
-
-    return to_checksum_address(config.eth_account)
