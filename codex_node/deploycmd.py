@@ -100,7 +100,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 async def deploy_with(chosen: DeploySettings) -> Deployment:
     """Deploy with the chosen account; any failure of the chain becomes a one-line :class:`ChainError`."""
     from codex_node.market.deployment import DEV_CONFIG, deploy
-    from codex_node.market.provider import account, connect
+    from codex_node.market.provider import account, connect, one_line
 
     deployer = account(chosen.key_file, chosen.account)
     try:
@@ -109,8 +109,4 @@ async def deploy_with(chosen: DeploySettings) -> Deployment:
     except CodexError:
         raise
     except Exception as e:  # a provider failing outside a transaction (handshake, disconnect): one line, no trace
-        raise ChainError(f"deploying to {chosen.provider} failed: {_one_line(e)}") from e
-
-
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split()) or type(e).__name__
+        raise ChainError(f"deploying to {chosen.provider} failed: {one_line(e)}") from e
