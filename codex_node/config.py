@@ -68,6 +68,7 @@ class NodeConfig:
     marketplace_address: str | None = None
     deployment: Path | None = None
     dev_block_time: int = 1
+    eth_confirmations: int = 0
     validator: bool = False
     validator_groups: int | None = None
     validator_group_index: int = 0
@@ -433,6 +434,13 @@ OPTIONS: tuple[Option, ...] = (
         "deployment JSON written by 'codex-node deploy' (instead of --marketplace-address)",
         _deployment_file,
         metavar="FILE",
+        group="marketplace",
+    ),
+    Option(
+        "--eth-confirmations",
+        "blocks a marketplace event must be buried under before the node acts on it (0: at once)",
+        _int_in(0, 1000),
+        metavar="N",
         group="marketplace",
     ),
     Option(

@@ -137,7 +137,8 @@ async def start_marketplace(
         account = provider.account(config.eth_private_key, config.eth_account)
 
     found = await identity.verify(kv, w3, deployment.marketplace, data_dir=str(config.data_dir))
-    market = OnChainMarket(w3, deployment, account, kv, options=market_options, registry=registry)
+    options = market_options or MarketOptions(confirmations=config.eth_confirmations)
+    market = OnChainMarket(w3, deployment, account, kv, options=options, registry=registry)
     head = await w3.eth.get_block("latest")
     market.clock.observe(int(head["number"]), int(head["timestamp"]))
     market_config = await market.config()

@@ -70,8 +70,11 @@ async def test_a_node_runs_on_a_remote_chain_with_a_deployment_file(
         eth_provider=chain.url,
         eth_account=chain.accounts[2],
         deployment=deployment,
+        eth_confirmations=2,
     )
     async with Node(config) as node:
+        assert node.marketplace is not None
+        assert node.marketplace.market.options.confirmations == 2  # --eth-confirmations reaches the event stream
         expected = Deployment.load(deployment)
         async with httpx.AsyncClient(base_url=f"{node.api_url}{API}") as api:
             info = (await api.get("/debug/info")).json()

@@ -198,6 +198,10 @@ class OnChainMarket:
     def deployment(self) -> Deployment:
         return self._shared.deployment
 
+    @property
+    def options(self) -> MarketOptions:
+        return self._shared.options
+
     async def start(self) -> None:
         """Start the event stream (catch-up, then follow); the clock has the head's time when this returns."""
         if not self._owner:
