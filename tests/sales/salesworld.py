@@ -171,6 +171,19 @@ class World:
         """Let every task run until all of them wait on the fake clock or on something only the test can cause."""
         await until_idle()
 
+    def states(self) -> list[str]:
+        """The state of every live agent, sorted."""
+        assert self.sales is not None
+        return sorted(type(a.state).__name__ for a in self.sales.agents())
+
+    async def until_states(self, expected: list[str], *, limit: int = 3600) -> None:
+        """Advance time (30 s steps) until the agents are in ``expected``; fail after ``limit`` seconds."""
+        waited = 0
+        while self.states() != expected:
+            assert waited < limit, f"agents in {self.states()}, expected {expected}"
+            await self.advance(30)
+            waited += 30
+
     async def advance(self, seconds: int, step: int = 30) -> None:
         """Move time forward in steps, letting agents react (prove, time out) at each one."""
         end = self.clock.now() + seconds

@@ -11,37 +11,19 @@ from codex_node.market.types import RequestState, SlotState, slot_id
 from codex_node.sales.states.cancelled import Cancelled
 
 
-@pytest.fixture
-async def world() -> World:
-    return await make_world()
-
-
-def states(world: World) -> list[str]:
-    assert world.sales is not None
-    return sorted(type(a.state).__name__ for a in world.sales.agents())
-
-
-async def until_states(world: World, expected: list[str], *, step: int = 30, limit: int = 7200) -> None:
-    waited = 0
-    while states(world) != expected:
-        assert waited < limit, f"agents in {states(world)}, expected {expected}"
-        await world.advance(step, step)
-        waited += step
-
-
 async def test_sells_all_slots_proves_gets_paid_and_the_availability_is_whole_again(world: World) -> None:
     await world.start()
     availability = await world.create_availability()
     balance = await world.host.token_balance(world.host.signer)
     request = await world.post_request()
-    await until_states(world, ["Proving"] * 3)
+    await world.until_states(["Proving"] * 3, limit=7200)
     assert await world.host.request_state(request.id) == RequestState.STARTED
     assert world.queue is not None
     assert world.queue.busy_workers == 0
     await world.books()
 
     await world.advance(WORLD_ASK.duration + 120)
-    assert states(world) == []
+    assert world.states() == []
     after = await world.book.get_availability(availability.id)
     assert after.free_size + after.returning_size == availability.total_size
     assert after.total_remaining_collateral == availability.total_collateral
@@ -70,7 +52,7 @@ async def test_one_worker_serves_every_slot_because_it_is_released_at_filled() -
     await world.start()
     await world.create_availability()
     await world.post_request()
-    await until_states(world, ["Proving"] * 3)
+    await world.until_states(["Proving"] * 3, limit=7200)
     await world.stop()
 
 
@@ -78,11 +60,11 @@ async def test_request_expiring_unfilled_is_cancelled_by_the_timer_and_everythin
     await world.start()
     availability = await world.create_availability(size=2 * 65536)  # room for one slot only
     request = await world.post_request()
-    await until_states(world, ["Proving"])
+    await world.until_states(["Proving"], limit=7200)
     assert world.sales is not None
     assert len(world.sales.timers) == 1
     await world.advance(await world.host.request_expires_at(request.id) + 1 - world.clock.now(), 10)
-    assert states(world) == []
+    assert world.states() == []
     after = await world.book.get_availability(availability.id)
     assert after.free_size + after.returning_size == availability.total_size
     assert after.total_remaining_collateral == availability.total_collateral
@@ -97,7 +79,7 @@ async def test_request_failure_reaches_only_that_requests_agents(world: World) -
     await world.create_availability(size=12 * 65536)
     first = await world.post_request()
     second = await world.post_request()
-    await until_states(world, ["Proving"] * 6)
+    await world.until_states(["Proving"] * 6, limit=7200)
     assert world.sales is not None
     seen: list[bytes] = []
     for agent in world.sales.agents():
@@ -115,7 +97,7 @@ async def test_request_failure_reaches_only_that_requests_agents(world: World) -
     assert seen
     assert set(seen) == {first.id}
     await world.advance(60)
-    assert states(world) == ["Proving"] * 3
+    assert world.states() == ["Proving"] * 3
     assert {a.data.request_id for a in world.sales.agents()} == {second.id}
     await world.books()
     await world.stop()
@@ -125,19 +107,19 @@ async def test_restart_resumes_hosted_slots_through_unknown_and_they_end_paid(wo
     await world.start()
     availability = await world.create_availability()
     request = await world.post_request()
-    await until_states(world, ["Proving"] * 3)
+    await world.until_states(["Proving"] * 3, limit=7200)
     await world.stop()
     await world.advance(300)  # the node is down for a few periods
 
     sales = await world.start()
     await world.settle()
-    assert states(world) == ["Proving"] * 3
+    assert world.states() == ["Proving"] * 3
     assert sales.history is not None
     for agent in sales.agents():
         resumed = [(e.from_state, e.to_state) for e in sales.history.entries(agent.slot_id)][-3:]
         assert resumed == [(None, "SaleUnknown"), ("SaleUnknown", "SaleFilled"), ("SaleFilled", "SaleProving")]
     await world.advance(await world.host.request_end(request.id) + 120 - world.clock.now(), 60)
-    assert states(world) == []
+    assert world.states() == []
     after = await world.book.get_availability(availability.id)
     assert after.total_remaining_collateral == availability.total_collateral
     await world.books()
@@ -150,9 +132,9 @@ async def test_slots_ignored_for_want_of_space_are_sold_once_an_availability_app
     await world.settle()
     assert world.queue is not None
     assert world.queue.paused  # everything was seen; nothing fits
-    assert states(world) == []
+    assert world.states() == []
     await world.create_availability()
-    await until_states(world, ["Proving"] * 3)
+    await world.until_states(["Proving"] * 3, limit=7200)
     await world.stop()
 
 
@@ -178,7 +160,7 @@ async def test_cancelled_event_reaches_the_agents_of_that_request(world: World) 
     await world.start()
     await world.create_availability(size=2 * 65536)
     request = await world.post_request()
-    await until_states(world, ["Proving"])
+    await world.until_states(["Proving"], limit=7200)
     assert world.sales is not None
     [agent] = world.sales.agents()
     cancelled = asyncio.ensure_future(agent.wait_for_state(lambda s: isinstance(s, Cancelled)))

@@ -12,20 +12,14 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, cast
 
-import pytest
 from salesfakes import FakeProof
-from salesworld import WORLD_ASK, World, make_world
+from salesworld import WORLD_ASK, World
 
 from codex_node.market.types import RequestState, StorageRequested
 from codex_node.testing.mockmarket import account
 
 if TYPE_CHECKING:
     from codex_node.proofs import StorageProof
-
-
-@pytest.fixture
-async def world() -> World:
-    return await make_world()
 
 
 def sold(world: World) -> dict[bytes, list[str]]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, cast
 
-import pytest
 from salesfakes import FakeProof
 from salesworld import BLOCK, WORLD_ASK, World, make_world
 
@@ -22,24 +21,6 @@ from codex_node.testing.mockmarket import account
 
 if TYPE_CHECKING:
     from codex_node.proofs import StorageProof
-
-
-@pytest.fixture
-async def world() -> World:
-    return await make_world()
-
-
-def states(world: World) -> list[str]:
-    assert world.sales is not None
-    return sorted(type(a.state).__name__ for a in world.sales.agents())
-
-
-async def until_states(world: World, expected: list[str], *, limit: int = 3600) -> None:
-    waited = 0
-    while states(world) != expected:
-        assert waited < limit, f"agents in {states(world)}, expected {expected}"
-        await world.advance(30)
-        waited += 30
 
 
 async def test_defect_2_freed_slot_is_queued_with_an_absolute_deadline(world: World) -> None:
@@ -74,7 +55,7 @@ async def test_defect_3_enabling_an_availability_alone_sells_the_waiting_slots(w
     assert world.queue.paused
     assert len(world.queue) == 3
     await world.book.update_availability(availability.id, enabled=True)
-    await until_states(world, ["Proving"] * 3)
+    await world.until_states(["Proving"] * 3)
     await world.stop()
 
 
@@ -85,7 +66,7 @@ async def test_defect_4_errored_sale_returns_its_collateral(world: World) -> Non
     availability = await world.create_availability(size=2 * BLOCK)
     await world.post_request(replace(WORLD_ASK, slots=1, max_slot_loss=0))
     await world.settle()
-    assert states(world) == []
+    assert world.states() == []
     after = await world.book.get_availability(availability.id)
     assert after.total_remaining_collateral == availability.total_collateral
     await world.books()
@@ -118,9 +99,9 @@ async def test_defect_8_slot_data_expires_with_its_contract_so_the_quota_comes_b
     await world.start()
     availability = await world.create_availability()
     request = await world.post_request()
-    await until_states(world, ["Proving"] * 3)
+    await world.until_states(["Proving"] * 3)
     await world.advance(WORLD_ASK.duration + 120)
-    assert states(world) == []
+    assert world.states() == []
     request_end = await world.host.request_end(request.id)
     assert {s.expiry for s in world.data.slots.values()} == {request_end}
     world.data.maintain()
@@ -137,7 +118,7 @@ async def test_defect_9_a_repeated_clean_up_returns_the_bytes_once(world: World)
     await world.start()
     availability = await world.create_availability()
     await world.post_request()
-    await until_states(world, ["Proving"] * 3)
+    await world.until_states(["Proving"] * 3)
     assert world.sales is not None
     agent = world.sales.agents()[0]
     await world.sales.on_clean_up(agent, 0, False)
@@ -158,6 +139,6 @@ async def test_defect_11_a_slot_nobody_can_take_does_not_starve_the_only_worker(
     assert world.queue is not None
     assert world.queue.busy_workers == 0
     await world.post_request()  # pays enough
-    await until_states(world, ["Proving"] * 3)
+    await world.until_states(["Proving"] * 3)
     assert len(world.queue) == 3  # the cheap request's slots wait, seen
     await world.stop()

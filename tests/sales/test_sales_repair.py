@@ -9,33 +9,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, cast
 
-import pytest
 from salesfakes import FakeProof
-from salesworld import BLOCK, WORLD_ASK, World, make_world
+from salesworld import BLOCK, WORLD_ASK, World
 
 from codex_node.market.types import Request, RequestState, SlotState, slot_id
 from codex_node.testing.mockmarket import MockMarket, account
 
 if TYPE_CHECKING:
     from codex_node.proofs import StorageProof
-
-
-@pytest.fixture
-async def world() -> World:
-    return await make_world()
-
-
-def states(world: World) -> list[str]:
-    assert world.sales is not None
-    return sorted(type(a.state).__name__ for a in world.sales.agents())
-
-
-async def until_states(world: World, expected: list[str], *, limit: int = 3600) -> None:
-    waited = 0
-    while states(world) != expected:
-        assert waited < limit, f"agents in {states(world)}, expected {expected}"
-        await world.advance(30)
-        waited += 30
 
 
 async def repairing(world: World) -> tuple[Request, MockMarket, int]:
@@ -55,7 +36,7 @@ async def repairing(world: World) -> tuple[Request, MockMarket, int]:
     await world.settle()
     posted = await world.host.slot_collateral(request.id, 1)
     assert posted < WORLD_ASK.collateral_per_slot
-    await until_states(world, ["Proving"])
+    await world.until_states(["Proving"])
     assert await world.host.get_host(slot_id(request.id, 1)) == world.host.signer
     return request, rival, posted
 
@@ -69,7 +50,7 @@ async def test_a_failed_repair_sale_loses_only_the_collateral_it_posted(world: W
     await world.settle()
     await world.advance(60)
     assert await world.host.request_state(request.id) == RequestState.FAILED
-    assert states(world) == []
+    assert world.states() == []
     after = await world.book.get_availability(availability.id)
     assert after.total_remaining_collateral == availability.total_collateral - posted
     # The availability now claims exactly the tokens the wallet still has for it.
@@ -82,7 +63,7 @@ async def test_a_paid_repair_sale_returns_the_whole_collateral(world: World) -> 
     request, _, _ = await repairing(world)
     [availability] = await world.book.availabilities()
     await world.advance(await world.host.request_end(request.id) + 120 - world.clock.now())
-    assert states(world) == []
+    assert world.states() == []
     assert await world.host.slot_state(slot_id(request.id, 1)) == SlotState.PAID
     after = await world.book.get_availability(availability.id)
     assert after.total_remaining_collateral == availability.total_collateral
@@ -104,8 +85,8 @@ async def test_a_repair_whose_fill_fails_returns_the_whole_collateral(world: Wor
     await rival.free_slot(slot_id(request.id, 1))
     await world.settle()
     waited = 0
-    while not world.host.calls("fill_slot") or states(world):  # the proof waits for a period with a stable challenge
-        assert waited < 3600, states(world)
+    while not world.host.calls("fill_slot") or world.states():  # the proof waits for a period with a stable challenge
+        assert waited < 3600, world.states()
         await world.advance(30)
         waited += 30
     assert await world.host.get_host(slot_id(request.id, 1)) is None
