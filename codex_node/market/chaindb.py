@@ -24,13 +24,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import plyvel
 from eth.abc import AtomicWriteBatchAPI
 from eth.db.atomic import AtomicDBWriteBatch
 from eth.db.backends.base import BaseAtomicDB
 from eth.db.schema import SchemaV1
 
-from codex_node.errors import KVError
+from codex_node.stores.kv import open_leveldb
 
 _CANONICAL_HEAD_KEY = SchemaV1.make_canonical_head_hash_lookup_key()
 
@@ -39,11 +38,7 @@ class LevelChainDB(BaseAtomicDB):
     """A py-evm atomic database on plyvel. Open with the path of a directory (created if missing)."""
 
     def __init__(self, path: Path, *, sync: bool = True) -> None:
-        path.mkdir(parents=True, exist_ok=True)
-        try:
-            self._db = plyvel.DB(str(path), create_if_missing=True)
-        except plyvel.Error as e:
-            raise KVError(f"cannot open the embedded chain's database at {path}: {e}") from e
+        self._db = open_leveldb(path, "the embedded chain's database")
         self.path = path
         self.sync = sync
         """Fsync the batches that move the canonical head."""

@@ -77,15 +77,21 @@ def _ops(batch: WriteBatch) -> list[tuple[str, bytes | None]]:
     return batch.ops
 
 
+def open_leveldb(path: Path, what: str) -> plyvel.DB:
+    """Open (creating if missing) the LevelDB at ``path``; a failure (e.g. another process holds its lock) is a
+    :class:`KVError` naming ``what`` it is."""
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        return plyvel.DB(str(path), create_if_missing=True)
+    except plyvel.Error as e:
+        raise KVError(f"cannot open {what} at {path}: {e}") from e
+
+
 class LevelDBStore:
     """:class:`KVStore` on plyvel. Writes are synchronous (fsync) so an acknowledged write survives a crash."""
 
     def __init__(self, path: Path, *, sync: bool = True) -> None:
-        path.mkdir(parents=True, exist_ok=True)
-        try:
-            self._db = plyvel.DB(str(path), create_if_missing=True)
-        except plyvel.Error as e:
-            raise KVError(f"cannot open metadata store at {path}: {e}") from e
+        self._db = open_leveldb(path, "metadata store")
         self._sync = sync
         self._closed = False
         # plyvel is thread-safe, but close() while another thread iterates crashes LevelDB; the lock keeps
