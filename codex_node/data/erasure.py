@@ -199,12 +199,14 @@ def encode_rows(layout: ErasureLayout, source: BlockSource) -> Iterator[EncodedR
     encoder = zfec.Encoder(k, m)
     parity_ids = tuple(range(k, m))
     count = layout.block_count
+    last = count - 1
+    last_length = layout.block_length(last)
     blocks = _blocks(source, count)
     index = 0
     for row in range(layout.rows):
         data: list[bytes] = []
         for _ in range(k):
-            if index >= count:
+            if index > last:
                 data.append(ZERO_BLOCK)
                 continue
             block = next(blocks, None)
@@ -212,15 +214,14 @@ def encode_rows(layout: ErasureLayout, source: BlockSource) -> Iterator[EncodedR
                 raise ErasureDataError(
                     f"the dataset ended after {index} blocks; {layout.dataset_size} bytes need {count}"
                 )
-            size = memoryview(block).nbytes
-            expected = layout.block_length(index)
+            size = len(block) if type(block) is bytes else memoryview(block).nbytes
+            expected = BLOCK_SIZE if index < last else last_length
             if size != expected:
                 raise ErasureDataError(f"dataset block {index} has {size} bytes, expected {expected}")
             data.append(_as_bytes(block) if size == BLOCK_SIZE else bytes(block) + bytes(BLOCK_SIZE - size))
             index += 1
         primary = tuple(data)
-        parity = encoder.encode(primary, parity_ids)
-        yield EncodedRow(row, primary + tuple(parity))
+        yield EncodedRow(row, (*primary, *encoder.encode(primary, parity_ids)))
     if next(blocks, None) is not None:
         raise ErasureDataError(f"the dataset has more than the {count} blocks {layout.dataset_size} bytes make")
 
