@@ -248,6 +248,9 @@ class ErasureEncoder:
         if self._started:
             raise ErasureError("an encoder encodes one dataset once")
         self._started = True
+        return self._rows(source)
+
+    def _rows(self, source: BlockSource) -> Iterator[EncodedRow]:
         builders = self._builders
         for row in encode_rows(self.layout, source):
             for builder, block in zip(builders, row.blocks, strict=True):
