@@ -15,7 +15,7 @@ from codex_node.data.cid import block_cid, manifest_cid, protected_manifest_cid
 from codex_node.data.erasure import ErasureParams, dataset_root
 from codex_node.data.manifest import Manifest
 from codex_node.data.protected import MAX_ENCODED_SIZE, ProtectedManifest, Protector
-from codex_node.data.slots import BLOCK_SIZE
+from codex_node.data.slots import BLOCK_SIZE, cid_bytes, cid_from_bytes, content_cid_text
 from codex_node.errors import InvalidProtectedManifestError
 
 B = BLOCK_SIZE
@@ -61,6 +61,21 @@ def test_its_cid_is_a_protected_manifest_cid_of_its_bytes() -> None:
     assert cid == protected_manifest_cid(RAW)
     assert cid.is_protected_manifest
     assert ProtectedManifest.from_block(cid, RAW) == PM
+
+
+def test_its_cid_goes_on_chain_as_content_cid_and_comes_back() -> None:
+    cid = PM.cid()
+    assert cid_from_bytes(cid_bytes(cid)) == cid
+    assert content_cid_text(cid_bytes(cid)) == cid.text
+
+
+def test_the_largest_manifest_fits_under_the_size_cap() -> None:
+    roots = tuple(hashlib.sha256(bytes([i])).digest() for i in range(256))
+    params = ErasureParams.from_request(256, 128)
+    biggest = ProtectedManifest(params, PM.original_manifest, (1 << 63) - 1, roots, dataset_root(roots))
+    raw = biggest.encode()
+    assert len(raw) < MAX_ENCODED_SIZE
+    assert ProtectedManifest.parse(raw) == biggest
 
 
 def test_from_block_refuses_bytes_that_are_not_the_cid() -> None:
