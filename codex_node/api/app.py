@@ -15,6 +15,7 @@ from fastapi.openapi.utils import get_openapi
 
 from codex_node import __version__
 from codex_node.api.errors import install_error_handlers
+from codex_node.api.guards import install_guards
 from codex_node.api.routes import data, debug, sales
 from codex_node.api.schemas import ErrorBody
 from codex_node.config import NodeConfig
@@ -55,6 +56,7 @@ def create_app(
         app.include_router(router, prefix=API_PREFIX)
         for route in router.routes:
             templates[id(route)] = API_PREFIX + getattr(route, "path", "")
+    install_guards(app, config or NodeConfig(), prefix=API_PREFIX)  # inside the metrics: refusals are counted
     app.add_middleware(HttpMetricsMiddleware, templates=templates)
 
     def openapi() -> dict[str, Any]:
