@@ -46,18 +46,20 @@ async def test_a_503_without_a_marketplace_is_not_an_error_in_the_log(tmp_path: 
 
 
 async def test_an_aborted_upload_reports_the_bytes_that_arrived(repo: RepoStore) -> None:
-    class Gone(Exception):
+    class GoneError(Exception):
         pass
 
     async def stream() -> AsyncIterator[bytes]:
         for _ in range(3):
             yield os.urandom(MiB // 2)  # 1.5 MiB: less than one 4 MiB group
-        raise Gone
+        raise GoneError
 
-    with capture_logs() as logs, pytest.raises(Gone):
+    with capture_logs() as logs, pytest.raises(GoneError):
         await store_dataset(repo, stream())
     aborted = [e for e in logs if e["event"] == "upload aborted"]
-    assert aborted == [{"event": "upload aborted", "log_level": "info", "bytes_received": 3 * MiB // 2, "reason": "Gone"}]
+    assert aborted == [
+        {"event": "upload aborted", "log_level": "info", "bytes_received": 3 * MiB // 2, "reason": "GoneError"}
+    ]
 
 
 async def test_a_client_that_leaves_mid_upload_gives_one_info_line_and_no_exception(
