@@ -9,8 +9,8 @@ because it reaches the socket:
 * A POST, PUT, PATCH or DELETE with an ``Origin`` header whose host is not allowed by the same list: **403**.
   Browsers send ``Origin`` on such requests; other clients (curl, the node's own client) send none.
 * With ``--api-token FILE``, every request must carry ``Authorization: Bearer <token>``: **401** otherwise.
-  Compared in constant time; the token is never logged, and neither is what a client sent. The Swagger UI page
-  and the schema (``/docs``, ``/openapi.json``) are public documents and need no token.
+  Compared in constant time; the token is never logged, and neither is what a client sent. The API's documents
+  (Swagger UI and ReDoc pages and assets, the schema) are public and need no token.
 
 The checks are a plain ASGI middleware, outside the routes (and outside the body limit), so a refused request
 reads no body and touches no part of the node. Pure decisions (:func:`host_allowed`, :func:`origin_allowed`,
@@ -34,8 +34,8 @@ log = structlog.get_logger(__name__)
 
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-PUBLIC_PATHS = frozenset({"/docs", "/openapi.json"})
-"""Documents anyone may read (no token): the Swagger UI page, its assets under ``/docs/``, and the schema."""
+PUBLIC_PATHS = frozenset({"/docs", "/redoc", "/openapi.json"})
+"""Documents anyone may read (no token): Swagger UI, its assets under ``/docs/``, ReDoc, and the schema."""
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi_offline import FastAPIOffline
 
 from codex_node import __version__
 from codex_node.api.errors import install_error_handlers
@@ -23,6 +24,7 @@ from codex_node.metrics import HttpMetricsMiddleware
 from codex_node.stores.repostore import RepoStore
 
 API_PREFIX = "/api/codex/v1"
+DOCS_ASSETS = "/docs/static"
 
 ROUTERS: tuple[APIRouter, ...] = (data.router, sales.router, debug.router)
 
@@ -40,7 +42,15 @@ def create_app(
     repo: RepoStore | None = None,
 ) -> FastAPI:
     """A new app. ``config``, ``node`` and ``repo`` land on ``app.state`` (the node sets ``repo`` once it has one)."""
-    app = FastAPI(title="Codex node API", version=__version__, description=_DESCRIPTION)
+    # Swagger UI (/docs) and ReDoc (/redoc) with their assets served from the fastapi-offline package, not a CDN.
+    # validatorUrl None: Swagger UI would otherwise send the schema to validator.swagger.io for its badge.
+    app = FastAPIOffline(
+        title="Codex node API",
+        version=__version__,
+        description=_DESCRIPTION,
+        static_url=DOCS_ASSETS,
+        swagger_ui_parameters={"validatorUrl": None},
+    )
     app.state.config = config
     app.state.node = node
     app.state.repo = repo
