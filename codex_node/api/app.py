@@ -16,7 +16,7 @@ from fastapi_offline import FastAPIOffline
 
 from codex_node import __version__
 from codex_node.api.errors import install_error_handlers
-from codex_node.api.guards import install_guards
+from codex_node.api.guards import document_guards, install_guards
 from codex_node.api.routes import data, debug, sales
 from codex_node.api.schemas import ErrorBody
 from codex_node.config import NodeConfig
@@ -31,7 +31,9 @@ ROUTERS: tuple[APIRouter, ...] = (data.router, sales.router, debug.router)
 _DESCRIPTION = (
     "REST API of a codex-node storage provider. Paths and schemas follow nim-codex's API so Codex clients work. "
     'Every error answers `{"error": "<message>"}`: 400 malformed input, 404 unknown, 422 well-formed but refused, '
-    "503 no marketplace, 500 anything else."
+    "503 no marketplace, 500 anything else. Every request may also get 421 (a Host this node does not answer for), "
+    "401 (with `--api-token`: no or wrong bearer token); a POST/PATCH/DELETE 403 (a cross-origin Origin) or 413 "
+    "(a body over 256 KiB; uploads excepted)."
 )
 
 
@@ -85,6 +87,7 @@ def _codex_openapi(app: FastAPI) -> dict[str, Any]:
     ``{"error": …}`` here. Error answers a router lists with only a description get that body schema.
     """
     schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    document_guards(schema, upload_path=f"{API_PREFIX}/data", download_path=f"{API_PREFIX}/data/{{cid}}")
     error_content = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
     for operations in schema.get("paths", {}).values():
         for operation in operations.values():

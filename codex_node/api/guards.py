@@ -10,11 +10,12 @@ The metrics endpoint gets the same access rules (its own bind address) through :
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Scope
 
-from codex_node.api.access import AccessMiddleware, AccessPolicy
+from codex_node.api.access import STATE_CHANGING, AccessMiddleware, AccessPolicy
 from codex_node.api.bodylimit import BodyLimitMiddleware
 from codex_node.api.downloads import DownloadLimitMiddleware
 from codex_node.config import NodeConfig, read_api_token
@@ -51,3 +52,38 @@ def access_policy(config: NodeConfig, bind_address: str) -> AccessPolicy:
         except (OSError, ValueError) as e:
             raise ConfigError("--api-token", str(e)) from None
     return AccessPolicy.build(bind_address, config.api_allowed_hosts, token)
+
+
+_GUARD_RESPONSES = {
+    "401": "No or wrong 'Authorization: Bearer <token>' (only when the node runs with --api-token)",
+    "421": "The Host header names a host this node does not answer for (see --api-allowed-host)",
+}
+_CHANGE_RESPONSES = {"403": "Cross-origin request: the Origin header names a host that is not allowed"}
+_BODY_RESPONSES = {"413": "Request body over 256 KiB (only uploads may be larger)"}
+
+
+def document_guards(schema: dict[str, Any], *, upload_path: str, download_path: str) -> None:
+    """Add the answers of the middleware above to every operation of an OpenAPI ``schema`` (in place)."""
+    for path, operations in schema.get("paths", {}).items():
+        for method, operation in operations.items():
+            responses: dict[str, Any] = operation.setdefault("responses", {})
+            extra = dict(_GUARD_RESPONSES)
+            if method.upper() in STATE_CHANGING:
+                extra.update(_CHANGE_RESPONSES)
+                if (path, method) != (upload_path, "post"):
+                    extra.update(_BODY_RESPONSES)
+            if (path, method) == (download_path, "get"):
+                extra["503"] = "Too many downloads at once (--api-max-downloads); retry after Retry-After seconds"
+            for status, description in extra.items():
+                responses.setdefault(status, {"description": description})
+            if (path, method) == (download_path, "get"):
+                responses["503"]["headers"] = {
+                    "Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}
+                }
+    schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+    schemes["apiToken"] = {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "Required only when the node runs with --api-token FILE (the token in that file)",
+    }
+    schema["security"] = [{}, {"apiToken": []}]

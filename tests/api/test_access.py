@@ -211,3 +211,14 @@ def test_the_token_file_is_read_at_start_not_logged(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="chmod 600") as raised:
         Node(NodeConfig(data_dir=tmp_path, marketplace=False, api_token=path))
     assert TOKEN not in str(raised.value)
+
+
+def test_the_schema_documents_the_refusals_of_every_operation() -> None:
+    schema = create_app().openapi()
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            statuses = set(operation["responses"])
+            assert {"401", "421"} <= statuses, (path, method)
+            assert ("403" in statuses) == (method in ("post", "put", "patch", "delete")), (path, method)
+    assert schema["paths"][f"{API_PREFIX}/data/{{cid}}"]["get"]["responses"]["503"]["headers"]["Retry-After"]
+    assert schema["components"]["securitySchemes"]["apiToken"]["scheme"] == "bearer"
