@@ -37,9 +37,10 @@ _TOKEN = r"[A-Za-z0-9!#$&^_.+-]+"
 _MIMETYPE = re.compile(rf"{_TOKEN}/{_TOKEN}(\s*;\s*{_TOKEN}=(\"[^\"\\]*\"|{_TOKEN}))*")
 _MAX_HEADER_VALUE = 255
 
-DOWNLOAD_READ_BLOCKS = 4
-"""Blocks a download reads at a time (256 KiB), one such chunk being sent while the next is read: a client that
-stops reading holds about twice that (``api/downloads.py`` caps how many downloads there are)."""
+DOWNLOAD_READ_BLOCKS = 8
+"""Blocks a download reads at a time (512 KiB), one such chunk being sent while the next is read. A client that
+stops reading holds about three such chunks (the third is the copy in the transport's send buffer);
+``api/downloads.py`` caps how many downloads there are."""
 
 CidPath = Annotated[str, Path(description="A CID: a manifest (the dataset) or a single block")]
 
