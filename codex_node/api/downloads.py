@@ -1,9 +1,9 @@
 """A cap on downloads served at once (``--api-max-downloads``); over it, 503 with ``Retry-After``.
 
-Each download holds a small read-ahead buffer (``routes/data.py``: :data:`DOWNLOAD_READ_BLOCKS` blocks in hand
-and as many being read) for as long as its client takes to read, and a client may open a download and never
-read. The cap turns "memory grows with the number of connections" into a fixed bound of about
-``max_downloads × 2 × DOWNLOAD_READ_BLOCKS × 64 KiB``.
+Each download holds a small read-ahead buffer (``routes/data.py``: :data:`DOWNLOAD_READ_BLOCKS` blocks in hand,
+as many being read, and a copy in the send buffer; 1.4 MiB measured) for as long as its client takes to read, and
+a client may open a download and never read. The cap turns "memory grows with the number of connections" into a
+fixed bound of about ``max_downloads × 3 × DOWNLOAD_READ_BLOCKS × 64 KiB`` (``benchmarks/download_memory.py``).
 
 A plain ASGI middleware around ``GET /data/{cid}``: a download holds its place from the request until its
 response has ended (or its client left), which a route handler could not see for a streamed response.
