@@ -8,6 +8,8 @@ JSON parser overflowed the C stack); a 200 MiB body was read whole. Every JSON r
 from __future__ import annotations
 
 import re
+import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,12 +17,13 @@ import httpx
 import pytest
 from fastapi.routing import APIRoute
 
-from codex_node.api.app import ROUTERS
+from codex_node.api.app import API_PREFIX, ROUTERS
 from codex_node.testing import nodeprocess
 from codex_node.testing.nodeprocess import NodeProcess
 
 pytestmark = pytest.mark.slow
 
+MiB = 1 << 20
 DEEP = b"[" * 100_000 + b"]" * 100_000
 TEN_MIB = b'{"totalSize": 1, "padding": "' + b"x" * (10 * 1024 * 1024) + b'"}'
 
@@ -76,3 +79,22 @@ def test_a_10_mib_json_body_gets_413_with_or_without_a_length(node: NodeProcess)
         assert chunked.status_code == 413, chunked.text
         assert "over 262144 bytes" in chunked.json()["error"]
     assert_serving(node)
+
+
+def test_a_client_that_leaves_mid_upload_leaves_one_info_line(tmp_path: Path) -> None:
+    node = nodeprocess.start_node(tmp_path / "data", "--no-marketplace", log_dir=tmp_path)
+    try:
+        port = int(node.api.split(":")[2].split("/")[0])
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            head = f"POST {API_PREFIX}/data HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {10 * MiB}\r\n\r\n"
+            sock.sendall(head.encode() + b"x" * (3 * MiB // 2))
+        deadline = time.monotonic() + 30
+        while not node.find(lambda e: e["event"] == "upload aborted") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        aborted = node.find(lambda e: e["event"] == "upload aborted")
+        assert [(e["level"], e["bytes_received"]) for e in aborted] == [("info", 3 * MiB // 2)]
+        assert "Exception in ASGI application" not in node.log.read_text()
+        assert "Traceback" not in node.log.read_text()
+        assert_serving(node)
+    finally:
+        node.kill()
