@@ -18,8 +18,8 @@ import pytest
 from fastapi.routing import APIRoute
 
 from codex_node.api.app import API_PREFIX, ROUTERS
-from codex_node.testing import nodeprocess
-from codex_node.testing.nodeprocess import NodeProcess
+from tests.harness import nodeprocess
+from tests.harness.nodeprocess import NodeProcess
 
 pytestmark = pytest.mark.slow
 
