@@ -173,7 +173,7 @@ def _ip(text: str) -> str:
         raise ValueError(f"'{text}' is not an IP address (e.g. 127.0.0.1, 0.0.0.0, ::1)") from None
 
 
-_HOST_RE = re.compile(r"^(\*|[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])$")
+_HOST_RE = re.compile(r"^(\*|[A-Za-z0-9_]([A-Za-z0-9_.-]{0,251}[A-Za-z0-9_])?|\[[0-9A-Fa-f:.]+\])$")
 
 
 def _host_name(text: str) -> str:

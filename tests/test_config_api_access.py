@@ -62,8 +62,8 @@ def test_a_bad_token_file_is_refused_without_showing_it(tmp_path: Path, text: st
 
 
 def test_allowed_hosts_are_repeatable_normalised_and_checked() -> None:
-    c = load_node_config({"api_allowed_hosts": ["Node.Example.org", "::1", "10.0.0.5", "*"]}, {})
-    assert c.api_allowed_hosts == ("node.example.org", "[::1]", "10.0.0.5", "*")
+    c = load_node_config({"api_allowed_hosts": ["Node.Example.org", "::1", "10.0.0.5", "codex_node", "*"]}, {})
+    assert c.api_allowed_hosts == ("node.example.org", "[::1]", "10.0.0.5", "codex_node", "*")
     env = load_node_config({}, {"CODEX_API_ALLOWED_HOST": "a.example,b.example"})
     assert env.api_allowed_hosts == ("a.example", "b.example")
     for bad in ("evil.example:8080", "http://x", "a b", ""):
