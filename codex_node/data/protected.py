@@ -14,7 +14,8 @@ as a link), like the dataset manifest::
 
 A protected manifest arrives from the network (a host reads ``Content.cid`` from the chain and fetches it), so
 :meth:`ProtectedManifest.parse` trusts nothing: the size is capped before parsing (:data:`MAX_ENCODED_SIZE`, far
-above the largest valid manifest since K + M ≤ 256), every field must have its exact type and range, no field
+above the largest valid manifest since K + M ≤ 256) and so is the number of JSON arrays and objects (so nesting
+cannot recurse deeply), every field must have its exact type and range, no field
 may be missing or extra, the blocks per slot must be what K and the size make, the dataset root must be the root
 over the slot roots, and the bytes must be the canonical encoding of what they say (one encoding per manifest,
 so one CID). Anything else is an :class:`InvalidProtectedManifestError`, never another exception.
@@ -53,6 +54,8 @@ MAX_DATASET_SIZE = (1 << 63) - 1
 MAX_ENCODED_SIZE = 32 * 1024
 """Bytes a protected manifest may have: 256 slot roots take about 15 KiB, everything else under 200 bytes."""
 _MAX_CID_TEXT = 256
+_MAX_OPENS = 2 * MAX_SLOTS + 8
+"""Arrays and objects a protected manifest can hold: two per slot root, five more, and a margin."""
 _HASH_B64 = len(base64.b64encode(bytes(HASH_SIZE)).rstrip(b"="))
 _KEYS = frozenset(
     {
@@ -136,9 +139,15 @@ class ProtectedManifest:
         if size > MAX_ENCODED_SIZE:
             raise InvalidProtectedManifestError(f"{size} bytes: a protected manifest has at most {MAX_ENCODED_SIZE}")
         data = bytes(raw)
+        # json's C parser recurses once per nesting level, as deep as the process-wide recursion limit allows
+        # (the Ethereum stack raises it to 100,000: utils/recursionlimit.py), so nesting is bounded before
+        # parsing. Counting every bracket, in strings too, over-counts and can never be fooled.
+        opens = data.count(b"[") + data.count(b"{")
+        if opens > _MAX_OPENS:
+            raise InvalidProtectedManifestError(f"{opens} JSON arrays and objects: far more than a protected manifest")
         try:
             d = json.loads(data)
-        except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError; deep nesting recurses
+        except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
             raise InvalidProtectedManifestError(f"not JSON: {type(e).__name__}") from e
         manifest = _from_json(d)
         if manifest.encode() != data:
