@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from codex_node.api.errors import install_error_handlers
 from codex_node.api.routes.sales import router
+from codex_node.api.services import Services, provide
 from codex_node.data.cid import block_cid
 from codex_node.data.slots import cid_bytes
 from codex_node.market.types import Ask, Content, Request, Slot, slot_id
@@ -100,9 +101,7 @@ async def make_node() -> Node:
     app = FastAPI()
     app.include_router(router, prefix=API)
     install_error_handlers(app)
-    app.state.sales = sales
-    app.state.reservations = reservations
-    app.state.market = market
+    provide(app, Services(sales=sales, reservations=reservations, market=market))
     return Node(app, clock, market, client, reservations, sales)
 
 
@@ -126,6 +125,7 @@ async def bare() -> AsyncIterator[httpx.AsyncClient]:
     app = FastAPI()
     app.include_router(router, prefix=API)
     install_error_handlers(app)
+    provide(app, Services())
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://node") as c:
         yield c
 
