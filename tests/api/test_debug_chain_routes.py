@@ -359,8 +359,8 @@ async def test_the_chain_routes_on_the_embedded_chain(node: Node) -> None:
         absent = await api.post(f"/debug/chain/request/{deleted}", json=REQUEST)
         assert absent.status_code == 404
         refused = await api.post(f"/debug/chain/request/{cid}", json={**REQUEST, "expiry": 600})
-        assert refused.status_code == 422
-        assert "InvalidExpiry" in refused.json()["error"]
+        assert refused.status_code == 422  # refused here, before the contract would (InvalidExpiry)
+        assert "expiry (600) must be less than duration" in refused.json()["error"]
         missing_field = await api.post(f"/debug/chain/request/{cid}", json={"slots": 2})
         assert missing_field.status_code == 400
 
@@ -375,3 +375,34 @@ async def test_the_chain_routes_on_the_embedded_chain(node: Node) -> None:
         on_chain = await mp.market.get_request(request_id)
         assert on_chain is not None
         assert "0x" + on_chain.content.merkle_root.hex() == request["content"]["merkleRoot"]
+
+
+@pytest.mark.slow
+async def test_a_huge_travel_is_refused_and_the_furthest_one_leaves_the_chain_working(node: Node) -> None:
+    """``{"timestamp": 2**256}`` answered 200 and broke the embedded chain for good (every later request: 500
+    ``Invalid Stack Item``)."""
+    mp = node.marketplace
+    assert mp is not None
+    assert mp.chain is not None
+    async with httpx.AsyncClient(base_url=f"{node.api_url}{API_PREFIX}", timeout=30) as api:
+        head = (await api.get("/debug/chain")).json()
+        for timestamp in (2**256, 2**64, head["timestamp"] + MAX_TRAVEL + 1):
+            refused = await api.post("/debug/chain/travel", json={"timestamp": timestamp})
+            assert refused.status_code == 422, refused.text
+        assert (await api.get("/debug/chain")).json() == head
+
+        furthest = head["timestamp"] + MAX_TRAVEL
+        moved = await api.post("/debug/chain/travel", json={"timestamp": furthest})
+        assert moved.status_code == 200, moved.text
+        assert moved.json() == {"block": head["block"] + 1, "timestamp": furthest}
+
+        # The chain still works: it mines, and the contract takes a request whose deadlines lie beyond the jump.
+        await mp.chain.mine()
+        after = (await api.get("/debug/chain")).json()
+        assert after["block"] == head["block"] + 2
+        assert after["timestamp"] > furthest
+        cid = (await api.post("/data", content=os.urandom(2 * 65536))).text
+        posted = await api.post(f"/debug/chain/request/{cid}", json=REQUEST)
+        assert posted.status_code == 200, posted.text
+        request_id = RequestId(bytes.fromhex(posted.json()["id"][2:]))
+        assert await mp.market.request_state(request_id) == RequestState.NEW
