@@ -28,7 +28,8 @@ from pydantic_core import PydanticCustomError
 
 from codex_node.sales.availability import UINT64_MAX, UINT256_MAX, Kind, field_kinds
 
-_DECIMAL = re.compile(r"[0-9]{1,78}")  # 2**256 - 1 has 78 digits
+_DECIMAL = re.compile(r"[0-9]+")
+_AMOUNT_DIGITS = len(str(UINT256_MAX))  # 78
 
 
 class CamelModel(BaseModel):
@@ -56,6 +57,8 @@ def _json_amount(value: Any) -> Any:
     if isinstance(value, str):
         if not _DECIMAL.fullmatch(value):
             raise PydanticCustomError("int_parsing", "Input should be a string of decimal digits")
+        if len(value) > _AMOUNT_DIGITS:  # well-formed but too large: the bound (422), without a huge int()
+            raise PydanticCustomError("less_than_equal", f"Input should be less than or equal to {UINT256_MAX}")
         return int(value)
     return _json_integer(value)
 
@@ -67,7 +70,7 @@ _CHECKS: dict[Kind, Callable[[Any], Any]] = {
 }
 
 AMOUNT_JSON_SCHEMA: dict[str, Any] = {
-    "anyOf": [{"type": "string", "pattern": "^[0-9]{1,78}$"}, {"type": "integer", "minimum": 0}],
+    "anyOf": [{"type": "string", "pattern": "^[0-9]+$"}, {"type": "integer", "minimum": 0}],
     "description": "A token amount (uint256): a string of decimal digits, or a JSON integer",
 }
 

@@ -252,6 +252,7 @@ STRICT_CASES = [
     ("totalSize", -1, 422, "totalSize"),
     ("totalCollateral", 2**256, 422, "totalCollateral"),
     ("minPricePerBytePerSecond", str(2**256), 422, "minPricePerBytePerSecond"),
+    ("minPricePerBytePerSecond", "9" * 5000, 422, "minPricePerBytePerSecond"),
     # well-formed but an unknown field → 422, naming it
     ("padding", "x" * 1000, 422, "padding: unknown field"),  # was 201
 ]
