@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from email.message import Message
-from typing import Annotated
+from typing import Annotated, cast
 from urllib.parse import quote
 
 import structlog
@@ -21,7 +21,7 @@ from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from codex_node.api.schemas import CamelModel as _Camel
-from codex_node.api.services import get_repo, services_of
+from codex_node.api.services import services_of
 from codex_node.data.cid import Cid, parse_cid
 from codex_node.data.manifest import Manifest, ManifestInfo
 from codex_node.errors import DatasetInUseError, QuotaNotEnoughError, ValidationError
@@ -80,7 +80,7 @@ class Exists(_Camel):
 
 
 def _repo(request: Request) -> RepoStore:
-    return get_repo(services_of(request.app))
+    return cast(RepoStore, services_of(request.app).repo)  # a node serves only once its repo runs
 
 
 def _mimetype(request: Request) -> str | None:
