@@ -48,7 +48,7 @@ ROUTES: tuple[tuple[str, str, dict[str, object] | None], ...] = (
 
 
 def client_for(app: object) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"http://node{API_PREFIX}")  # type: ignore[arg-type]
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"http://localhost{API_PREFIX}")  # type: ignore[arg-type]
 
 
 # --- mounting -------------------------------------------------------------------------------------------------------
@@ -308,7 +308,7 @@ async def test_a_dev_request_whose_client_left_stops_hashing_and_posts_nothing(
         "path": f"{API_PREFIX}/debug/chain/request/{cid}",
         "raw_path": f"{API_PREFIX}/debug/chain/request/{cid}".encode(),
         "query_string": b"",
-        "headers": [(b"host", b"node"), (b"content-type", b"application/json")],
+        "headers": [(b"host", b"localhost"), (b"content-type", b"application/json")],
         "client": ("127.0.0.1", 1),
         "server": ("127.0.0.1", 80),
     }
