@@ -6,8 +6,8 @@ with one line on stderr naming the flag and exit code 2 (never a traceback). A n
 held by another node, disk error) exits 1, also with one line.
 
 Adding a command (``codex-node deploy`` is one): write a :class:`Command` — its ``add_arguments`` may reuse shared
-flags with ``add_options(parser, [option("--eth-provider"), …])`` and its ``run`` may resolve them with
-``config.resolve`` — and list it in :data:`COMMANDS`.
+flags with ``config.add_options(parser, [option("--eth-provider"), …])`` and its ``run`` may resolve them with
+``config.resolve`` — and list it in :data:`COMMANDS`. A command module imports ``config``, never this module.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 from codex_node import __version__
-from codex_node.config import CONFIG_FILE, OPTIONS, Option, Raw, load_node_config
+from codex_node.config import CONFIG_FILE, OPTIONS, NodeConfig, add_options, given, load_node_config
 from codex_node.errors import CodexError, ConfigError
 
 PROG = "codex-node"
@@ -50,34 +50,6 @@ class Command:
     epilog: str = ""
 
 
-def add_options(parser: argparse.ArgumentParser, options: Sequence[Option]) -> None:
-    """Add ``options`` to ``parser``. Defaults stay unset so :func:`given` sees only what was typed."""
-    groups: dict[str, argparse._ArgumentGroup] = {}
-    for opt in options:
-        group = groups.get(opt.group)
-        if group is None:
-            group = groups[opt.group] = parser.add_argument_group(f"{opt.group} options")
-        default = opt.default_text()
-        notes = ([f"default: {default}"] if default is not None else []) + [f"env: {opt.env}"]
-        text = f"{opt.help} [{'; '.join(notes)}]".replace("%", "%%")
-        if opt.kind == "bool":
-            group.add_argument(
-                opt.flag, dest=opt.field, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=text
-            )
-        elif opt.kind == "list":
-            group.add_argument(
-                opt.flag, dest=opt.field, action="append", metavar=opt.metavar, default=argparse.SUPPRESS, help=text
-            )
-        else:
-            group.add_argument(opt.flag, dest=opt.field, metavar=opt.metavar, default=argparse.SUPPRESS, help=text)
-
-
-def given(args: argparse.Namespace, options: Sequence[Option]) -> dict[str, Raw]:
-    """The flags typed on the command line, keyed by field, as raw text (lists for repeatable flags)."""
-    present = vars(args)
-    return {opt.field: present[opt.field] for opt in options if opt.field in present}
-
-
 # --- run ---------------------------------------------------------------------------------------------------------
 
 _RUN_EPILOG = """\
@@ -97,8 +69,27 @@ def _run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from codex_node.node import run_node
 
     config = load_node_config(given(args, (CONFIG_FILE, *OPTIONS)), env)
+    check_files(config)
     configure_logging(config.log_level, config.log_format)
     return asyncio.run(run_node(config))
+
+
+def check_files(config: NodeConfig) -> None:
+    """Check the files whose contents only the chain layer reads (``--deployment``), before anything starts.
+
+    ``config.py`` checks that the file is JSON; every field is checked here, as configuration never imports the
+    market (it sits below it). Raises :class:`ConfigError` naming the flag.
+    """
+    if config.deployment is None:
+        return
+    # Imported here: the deployment module pulls in eth libraries, slow to import and needed only with the flag.
+    from codex_node.errors import DeploymentFileError
+    from codex_node.market.deployment import Deployment
+
+    try:
+        Deployment.load(config.deployment)  # every field present and well-formed
+    except DeploymentFileError as e:
+        raise ConfigError("--deployment", str(e)) from None
 
 
 RUN = Command(

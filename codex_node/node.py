@@ -8,7 +8,7 @@ closing is wrapped in :class:`Closing`. If a part fails to start, the ones alrea
 Data dir layout::
 
     <data-dir>/meta/                       LevelDB: block metadata, quota, maintenance cursor, node id, and
-                                           (later) availabilities, reservations, chain cursor, sale history
+                                           availabilities, reservations, event cursor, sale history
     <data-dir>/repo/blocks/<xy>/<cid>      one file per block, sharded by the CID's last two characters
                                            (``<cid>.tmp`` beside it while it is being written)
     <data-dir>/chain/                      the embedded chain (its own LevelDB, node key, deployment.json)
@@ -34,11 +34,11 @@ from prometheus_client.registry import REGISTRY, CollectorRegistry
 
 from codex_node import metrics
 from codex_node.api.app import API_PREFIX, create_app
-from codex_node.api.schemas import ChainInfo
 from codex_node.api.server import HttpServer
 from codex_node.clock import Clock, SystemClock
 from codex_node.config import NodeConfig
 from codex_node.errors import ConfigError
+from codex_node.market.types import ChainInfo
 from codex_node.marketplace import MarketplaceParts, start_marketplace
 from codex_node.stores.blockfiles import BlockFiles
 from codex_node.stores.kv import KVStore, LevelDBStore
@@ -66,8 +66,8 @@ class Node:
         self.repo: RepoStore | None = None
         self.maintainer: BlockMaintainer | None = None
         self.marketplace: MarketplaceParts | None = None
-        # The node's own metrics registry, hung on the process-wide one while the node runs: parts register on
-        # it freely, and a second node in the same process (tests) never collides with the first's series.
+        # The node's own metrics registry, passed to every part and hung on the process-wide one while the node
+        # runs: a second node in the same process (tests) never collides with the first's series.
         self.registry = CollectorRegistry(auto_describe=True)
         self._parts = PartStack()
 
@@ -125,19 +125,21 @@ class Node:
         self.kv = kv
         self.node_id = _node_id(kv)
 
+        await self._parts.start("metrics registry", _Registered(self.registry))
         # Construction runs the repo's crash recovery: a thread keeps signals and the loop responsive meanwhile.
-        repo = await asyncio.to_thread(_open_repo, kv, c, self.clock)
+        repo = await asyncio.to_thread(_open_repo, kv, c, self.clock, self.registry)
         await self._parts.start("repo store", Closing(repo.close))
         self.repo = repo
         self.app.state.repo = repo
 
-        maintainer = BlockMaintainer(repo, self.clock, interval=c.block_mi, batch_size=c.block_mn)
+        maintainer = BlockMaintainer(
+            repo, self.clock, interval=c.block_mi, batch_size=c.block_mn, registry=self.registry
+        )
         await self._parts.start("block maintainer metrics", Closing(maintainer.close))
         await self._parts.start("block maintainer", maintainer)
         self.maintainer = maintainer
 
         if c.chain_mode != "none":
-            await self._parts.start("metrics registry", _Registered(self.registry))
             mp = await start_marketplace(
                 c, kv=kv, repo=repo, clock=self.clock, start_part=self._parts.start, registry=self.registry
             )
@@ -181,8 +183,15 @@ class _Registered:
         REGISTRY.unregister(self._registry)
 
 
-def _open_repo(kv: KVStore, c: NodeConfig, clock: Clock) -> RepoStore:
-    return RepoStore(kv, BlockFiles(c.data_dir / "repo"), clock=clock, quota_max=c.storage_quota, block_ttl=c.block_ttl)
+def _open_repo(kv: KVStore, c: NodeConfig, clock: Clock, registry: CollectorRegistry) -> RepoStore:
+    return RepoStore(
+        kv,
+        BlockFiles(c.data_dir / "repo"),
+        clock=clock,
+        quota_max=c.storage_quota,
+        block_ttl=c.block_ttl,
+        registry=registry,
+    )
 
 
 def _node_id(kv: KVStore) -> str:

@@ -45,13 +45,13 @@ from typing import TypeVar
 
 import structlog
 from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import REGISTRY, CollectorRegistry
+from prometheus_client.registry import CollectorRegistry
 
+from codex_node import metrics
 from codex_node.clock import Clock
 from codex_node.data.cid import DIGEST_SIZE, Cid, block_cid, block_cid_from_digest, manifest_cid, parse_cid
 from codex_node.data.manifest import Manifest, ManifestInfo
 from codex_node.errors import BlockNotFoundError, CorruptBlockError, StoreError, ValidationError
-from codex_node.stores import metrics
 from codex_node.stores.blockfiles import BlockFiles, Buffer
 from codex_node.stores.kv import KVStore, WriteBatch
 from codex_node.stores.quota import QUOTA_KEY, Quota
@@ -158,7 +158,7 @@ class RepoStore:
         clock: Clock,
         quota_max: int,
         block_ttl: int,
-        registry: CollectorRegistry | None = REGISTRY,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self.kv = kv
         self.files = files
@@ -182,7 +182,7 @@ class RepoStore:
         total = kv.get(TOTAL_KEY)
         self._total = 0 if total is None else int(total)
         self._recover()
-        self._unregister = metrics.register("repostore", metrics.LiveCollector(self._metrics, _METRIC_NAMES), registry)
+        self._unregister = metrics.register(metrics.LiveCollector(self._metrics, _METRIC_NAMES), registry)
 
     # --- quota (sync: quick, callable from the event loop) -------------------------------------------------------
 

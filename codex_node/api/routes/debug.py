@@ -45,6 +45,7 @@ from codex_node.errors import (
     ValidationError,
 )
 from codex_node.market.types import Ask
+from codex_node.market.types import ChainInfo as ChainValue
 from codex_node.market.types import Request as StorageRequestRecord
 from codex_node.proofs.slotdata import dataset_commitment
 
@@ -68,7 +69,7 @@ class NodeView(Protocol):
     def api_url(self) -> str | None: ...
 
     @property
-    def chain(self) -> ChainInfo | None: ...
+    def chain(self) -> ChainValue | None: ...
 
 
 @router.get("/debug/info", summary="Node identity, addresses, data dir, build and chain")
@@ -90,8 +91,15 @@ async def debug_info(request: Request) -> DebugInfo:
         ),
         codex=CodexInfo(version=buildinfo.version(), revision=buildinfo.revision(), contracts=buildinfo.contracts()),
         marketplace=config.chain_mode,
-        chain=node.chain if node is not None else None,
+        chain=_chain_info(node),
     )
+
+
+def _chain_info(node: NodeView | None) -> ChainInfo | None:
+    """The wire form of the node's chain (a domain value of the market)."""
+    if node is None or node.chain is None:
+        return None
+    return ChainInfo.model_validate(node.chain, from_attributes=True)
 
 
 @router.post(
@@ -100,13 +108,12 @@ async def debug_info(request: Request) -> DebugInfo:
     responses=error_responses(400, s400="Unknown log level"),
 )
 async def set_log_level(
-    level: Annotated[str, Query(description="trace, debug, info, notice, warn, error or fatal")],
+    level: Annotated[str, Query(description="debug, info, warning, error or critical (or trace, notice, warn, fatal)")],
 ) -> LogLevel:
     try:
-        name = logutils.set_level(level)
+        name = logutils.change_level(level)  # logs "log level changed" with the old and new level
     except ValueError as e:
         raise InvalidInputError(str(e)) from None
-    log.info("log level changed", level=name)
     return LogLevel(level=name)
 
 
