@@ -2,8 +2,9 @@
 
 ``codex-node run [flags]`` runs a node. Flags, their defaults and their environment variables come from the
 option table in ``config.py``; ``--help`` shows all three. A bad value stops the command before anything starts,
-with one line on stderr naming the flag and exit code 2 (never a traceback). A node that cannot start (data dir
-held by another node, disk error) exits 1, also with one line.
+with one line on stderr naming the flag and exit code 2 (never a traceback); so does a data dir another
+codex-node uses (the line gives its pid). A node that cannot start otherwise (a disk error) exits 1, also with
+one line.
 
 Adding a command (``codex-node deploy`` is one): write a :class:`Command` — its ``add_arguments`` may reuse shared
 flags with ``config.add_options(parser, [option("--eth-provider"), …])`` and its ``run`` may resolve them with
@@ -56,7 +57,8 @@ _RUN_EPILOG = """\
 Every flag can also be set in the environment (CODEX_<FLAG>, e.g. CODEX_API_PORT=8081) or in the TOML file of
 --config-file (keys are flag names: api-port = 8081). Precedence: flags > environment > config file > defaults.
 Sizes: 20GiB, 500MB, 1048576 (bytes). Durations: 30d, 1h, 10m, 10s, 1h30m, or seconds.
-Exit codes: 0 stopped cleanly (SIGINT/SIGTERM), 1 failed to start or run, 2 invalid flags or configuration."""
+Exit codes: 0 stopped cleanly (SIGINT/SIGTERM), 1 failed to start or run, 2 invalid flags or configuration
+(including a data dir another codex-node uses)."""
 
 
 def _run_arguments(parser: argparse.ArgumentParser) -> None:

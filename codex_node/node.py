@@ -7,6 +7,7 @@ closing is wrapped in :class:`Closing`. If a part fails to start, the ones alrea
 
 Data dir layout::
 
+    <data-dir>/codex-node.pid              the pid of the node using the data dir, locked while it runs
     <data-dir>/meta/                       LevelDB: block metadata, quota, maintenance cursor, node id, and
                                            availabilities, reservations, event cursor, sale history
     <data-dir>/repo/blocks/<xy>/<cid>      one file per block, sharded by the CID's last two characters
@@ -41,6 +42,7 @@ from codex_node.errors import ConfigError
 from codex_node.market.types import ChainInfo
 from codex_node.marketplace import MarketplaceParts, start_marketplace
 from codex_node.stores.blockfiles import BlockFiles
+from codex_node.stores.datadir import DataDirLock
 from codex_node.stores.kv import KVStore, LevelDBStore
 from codex_node.stores.maintenance import BlockMaintainer
 from codex_node.stores.repostore import RepoStore
@@ -119,8 +121,11 @@ class Node:
             await self._parts.start("metrics address", Closing(endpoint.release))
 
         c.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        lock = DataDirLock(c.data_dir)
+        lock.acquire()  # a second node on the same data dir stops here, told the first one's pid
+        await self._parts.start("data dir lock", Closing(lock.release))
 
-        kv = LevelDBStore(c.data_dir / "meta")  # a second node on the same data dir fails here (LevelDB lock)
+        kv = LevelDBStore(c.data_dir / "meta")
         await self._parts.start("metadata store", Closing(kv.close))
         self.kv = kv
         self.node_id = _node_id(kv)

@@ -82,6 +82,7 @@ async def test_a_node_serves_the_api_and_stops_every_part(tmp_path: Path) -> Non
     async with node:
         assert node.parts == [
             "api address",
+            "data dir lock",
             "metadata store",
             "metrics registry",
             "repo store",
