@@ -53,6 +53,7 @@ from codex_node.data.cid import DIGEST_SIZE, Cid, block_cid, block_cid_from_dige
 from codex_node.data.manifest import Manifest, ManifestInfo
 from codex_node.errors import BlockNotFoundError, CorruptBlockError, StoreError, ValidationError
 from codex_node.stores.blockfiles import BlockFiles, Buffer
+from codex_node.stores.diskspace import disk_full, is_disk_full, warn_if_quota_exceeds_disk
 from codex_node.stores.kv import KVStore, WriteBatch
 from codex_node.stores.quota import QUOTA_KEY, Quota
 
@@ -179,6 +180,7 @@ class RepoStore:
             quota = Quota(quota_max, quota.used, quota.reserved)
             kv.put(QUOTA_KEY, quota.encode())
         self._quota = quota
+        warn_if_quota_exceeds_disk(files.root, quota.max, quota.used)
         total = kv.get(TOTAL_KEY)
         self._total = 0 if total is None else int(total)
         self._recover()
@@ -403,7 +405,12 @@ class RepoStore:
         committed = False
         try:
             if to_write:
-                self.files.store(to_write)
+                try:
+                    self.files.store(to_write)
+                except OSError as e:
+                    if is_disk_full(e):  # the files written so far are removed below, like any failed put's
+                        raise disk_full(self.files.root, new_bytes) from e
+                    raise
             with self._lock:
                 expiry = self.clock.now() + (self.block_ttl if ttl is None else ttl)
                 tx = _Tx(self.kv, batch)
