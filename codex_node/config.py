@@ -368,7 +368,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("--block-mn", "blocks examined per maintenance pass", _int_in(1), metavar="N"),
     Option(
         "--log-level",
-        "trace|debug|info|notice|warn|error|fatal (trace means debug, notice means info)",
+        "debug|info|warning|error|critical (nim-codex's trace, notice, warn and fatal work too)",
         parse_level,
         metavar="LEVEL",
     ),
