@@ -271,9 +271,10 @@ class SlotQueue:
         """
         if self._stopped:
             raise QueueNotRunningError("slot queue is stopped")
-        if item.ident in self._best:
+        live = self._best.live
+        if item.ident in live:
             raise SlotQueueItemExistsError(f"slot {item.request_id.hex()}/{item.slot_index} is already queued")
-        if len(self._best) >= self.max_size:
+        if len(live) >= self.max_size:
             evicted = self._peek_worst()
             # (key, seq) of the new item would be larger than any queued one's, so on equal keys the newcomer loses.
             if item.key >= evicted.key:
