@@ -39,6 +39,7 @@ from codex_node.api.server import HttpServer
 from codex_node.clock import Clock, SystemClock
 from codex_node.config import NodeConfig
 from codex_node.errors import ConfigError
+from codex_node.market import provider
 from codex_node.marketplace import MarketplaceParts, start_marketplace
 from codex_node.stores.blockfiles import BlockFiles
 from codex_node.stores.kv import KVStore, LevelDBStore
@@ -118,6 +119,9 @@ class Node:
             endpoint.bind()
             await self._parts.start("metrics address", Closing(endpoint.release))
 
+        if c.chain_mode == "remote" and c.eth_provider is not None:
+            # Before the data dir exists: an unreachable --eth-provider is one line (exit 2) and leaves nothing.
+            await provider.check_reachable(c.eth_provider)
         c.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
 
         kv = LevelDBStore(c.data_dir / "meta")  # a second node on the same data dir fails here (LevelDB lock)
