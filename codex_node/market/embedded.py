@@ -24,8 +24,11 @@ below a threshold (so a crash between steps, or a new key, heals at the next sta
 While running, a task owned by the chain mines an empty block every ``block_time`` seconds of the injected
 Clock, so on-chain time moves like a real chain's (``block_time=0``: only transactions and :meth:`mine` make
 blocks). Block timestamps are ``max(parent + 1, clock.now() + offset)``; :meth:`travel_to` sets the offset so
-the chain stays where it jumped to and moves on at the clock's pace. The offset is not persisted: after a
-restart the chain resumes at ``max(parent + 1, clock.now())``.
+the chain stays where it jumped to and moves on at the clock's pace. The offset is kept in the chain's database
+(written before the jump's block, so a crash between the two still leaves the chain where it jumped to): after a
+restart the chain goes on at once from ``clock.now() + offset`` instead of waiting for the wall clock to catch up
+with its head. A chain whose head is far ahead of the clock with no offset stored (made by a version that did not
+keep it) takes the head's lead as its offset.
 
 Concurrency: eth-tester and py-evm are synchronous and not thread-safe, so every chain operation (each JSON-RPC
 request of ``w3``, each mining tick, each time jump) runs on one worker thread, one at a time, in the order
@@ -79,6 +82,13 @@ FUND_TOKENS: Final = 10**24
 MIN_TOKENS: Final = 10**23
 GENESIS_LEAD: Final = MIN_BLOCK_HEIGHT + 60
 """Genesis is stamped this many seconds in the past, so the first 257 blocks (a second apart) end before now."""
+
+MAX_TIMESTAMP: Final = 253_402_300_799
+"""The last second of year 9999: :meth:`EmbeddedChain.travel_to` goes no further (py-evm breaks on 2**256)."""
+OFFSET_KEY: Final = b"codex-node:time-offset"
+"""Key of the time-travel offset (decimal seconds) in the chain's database; py-evm's keys never look like it."""
+LEGACY_LEAD: Final = 600
+"""A head more than this many seconds ahead of the clock with no offset stored was moved there by time travel."""
 
 NODE_KEY_FILE: Final = "node.key"
 DEPLOYMENT_FILE: Final = "deployment.json"
@@ -213,9 +223,20 @@ class EmbeddedChain:
         """Mine a block stamped ``timestamp`` (later than the latest block); later blocks continue from there at
         the clock's pace."""
 
+        if timestamp > MAX_TIMESTAMP:
+            raise ValueError(f"cannot travel to {timestamp}: later than {MAX_TIMESTAMP} (the end of year 9999)")
+
         def jump() -> None:
-            evmbackend.mine_at(self._tester_(), self._backend_(), timestamp)
-            self._offset = timestamp - self._clock.now()
+            latest = int(self._backend_().chain.get_canonical_head().timestamp)
+            if timestamp <= latest:
+                raise ValueError(f"cannot travel to {timestamp}: the latest block is at {latest}")
+            previous = self._offset
+            self._set_offset(timestamp - self._clock.now())  # first: a crash after it still lands there
+            try:
+                evmbackend.mine_at(self._tester_(), self._backend_(), timestamp)
+            except BaseException:
+                self._set_offset(previous)
+                raise
             self._update_head()
 
         await self._call(jump)
@@ -249,6 +270,7 @@ class EmbeddedChain:
         chain, created = evmbackend.open_chain(self._db, self._now, self._clock.now() - GENESIS_LEAD)
         self._tester, self._backend = evmbackend.new_tester(chain)
         self._genesis_hash = bytes(chain.get_canonical_block_header_by_number(BlockNumber(0)).hash)
+        self._offset = self._stored_offset(int(chain.get_canonical_head().timestamp))
         self._update_head()
         if self.head < MIN_BLOCK_HEIGHT - 1:
             # Up to block 256 a second apart from the back-dated genesis: they end before now. Not fsynced one by
@@ -260,6 +282,21 @@ class EmbeddedChain:
                 self._db.sync = self._sync
             self._update_head()
         return created
+
+    def _stored_offset(self, head_timestamp: int) -> int:
+        raw = _started(self._db).get(OFFSET_KEY)
+        if raw is not None:
+            return int(raw)
+        lead = head_timestamp - self._clock.now()
+        if lead > LEGACY_LEAD:
+            log.info("embedded chain: head ahead of the clock, going on from it", lead_seconds=lead)
+            self._set_offset(lead)
+            return lead
+        return 0
+
+    def _set_offset(self, offset: int) -> None:
+        _started(self._db)[OFFSET_KEY] = str(offset).encode()
+        self._offset = offset
 
     def _mine(self, blocks: int) -> None:
         evmbackend.mine(self._tester_(), self._backend_(), self._now, blocks)
