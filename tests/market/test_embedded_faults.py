@@ -18,13 +18,18 @@ from pathlib import Path
 
 import plyvel
 import pytest
+from chainenv import TEST_OPTIONS
+from chainfixtures import new_request
 from structlog.testing import capture_logs
 
 from codex_node.errors import ChainError
 from codex_node.market.chaindb import LevelChainDB
 from codex_node.market.embedded import FAILURE_WARNING_INTERVAL, EmbeddedChain
+from codex_node.market.onchain import OnChainMarket
+from codex_node.market.types import RequestId, StorageRequested
 from codex_node.testing.fakeclock import FakeClock
 from codex_node.testing.faultychaindb import FaultyChainDB
+from codex_node.testing.memorykv import MemoryKV
 
 T0 = 1_800_000_000
 
@@ -132,6 +137,44 @@ async def test_a_full_disk_is_one_warning_a_minute_then_one_line_when_mining_res
         assert await chain.w3.eth.block_number == head + 1  # mining goes on by itself
     finally:
         await chain.stop()
+
+
+async def test_an_event_stream_whose_cursor_is_past_a_chain_that_came_back_shorter_delivers_the_new_blocks(
+    chain_dir: Path, tmp_path: Path
+) -> None:
+    """The issue's case: the chain restarts at an older block than the saved cursor (blocks lost with a disk, a
+    copy restored): the stream rewinds to the last block both share instead of skipping the re-mined blocks."""
+    clock, kv = FakeClock(T0 + 1000), MemoryKV()
+    saved = tmp_path / "saved-chain"
+    shutil.copytree(chain_dir, saved)  # the chain as it will come back
+
+    async def run() -> tuple[list[RequestId], RequestId]:
+        chain = EmbeddedChain(chain_dir, block_time=0, clock=clock, sync=False, registry=None)
+        await chain.start()
+        market = OnChainMarket(chain.w3, chain.deployment, chain.client_account, kv, options=TEST_OPTIONS)
+        seen: list[RequestId] = []
+
+        async def on_request(event: StorageRequested) -> None:
+            seen.append(event.request_id)
+
+        await market.subscribe(StorageRequested, on_request)
+        await market.start()
+        try:
+            request = new_request(await market.get_signer())
+            await market.request_storage(request)
+            await market.events.wait_delivered(await chain.w3.eth.block_number)
+            return seen, request.id
+        finally:
+            await market.stop()
+            await chain.stop()
+
+    delivered, lost = await run()
+    assert delivered == [lost]
+    shutil.rmtree(chain_dir)
+    shutil.copytree(saved, chain_dir)  # the chain comes back shorter than the cursor
+    clock.advance(10)
+    delivered, replacing = await run()
+    assert delivered == [replacing]
 
 
 # --- a real full disk: a small tmpfs (root only, as in CI) ------------------------------------------------------
