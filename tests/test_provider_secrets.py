@@ -28,8 +28,8 @@ from codex_node.config import NodeConfig
 from codex_node.errors import ConfigError
 from codex_node.market.deployment import DEV_CONFIG, deploy
 from codex_node.node import Node
-from codex_node.testing import hardhat
 from codex_node.utils import redact
+from tests.harness import hardhat
 
 PASSWORD = "pa55word-0f-the-provider"
 KEY = "k3y0123456789abcdef0123456789abcd"
