@@ -80,9 +80,6 @@ class Cursor:
         """The last block whose logs were (at least partly) delivered."""
         return self.block if self.log_index > 0 else self.block - 1
 
-    def encode(self) -> bytes:
-        return f"{self.block}:{self.log_index}".encode()
-
     @classmethod
     def decode(cls, raw: bytes) -> Cursor:
         """A cursor stored by :meth:`EventStream` (JSON with the anchors) or by an older version (``block:index``)."""

@@ -35,7 +35,7 @@ class FaultyChainDB(LevelChainDB):
             raise plyvel.IOError(f"IO error: {self.path}/000003.log: No space left on device".encode())
         if self._torn:
             self.lost_writes += 1
-            self._overlay.update({key: None for key in deletes})
+            self._overlay.update(dict.fromkeys(deletes))
             self._overlay.update(puts)
             return
         super()._apply(deletes, puts, sync=sync)
