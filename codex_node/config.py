@@ -31,7 +31,7 @@ import platformdirs
 from codex_node.errors import ConfigError
 from codex_node.logutils import LOG_FORMATS, parse_level
 from codex_node.units import format_duration, format_size, parse_duration, parse_size
-from codex_node.utils.redact import redact_url
+from codex_node.utils.redact import redact_url, register_url
 
 ENV_PREFIX = "CODEX_"
 
@@ -198,6 +198,7 @@ def _url(schemes: Sequence[str]) -> Callable[[str], str]:
             parts.port  # noqa: B018 - raises on a non-numeric port
         except ValueError:
             raise ValueError(f"'{redact_url(text)}' has an invalid port") from None
+        register_url(value)  # from now on no log line or error shows its credentials (utils/redact.py)
         return value.rstrip("/")
 
     return parse
