@@ -9,7 +9,8 @@ websockets. Logs are delivered once the block is ``confirmations`` deep (0: as s
 Invariants:
 
 - The cursor is ``(block, log_index)`` of the first log not delivered yet, stored at
-  ``meta/chain/cursor/<contract address>``. It is written after all handlers of a log have returned, and
+  ``meta/chain/cursor/<contract address>`` (JSON, with its anchor's hash and the recent anchors, in one write;
+  the older ``block:index`` form is still read). It is written after all handlers of a log have returned, and
   after each page (the page's blocks are then fully delivered). No ``await`` separates a log's last handler from
   the cursor write, so a restart never delivers a log twice unless the process died (or the task was cancelled)
   while that log's handlers ran. :meth:`~EventStream.stop` waits for the log being delivered to finish.
