@@ -5,7 +5,7 @@ Paths and schemas follow nim-codex's REST API (``codex-anchor.md`` §6), with ``
 to store calls: they raise errors from ``codex_node.errors`` and the app's one exception handler turns them into
 responses (malformed CID → 400, unknown CID → 404, quota or invalid header → 422).
 
-The store is ``request.app.state.repo`` (a :class:`~codex_node.stores.repostore.RepoStore`).
+The store is the app's services' repo (``api/services.py``; a :class:`~codex_node.stores.repostore.RepoStore`).
 """
 
 from __future__ import annotations
@@ -13,15 +13,16 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from email.message import Message
-from typing import Annotated, Protocol, cast
+from typing import Annotated, cast
 from urllib.parse import quote
 
 import structlog
 from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict
-from pydantic.alias_generators import to_camel
+from starlette.requests import ClientDisconnect
 
+from codex_node.api.schemas import CamelModel as _Camel
+from codex_node.api.services import services_of
 from codex_node.data.cid import Cid, parse_cid
 from codex_node.data.manifest import Manifest, ManifestInfo
 from codex_node.errors import DatasetInUseError, QuotaNotEnoughError, ValidationError
@@ -36,17 +37,12 @@ _TOKEN = r"[A-Za-z0-9!#$&^_.+-]+"
 _MIMETYPE = re.compile(rf"{_TOKEN}/{_TOKEN}(\s*;\s*{_TOKEN}=(\"[^\"\\]*\"|{_TOKEN}))*")
 _MAX_HEADER_VALUE = 255
 
+DOWNLOAD_READ_BLOCKS = 8
+"""Blocks a download reads at a time (512 KiB), one such chunk being sent while the next is read. A client that
+stops reading holds about three such chunks (the third is the copy in the transport's send buffer);
+``api/downloads.py`` caps how many downloads there are."""
+
 CidPath = Annotated[str, Path(description="A CID: a manifest (the dataset) or a single block")]
-
-
-class DatasetHolds(Protocol):
-    """Which datasets sales still need (``sales.datasource.LocalSlotDataSource``; absent without a marketplace)."""
-
-    def held_until(self, cid: Cid) -> int | None: ...
-
-
-class _Camel(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
 
 
 class ManifestItem(_Camel):
@@ -90,7 +86,7 @@ class Exists(_Camel):
 
 
 def _repo(request: Request) -> RepoStore:
-    return cast(RepoStore, request.app.state.repo)
+    return cast(RepoStore, services_of(request.app).repo)  # a node serves only once its repo runs
 
 
 def _mimetype(request: Request) -> str | None:
@@ -150,7 +146,11 @@ async def upload(request: Request) -> PlainTextResponse:
         raise QuotaNotEnoughError(
             f"not enough storage quota: {declared} bytes sent, {repo.quota().available} available"
         )
-    cid = await store_dataset(repo, request.stream(), filename=filename, mimetype=mimetype)
+    try:
+        cid = await store_dataset(repo, request.stream(), filename=filename, mimetype=mimetype)
+    except ClientDisconnect:
+        # Nothing was kept (store_dataset logged "upload aborted"); the client is gone, so nobody reads this.
+        return PlainTextResponse("client disconnected", status_code=400)
     return PlainTextResponse(cid.text)
 
 
@@ -188,7 +188,7 @@ async def download(request: Request, cid: CidPath) -> Response:
 
 async def _stream(repo: RepoStore, cid: Cid, manifest: Manifest) -> AsyncIterator[memoryview]:
     try:
-        async for chunk in repo.iter_dataset(manifest):
+        async for chunk in repo.iter_dataset(manifest, blocks_per_read=DOWNLOAD_READ_BLOCKS):
             yield chunk
     except Exception:
         # The status line is already sent; all we can do is cut the response short and say why in the log.
@@ -209,7 +209,7 @@ async def _stream(repo: RepoStore, cid: Cid, manifest: Manifest) -> AsyncIterato
 )
 async def delete(request: Request, cid: CidPath) -> Response:
     parsed = parse_cid(cid)
-    holds: DatasetHolds | None = request.app.state.dataset_holds
+    holds = services_of(request.app).dataset_holds
     until = None if holds is None else holds.held_until(parsed)
     if until is not None:
         raise DatasetInUseError(
