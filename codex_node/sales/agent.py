@@ -125,7 +125,7 @@ class SalesAgent(Machine[SaleState]):
     # --- machine --------------------------------------------------------------------------------------------------
 
     def on_run_error(self, state: SaleState, error: Exception) -> SaleState | None:
-        if state.ends_sale:
+        if state.terminal:
             # An ending that itself failed must not loop through Errored again; Sales drops the agent anyway.
             self.log.error("sale clean-up failed", state=state.name, error=repr(error))
             return None

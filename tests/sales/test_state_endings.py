@@ -19,7 +19,6 @@ def test_every_ending_is_terminal_and_has_no_hooks() -> None:
     samples = (Finished(0), Cancelled(), Failed(), Errored(SaleError("x")), Ignored(reprocess=False, reason="x"))
     for state in samples:
         assert state.terminal
-        assert state.ends_sale
         assert state.transitions == frozenset()
         assert (state.on_cancelled(), state.on_failed(), state.on_slot_filled()) == (None, None, None)
 

@@ -8,8 +8,9 @@ are tested as plain calls.
 Every state declares in ``transitions`` the names of the states its ``run`` and its hooks may return. The protocol
 test derives the sales state graph from these declarations and checks them against what the states really do.
 
-``ends_sale`` marks the states in which a sale ends: their ``run`` performs the clean-up (bytes and collateral
-back to the availability, block expiry lowered), exactly once, through :meth:`SalesAgent.end_sale`.
+``terminal`` (of the generic machine, which enforces that nothing leaves such a state) marks the states in which
+a sale ends: their ``run`` performs the clean-up (bytes and collateral back to the availability, block expiry
+lowered), exactly once, through :meth:`SalesAgent.end_sale`.
 
 A state must never catch ``asyncio.CancelledError``: entering a new state cancels the previous ``run``.
 """
@@ -33,9 +34,6 @@ class SaleState(State["SalesAgent"]):
 
     transitions: ClassVar[frozenset[str]] = frozenset()
     """Names of the states that ``run`` or a hook of this state may return."""
-
-    ends_sale: ClassVar[bool] = False
-    """True for states whose ``run`` ends the sale and runs the clean-up."""
 
     api_name: ClassVar[str] = ""
     """The name the REST API reports (nim-codex's ``Sale…`` names)."""

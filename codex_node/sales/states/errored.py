@@ -17,7 +17,6 @@ if TYPE_CHECKING:
 
 class Errored(SaleState):
     terminal: ClassVar[bool] = True
-    ends_sale: ClassVar[bool] = True
     transitions: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, error: BaseException, *, reprocess: bool = False) -> None:

@@ -17,7 +17,6 @@ if TYPE_CHECKING:
 
 class Failed(SaleState):
     terminal: ClassVar[bool] = True
-    ends_sale: ClassVar[bool] = True
     transitions: ClassVar[frozenset[str]] = frozenset()
 
     async def run(self, machine: SalesAgent) -> SaleState | None:

@@ -12,7 +12,6 @@ if TYPE_CHECKING:
 
 class Finished(SaleState):
     terminal: ClassVar[bool] = True
-    ends_sale: ClassVar[bool] = True
     transitions: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, returned_collateral: int) -> None:

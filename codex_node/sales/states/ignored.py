@@ -16,7 +16,6 @@ if TYPE_CHECKING:
 
 class Ignored(SaleState):
     terminal: ClassVar[bool] = True
-    ends_sale: ClassVar[bool] = True
     transitions: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, *, reprocess: bool, reason: str) -> None:
