@@ -389,6 +389,6 @@ def _guarded(handler: Callable[[Any], Awaitable[None]]) -> Callable[[MarketEvent
         try:
             await handler(event)
         except CodexError as e:
-            log.warning("sales event handler failed", event=type(event).__name__, error=repr(e))
+            log.warning("sales event handler failed", market_event=type(event).__name__, error=repr(e))
 
     return guarded
