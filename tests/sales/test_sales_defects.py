@@ -121,8 +121,8 @@ async def test_defect_9_a_repeated_clean_up_returns_the_bytes_once(world: World)
     await world.until_states(["Proving"] * 3)
     assert world.sales is not None
     agent = world.sales.agents()[0]
-    await world.sales.on_clean_up(agent, 0, False)
-    await world.sales.on_clean_up(agent, 0, False)
+    await world.sales.sale_ended(agent, 0, False)
+    await world.sales.sale_ended(agent, 0, False)
     after = await world.book.get_availability(availability.id)
     assert after.free_size + after.returning_size <= availability.total_size
     await world.books()

@@ -140,7 +140,6 @@ def sample(cls: type[SaleState]) -> SaleState:
     """An instance of any state class, whatever its constructor needs."""
     args = {
         "Errored": (SaleError("sample"),),
-        "Finished": (0,),
         "Filling": (object(),),
         "ProvingSimulated": (2,),
     }.get(cls.__name__, ())

@@ -21,6 +21,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, ClassVar, TypeVar
 
+from codex_node.errors import CodexError
 from codex_node.utils.asyncstatemachine import State
 
 if TYPE_CHECKING:
@@ -78,3 +79,14 @@ async def complete_despite_cancel(operation: Awaitable[T], keep: Callable[[T], N
     except asyncio.CancelledError:
         await asyncio.wait([task])
         raise
+
+
+async def free_slot_if_hosted(agent: SalesAgent) -> None:
+    """``freeSlot`` if the chain names us as the slot's host: a cancelled slot pays out, a failed one leaves
+    ``mySlots``. A failure is logged, not escalated: the slot stays in ``mySlots`` and a restart resumes it through
+    Unknown, which ends here again. What came back is read afterwards (``SalesAgent.end_sale``)."""
+    try:
+        if await agent.hosts_slot():
+            await agent.context.market.free_slot(agent.slot_id)
+    except CodexError as e:
+        agent.log.warning("could not free the slot", error=repr(e))

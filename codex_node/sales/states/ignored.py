@@ -24,7 +24,7 @@ class Ignored(SaleState):
 
     async def run(self, machine: SalesAgent) -> SaleState | None:
         machine.log.info("slot ignored", reason=self.reason, reprocess=self.reprocess)
-        await machine.end_sale(machine.unposted_collateral(), reprocess=self.reprocess)
+        await machine.end_sale(reprocess=self.reprocess)
         return None
 
 
