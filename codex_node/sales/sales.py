@@ -14,9 +14,11 @@ cancellation timer service, the market subscriptions. It
 - ends every sale through :meth:`sale_ended`: the reservation's bytes and the collateral that came back return
   to the availability in one atomic write (and not at all a second time), the slot may go back to the queue, and
   the agent is stopped and dropped;
-- on start, resumes every slot the chain says we host through ``Unknown`` and ends the reservations of slots that
-  are not active any more, returning their bytes and the collateral ``accounting.collateral_back`` decides; then
-  subscribes to the market's events.
+- on start, resumes every slot the chain says we host through ``Unknown``, resumes through ``Resuming`` (keeping
+  their reservations) the sales that were stopped before their fill while their slot can still be filled, and
+  ends every other reservation, returning its bytes and the collateral ``accounting.collateral_back`` decides;
+  then subscribes to the market's events. Resumed sales run beside the slot-queue workers, not in one: at most
+  ``max_workers`` of them were in progress when the node stopped.
 
 Requests posted while the node was down are not looked up here (the Market has no query for open requests): they
 arrive as ``StorageRequested`` in the event stream's catch-up, which the composition root starts only after
@@ -42,6 +44,7 @@ from codex_node.errors import CodexError, QueueNotRunningError, SlotQueueItemExi
 from codex_node.market.market import Market, Subscription
 from codex_node.market.types import (
     MarketEvent,
+    Request,
     RequestCancelled,
     RequestFailed,
     RequestFulfilled,
@@ -51,6 +54,7 @@ from codex_node.market.types import (
     SlotFreed,
     SlotId,
     SlotReservationsFull,
+    SlotState,
     StorageRequested,
     slot_id,
 )
@@ -65,6 +69,7 @@ from codex_node.sales.reservations import Reservations
 from codex_node.sales.slotqueue import SlotQueue, SlotQueueItem, item_for_slot, items_for_request
 from codex_node.sales.states.base import SaleState
 from codex_node.sales.states.preparing import Preparing
+from codex_node.sales.states.resuming import Resuming
 from codex_node.sales.states.unknown import Unknown
 from codex_node.sales.timers import CancellationTimers
 from codex_node.utils.asyncstatemachine import Machine, State
@@ -178,17 +183,27 @@ class Sales:
     # --- start-up -----------------------------------------------------------------------------------------------
 
     async def _load(self) -> None:
-        """Resume the slots we host (chain truth) and end the reservations of all others."""
+        """Resume the slots we host (chain truth) and the sales stopped before their fill; end all other
+        reservations."""
         market = self.market
         active = {}
         for sid in await market.my_slots():
             slot = await market.get_active_slot(sid)
             if slot is not None:
                 active[sid] = slot
-        leftovers = [r for r in await self.reservations.all_reservations() if _slot_of(r) not in active]
+        resumable: dict[SlotId, tuple[Reservation, Request]] = {}
+        for r in await self.reservations.all_reservations():
+            sid = _slot_of(r)
+            if sid not in active and sid not in resumable:
+                request = await self._still_fillable(r)
+                if request is not None:
+                    resumable[sid] = (r, request)
+        leftovers = [
+            r for r in await self.reservations.all_reservations() if _slot_of(r) not in active | resumable.keys()
+        ]
         returned = {r.id: await self._collateral_back(r) for r in leftovers}
         await self.reservations.delete_inactive_reservations(
-            active.keys(), returned_collateral=lambda r: returned[r.id]
+            active.keys() | resumable.keys(), returned_collateral=lambda r: returned[r.id]
         )
         held = {(r.request_id, r.slot_index): r for r in await self.reservations.all_reservations()}
         for sid, slot in active.items():
@@ -202,6 +217,44 @@ class Sales:
                 filled=True,
             )
             self._new_sale(data).start(Unknown())
+        for sid, (reservation, request) in resumable.items():
+            if sid in self._sales:
+                continue
+            # Blocks of this sale may carry its expiry already: its end must lower them again.
+            data = SalesData(
+                request.id,
+                reservation.slot_index,
+                request=request,
+                reservation=reservation,
+                stored=reservation.downloaded > 0,
+            )
+            self._new_sale(data).start(Resuming())
+
+    async def _still_fillable(self, reservation: Reservation) -> Request | None:
+        """The request of a reservation whose slot we do not host, if the sale can still fill it: the request is
+        open, the slot free (or in repair) and its deadline not passed. ``None`` otherwise, or when the chain
+        cannot say (the reservation then ends as before)."""
+        market = self.market
+        sid = _slot_of(reservation)
+        try:
+            request = await market.get_request(reservation.request_id)
+            if request is None:
+                return None
+            state = await market.request_state(reservation.request_id)
+            if state == RequestState.NEW:
+                deadline = await market.request_expires_at(reservation.request_id)
+            elif state == RequestState.STARTED:
+                deadline = await market.request_end(reservation.request_id)
+            else:
+                return None
+            if self.clock.now() >= deadline:
+                return None
+            if await market.slot_state(sid) not in (SlotState.FREE, SlotState.REPAIR):
+                return None
+        except CodexError as e:
+            log.warning("could not check whether a stopped sale can go on", slot_id=sid.hex(), error=repr(e))
+            return None
+        return request
 
     async def _collateral_back(self, reservation: Reservation) -> int:
         """How much of a leftover reservation's collateral is back in our hands (``accounting.collateral_back``)."""

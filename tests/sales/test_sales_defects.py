@@ -77,11 +77,13 @@ async def test_defect_5_reservations_left_by_a_crash_return_bytes_and_collateral
     """nim-codex's deleteInactiveReservations returned neither the downloaded bytes nor the collateral."""
     await world.start()
     availability = await world.create_availability()
-    await world.post_request()
+    request = await world.post_request()
     await world.settle()
     assert len(await world.book.all_reservations()) == 3  # downloaded, waiting to prove: nothing filled yet
     assert world.ledger.quota.used == 3 * WORLD_ASK.slot_size
     await world.stop()  # the crash: no clean-up runs
+    # Down until the request expired: the sales cannot go on (else they resume, tests/sales/test_sales_resume.py).
+    world.clock.set(await world.host.request_expires_at(request.id) + 1)
 
     await world.start()
     assert await world.book.all_reservations() == []

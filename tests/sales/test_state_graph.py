@@ -25,7 +25,7 @@ import codex_node.sales.states as states_package
 from codex_node.errors import SaleError
 from codex_node.sales.states.base import SaleState
 
-ENTRY_STATES = {"Preparing", "Unknown"}
+ENTRY_STATES = {"Preparing", "Unknown", "Resuming"}
 
 
 def state_classes() -> dict[str, type[SaleState]]:
@@ -68,7 +68,7 @@ def graph() -> dict[str, set[str]]:
 def test_every_state_of_the_issue_exists_in_its_own_module() -> None:
     expected = {
         "Preparing", "SlotReserving", "Downloading", "InitialProving", "Filling", "Filled", "Proving",
-        "ProvingSimulated", "Payout", "Finished", "Cancelled", "Failed", "Errored", "Ignored", "Unknown",
+        "ProvingSimulated", "Payout", "Finished", "Cancelled", "Failed", "Errored", "Ignored", "Unknown", "Resuming",
     }  # fmt: skip
     assert set(STATES) == expected
     for name, cls in STATES.items():
