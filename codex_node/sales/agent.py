@@ -12,6 +12,7 @@ either: ``Sales`` stops and drops it after the clean-up.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import structlog
 
@@ -21,7 +22,7 @@ from codex_node.sales.accounting import SlotOnChain, collateral_back
 from codex_node.sales.context import SalesContext, SalesData
 from codex_node.sales.states.base import SaleState
 from codex_node.sales.states.errored import Errored
-from codex_node.utils.asyncstatemachine import Machine, TransitionListener
+from codex_node.utils.asyncstatemachine import Machine, State, TransitionListener
 
 log = structlog.get_logger(__name__)
 
@@ -135,6 +136,19 @@ class SalesAgent(Machine[SaleState]):
         return returned
 
     # --- machine --------------------------------------------------------------------------------------------------
+
+    async def perform(self, state: SaleState) -> State[Any] | None:
+        hold = self.context.hold
+        if hold is None:
+            return await state.run(self)
+        if hold.applies(state.api_name, after=False):
+            self.log.warning("sale parked by the test hold", state=state.api_name, when="before")
+            await hold.park()
+        result = await state.run(self)
+        if hold.applies(state.api_name, after=True):
+            self.log.warning("sale parked by the test hold", state=state.api_name, when="after")
+            await hold.park()
+        return result
 
     def on_run_error(self, state: SaleState, error: Exception) -> SaleState | None:
         if state.terminal:

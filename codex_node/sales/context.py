@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from codex_node.sales.availability import Availability, Reservation
     from codex_node.sales.datasource import SlotDataSource
     from codex_node.sales.slotqueue import SlotQueueItem
+    from codex_node.sales.testhold import SaleHold
 
 
 OnBlocks = Callable[[int], Awaitable[None]]
@@ -102,6 +103,8 @@ class SalesContext:
     hooks: AgentHooks
     simulate_proof_failures: int = 0
     """Submit a wrong proof every N-th period (0: never). For tests of slashing and validation only."""
+    hold: SaleHold | None = None
+    """Park sales in one state (subprocess tests that kill the node there only; ``sales.testhold``)."""
 
 
 class SalesData:

@@ -71,6 +71,7 @@ from codex_node.sales.states.base import SaleState
 from codex_node.sales.states.preparing import Preparing
 from codex_node.sales.states.resuming import Resuming
 from codex_node.sales.states.unknown import Unknown
+from codex_node.sales.testhold import SaleHold
 from codex_node.sales.timers import CancellationTimers
 from codex_node.utils.asyncstatemachine import Machine, State
 from codex_node.utils.trackedtasks import TrackedTasks
@@ -110,6 +111,7 @@ class Sales:
         metrics: SalesMetrics | None = None,
         simulate_proof_failures: int = 0,
         rng: random.Random | None = None,
+        hold: SaleHold | None = None,
     ) -> None:
         self.market = market
         self.clock = clock
@@ -127,6 +129,7 @@ class Sales:
             timers=self.timers,
             hooks=self,
             simulate_proof_failures=simulate_proof_failures,
+            hold=hold if hold is not None else SaleHold.from_env(),
         )
         self._rng = rng or random.Random()
         self._sales: dict[SlotId, _Sale] = {}

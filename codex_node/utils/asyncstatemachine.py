@@ -131,6 +131,10 @@ class Machine(Generic[S]):
         finally:
             self._waiters = [(p, f) for p, f in self._waiters if f is not fut]
 
+    async def perform(self, state: S) -> State[Any] | None:
+        """Run ``state``'s work. A domain machine may wrap it (before and after); the default only runs it."""
+        return await state.run(self)
+
     def on_run_error(self, state: S, error: Exception) -> S | None:
         """A state's ``run`` raised ``error``. Return a state to enter, or ``None`` to stay. Default: stay."""
         log.error("state run failed", machine=type(self).__name__, state=state.name, error=repr(error))
@@ -197,7 +201,7 @@ class Machine(Generic[S]):
         next_state: S | None
         try:
             # A state's run returns states of its own machine's family; the cast records that.
-            next_state = cast("S | None", await state.run(self))
+            next_state = cast("S | None", await self.perform(state))
         except Exception as e:  # noqa: BLE001 - the machine owns this task; errors become a transition
             cause = f"error: {type(e).__name__}"
             try:
