@@ -396,7 +396,10 @@ class Sales:
     async def sale_ended(self, agent: SalesAgent, returned_collateral: int, reprocess: bool) -> None:
         """:class:`~codex_node.sales.context.AgentHooks`: end the sale's books, then drop the agent."""
         data = agent.data
-        sale: _Sale | None = None
+        sale: _Sale | None = self._sales.get(agent.slot_id)
+        # An availability saved since the worker took the slot may be the one this sale did not find. Counted
+        # before this sale's own return below, which is a save too.
+        missed_save = sale is not None and sale.saves_when_taken not in (None, self._availability_saves)
         try:
             reservation = data.reservation
             if reservation is not None:
@@ -413,9 +416,7 @@ class Sales:
                 self._tasks.spawn(agent.stop(), name="sales-agent-stop")
         item = data.slot_queue_item
         if sale is not None and reprocess and item is not None and self.running:
-            # An availability saved since the worker took the slot may be the one this sale did not find: then
-            # the item goes back unseen (tried at once), else seen (tried once an availability changes).
-            missed_save = sale.saves_when_taken not in (None, self._availability_saves)
+            # Back unseen (tried at once) after a missed save, else seen (tried once an availability changes).
             self._push([item.with_seen(not missed_save)])
 
     def _on_transition(

@@ -32,6 +32,7 @@ from codex_node.sales.availability import Availability, Reservation
 from codex_node.sales.history import HistoryEntry, SaleHistory
 from codex_node.sales.reservations import Reservations
 from codex_node.sales.sales import Sales
+from codex_node.sales.wallet import require_offer_covered
 
 router = APIRouter(tags=["Marketplace"])
 
@@ -291,10 +292,12 @@ async def list_availabilities(request: Request) -> list[SalesAvailabilityRead]:
         422,
         503,
         s400="Malformed JSON or a missing field",
-        s422="A size, duration, price or collateral of 0, a negative until, or not enough quota",
+        s422="A size, duration, price or collateral of 0, a negative until, not enough quota, or more collateral "
+        "than the wallet holds",
     ),
 )
 async def create_availability(request: Request, body: SalesAvailability) -> SalesAvailabilityRead:
+    await require_offer_covered(_market(request), _reservations(request), body.total_collateral)
     availability = await _reservations(request).create_availability(
         body.total_size,
         body.duration,
@@ -318,7 +321,7 @@ async def create_availability(request: Request, body: SalesAvailability) -> Sale
         s400="Malformed id or JSON",
         s404="No such availability",
         s422="freeSize given, a size of 0, totalSize below the bytes in use, not enough quota, "
-        "or until before a hosted slot's end",
+        "until before a hosted slot's end, or raised collateral the wallet cannot cover",
     ),
 )
 async def update_availability(
@@ -327,6 +330,10 @@ async def update_availability(
     availability_id = _id(id, "availability id")
     given = body.model_fields_set
     changes = {name: getattr(body, name) for name in given if getattr(body, name) is not None}
+    if "total_collateral" in changes:
+        await require_offer_covered(
+            _market(request), _reservations(request), changes["total_collateral"], availability_id=availability_id
+        )
     await _reservations(request).update_availability(availability_id, **changes)
     return Response(status_code=204)
 
