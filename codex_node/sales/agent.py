@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 
 from codex_node.errors import CodexError, SaleError
+from codex_node.market.market import Market
 from codex_node.market.types import Request, RequestId, Slot, SlotId, slot_id
 from codex_node.sales.accounting import SlotOnChain, collateral_back
 from codex_node.sales.context import SalesContext, SalesData
@@ -25,6 +26,15 @@ from codex_node.sales.states.errored import Errored
 from codex_node.utils.asyncstatemachine import Machine, State, TransitionListener
 
 log = structlog.get_logger(__name__)
+
+
+async def read_slot_on_chain(market: Market, sid: SlotId) -> SlotOnChain:
+    """The facts ``accounting.collateral_back`` decides on: the slot's state, whether we host it, what it holds."""
+    state = await market.slot_state(sid)
+    host = await market.get_host(sid)
+    hosted = host is not None and host == await market.get_signer()
+    held = await market.current_collateral(sid) if hosted else 0
+    return SlotOnChain(state, hosted, held)
 
 
 def _cancelled(state: SaleState) -> SaleState | None:
@@ -96,15 +106,11 @@ class SalesAgent(Machine[SaleState]):
 
     async def slot_on_chain(self) -> SlotOnChain | None:
         """The slot as the chain sees it now (``None`` if it cannot be read): what decides the collateral back."""
-        market = self.context.market
         try:
-            state = await market.slot_state(self.slot_id)
-            hosted = await self.hosts_slot()
-            held = await market.current_collateral(self.slot_id) if hosted else 0
+            return await read_slot_on_chain(self.context.market, self.slot_id)
         except CodexError as e:
             self.log.warning("could not read the slot's state at the end of the sale", error=repr(e))
             return None
-        return SlotOnChain(state, hosted, held)
 
     def worker_released(self) -> None:
         """The slot is ours: the slot-queue worker may take other slots."""

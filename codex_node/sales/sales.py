@@ -58,8 +58,8 @@ from codex_node.market.types import (
     StorageRequested,
     slot_id,
 )
-from codex_node.sales.accounting import SlotOnChain, collateral_back
-from codex_node.sales.agent import SalesAgent
+from codex_node.sales.accounting import collateral_back
+from codex_node.sales.agent import SalesAgent, read_slot_on_chain
 from codex_node.sales.availability import Availability, Reservation
 from codex_node.sales.context import SalesContext, SalesData, SlotProver
 from codex_node.sales.datasource import SlotDataSource
@@ -262,15 +262,12 @@ class Sales:
     async def _collateral_back(self, reservation: Reservation) -> int:
         """How much of a leftover reservation's collateral is back in our hands (``accounting.collateral_back``)."""
         sid = _slot_of(reservation)
-        market = self.market
         try:
-            state = await market.slot_state(sid)
-            hosted = await market.get_host(sid) == await market.get_signer()
-            held = await market.current_collateral(sid) if hosted else 0
+            on_chain = await read_slot_on_chain(self.market, sid)
         except CodexError as e:
             log.warning("could not read a leftover slot's state", slot_id=sid.hex(), error=repr(e))
             return collateral_back(reservation, None, filled=None)
-        return collateral_back(reservation, SlotOnChain(state, hosted, held), filled=None)
+        return collateral_back(reservation, on_chain, filled=None)
 
     async def _subscribe(self) -> None:
         handlers: list[tuple[type[Any], Callable[[Any], Awaitable[None]]]] = [
