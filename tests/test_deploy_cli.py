@@ -15,7 +15,7 @@ import pytest
 from codex_node.cli import EXIT_FAILURE, EXIT_USAGE, build_parser, main
 from codex_node.deploycmd import settings
 from codex_node.market.deployment import Deployment
-from codex_node.testing import hardhat
+from tests.harness import hardhat
 
 SCRIPT = Path(sys.executable).with_name("codex-node")
 HARDHAT_ACCOUNT_0 = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"

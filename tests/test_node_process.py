@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from codex_node.testing import nodeprocess
-from codex_node.testing.nodeprocess import NodeProcess
+from tests.harness import nodeprocess
+from tests.harness.nodeprocess import NodeProcess
 
 pytestmark = pytest.mark.slow
 
@@ -20,7 +20,7 @@ API = "/api/codex/v1"
 
 
 def start_node(tmp_path: Path, *flags: str) -> NodeProcess:
-    """``codex-node run`` on ``tmp_path / "data"`` with its log beside it (``testing/nodeprocess.py``)."""
+    """``codex-node run`` on ``tmp_path / "data"`` with its log beside it (``tests/harness/nodeprocess.py``)."""
     return nodeprocess.start_node(tmp_path / "data", *flags, log_dir=tmp_path)
 
 

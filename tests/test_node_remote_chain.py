@@ -22,7 +22,7 @@ from codex_node.errors import ChainMismatchError, ConfigError
 from codex_node.market.deployment import DEV_CONFIG, Deployment, deploy
 from codex_node.market.types import Address
 from codex_node.node import Node
-from codex_node.testing import hardhat
+from tests.harness import hardhat
 
 pytestmark = pytest.mark.hardhat
 

@@ -1,1 +1,1 @@
-"""codex-node."""
+"""Content values and their pure maths: CIDs, manifests, chunking, Merkle trees and slot layout."""

@@ -1,1 +1,1 @@
-"""codex-node."""
+"""The buying side (requests for storage from this node): holds nothing yet."""

@@ -71,7 +71,8 @@ def new_batch() -> WriteBatch:
     return _Batch()
 
 
-def _ops(batch: WriteBatch) -> list[tuple[str, bytes | None]]:
+def batch_ops(batch: WriteBatch) -> list[tuple[str, bytes | None]]:
+    """The operations of a batch made by :func:`new_batch`, in order (``None`` value = delete), for any store."""
     if not isinstance(batch, _Batch):
         raise TypeError("batch must come from KVStore.batch()")
     return batch.ops
@@ -118,7 +119,7 @@ class LevelDBStore:
         return _Batch()
 
     def write(self, batch: WriteBatch) -> None:
-        ops = _ops(batch)
+        ops = batch_ops(batch)
         if not ops:
             return
         with self._lock:

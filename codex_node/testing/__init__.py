@@ -1,1 +1,1 @@
-"""codex-node."""
+"""Fakes shipped beside the real ports for unit tests: MockMarket, MockLedger, FakeClock, MemoryKV, FakeQuota."""

@@ -10,7 +10,7 @@ import bisect
 from collections.abc import Iterator
 
 from codex_node.errors import KVError
-from codex_node.stores.kv import WriteBatch, _ops, new_batch
+from codex_node.stores.kv import WriteBatch, batch_ops, new_batch
 
 
 class MemoryKV:
@@ -46,7 +46,7 @@ class MemoryKV:
 
     def write(self, batch: WriteBatch) -> None:
         self._check()
-        ops = _ops(batch)
+        ops = batch_ops(batch)
         if self._fail_in is not None:
             if self._fail_in == 0:
                 self._fail_in = None

@@ -2,7 +2,7 @@
 
 Each test sells a real dataset through the REST API and moves the chain's time itself (time travel), so it
 takes seconds, not the hours of a real contract. Shared helpers are in ``e2ekit.py``; subprocess nodes are started
-with ``codex_node.testing.nodeprocess``. Every test here is ``slow`` (a node start, many blocks).
+with ``tests.harness.nodeprocess``. Every test here is ``slow`` (a node start, many blocks).
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ from e2ekit import (
 from codex_node.market.deployment import artifact
 from codex_node.market.embedded import EmbeddedChain
 from codex_node.market.types import Ask, RequestId, SlotId
-from codex_node.testing.nodeprocess import NodeProcess, start_node
+from tests.harness.nodeprocess import NodeProcess, start_node
 
 pytestmark = pytest.mark.slow
 

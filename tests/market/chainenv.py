@@ -40,8 +40,8 @@ from codex_node.market.evmgas import quick_gas_estimate
 from codex_node.market.onchain import MarketOptions, OnChainMarket
 from codex_node.market.types import Address, Ask, Content, Request, RequestId, SlotId, slot_id
 from codex_node.proofs import DatasetTree, SlotTree, StorageProof, prove_slot_data
-from codex_node.testing import hardhat
 from codex_node.testing.memorykv import MemoryKV
+from tests.harness import hardhat
 
 FUNDS = 10**15
 TEST_OPTIONS = MarketOptions(poll_interval=0.05, receipt_poll_interval=0.01)

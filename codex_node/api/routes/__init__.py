@@ -1,1 +1,1 @@
-"""codex-node."""
+"""One module per group of API routes (data, sales, debug)."""
