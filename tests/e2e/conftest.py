@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from codex_node.market.embedded import EmbeddedChain
-from codex_node.testing.nodeprocess import NodeProcess
+from tests.harness.nodeprocess import NodeProcess
 
 
 @pytest.fixture

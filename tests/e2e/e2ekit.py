@@ -28,7 +28,7 @@ from codex_node.market.types import (
     SlotId,
     slot_id,
 )
-from codex_node.testing.nodeprocess import NodeProcess
+from tests.harness.nodeprocess import NodeProcess
 
 if TYPE_CHECKING:
     from web3 import AsyncWeb3

@@ -36,7 +36,7 @@ from e2ekit import (
 
 from codex_node.market.types import RequestId
 from codex_node.sales.testhold import ENV
-from codex_node.testing.nodeprocess import NodeProcess, start_node
+from tests.harness.nodeprocess import NodeProcess, start_node
 
 pytestmark = pytest.mark.slow
 
