@@ -1,4 +1,5 @@
-# codex-node in a container: `docker build -t codex-node .` then `docker run -p 8080:8080 -v codex-data:/data codex-node`.
+# codex-node in a container: `docker build -t codex-node .`
+# then `docker run -p 127.0.0.1:8080:8080 -v codex-data:/data codex-node`.
 # The node needs no Node.js at run time: the compiled contracts ship inside the Python package.
 
 FROM python:3.11-slim AS build
@@ -20,8 +21,11 @@ RUN useradd --create-home --uid 10001 codex \
 USER codex
 # Defaults for any `run` given to the container; flags and -e CODEX_... still override them.
 # Bound to all interfaces so `-p 8080:8080` can publish the API; metrics (with --metrics) likewise on 8008.
+# The node refuses a non-loopback API without a token; in a container the publish (-p) decides the exposure, so
+# the image allows it: publish on 127.0.0.1 (-p 127.0.0.1:8080:8080), or set -e CODEX_API_TOKEN=/path/to/file.
 ENV CODEX_DATA_DIR=/data \
     CODEX_API_BINDADDR=0.0.0.0 \
+    CODEX_API_ALLOW_UNAUTHENTICATED=true \
     CODEX_METRICS_ADDRESS=0.0.0.0 \
     PYTHONUNBUFFERED=1
 VOLUME ["/data"]

@@ -58,6 +58,10 @@ class NodeConfig:
     metrics: bool = False
     metrics_address: str = "127.0.0.1"
     metrics_port: int = 8008
+    api_allowed_hosts: tuple[str, ...] = ()
+    api_token: Path | None = None
+    api_allow_unauthenticated: bool = False
+    api_max_downloads: int = 32
     config_file: Path | None = None
     bootstrap_nodes: tuple[str, ...] = ()
     # --- marketplace: parsed and checked here, wired by the chain and sales layers ---
@@ -89,6 +93,12 @@ class NodeConfig:
 
 def _check_combinations(c: NodeConfig) -> None:
     """Rules between flags; each names the flag an operator should change."""
+    if c.api_token is None and not c.api_allow_unauthenticated and not ipaddress.ip_address(c.api_bindaddr).is_loopback:
+        raise ConfigError(
+            "--api-bindaddr",
+            f"{c.api_bindaddr} is not a loopback address and the API has no --api-token FILE: anyone who reaches it "
+            "could use it; give --api-token FILE, or --api-allow-unauthenticated if a proxy in front guards it",
+        )
     if c.max_slot_workers > c.max_slot_queue_size:
         raise ConfigError(
             "--max-slot-workers",
@@ -161,6 +171,21 @@ def _ip(text: str) -> str:
         return str(ipaddress.ip_address(text.strip()))
     except ValueError:
         raise ValueError(f"'{text}' is not an IP address (e.g. 127.0.0.1, 0.0.0.0, ::1)") from None
+
+
+_HOST_RE = re.compile(r"^(\*|[A-Za-z0-9_]([A-Za-z0-9_.-]{0,251}[A-Za-z0-9_])?|\[[0-9A-Fa-f:.]+\])$")
+
+
+def _host_name(text: str) -> str:
+    """A host name or IP address as clients write it in ``Host`` (no port), lower-cased; ``*`` means any."""
+    value = text.strip().lower()
+    try:
+        address = ipaddress.ip_address(value.strip("[]"))
+    except ValueError:
+        if not _HOST_RE.match(value):
+            raise ValueError(f"'{text}' is not a host name or IP address (e.g. node.example.org, 10.0.0.5)") from None
+        return value
+    return f"[{address}]" if address.version == 6 else str(address)
 
 
 def _size(text: str) -> int:
@@ -243,6 +268,14 @@ def read_private_key(path: Path) -> bytes:
     The chain layer loads the key with this function; configuration calls it only to check the file early.
     Raises :class:`ValueError` (the message never contains key material).
     """
+    text = _private_file_text(path)
+    if not _KEY_RE.match(text):
+        raise ValueError(f"{path} does not hold a private key (64 hex digits, optionally prefixed by 0x)")
+    return bytes.fromhex(text.removeprefix("0x"))
+
+
+def _private_file_text(path: Path) -> str:
+    """The stripped text of a secret file, refused unless it is a regular file only its owner may access."""
     st = path.stat()
     if not stat.S_ISREG(st.st_mode):
         raise ValueError(f"{path} is not a regular file")
@@ -250,10 +283,26 @@ def read_private_key(path: Path) -> bytes:
         raise ValueError(
             f"{path} is accessible by group or others (mode {stat.S_IMODE(st.st_mode):04o}); run chmod 600 on it"
         )
-    text = path.read_text(encoding="ascii", errors="replace").strip()
-    if not _KEY_RE.match(text):
-        raise ValueError(f"{path} does not hold a private key (64 hex digits, optionally prefixed by 0x)")
-    return bytes.fromhex(text.removeprefix("0x"))
+    return path.read_text(encoding="ascii", errors="replace").strip()
+
+
+_TOKEN_RE = re.compile(r"^[\x21-\x7e]{16,512}$")
+
+
+def read_api_token(path: Path) -> bytes:
+    """The REST API's bearer token in ``path`` (16 to 512 printable ASCII characters, no spaces), refused if
+    others may read it (the rule of :func:`read_private_key`). Raises :class:`ValueError` (never with the token).
+    """
+    text = _private_file_text(path)
+    if not _TOKEN_RE.match(text):
+        raise ValueError(f"{path} does not hold an API token (16 to 512 printable characters without spaces)")
+    return text.encode("ascii")
+
+
+def _token_file(text: str) -> Path:
+    path = _file_path(text)
+    read_api_token(path)
+    return path
 
 
 def _key_file(text: str) -> Path:
@@ -349,6 +398,34 @@ OPTIONS: tuple[Option, ...] = (
     Option("--data-dir", "where blocks and metadata are kept", _dir_path, metavar="DIR"),
     Option("--api-bindaddr", "IP address the REST API listens on", _ip, metavar="IP"),
     Option("--api-port", "port of the REST API (0 picks a free port)", _port, metavar="PORT"),
+    Option(
+        "--api-allowed-host",
+        "a Host name the API answers besides loopback names and --api-bindaddr (repeatable; * allows any; "
+        "in the environment: comma-separated); other Hosts get 421",
+        _host_name,
+        kind="list",
+        metavar="HOST",
+        field_name="api_allowed_hosts",
+    ),
+    Option(
+        "--api-token",
+        "file holding a token (16+ printable characters) that every API and metrics request must send as "
+        "'Authorization: Bearer <token>'; refused if group or others may read it",
+        _token_file,
+        metavar="FILE",
+    ),
+    Option(
+        "--api-allow-unauthenticated",
+        "allow --api-bindaddr to be a non-loopback address without --api-token",
+        kind="bool",
+        show=_show_bool,
+    ),
+    Option(
+        "--api-max-downloads",
+        "dataset downloads served at once; more get 503 with Retry-After",
+        _int_in(1, 100_000),
+        metavar="N",
+    ),
     Option(
         "--storage-quota",
         "bytes the node may use for blocks (20GiB, 500MB, 1048576)",

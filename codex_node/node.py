@@ -34,6 +34,7 @@ from prometheus_client.registry import REGISTRY, CollectorRegistry
 
 from codex_node import metrics
 from codex_node.api.app import API_PREFIX, create_app
+from codex_node.api.guards import guard_metrics
 from codex_node.api.schemas import ChainInfo
 from codex_node.api.server import HttpServer
 from codex_node.clock import Clock, SystemClock
@@ -45,6 +46,7 @@ from codex_node.stores.kv import KVStore, LevelDBStore
 from codex_node.stores.maintenance import BlockMaintainer
 from codex_node.stores.repostore import RepoStore
 from codex_node.utils.parts import Closing, PartStack
+from codex_node.utils.recursionlimit import bound_recursion_limit
 
 log = structlog.get_logger(__name__)
 
@@ -113,7 +115,11 @@ class Node:
         endpoint: HttpServer | None = None
         if c.metrics:
             endpoint = HttpServer(
-                metrics.metrics_app(), c.metrics_address, c.metrics_port, flag="--metrics-port", name="metrics"
+                guard_metrics(metrics.metrics_app(), c),
+                c.metrics_address,
+                c.metrics_port,
+                flag="--metrics-port",
+                name="metrics",
             )
             endpoint.bind()
             await self._parts.start("metrics address", Closing(endpoint.release))
@@ -200,6 +206,7 @@ async def run_node(config: NodeConfig, *, clock: Clock | None = None) -> int:
     A second signal while stopping exits at once: every store is crash-safe, so an impatient operator loses
     nothing but the wait.
     """
+    bound_recursion_limit()  # after the eth imports raised it (utils/recursionlimit.py)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     received: list[signal.Signals] = []

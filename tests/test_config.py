@@ -70,7 +70,7 @@ def test_nothing_given_yields_the_documented_defaults() -> None:
 @pytest.mark.parametrize(
     ("field", "raw", "expected"),
     [
-        ("api_bindaddr", "0.0.0.0", "0.0.0.0"),
+        ("api_bindaddr", "127.0.0.2", "127.0.0.2"),
         ("api_bindaddr", "::1", "::1"),
         ("api_port", "8081", 8081),
         ("api_port", "0", 0),

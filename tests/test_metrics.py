@@ -28,7 +28,7 @@ def observed(method: str, route: str) -> float:
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=create_app())
-    async with httpx.AsyncClient(transport=transport, base_url="http://node") as c:
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as c:
         yield c
 
 
@@ -59,7 +59,7 @@ async def test_a_request_whose_app_raises_is_counted_as_a_500() -> None:
     app = HttpMetricsMiddleware(broken, templates={})
     before = requests("GET", UNMATCHED, 500)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://node") as c:
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as c:
         await c.get("/x")
     assert requests("GET", UNMATCHED, 500) - before == 1
 
@@ -68,7 +68,7 @@ async def test_the_metrics_endpoint_exposes_the_registry_at_slash_metrics_only()
     registry = CollectorRegistry()
     Counter("codex_test_things", "things", registry=registry).inc(3)
     transport = httpx.ASGITransport(app=metrics_app(registry))
-    async with httpx.AsyncClient(transport=transport, base_url="http://node") as c:
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as c:
         r = await c.get("/metrics")
         other = await c.get("/")
     assert r.status_code == 200

@@ -12,9 +12,11 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi_offline import FastAPIOffline
 
 from codex_node import __version__
 from codex_node.api.errors import install_error_handlers
+from codex_node.api.guards import document_guards, install_guards
 from codex_node.api.routes import data, debug, sales
 from codex_node.api.schemas import ErrorBody
 from codex_node.config import NodeConfig
@@ -22,13 +24,16 @@ from codex_node.metrics import HttpMetricsMiddleware
 from codex_node.stores.repostore import RepoStore
 
 API_PREFIX = "/api/codex/v1"
+DOCS_ASSETS = "/docs/static"
 
 ROUTERS: tuple[APIRouter, ...] = (data.router, sales.router, debug.router)
 
 _DESCRIPTION = (
     "REST API of a codex-node storage provider. Paths and schemas follow nim-codex's API so Codex clients work. "
     'Every error answers `{"error": "<message>"}`: 400 malformed input, 404 unknown, 422 well-formed but refused, '
-    "503 no marketplace, 500 anything else."
+    "503 no marketplace, 500 anything else. Every request may also get 421 (a Host this node does not answer for), "
+    "401 (with `--api-token`: no or wrong bearer token); a POST/PATCH/DELETE 403 (a cross-origin Origin) or 413 "
+    "(a body over 256 KiB; uploads excepted)."
 )
 
 
@@ -39,7 +44,15 @@ def create_app(
     repo: RepoStore | None = None,
 ) -> FastAPI:
     """A new app. ``config``, ``node`` and ``repo`` land on ``app.state`` (the node sets ``repo`` once it has one)."""
-    app = FastAPI(title="Codex node API", version=__version__, description=_DESCRIPTION)
+    # Swagger UI (/docs) and ReDoc (/redoc) with their assets served from the fastapi-offline package, not a CDN.
+    # validatorUrl None: Swagger UI would otherwise send the schema to validator.swagger.io for its badge.
+    app = FastAPIOffline(
+        title="Codex node API",
+        version=__version__,
+        description=_DESCRIPTION,
+        static_url=DOCS_ASSETS,
+        swagger_ui_parameters={"validatorUrl": None},
+    )
     app.state.config = config
     app.state.node = node
     app.state.repo = repo
@@ -55,6 +68,7 @@ def create_app(
         app.include_router(router, prefix=API_PREFIX)
         for route in router.routes:
             templates[id(route)] = API_PREFIX + getattr(route, "path", "")
+    install_guards(app, config or NodeConfig(), prefix=API_PREFIX)  # inside the metrics: refusals are counted
     app.add_middleware(HttpMetricsMiddleware, templates=templates)
 
     def openapi() -> dict[str, Any]:
@@ -73,6 +87,7 @@ def _codex_openapi(app: FastAPI) -> dict[str, Any]:
     ``{"error": …}`` here. Error answers a router lists with only a description get that body schema.
     """
     schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    document_guards(schema, upload_path=f"{API_PREFIX}/data", download_path=f"{API_PREFIX}/data/{{cid}}")
     error_content = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
     for operations in schema.get("paths", {}).values():
         for operation in operations.values():

@@ -101,8 +101,10 @@ def describe_validation(errors: Sequence[dict[str, Any]]) -> tuple[int, str]:
 async def _codex_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, CodexError)
     status = status_for(exc)
-    if status >= 500:
+    if status == 500:
         log.error("request failed", method=request.method, path=request.url.path, error=repr(exc))
+    elif status == 503:  # the node runs without that part (--no-marketplace): the operator's choice, not a fault
+        log.debug("request refused: part not running", method=request.method, path=request.url.path)
     return error_response(status, str(exc) or type(exc).__name__)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, AsyncIterator
 
 import structlog
 
@@ -49,12 +49,21 @@ async def store_dataset(
     """
     upload = repo.new_upload()
     digests = bytearray()
+    received = 0  # bytes read from the stream, whole groups or not: what an aborted upload reports
     size = 0
     seq = 0
     pending: deque[asyncio.Task[bytes]] = deque()
     finished = False
+    stopped_by: BaseException | None = None
+
+    async def counted() -> AsyncIterator[bytes]:
+        nonlocal received
+        async for piece in stream:
+            received += len(piece)
+            yield piece
+
     try:
-        async for group in rechunk(stream, block_size * group_blocks):
+        async for group in rechunk(counted(), block_size * group_blocks):
             if len(pending) >= groups_in_flight:
                 digests += await pending.popleft()
             pending.append(asyncio.create_task(repo.put_upload_group(upload, seq, group, block_size, ttl)))
@@ -67,6 +76,9 @@ async def store_dataset(
         )
         cid = await repo.finish_upload(upload, manifest, ttl)
         finished = True
+    except BaseException as e:  # noted for the log line, then re-raised as it is
+        stopped_by = e
+        raise
     finally:
         if not finished:
             if pending:
@@ -76,6 +88,6 @@ async def store_dataset(
                     if not task.cancelled():
                         task.exception()  # retrieved here; the error that stopped the upload propagates instead
             await repo.abort_upload(upload)
-            log.info("upload aborted", bytes_received=size)
+            log.info("upload aborted", bytes_received=received, reason=type(stopped_by).__name__)
     log.info("dataset stored", cid=cid.text, size=size, blocks=manifest.block_count)
     return cid

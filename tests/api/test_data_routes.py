@@ -61,7 +61,7 @@ def repo(tmp_path: Path, clock: FakeClock) -> Iterator[RepoStore]:
 @pytest.fixture
 async def client(repo: RepoStore) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=_app(repo))
-    async with httpx.AsyncClient(transport=transport, base_url="http://node") as c:
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as c:
         yield c
 
 
@@ -290,7 +290,7 @@ async def test_deleting_a_dataset_a_sale_still_holds_is_refused_with_409_until_t
     holds = LocalSlotDataSource(repo)
     app = _app(repo)
     app.state.dataset_holds = holds
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://node") as client:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as client:
         cid = await _upload(client, os.urandom(2 * BLOCK_SIZE))
         ask = Ask(
             proof_probability=1,

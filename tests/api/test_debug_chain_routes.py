@@ -31,7 +31,7 @@ ROUTES: tuple[tuple[str, str, dict[str, object] | None], ...] = (
 
 
 def client_for(app: object) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"http://node{API_PREFIX}")  # type: ignore[arg-type]
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"http://localhost{API_PREFIX}")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(("method", "path", "body"), ROUTES)

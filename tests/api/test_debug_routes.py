@@ -33,7 +33,7 @@ def restore_level() -> Iterator[None]:
 
 async def client_for(**kwargs: object) -> httpx.AsyncClient:
     app = create_app(**kwargs)  # type: ignore[arg-type]
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://node")
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost")
 
 
 @pytest.fixture

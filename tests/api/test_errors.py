@@ -78,7 +78,7 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
     install_error_handlers(app)
     app.include_router(router)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://node") as c:
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as c:
         yield c
 
 

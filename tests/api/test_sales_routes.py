@@ -116,7 +116,7 @@ async def node() -> AsyncIterator[Node]:
 
 @pytest.fixture
 async def api(node: Node) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=node.app), base_url="http://node") as c:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=node.app), base_url="http://localhost") as c:
         yield c
 
 
@@ -126,7 +126,7 @@ async def bare() -> AsyncIterator[httpx.AsyncClient]:
     app = FastAPI()
     app.include_router(router, prefix=API)
     install_error_handlers(app)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://node") as c:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as c:
         yield c
 
 

@@ -21,6 +21,7 @@ from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
+from starlette.requests import ClientDisconnect
 
 from codex_node.data.cid import Cid, parse_cid
 from codex_node.data.manifest import Manifest, ManifestInfo
@@ -35,6 +36,11 @@ router = APIRouter(tags=["Data"])
 _TOKEN = r"[A-Za-z0-9!#$&^_.+-]+"
 _MIMETYPE = re.compile(rf"{_TOKEN}/{_TOKEN}(\s*;\s*{_TOKEN}=(\"[^\"\\]*\"|{_TOKEN}))*")
 _MAX_HEADER_VALUE = 255
+
+DOWNLOAD_READ_BLOCKS = 8
+"""Blocks a download reads at a time (512 KiB), one such chunk being sent while the next is read. A client that
+stops reading holds about three such chunks (the third is the copy in the transport's send buffer);
+``api/downloads.py`` caps how many downloads there are."""
 
 CidPath = Annotated[str, Path(description="A CID: a manifest (the dataset) or a single block")]
 
@@ -150,7 +156,11 @@ async def upload(request: Request) -> PlainTextResponse:
         raise QuotaNotEnoughError(
             f"not enough storage quota: {declared} bytes sent, {repo.quota().available} available"
         )
-    cid = await store_dataset(repo, request.stream(), filename=filename, mimetype=mimetype)
+    try:
+        cid = await store_dataset(repo, request.stream(), filename=filename, mimetype=mimetype)
+    except ClientDisconnect:
+        # Nothing was kept (store_dataset logged "upload aborted"); the client is gone, so nobody reads this.
+        return PlainTextResponse("client disconnected", status_code=400)
     return PlainTextResponse(cid.text)
 
 
@@ -188,7 +198,7 @@ async def download(request: Request, cid: CidPath) -> Response:
 
 async def _stream(repo: RepoStore, cid: Cid, manifest: Manifest) -> AsyncIterator[memoryview]:
     try:
-        async for chunk in repo.iter_dataset(manifest):
+        async for chunk in repo.iter_dataset(manifest, blocks_per_read=DOWNLOAD_READ_BLOCKS):
             yield chunk
     except Exception:
         # The status line is already sent; all we can do is cut the response short and say why in the log.
