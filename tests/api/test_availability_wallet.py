@@ -33,7 +33,7 @@ async def host() -> AsyncIterator[Host]:
     app = create_app()
     app.state.market = market
     app.state.reservations = reservations
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://node") as c:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as c:
         yield Host(c, reservations)
 
 

@@ -37,7 +37,7 @@ async def api(ledger: FakeQuotaLedger) -> AsyncIterator[tuple[httpx.AsyncClient,
     app = create_app(repo=QuotaOf(ledger))  # type: ignore[arg-type]
     reservations = Reservations(ledger)
     app.state.reservations = reservations
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://node") as c:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as c:
         yield c, reservations
 
 
@@ -62,7 +62,7 @@ async def test_a_quota_out_of_step_with_the_availabilities_is_reported(
 
 async def test_without_a_marketplace_the_books_answer_503() -> None:
     app = create_app()
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://node") as c:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as c:
         r = await c.get(f"{API_PREFIX}/debug/books")
     assert r.status_code == 503
     assert "without a marketplace" in r.json()["error"]
