@@ -264,6 +264,7 @@ def serve(port: int, data_dir: Path, sync: str, quota: int) -> None:
     from fastapi.responses import JSONResponse
 
     from codex_node.api.routes.data import router
+    from codex_node.api.services import Services, provide
     from codex_node.clock import SystemClock
     from codex_node.errors import CodexError, InvalidCidError, NotFoundError
     from codex_node.stores.blockfiles import BlockFiles
@@ -275,7 +276,7 @@ def serve(port: int, data_dir: Path, sync: str, quota: int) -> None:
     repo = RepoStore(kv, files, clock=SystemClock(), quota_max=quota, block_ttl=3600)
     app = FastAPI()
     app.include_router(router, prefix=API)
-    app.state.repo = repo
+    provide(app, Services(repo=repo))
 
     @app.exception_handler(CodexError)
     async def handle(request: Request, exc: Exception) -> JSONResponse:

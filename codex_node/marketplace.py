@@ -18,7 +18,8 @@ Start order, and why:
 5. only then the Market's event stream: its catch-up delivers what happened while the node was down (requests
    posted meanwhile reach the slot queue) to handlers that are already subscribed.
 
-This module never parses flags (``config.py`` did) and never serves HTTP (the API reads ``app.state``).
+This module never parses flags (``config.py`` did) and never serves HTTP (the node hands its parts to the API:
+``api/services.py``).
 """
 
 from __future__ import annotations

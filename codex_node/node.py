@@ -37,6 +37,7 @@ from codex_node.api.app import API_PREFIX, create_app
 from codex_node.api.guards import guard_metrics
 from codex_node.api.schemas import ChainInfo
 from codex_node.api.server import HttpServer
+from codex_node.api.services import DevChain, Services, provide
 from codex_node.clock import Clock, SystemClock
 from codex_node.config import NodeConfig
 from codex_node.errors import ConfigError
@@ -135,7 +136,6 @@ class Node:
         repo = await asyncio.to_thread(_open_repo, kv, c, self.clock)
         await self._parts.start("repo store", Closing(repo.close))
         self.repo = repo
-        self.app.state.repo = repo
 
         maintainer = BlockMaintainer(repo, self.clock, interval=c.block_mi, batch_size=c.block_mn)
         await self._parts.start("block maintainer metrics", Closing(maintainer.close))
@@ -149,12 +149,8 @@ class Node:
             )
             self.marketplace = mp
             self.chain = mp.info
-            self.app.state.market = mp.market
-            self.app.state.sales = mp.sales
-            self.app.state.reservations = mp.reservations
-            self.app.state.embedded_chain = mp.chain  # the dev chain routes (api/routes/debug.py)
-            self.app.state.dataset_holds = mp.data_source  # DELETE /data refuses datasets sales still hold
         # Purchasing and the Validator plug in here, after the Market and before the API.
+        provide(self.app, self._services())
 
         if endpoint is not None:
             metrics.record_node_info()
@@ -162,6 +158,25 @@ class Node:
             self.metrics_url = f"{endpoint.url}/metrics"
         await self._parts.start("api", api)
         self.api_url = api.url
+
+    def _services(self) -> Services:
+        """What the API's routes reach, once every part they may touch has started."""
+        mp = self.marketplace
+        if mp is None:
+            return Services(config=self.config, node=self, repo=self.repo)
+        dev = None
+        if mp.chain is not None:
+            dev = DevChain(chain=mp.chain, market=mp.market, client=mp.market.for_account(mp.chain.client_account))
+        return Services(
+            config=self.config,
+            node=self,
+            repo=self.repo,
+            market=mp.market,
+            sales=mp.sales,
+            reservations=mp.reservations,
+            dataset_holds=mp.data_source,  # DELETE /data refuses datasets sales still hold
+            dev_chain=dev,
+        )
 
 
 def _refuse_unbuilt(c: NodeConfig) -> None:

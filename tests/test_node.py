@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from codex_node.api.app import API_PREFIX
+from codex_node.api.services import services_of
 from codex_node.config import NodeConfig
 from codex_node.errors import ConfigError, KVError
 from codex_node.node import NODE_ID_KEY, Node
@@ -95,8 +96,9 @@ async def test_a_node_serves_the_api_and_stops_every_part(tmp_path: Path) -> Non
         assert space["quotaMaxBytes"] == 1 << 20
         assert info["id"] == node.node_id
         assert info["addrs"] == [node.api_url]
-        assert node.app.state.repo is node.repo
-        assert node.app.state.config is node.config
+        services = services_of(node.app)
+        assert services.repo is node.repo
+        assert services.config is node.config
         kv = node.kv
     assert node.parts == []
     assert kv is not None

@@ -1,9 +1,11 @@
 """The REST API application: every router mounted under ``/api/codex/v1``, one error mapping, HTTP metrics.
 
-The app holds no resources of its own: the node puts its parts on ``app.state`` (``repo``, ``node``, ``config``;
-later parts add theirs, e.g. ``market``, ``sales``) and routers read them from ``request.app.state``. A router is
-added by listing it in :data:`ROUTERS`; ``openapi.yaml`` must then be regenerated (``scripts/gen_openapi.py``),
-and ``tests/api/test_openapi.py`` says so until it is.
+The app holds no resources of its own: the node hands it one frozen :class:`~codex_node.api.services.Services`
+value and routes declare the parts they use as dependencies (``api/services.py``). A router is added by listing
+it in :data:`ROUTERS`; ``openapi.yaml`` must then be regenerated (``scripts/gen_openapi.py``), and
+``tests/api/test_openapi.py`` says so until it is. The embedded chain's dev routes (``routes/devchain.py``) are
+mounted only on a node configured with the embedded chain and never appear in ``openapi.yaml``, which stays the
+Codex-compatible contract.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from fastapi_offline import FastAPIOffline
 from codex_node import __version__
 from codex_node.api.errors import install_error_handlers
 from codex_node.api.guards import document_guards, install_guards
-from codex_node.api.routes import data, debug, sales
+from codex_node.api.routes import data, debug, devchain, sales
 from codex_node.api.schemas import ErrorBody
-from codex_node.config import NodeConfig
+from codex_node.api.services import NodeView, Services, provide
+from codex_node.config import DEFAULTS, NodeConfig
 from codex_node.metrics import HttpMetricsMiddleware
 from codex_node.stores.repostore import RepoStore
 
@@ -33,17 +36,23 @@ _DESCRIPTION = (
     'Every error answers `{"error": "<message>"}`: 400 malformed input, 404 unknown, 422 well-formed but refused, '
     "503 no marketplace, 500 anything else. Every request may also get 421 (a Host this node does not answer for), "
     "401 (with `--api-token`: no or wrong bearer token); a POST/PATCH/DELETE 403 (a cross-origin Origin) or 413 "
-    "(a body over 256 KiB; uploads excepted)."
+    "(a body over 256 KiB; uploads excepted). Bodies are strict. **400**: not JSON, a required field missing, or a "
+    'value of the wrong JSON type (`true` or `1e30` for an integer, `"yes"` for a boolean, `"1e30"` for a token '
+    "amount). **422**: well-formed but invalid: a value out of its bounds (integers are bounded by what the "
+    "contract holds: uint64, or uint256 for token amounts), a field the body does not declare (named in the "
+    "message), or a broken rule. A body that is both gets 400. Token amounts are decimal strings (or JSON integers)."
 )
 
 
 def create_app(
     config: NodeConfig | None = None,
     *,
-    node: debug.NodeView | None = None,
+    node: NodeView | None = None,
     repo: RepoStore | None = None,
 ) -> FastAPI:
-    """A new app. ``config``, ``node`` and ``repo`` land on ``app.state`` (the node sets ``repo`` once it has one)."""
+    """A new app whose services hold ``config``, ``node`` and ``repo`` (the node provides its full services once
+    its parts run: ``api.services.provide``). The dev chain routes are mounted when ``config`` runs the embedded
+    chain."""
     # Swagger UI (/docs) and ReDoc (/redoc) with their assets served from the fastapi-offline package, not a CDN.
     # validatorUrl None: Swagger UI would otherwise send the schema to validator.swagger.io for its badge.
     app = FastAPIOffline(
@@ -53,18 +62,13 @@ def create_app(
         static_url=DOCS_ASSETS,
         swagger_ui_parameters={"validatorUrl": None},
     )
-    app.state.config = config
-    app.state.node = node
-    app.state.repo = repo
-    # Set by the marketplace parts when they run; routes that need them answer 503 while they are None.
-    app.state.market = None
-    app.state.sales = None
-    app.state.reservations = None
-    app.state.embedded_chain = None
-    app.state.dataset_holds = None
+    provide(app, Services(config=config or DEFAULTS, node=node, repo=repo))
     install_error_handlers(app)
+    routers = ROUTERS
+    if config is not None and config.chain_mode == "embedded":
+        routers = (*ROUTERS, devchain.router)
     templates: dict[int, str] = {}
-    for router in ROUTERS:
+    for router in routers:
         app.include_router(router, prefix=API_PREFIX)
         for route in router.routes:
             templates[id(route)] = API_PREFIX + getattr(route, "path", "")

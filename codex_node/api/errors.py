@@ -19,9 +19,12 @@ any other ``CodexError``                                           500
 any other exception (a bug): ``{"error": "internal error"}``       500
 =================================================================  ======
 
-Requests FastAPI itself refuses follow the same split: malformed (bad JSON, a missing or mistyped field or
-parameter) → 400; well-formed but outside a declared constraint (``gt=0`` …) → 422. HTTP errors Starlette raises
-(unknown path 404, wrong method 405) get the same body shape.
+Requests FastAPI itself refuses follow the same rule (documented in ``openapi.yaml``): **malformed → 400** (not
+JSON, a required field or parameter missing, a value of the wrong JSON type: ``true`` or ``1e30`` for an integer,
+``"yes"`` for a boolean, ``"1e30"`` for a token amount); **well-formed but invalid → 422** (a value outside its
+bounds, ``2**64`` for a ``uint64``; a field the body does not declare, named in the message; a broken rule). When
+a body is both, 400 wins: it has to be fixed first. HTTP errors Starlette raises (unknown path 404, wrong method
+405) get the same body shape.
 """
 
 from __future__ import annotations
@@ -62,9 +65,11 @@ _STATUS: tuple[tuple[type[CodexError], int], ...] = (
     (MarketUnavailableError, 503),
 )
 
-# pydantic error types that mean "malformed" (400); any other type is a broken constraint (422).
+# pydantic error types that mean "malformed" (400); any other type is well-formed but invalid (422).
 _MALFORMED_SUFFIXES = ("_type", "_parsing")
-_MALFORMED_TYPES = frozenset({"json_invalid", "missing", "extra_forbidden", "model_attributes_type"})
+_MALFORMED_TYPES = frozenset({"json_invalid", "missing", "missing_argument", "model_attributes_type"})
+# A field the body does not declare (models say extra_forbidden, dataclasses unexpected_keyword_argument): 422.
+_UNKNOWN_FIELD_TYPES = frozenset({"extra_forbidden", "unexpected_keyword_argument"})
 
 
 def status_for(error: CodexError) -> int:
@@ -85,7 +90,15 @@ def error_response(status: int, message: str) -> JSONResponse:
 
 def _is_malformed(error: dict[str, Any]) -> bool:
     kind = str(error.get("type", ""))
+    if kind in _UNKNOWN_FIELD_TYPES:
+        return False
     return kind in _MALFORMED_TYPES or kind.endswith(_MALFORMED_SUFFIXES)
+
+
+def _message(error: dict[str, Any]) -> str:
+    if error.get("type") in _UNKNOWN_FIELD_TYPES:
+        return "unknown field"
+    return str(error.get("msg", "invalid"))
 
 
 def describe_validation(errors: Sequence[dict[str, Any]]) -> tuple[int, str]:
@@ -94,7 +107,7 @@ def describe_validation(errors: Sequence[dict[str, Any]]) -> tuple[int, str]:
     parts = []
     for e in errors:
         loc = ".".join(str(p) for p in e.get("loc", ()))
-        parts.append(f"{loc}: {e.get('msg', 'invalid')}" if loc else str(e.get("msg", "invalid")))
+        parts.append(f"{loc}: {_message(e)}" if loc else _message(e))
     return status, "invalid request: " + "; ".join(parts)
 
 

@@ -16,7 +16,7 @@ This module must never do I/O or read a clock.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 from codex_node.errors import (
     BytesOutOfBoundsError,
@@ -25,50 +25,21 @@ from codex_node.errors import (
     ValidationError,
 )
 from codex_node.market.types import RequestId, SlotState
-from codex_node.sales.availability import Availability, Reservation
+from codex_node.sales.availability import Availability, AvailabilityPatch, AvailabilityTerms, Reservation
 
 
-@dataclass(frozen=True, slots=True)
-class AvailabilityPatch:
-    """A PATCH: every field ``None`` stays as it is. ``free_size`` exists only to be refused with a clear message."""
-
-    total_size: int | None = None
-    free_size: int | None = None
-    duration: int | None = None
-    min_price_per_byte_per_second: int | None = None
-    total_collateral: int | None = None
-    enabled: bool | None = None
-    until: int | None = None
-
-
-def new_availability(
-    availability_id: bytes,
-    *,
-    total_size: int,
-    duration: int,
-    min_price_per_byte_per_second: int,
-    total_collateral: int,
-    enabled: bool = True,
-    until: int = 0,
-) -> Availability:
-    """A fresh availability; the caller reserves ``total_size`` in the quota with it."""
+def new_availability(availability_id: bytes, terms: AvailabilityTerms) -> Availability:
+    """A fresh availability on ``terms``; the caller reserves ``terms.total_size`` in the quota with it."""
     _require_positive(
-        totalSize=total_size,
-        duration=duration,
-        minPricePerBytePerSecond=min_price_per_byte_per_second,
-        totalCollateral=total_collateral,
+        totalSize=terms.total_size,
+        duration=terms.duration,
+        minPricePerBytePerSecond=terms.min_price_per_byte_per_second,
+        totalCollateral=terms.total_collateral,
     )
-    _check_until(until, ())
+    _check_until(terms.until, ())
+    given = {f.name: getattr(terms, f.name) for f in fields(AvailabilityTerms)}
     return Availability(
-        id=availability_id,
-        total_size=total_size,
-        free_size=total_size,
-        duration=duration,
-        min_price_per_byte_per_second=min_price_per_byte_per_second,
-        total_collateral=total_collateral,
-        total_remaining_collateral=total_collateral,
-        enabled=enabled,
-        until=until,
+        **given, id=availability_id, free_size=terms.total_size, total_remaining_collateral=terms.total_collateral
     )
 
 

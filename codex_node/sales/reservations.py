@@ -39,10 +39,11 @@ from codex_node.errors import (
 )
 from codex_node.market.types import RequestId, SlotId, slot_id
 from codex_node.sales import accounting
-from codex_node.sales.accounting import AvailabilityPatch
 from codex_node.sales.availability import (
     RESERVATIONS_PREFIX,
     Availability,
+    AvailabilityPatch,
+    AvailabilityTerms,
     Reservation,
     after_reservations_of,
     availability_key,
@@ -56,6 +57,7 @@ from codex_node.stores.kv import KVStore, WriteBatch
 __all__ = [
     "Availability",
     "AvailabilityPatch",
+    "AvailabilityTerms",
     "OnAvailabilitySaved",
     "QuotaLedger",
     "Reservation",
@@ -115,56 +117,19 @@ class Reservations:
 
     # --- availabilities -----------------------------------------------------------------------------------------
 
-    async def create_availability(
-        self,
-        total_size: int,
-        duration: int,
-        min_price_per_byte_per_second: int,
-        total_collateral: int,
-        *,
-        enabled: bool = True,
-        until: int = 0,
-    ) -> Availability:
-        """Offer ``total_size`` bytes (reserved in the quota now) and ``total_collateral`` for sale."""
-        availability = accounting.new_availability(
-            self._new_id(),
-            total_size=total_size,
-            duration=duration,
-            min_price_per_byte_per_second=min_price_per_byte_per_second,
-            total_collateral=total_collateral,
-            enabled=enabled,
-            until=until,
-        )
+    async def create_availability(self, terms: AvailabilityTerms) -> Availability:
+        """Offer ``terms.total_size`` bytes (reserved in the quota now) and ``terms.total_collateral`` for sale."""
+        availability = accounting.new_availability(self._new_id(), terms)
         async with self._lock:
             batch = self._kv.batch()
             batch.put(availability_key(availability.id), availability.encode())
-            self._ledger.commit_with_quota(batch, total_size)
-        log.info("availability created", availability_id=availability.id.hex(), total_size=total_size)
+            self._ledger.commit_with_quota(batch, terms.total_size)
+        log.info("availability created", availability_id=availability.id.hex(), total_size=terms.total_size)
         self._saved(None, availability)
         return availability
 
-    async def update_availability(
-        self,
-        availability_id: bytes,
-        *,
-        total_size: int | None = None,
-        free_size: int | None = None,
-        duration: int | None = None,
-        min_price_per_byte_per_second: int | None = None,
-        total_collateral: int | None = None,
-        enabled: bool | None = None,
-        until: int | None = None,
-    ) -> Availability:
-        """PATCH semantics: only the arguments given change (rules: ``accounting.apply_patch``)."""
-        patch = AvailabilityPatch(
-            total_size=total_size,
-            free_size=free_size,
-            duration=duration,
-            min_price_per_byte_per_second=min_price_per_byte_per_second,
-            total_collateral=total_collateral,
-            enabled=enabled,
-            until=until,
-        )
+    async def update_availability(self, availability_id: bytes, patch: AvailabilityPatch) -> Availability:
+        """PATCH semantics: only the fields ``patch`` gives change (rules: ``accounting.apply_patch``)."""
         async with self._lock:
             old = self._read_availability(availability_id)
             hosted = list(self._iter_reservations(availability_id))

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import httpx
 import pytest
 
 from codex_node.api.app import API_PREFIX, create_app
+from codex_node.api.services import provide, services_of
 from codex_node.sales.reservations import Reservations
 from codex_node.testing.fakeclock import FakeClock
 from codex_node.testing.fakequota import FakeQuotaLedger
@@ -31,8 +32,7 @@ async def host() -> AsyncIterator[Host]:
     market.mint(account(2), BALANCE)
     reservations = Reservations(FakeQuotaLedger(MemoryKV(), 100 * BLOCK))
     app = create_app()
-    app.state.market = market
-    app.state.reservations = reservations
+    provide(app, replace(services_of(app), market=market, reservations=reservations))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as c:
         yield Host(c, reservations)
 

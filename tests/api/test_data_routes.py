@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from codex_node.api.errors import install_error_handlers
 from codex_node.api.routes.data import router
+from codex_node.api.services import Services, provide
 from codex_node.data.cid import block_cid, parse_cid
 from codex_node.data.manifest import BLOCK_SIZE
 from codex_node.data.slots import cid_bytes
@@ -34,8 +35,7 @@ def _app(repo: RepoStore) -> FastAPI:
     app = FastAPI()
     app.include_router(router, prefix=API)
     install_error_handlers(app)
-    app.state.repo = repo
-    app.state.dataset_holds = None  # a node without a marketplace
+    provide(app, Services(repo=repo))  # a node without a marketplace: no dataset holds
     return app
 
 
@@ -289,7 +289,7 @@ async def test_deleting_a_dataset_a_sale_still_holds_is_refused_with_409_until_t
 ) -> None:
     holds = LocalSlotDataSource(repo)
     app = _app(repo)
-    app.state.dataset_holds = holds
+    provide(app, Services(repo=repo, dataset_holds=holds))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as client:
         cid = await _upload(client, os.urandom(2 * BLOCK_SIZE))
         ask = Ask(

@@ -1,19 +1,36 @@
 """The embedded chain's dev routes: ``GET /debug/chain``, ``POST /debug/chain/travel``,
-``POST /debug/chain/request/{cid}`` — their answers without a marketplace, on a remote chain, and on a real node."""
+``POST /debug/chain/request/{cid}`` — where they are mounted, every bound (against fakes), work cancelled when the
+client leaves, and on a real node."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from codex_node.api.app import API_PREFIX, create_app
+from codex_node.api.routes import data, devchain
+from codex_node.api.routes.devchain import MAX_TRAVEL
+from codex_node.api.services import DevChain, Services, provide
 from codex_node.config import NodeConfig
+from codex_node.data.manifest import BLOCK_SIZE
+from codex_node.market.types import Request as StorageRequestRecord
 from codex_node.market.types import RequestId, RequestState
 from codex_node.node import Node
+from codex_node.stores.blockfiles import BlockFiles
+from codex_node.stores.repostore import RepoStore
+from codex_node.testing.fakeclock import FakeClock
+from codex_node.testing.memorykv import MemoryKV
+
+OPENAPI = Path(__file__).resolve().parents[2] / "openapi.yaml"
 
 REQUEST: dict[str, object] = {
     "slots": 2,
@@ -34,22 +51,274 @@ def client_for(app: object) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"http://localhost{API_PREFIX}")  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("method", "path", "body"), ROUTES)
-async def test_without_a_marketplace_the_chain_routes_answer_503(method: str, path: str, body: object) -> None:
-    async with client_for(create_app()) as api:
-        r = await api.request(method, path, json=body)
-    assert r.status_code == 503
-    assert "marketplace" in r.json()["error"]
+# --- mounting -------------------------------------------------------------------------------------------------------
 
 
+def embedded_config(tmp_path: Path) -> NodeConfig:
+    return NodeConfig(data_dir=tmp_path / "data", api_port=0, dev_block_time=0)
+
+
+@pytest.mark.parametrize(
+    ("config", "mounted"),
+    [
+        (None, False),
+        (NodeConfig(marketplace=False), False),
+        (
+            NodeConfig(
+                eth_provider="http://127.0.0.1:8545",
+                eth_account="0x" + "22" * 20,
+                marketplace_address="0x" + "33" * 20,
+            ),
+            False,
+        ),
+        (NodeConfig(), True),
+    ],
+    ids=["no-config", "no-marketplace", "remote-chain", "embedded-chain"],
+)
 @pytest.mark.parametrize(("method", "path", "body"), ROUTES)
-async def test_on_a_remote_chain_the_chain_routes_answer_404(method: str, path: str, body: object) -> None:
-    app = create_app()
-    app.state.market = object()  # a market, but no embedded chain
-    async with client_for(app) as api:
+async def test_the_chain_routes_are_mounted_only_with_the_embedded_chain(
+    config: NodeConfig | None, mounted: bool, method: str, path: str, body: object
+) -> None:
+    async with client_for(create_app(config)) as api:
         r = await api.request(method, path, json=body)
-    assert r.status_code == 404
-    assert "embedded chain" in r.json()["error"]
+    if mounted:  # mounted, but this app's services have no chain yet
+        assert r.status_code == 503
+        assert "marketplace" in r.json()["error"]
+    else:
+        assert r.status_code == 404
+
+
+def test_the_chain_routes_are_left_out_of_the_openapi_contract() -> None:
+    schema = create_app(NodeConfig()).openapi()
+    assert not [p for p in schema["paths"] if "/debug/chain" in p]
+    assert f"{API_PREFIX}/debug/info" in schema["paths"]
+    assert "/debug/chain" not in OPENAPI.read_text(encoding="utf-8")
+
+
+# --- bounds, against fakes -----------------------------------------------------------------------------------------
+
+LATEST = 1_700_000_000
+DURATION_LIMIT = 30 * 24 * 3600
+
+
+class FakeChain:
+    def __init__(self) -> None:
+        self.head = 7
+        self.timestamp = LATEST
+        self.travels: list[int] = []
+
+    async def latest_timestamp(self) -> int:
+        return self.timestamp
+
+    async def travel_to(self, timestamp: int) -> None:
+        self.travels.append(timestamp)
+        self.timestamp = timestamp
+        self.head += 1
+
+
+class FakeEvents:
+    def wake(self) -> None:
+        return None
+
+
+class FakeMarket:
+    """The node's market and the dev client's view of it, as far as the dev routes use them."""
+
+    def __init__(self) -> None:
+        self.events = FakeEvents()
+        self.posted: list[StorageRequestRecord] = []
+
+    async def config(self) -> SimpleNamespace:
+        return SimpleNamespace(request_duration_limit=DURATION_LIMIT)
+
+    async def get_signer(self) -> str:
+        return "0x" + "11" * 20
+
+    async def request_storage(self, request: StorageRequestRecord) -> None:
+        self.posted.append(request)
+
+
+@dataclass
+class DevWorld:
+    app: FastAPI
+    chain: FakeChain
+    market: FakeMarket
+    repo: RepoStore
+
+
+@pytest.fixture
+def dev(tmp_path: Path) -> Iterator[DevWorld]:
+    repo = RepoStore(
+        MemoryKV(),
+        BlockFiles(tmp_path / "repo", sync="none"),
+        clock=FakeClock(),
+        quota_max=64 << 20,
+        block_ttl=3600,
+        registry=None,
+    )
+    chain, market = FakeChain(), FakeMarket()
+    app = create_app(embedded_config(tmp_path), repo=repo)
+    dev_chain = DevChain(chain=chain, market=market, client=market)  # type: ignore[arg-type]
+    provide(app, Services(config=embedded_config(tmp_path), repo=repo, dev_chain=dev_chain))
+    yield DevWorld(app, chain, market, repo)
+    repo.close()
+
+
+async def test_travel_moves_the_chain_forward(dev: DevWorld) -> None:
+    async with client_for(dev.app) as api:
+        r = await api.post("/debug/chain/travel", json={"timestamp": LATEST + 3600})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"block": 8, "timestamp": LATEST + 3600}
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "status"),
+    [
+        (2**256, 422),  # broke the embedded chain for good: every later request answered 500
+        (2**64, 422),  # beyond the uint64 the contract keeps timestamps in
+        (LATEST + MAX_TRAVEL + 1, 422),  # more than 100 years ahead
+        (LATEST, 422),  # not later
+        (-1, 422),
+        (True, 400),
+        (1.7e9, 400),
+        (str(LATEST + 60), 400),
+    ],
+)
+async def test_travel_is_bounded_and_a_refused_one_leaves_the_chain_untouched(
+    dev: DevWorld, timestamp: object, status: int
+) -> None:
+    async with client_for(dev.app) as api:
+        r = await api.post("/debug/chain/travel", json={"timestamp": timestamp})
+        assert r.status_code == status, r.text
+        assert dev.chain.travels == []
+        furthest = await api.post("/debug/chain/travel", json={"timestamp": LATEST + MAX_TRAVEL})
+    assert furthest.status_code == 200, furthest.text
+
+
+async def test_travel_refuses_an_unknown_field_naming_it(dev: DevWorld) -> None:
+    async with client_for(dev.app) as api:
+        r = await api.post("/debug/chain/travel", json={"timestamp": LATEST + 60, "blocks": 3})
+    assert r.status_code == 422
+    assert "blocks: unknown field" in r.json()["error"]
+
+
+async def stored_dataset(api: httpx.AsyncClient, blocks: int) -> str:
+    r = await api.post("/data", content=os.urandom(blocks * BLOCK_SIZE))
+    assert r.status_code == 200, r.text
+    return r.text
+
+
+@pytest.fixture
+def dev_with_data(dev: DevWorld) -> DevWorld:
+    dev.app.include_router(data.router, prefix=API_PREFIX)
+    return dev
+
+
+async def test_a_dev_request_within_bounds_is_posted(dev_with_data: DevWorld) -> None:
+    async with client_for(dev_with_data.app) as api:
+        cid = await stored_dataset(api, 3)
+        r = await api.post(f"/debug/chain/request/{cid}", json=REQUEST)
+    assert r.status_code == 200, r.text
+    [posted] = dev_with_data.market.posted
+    assert (posted.ask.slots, posted.ask.slot_size) == (2, 2 * BLOCK_SIZE)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "status", "says"),
+    [
+        ("slots", 0, 422, "slots"),
+        ("slots", 4, 422, "3 blocks"),  # a slot of nothing but padding
+        ("slots", 10_000_000, 422, "3 blocks"),  # grew memory for 40 s after the client left
+        ("slots", 2**64, 422, "slots"),
+        ("duration", 0, 422, "duration"),
+        ("duration", DURATION_LIMIT + 1, 422, "limit"),
+        ("duration", 2**64, 422, "duration"),
+        ("expiry", 0, 422, "expiry"),
+        ("expiry", 600, 422, "expiry"),  # not less than the duration
+        ("pricePerBytePerSecond", "0", 422, "pricePerBytePerSecond"),
+        ("pricePerBytePerSecond", str(2**256), 422, "pricePerBytePerSecond"),
+        ("proofProbability", 0, 422, "proofProbability"),
+        ("collateralPerByte", 0, 422, "collateralPerByte"),
+        ("maxSlotLoss", 3, 422, "maxSlotLoss"),
+        ("maxSlotLoss", -1, 422, "maxSlotLoss"),
+        ("slots", True, 400, "slots"),
+        ("slots", 2.0, 400, "slots"),
+        ("collateralPerByte", "1e30", 400, "collateralPerByte"),
+        ("collateralPerByte", 1e30, 400, "collateralPerByte"),
+        ("nonce", 1, 422, "nonce: unknown field"),
+    ],
+)
+async def test_a_dev_request_the_contract_would_refuse_is_refused_before_any_work(
+    dev_with_data: DevWorld, monkeypatch: pytest.MonkeyPatch, field: str, value: object, status: int, says: str
+) -> None:
+    hashed: list[int] = []
+
+    async def commitment(*args: object) -> object:
+        hashed.append(1)
+        raise AssertionError("the dataset was hashed for a refused request")
+
+    async with client_for(dev_with_data.app) as api:
+        cid = await stored_dataset(api, 3)
+        monkeypatch.setattr(devchain, "dataset_commitment", commitment)
+        r = await api.post(f"/debug/chain/request/{cid}", json={**REQUEST, field: value})
+    assert r.status_code == status, r.text
+    assert says in r.json()["error"]
+    assert hashed == []
+    assert dev_with_data.market.posted == []
+
+
+async def test_a_dev_request_whose_client_left_stops_hashing_and_posts_nothing(
+    dev_with_data: DevWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def endless_commitment(*args: object) -> object:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        raise AssertionError("unreachable")
+
+    async with client_for(dev_with_data.app) as api:
+        cid = await stored_dataset(api, 3)
+    monkeypatch.setattr(devchain, "dataset_commitment", endless_commitment)
+
+    body = json.dumps(REQUEST).encode()
+    messages: list[dict[str, object]] = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> dict[str, object]:
+        if messages:
+            return messages.pop(0)
+        await started.wait()  # the client leaves while the dataset is being hashed
+        return {"type": "http.disconnect"}
+
+    sent: list[dict[str, object]] = []
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": f"{API_PREFIX}/debug/chain/request/{cid}",
+        "raw_path": f"{API_PREFIX}/debug/chain/request/{cid}".encode(),
+        "query_string": b"",
+        "headers": [(b"host", b"localhost"), (b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+    await asyncio.wait_for(dev_with_data.app(scope, receive, send), timeout=10)
+    assert cancelled.is_set()
+    assert sent[0]["status"] == devchain.CLIENT_GONE
+    assert dev_with_data.market.posted == []
+
+
+# --- on a real node -----------------------------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -90,8 +359,8 @@ async def test_the_chain_routes_on_the_embedded_chain(node: Node) -> None:
         absent = await api.post(f"/debug/chain/request/{deleted}", json=REQUEST)
         assert absent.status_code == 404
         refused = await api.post(f"/debug/chain/request/{cid}", json={**REQUEST, "expiry": 600})
-        assert refused.status_code == 422
-        assert "InvalidExpiry" in refused.json()["error"]
+        assert refused.status_code == 422  # refused here, before the contract would (InvalidExpiry)
+        assert "expiry (600) must be less than duration" in refused.json()["error"]
         missing_field = await api.post(f"/debug/chain/request/{cid}", json={"slots": 2})
         assert missing_field.status_code == 400
 
@@ -106,3 +375,34 @@ async def test_the_chain_routes_on_the_embedded_chain(node: Node) -> None:
         on_chain = await mp.market.get_request(request_id)
         assert on_chain is not None
         assert "0x" + on_chain.content.merkle_root.hex() == request["content"]["merkleRoot"]
+
+
+@pytest.mark.slow
+async def test_a_huge_travel_is_refused_and_the_furthest_one_leaves_the_chain_working(node: Node) -> None:
+    """``{"timestamp": 2**256}`` answered 200 and broke the embedded chain for good (every later request: 500
+    ``Invalid Stack Item``)."""
+    mp = node.marketplace
+    assert mp is not None
+    assert mp.chain is not None
+    async with httpx.AsyncClient(base_url=f"{node.api_url}{API_PREFIX}", timeout=30) as api:
+        head = (await api.get("/debug/chain")).json()
+        for timestamp in (2**256, 2**64, head["timestamp"] + MAX_TRAVEL + 1):
+            refused = await api.post("/debug/chain/travel", json={"timestamp": timestamp})
+            assert refused.status_code == 422, refused.text
+        assert (await api.get("/debug/chain")).json() == head
+
+        furthest = head["timestamp"] + MAX_TRAVEL
+        moved = await api.post("/debug/chain/travel", json={"timestamp": furthest})
+        assert moved.status_code == 200, moved.text
+        assert moved.json() == {"block": head["block"] + 1, "timestamp": furthest}
+
+        # The chain still works: it mines, and the contract takes a request whose deadlines lie beyond the jump.
+        await mp.chain.mine()
+        after = (await api.get("/debug/chain")).json()
+        assert after["block"] == head["block"] + 2
+        assert after["timestamp"] > furthest
+        cid = (await api.post("/data", content=os.urandom(2 * 65536))).text
+        posted = await api.post(f"/debug/chain/request/{cid}", json=REQUEST)
+        assert posted.status_code == 200, posted.text
+        request_id = RequestId(bytes.fromhex(posted.json()["id"][2:]))
+        assert await mp.market.request_state(request_id) == RequestState.NEW

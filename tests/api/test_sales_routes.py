@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from codex_node.api.errors import install_error_handlers
 from codex_node.api.routes.sales import router
+from codex_node.api.services import Services, provide
 from codex_node.data.cid import block_cid
 from codex_node.data.slots import cid_bytes
 from codex_node.market.types import Ask, Content, Request, Slot, slot_id
@@ -40,6 +41,7 @@ ASK = Ask(
     max_slot_loss=0,
 )
 UINT256_MAX = 2**256 - 1
+UINT64_MAX = 2**64 - 1
 
 
 class NoProofs:
@@ -100,9 +102,7 @@ async def make_node() -> Node:
     app = FastAPI()
     app.include_router(router, prefix=API)
     install_error_handlers(app)
-    app.state.sales = sales
-    app.state.reservations = reservations
-    app.state.market = market
+    provide(app, Services(sales=sales, reservations=reservations, market=market))
     return Node(app, clock, market, client, reservations, sales)
 
 
@@ -126,6 +126,7 @@ async def bare() -> AsyncIterator[httpx.AsyncClient]:
     app = FastAPI()
     app.include_router(router, prefix=API)
     install_error_handlers(app)
+    provide(app, Services())
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as c:
         yield c
 
@@ -227,6 +228,74 @@ async def test_create_availability_with_negative_until_is_422(api: httpx.AsyncCl
 async def test_create_availability_with_an_amount_above_uint256_is_422(api: httpx.AsyncClient) -> None:
     r = await api.post(f"{API}/sales/availability", json={**AVAILABILITY, "totalCollateral": str(UINT256_MAX + 1)})
     assert r.status_code == 422
+
+
+# --- strict bodies: malformed 400, well-formed but invalid 422 (issue 7 items 2 and 16) ----------------------------
+
+# (field, value, status, what the message names): one row per rule of the status rule in openapi.yaml.
+STRICT_CASES = [
+    # malformed: a value of the wrong JSON type → 400
+    ("totalSize", True, 400, "totalSize"),  # was stored as 1
+    ("totalSize", 1.0, 400, "totalSize"),
+    ("totalSize", "640", 400, "totalSize"),
+    ("duration", 1e30, 400, "duration"),
+    ("enabled", "yes", 400, "enabled"),  # was stored as true
+    ("enabled", 1, 400, "enabled"),
+    ("totalCollateral", 1e30, 400, "totalCollateral"),  # was 422 while "1e30" was 400
+    ("totalCollateral", "1e30", 400, "totalCollateral"),
+    ("totalCollateral", True, 400, "totalCollateral"),
+    ("totalCollateral", "-1", 400, "totalCollateral"),
+    # well-formed but out of the bounds the contract and the node hold → 422
+    ("duration", 2**64, 422, "duration"),  # was stored as given
+    ("until", 2**70, 422, "until"),  # was stored as given
+    ("totalSize", 2**64, 422, "totalSize"),
+    ("totalSize", -1, 422, "totalSize"),
+    ("totalCollateral", 2**256, 422, "totalCollateral"),
+    ("minPricePerBytePerSecond", str(2**256), 422, "minPricePerBytePerSecond"),
+    ("minPricePerBytePerSecond", "9" * 5000, 422, "minPricePerBytePerSecond"),
+    # well-formed but an unknown field → 422, naming it
+    ("padding", "x" * 1000, 422, "padding: unknown field"),  # was 201
+]
+
+
+@pytest.mark.parametrize(("field", "value", "status", "says"), STRICT_CASES)
+async def test_create_availability_body_is_strict(
+    api: httpx.AsyncClient, field: str, value: object, status: int, says: str
+) -> None:
+    r = await api.post(f"{API}/sales/availability", json={**AVAILABILITY, field: value})
+    assert r.status_code == status, r.text
+    assert says in error(r)
+    assert (await api.get(f"{API}/sales/availability")).json() == []  # nothing half written
+
+
+@pytest.mark.parametrize(("field", "value", "status", "says"), STRICT_CASES)
+async def test_patch_body_is_strict(api: httpx.AsyncClient, field: str, value: object, status: int, says: str) -> None:
+    a = await create(api)
+    r = await api.patch(f"{API}/sales/availability/{a['id']}", json={field: value})
+    assert r.status_code == status, r.text
+    assert says in error(r)
+    [after] = (await api.get(f"{API}/sales/availability")).json()
+    assert after == a
+
+
+async def test_the_largest_values_the_contract_holds_are_accepted(api: httpx.AsyncClient) -> None:
+    body = await create(api, duration=UINT64_MAX, until=UINT64_MAX, minPricePerBytePerSecond=UINT256_MAX)
+    assert (body["duration"], body["until"], body["minPricePerBytePerSecond"]) == (
+        UINT64_MAX,
+        UINT64_MAX,
+        str(UINT256_MAX),
+    )
+
+
+async def test_a_body_both_malformed_and_invalid_is_400(api: httpx.AsyncClient) -> None:
+    r = await api.post(f"{API}/sales/availability", json={**AVAILABILITY, "totalSize": True, "padding": 1})
+    assert r.status_code == 400
+    assert "padding: unknown field" in error(r)
+
+
+async def test_a_body_that_is_not_an_object_is_400(api: httpx.AsyncClient) -> None:
+    r = await api.post(f"{API}/sales/availability", json=[AVAILABILITY])
+    assert r.status_code == 400
 
 
 async def test_patch_changes_only_the_given_fields_and_answers_204(api: httpx.AsyncClient) -> None:

@@ -19,7 +19,7 @@ from salesfakes import BLOCK, FUNDS, FakeProver, _fake_verifier, until_idle
 from codex_node.errors import BlockNotFoundError
 from codex_node.market.types import Ask, Content, Request, SlotId, slot_id
 from codex_node.sales.accounting import check_books
-from codex_node.sales.availability import Availability
+from codex_node.sales.availability import Availability, AvailabilityTerms
 from codex_node.sales.context import OnBlocks
 from codex_node.sales.history import SaleHistory
 from codex_node.sales.metrics import SalesMetrics
@@ -154,7 +154,15 @@ class World:
     async def create_availability(
         self, size: int = 8 * BLOCK, collateral: int = 100 * BLOCK, *, enabled: bool = True, min_price: int = 1
     ) -> Availability:
-        return await self.book.create_availability(size, 24 * 3600, min_price, collateral, enabled=enabled)
+        return await self.book.create_availability(
+            AvailabilityTerms(
+                total_size=size,
+                duration=24 * 3600,
+                min_price_per_byte_per_second=min_price,
+                total_collateral=collateral,
+                enabled=enabled,
+            )
+        )
 
     async def post_request(self, ask: Ask = WORLD_ASK, expiry: int = EXPIRY) -> Request:
         request = Request(

@@ -20,6 +20,7 @@ from codex_node.data.cid import Cid
 from codex_node.data.slots import BLOCK_SIZE, SlotLayout, cid_bytes
 from codex_node.market.types import Ask, Content, Request, SlotState, slot_id
 from codex_node.sales.accounting import check_books
+from codex_node.sales.availability import AvailabilityTerms
 from codex_node.sales.datasource import LocalSlotDataSource
 from codex_node.sales.history import SaleHistory
 from codex_node.sales.metrics import SalesMetrics
@@ -146,7 +147,14 @@ async def test_the_node_sells_every_slot_of_a_dataset_it_holds_and_the_dataset_o
     base = repo.block_meta(cid)
     assert base is not None
     used = repo.quota().used
-    availability = await node.book.create_availability(16 * BLOCK_SIZE, 24 * 3600, 1, 100 * BLOCK_SIZE)
+    availability = await node.book.create_availability(
+        AvailabilityTerms(
+            total_size=16 * BLOCK_SIZE,
+            duration=24 * 3600,
+            min_price_per_byte_per_second=1,
+            total_collateral=100 * BLOCK_SIZE,
+        )
+    )
     request = await node.post(cid, 6, 3)
     await node.until_states(["Proving"] * 3)
     request_end = await node.host.request_end(request.id)
@@ -175,7 +183,14 @@ async def test_a_request_for_data_the_node_does_not_hold_errors_and_returns_ever
     held = await store_dataset(repo, _once(os.urandom(2 * BLOCK_SIZE)))
     missing = await store_dataset(repo, _once(os.urandom(2 * BLOCK_SIZE)))
     await repo.del_block(missing)
-    availability = await node.book.create_availability(16 * BLOCK_SIZE, 24 * 3600, 1, 100 * BLOCK_SIZE)
+    availability = await node.book.create_availability(
+        AvailabilityTerms(
+            total_size=16 * BLOCK_SIZE,
+            duration=24 * 3600,
+            min_price_per_byte_per_second=1,
+            total_collateral=100 * BLOCK_SIZE,
+        )
+    )
     await node.post(missing, 2, 1)
     await node.settle()
     assert node.states() == []

@@ -22,7 +22,14 @@ from codex_node.errors import (
 )
 from codex_node.market.types import RequestId, slot_id
 from codex_node.sales.accounting import check_books, collateral_back
-from codex_node.sales.availability import Availability, Reservation, availability_key, reservation_key
+from codex_node.sales.availability import (
+    Availability,
+    AvailabilityPatch,
+    AvailabilityTerms,
+    Reservation,
+    availability_key,
+    reservation_key,
+)
 from codex_node.sales.reservations import RECLAIM_GRANULE, Reservations
 from codex_node.testing.fakequota import FakeQuotaLedger
 from codex_node.testing.memorykv import MemoryKV
@@ -50,7 +57,7 @@ class Books:
     async def availability(self, size: int = 4 * SLOT, **kw: int | bool) -> Availability:
         args: dict[str, int | bool] = {"duration": 3600, "min_price_per_byte_per_second": 1, "total_collateral": 10**9}
         args.update(kw)
-        return await self.book.create_availability(size, **args)  # type: ignore[arg-type]
+        return await self.book.create_availability(AvailabilityTerms(total_size=size, **args))  # type: ignore[arg-type]
 
     async def reserve(
         self, a: Availability, n: int = 1, size: int = SLOT, cpb: int = 2, until: int = 900
@@ -107,14 +114,14 @@ async def test_unknown_availability_is_not_found(books: Books) -> None:
     with pytest.raises(AvailabilityNotFoundError):
         await books.book.get_availability(b"\x07" * 32)
     with pytest.raises(NotFoundError):
-        await books.book.update_availability(b"\x07" * 32, duration=5)
+        await books.book.update_availability(b"\x07" * 32, AvailabilityPatch(duration=5))
     with pytest.raises(NotFoundError):
         await books.book.reservations(b"\x07" * 32)
 
 
 async def test_update_changes_only_the_fields_given(books: Books) -> None:
     a = await books.availability()
-    new = await books.book.update_availability(a.id, duration=99, enabled=False)
+    new = await books.book.update_availability(a.id, AvailabilityPatch(duration=99, enabled=False))
     assert (new.duration, new.enabled, new.total_size, new.min_price_per_byte_per_second) == (
         99,
         False,
@@ -126,7 +133,9 @@ async def test_update_changes_only_the_fields_given(books: Books) -> None:
 
 async def test_update_total_size_checks_the_quota_for_the_increase_only_defect_7(books: Books) -> None:
     a = await books.availability(6 * SLOT)  # 4 SLOTs of quota left
-    new = await books.book.update_availability(a.id, total_size=QUOTA)  # nim-codex checked all 10 SLOTs: refused
+    new = await books.book.update_availability(
+        a.id, AvailabilityPatch(total_size=QUOTA)
+    )  # nim-codex checked all 10 SLOTs: refused
     assert (new.total_size, new.free_size) == (QUOTA, QUOTA)
     assert books.ledger.quota.reserved == QUOTA
     await books.check()
@@ -136,7 +145,7 @@ async def test_update_over_quota_raises_quota_not_enough_and_writes_nothing_defe
     a = await books.availability()
     writes = books.kv.writes
     with pytest.raises(QuotaNotEnoughError):  # an API answers 422 for it (nim-codex: 500)
-        await books.book.update_availability(a.id, total_size=QUOTA + 1)
+        await books.book.update_availability(a.id, AvailabilityPatch(total_size=QUOTA + 1))
     assert books.kv.writes == writes
     assert await books.book.get_availability(a.id) == a
 
@@ -144,7 +153,7 @@ async def test_update_over_quota_raises_quota_not_enough_and_writes_nothing_defe
 async def test_update_total_size_down_releases_quota(books: Books) -> None:
     a = await books.availability(4 * SLOT)
     await books.reserve(a)
-    new = await books.book.update_availability(a.id, total_size=SLOT)
+    new = await books.book.update_availability(a.id, AvailabilityPatch(total_size=SLOT))
     assert (new.total_size, new.free_size) == (SLOT, 0)
     assert books.ledger.quota.reserved == SLOT
     await books.check()
@@ -154,46 +163,46 @@ async def test_update_total_size_below_bytes_in_use_is_refused(books: Books) -> 
     a = await books.availability(4 * SLOT)
     await books.reserve(a)
     with pytest.raises(ValidationError):
-        await books.book.update_availability(a.id, total_size=SLOT - 1)
+        await books.book.update_availability(a.id, AvailabilityPatch(total_size=SLOT - 1))
 
 
 async def test_update_free_size_is_refused(books: Books) -> None:
     a = await books.availability()
     with pytest.raises(ValidationError, match="freeSize"):
-        await books.book.update_availability(a.id, free_size=1)
+        await books.book.update_availability(a.id, AvailabilityPatch(free_size=1))
 
 
 async def test_update_until_before_a_hosted_slot_is_refused(books: Books) -> None:
     a = await books.availability()
     await books.reserve(a, until=900)
     with pytest.raises(UntilOutOfBoundsError):
-        await books.book.update_availability(a.id, until=899)
-    assert (await books.book.update_availability(a.id, until=900)).until == 900
+        await books.book.update_availability(a.id, AvailabilityPatch(until=899))
+    assert (await books.book.update_availability(a.id, AvailabilityPatch(until=900))).until == 900
 
 
 async def test_update_total_collateral_keeps_committed_collateral_defect_6(books: Books) -> None:
     a = await books.availability(total_collateral=10 * SLOT)
     await books.reserve(a, cpb=3)  # commits 3 × SLOT
-    new = await books.book.update_availability(a.id, total_collateral=20 * SLOT)
+    new = await books.book.update_availability(a.id, AvailabilityPatch(total_collateral=20 * SLOT))
     assert new.total_remaining_collateral == 17 * SLOT  # nim-codex reset it to 20 × SLOT
     with pytest.raises(CollateralOutOfBoundsError):
-        await books.book.update_availability(a.id, total_collateral=3 * SLOT - 1)
+        await books.book.update_availability(a.id, AvailabilityPatch(total_collateral=3 * SLOT - 1))
     await books.check()
 
 
 async def test_enabling_a_disabled_availability_fires_the_saved_callback_defect_3(books: Books) -> None:
     a = await books.availability(enabled=False)
     assert books.saved == []
-    enabled = await books.book.update_availability(a.id, enabled=True)
+    enabled = await books.book.update_availability(a.id, AvailabilityPatch(enabled=True))
     assert books.saved == [enabled]
 
 
 async def test_changes_that_admit_no_new_slot_do_not_fire_the_callback(books: Books) -> None:
     a = await books.availability()
     books.saved.clear()
-    await books.book.update_availability(a.id, duration=10)
-    await books.book.update_availability(a.id, min_price_per_byte_per_second=50)
-    await books.book.update_availability(a.id, duration=10)  # no change at all: not even written
+    await books.book.update_availability(a.id, AvailabilityPatch(duration=10))
+    await books.book.update_availability(a.id, AvailabilityPatch(min_price_per_byte_per_second=50))
+    await books.book.update_availability(a.id, AvailabilityPatch(duration=10))  # no change at all: not even written
     assert books.saved == []
 
 

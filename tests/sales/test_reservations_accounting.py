@@ -15,10 +15,12 @@ from codex_node.errors import (
 )
 from codex_node.market.types import RequestId, SlotState
 from codex_node.sales import accounting
-from codex_node.sales.accounting import AvailabilityPatch, SlotOnChain
+from codex_node.sales.accounting import SlotOnChain
 from codex_node.sales.availability import (
     RESERVATIONS_PREFIX,
     Availability,
+    AvailabilityPatch,
+    AvailabilityTerms,
     Reservation,
     after_reservations_of,
     availability_key,
@@ -34,7 +36,7 @@ RID = RequestId(bytes.fromhex("cc" * 32))
 
 def avail(**kw: object) -> Availability:
     base = accounting.new_availability(
-        AID, total_size=1000, duration=3600, min_price_per_byte_per_second=10, total_collateral=5000
+        AID, AvailabilityTerms(total_size=1000, duration=3600, min_price_per_byte_per_second=10, total_collateral=5000)
     )
     return replace(base, **kw)  # type: ignore[arg-type]
 
@@ -111,13 +113,14 @@ def test_after_reservations_of_sorts_between_an_availabilitys_reservations_and_t
 def test_new_availability_requires_positive_values(field: str) -> None:
     values = {"total_size": 1, "duration": 1, "min_price_per_byte_per_second": 1, "total_collateral": 1, field: 0}
     with pytest.raises(ValidationError):
-        accounting.new_availability(AID, **values)
+        accounting.new_availability(AID, AvailabilityTerms(**values))
 
 
 def test_new_availability_refuses_negative_until() -> None:
     with pytest.raises(UntilOutOfBoundsError):
         accounting.new_availability(
-            AID, total_size=1, duration=1, min_price_per_byte_per_second=1, total_collateral=1, until=-1
+            AID,
+            AvailabilityTerms(total_size=1, duration=1, min_price_per_byte_per_second=1, total_collateral=1, until=-1),
         )
 
 

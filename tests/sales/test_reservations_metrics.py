@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry
 
 from codex_node.market.types import RequestId
+from codex_node.sales.availability import AvailabilityTerms
 from codex_node.sales.metrics import ReservationsCollector
 from codex_node.sales.reservations import Reservations
 from codex_node.testing.fakequota import FakeQuotaLedger
@@ -17,7 +18,11 @@ async def test_committed_bytes_and_collateral_per_availability_follow_the_book()
     book = Reservations(FakeQuotaLedger(MemoryKV(), 10 * SLOT))
     registry = CollectorRegistry()
     registry.register(ReservationsCollector(book.availability_totals))
-    availability = await book.create_availability(4 * SLOT, 3600, 1, 1_000_000)
+    availability = await book.create_availability(
+        AvailabilityTerms(
+            total_size=4 * SLOT, duration=3600, min_price_per_byte_per_second=1, total_collateral=1_000_000
+        )
+    )
     labels = {"availability": availability.id.hex()}
     assert registry.get_sample_value("codex_availability_bytes_committed", labels) == 0
 

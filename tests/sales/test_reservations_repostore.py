@@ -8,6 +8,7 @@ import pytest
 
 from codex_node.errors import QuotaNotEnoughError
 from codex_node.market.types import RequestId
+from codex_node.sales.availability import AvailabilityPatch, AvailabilityTerms
 from codex_node.sales.reservations import Reservations
 from codex_node.stores.blockfiles import BlockFiles
 from codex_node.stores.kv import LevelDBStore
@@ -33,12 +34,18 @@ def open_repo(path: Path) -> tuple[LevelDBStore, RepoStore]:
 async def test_books_kept_through_the_repo_store_survive_a_reopen(tmp_path: Path) -> None:
     kv, repo = open_repo(tmp_path)
     book = Reservations(repo)
-    a = await book.create_availability(QUOTA // 2, 60, 1, 1000)
-    b = await book.create_availability(QUOTA // 4, 60, 1, 1000)
+    a = await book.create_availability(
+        AvailabilityTerms(total_size=QUOTA // 2, duration=60, min_price_per_byte_per_second=1, total_collateral=1000)
+    )
+    b = await book.create_availability(
+        AvailabilityTerms(total_size=QUOTA // 4, duration=60, min_price_per_byte_per_second=1, total_collateral=1000)
+    )
     r = await book.create_reservation(a.id, 4096, RequestId(b"\x01" * 32), 0, 0, 0)
     await book.release(r.id, a.id, 1024)
     with pytest.raises(QuotaNotEnoughError):
-        await book.update_availability(b.id, total_size=QUOTA // 2 + 1024 + 1)  # one byte more than fits
+        await book.update_availability(
+            b.id, AvailabilityPatch(total_size=QUOTA // 2 + 1024 + 1)
+        )  # one byte more than fits
     assert repo.quota().reserved == QUOTA // 2 + QUOTA // 4 - 1024
     repo.close()
     kv.close()

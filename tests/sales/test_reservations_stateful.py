@@ -15,7 +15,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from codex_node.errors import CodexError, KVError
 from codex_node.market.types import RequestId, slot_id
 from codex_node.sales.accounting import check_books
-from codex_node.sales.availability import Availability, Reservation
+from codex_node.sales.availability import Availability, AvailabilityPatch, AvailabilityTerms, Reservation
 from codex_node.sales.reservations import RECLAIM_GRANULE, Reservations
 from codex_node.testing.fakequota import FakeQuotaLedger
 from codex_node.testing.memorykv import MemoryKV
@@ -71,8 +71,20 @@ class BooksMachine(RuleBasedStateMachine):
     @initialize()
     def two_availabilities_holding_all_of_the_quota(self) -> None:
         # All of the quota promised from the start, so that ended sales' blocks really compete for room.
-        self.run(self.book.create_availability(QUOTA * 3 // 4, 3, 1, 50 * G))
-        self.run(self.book.create_availability(QUOTA // 4, 3, 1, 50 * G))
+        self.run(
+            self.book.create_availability(
+                AvailabilityTerms(
+                    total_size=QUOTA * 3 // 4, duration=3, min_price_per_byte_per_second=1, total_collateral=50 * G
+                )
+            )
+        )
+        self.run(
+            self.book.create_availability(
+                AvailabilityTerms(
+                    total_size=QUOTA // 4, duration=3, min_price_per_byte_per_second=1, total_collateral=50 * G
+                )
+            )
+        )
 
     @rule(
         size=sizes,
@@ -82,7 +94,18 @@ class BooksMachine(RuleBasedStateMachine):
         until=st.just(0) | amounts,
     )
     def create(self, size: int, duration: int, collateral: int, enabled: bool, until: int) -> None:
-        self.attempt(self.book.create_availability(size, duration, 1, collateral * G, enabled=enabled, until=until))
+        self.attempt(
+            self.book.create_availability(
+                AvailabilityTerms(
+                    total_size=size,
+                    duration=duration,
+                    min_price_per_byte_per_second=1,
+                    total_collateral=collateral * G,
+                    enabled=enabled,
+                    until=until,
+                )
+            )
+        )
 
     @rule(
         data=st.data(),
@@ -108,11 +131,13 @@ class BooksMachine(RuleBasedStateMachine):
         self.attempt(
             self.book.update_availability(
                 a.id,
-                total_size=total_size,
-                total_collateral=total_collateral,
-                enabled=enabled,
-                until=until,
-                duration=duration,
+                AvailabilityPatch(
+                    total_size=total_size,
+                    total_collateral=total_collateral,
+                    enabled=enabled,
+                    until=until,
+                    duration=duration,
+                ),
             )
         )
 
@@ -191,10 +216,12 @@ class BooksMachine(RuleBasedStateMachine):
         availabilities = self.availabilities()
         reservations = self.reservations()
         if op == "create":
-            return self.book.create_availability(G, 1, 1, G)
+            return self.book.create_availability(
+                AvailabilityTerms(total_size=G, duration=1, min_price_per_byte_per_second=1, total_collateral=G)
+            )
         if op == "update" and availabilities:
             a = data.draw(st.sampled_from(availabilities))
-            return self.book.update_availability(a.id, total_size=a.total_size + G)
+            return self.book.update_availability(a.id, AvailabilityPatch(total_size=a.total_size + G))
         if op == "reserve" and availabilities:
             a = data.draw(st.sampled_from(availabilities))
             return self.book.create_reservation(a.id, G // 2, RequestId(b"\xee" * 32), 0, 0, 0)

@@ -17,6 +17,7 @@ from salesfakes import FakeProof
 from salesworld import BLOCK, WORLD_ASK, World, make_world
 
 from codex_node.market.types import RequestState, slot_id
+from codex_node.sales.availability import AvailabilityPatch
 from codex_node.testing.mockmarket import account
 
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ async def test_defect_3_enabling_an_availability_alone_sells_the_waiting_slots(w
     assert world.queue is not None
     assert world.queue.paused
     assert len(world.queue) == 3
-    await world.book.update_availability(availability.id, enabled=True)
+    await world.book.update_availability(availability.id, AvailabilityPatch(enabled=True))
     await world.until_states(["Proving"] * 3)
     await world.stop()
 

@@ -20,6 +20,7 @@ from salesworld import WORLD_ASK, World, make_world
 
 from codex_node.errors import ChainError, CodexError
 from codex_node.market.types import SlotState
+from codex_node.sales.availability import AvailabilityPatch, AvailabilityTerms
 from codex_node.testing.mockmarket import account
 
 RESTING_STATES = {
@@ -173,13 +174,18 @@ async def apply(world: World, action: Action) -> None:
             blocks = min(action.blocks, world.ledger.quota.available // BLOCK)
             if blocks > 0:
                 await world.book.create_availability(
-                    blocks * BLOCK, 24 * 3600, 1, blocks * BLOCK * action.collateral_per_byte
+                    AvailabilityTerms(
+                        total_size=blocks * BLOCK,
+                        duration=24 * 3600,
+                        min_price_per_byte_per_second=1,
+                        total_collateral=blocks * BLOCK * action.collateral_per_byte,
+                    )
                 )
         case ToggleAvailability():
             availabilities = await world.book.availabilities()
             if availabilities:
                 a = availabilities[action.pick % len(availabilities)]
-                await world.book.update_availability(a.id, enabled=not a.enabled)
+                await world.book.update_availability(a.id, AvailabilityPatch(enabled=not a.enabled))
         case Advance():
             await world.advance(action.seconds)
         case RivalFills():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from salesworld import WORLD_ASK, World
 
+from codex_node.sales.availability import AvailabilityPatch
 from codex_node.testing.mockmarket import account
 
 
@@ -30,7 +31,7 @@ async def test_a_sale_the_wallet_cannot_pay_for_is_ignored_before_reserving_and_
 
     # Funded, and the availability touched: the slots are tried again and sold.
     world.client.mint(account(9), 10**18)
-    await world.book.update_availability(availability.id, duration=availability.duration + 1)
+    await world.book.update_availability(availability.id, AvailabilityPatch(duration=availability.duration + 1))
     await world.until_states(["Proving"] * WORLD_ASK.slots)
     assert len(await world.host.my_slots()) == WORLD_ASK.slots
     assert world.sales is not None

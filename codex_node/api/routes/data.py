@@ -5,7 +5,7 @@ Paths and schemas follow nim-codex's REST API (``codex-anchor.md`` §6), with ``
 to store calls: they raise errors from ``codex_node.errors`` and the app's one exception handler turns them into
 responses (malformed CID → 400, unknown CID → 404, quota or invalid header → 422).
 
-The store is ``request.app.state.repo`` (a :class:`~codex_node.stores.repostore.RepoStore`).
+The store is the app's services' repo (``api/services.py``; a :class:`~codex_node.stores.repostore.RepoStore`).
 """
 
 from __future__ import annotations
@@ -13,16 +13,16 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from email.message import Message
-from typing import Annotated, Protocol, cast
+from typing import Annotated, cast
 from urllib.parse import quote
 
 import structlog
 from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict
-from pydantic.alias_generators import to_camel
 from starlette.requests import ClientDisconnect
 
+from codex_node.api.schemas import CamelModel as _Camel
+from codex_node.api.services import services_of
 from codex_node.data.cid import Cid, parse_cid
 from codex_node.data.manifest import Manifest, ManifestInfo
 from codex_node.errors import DatasetInUseError, QuotaNotEnoughError, ValidationError
@@ -43,16 +43,6 @@ stops reading holds about three such chunks (the third is the copy in the transp
 ``api/downloads.py`` caps how many downloads there are."""
 
 CidPath = Annotated[str, Path(description="A CID: a manifest (the dataset) or a single block")]
-
-
-class DatasetHolds(Protocol):
-    """Which datasets sales still need (``sales.datasource.LocalSlotDataSource``; absent without a marketplace)."""
-
-    def held_until(self, cid: Cid) -> int | None: ...
-
-
-class _Camel(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
 
 
 class ManifestItem(_Camel):
@@ -96,7 +86,7 @@ class Exists(_Camel):
 
 
 def _repo(request: Request) -> RepoStore:
-    return cast(RepoStore, request.app.state.repo)
+    return cast(RepoStore, services_of(request.app).repo)  # a node serves only once its repo runs
 
 
 def _mimetype(request: Request) -> str | None:
@@ -219,7 +209,7 @@ async def _stream(repo: RepoStore, cid: Cid, manifest: Manifest) -> AsyncIterato
 )
 async def delete(request: Request, cid: CidPath) -> Response:
     parsed = parse_cid(cid)
-    holds: DatasetHolds | None = request.app.state.dataset_holds
+    holds = services_of(request.app).dataset_holds
     until = None if holds is None else holds.held_until(parsed)
     if until is not None:
         raise DatasetInUseError(

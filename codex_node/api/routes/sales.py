@@ -9,99 +9,99 @@ decimal strings, sizes, durations and timestamps are integers, ids are ``0x`` + 
 - availabilities show ``returningSize``: bytes of ended sales that come back once the repo has deleted them.
 
 Handlers only translate HTTP: the reservations book and Sales raise errors from ``codex_node.errors`` and the
-app's one handler maps them (``api/errors.py``). They read ``request.app.state.sales``, ``.reservations`` and
-``.market``; when the node runs without a marketplace those are ``None`` and the routes answer 503.
+app's one handler maps them (``api/errors.py``). They declare the parts they use (``api/services.py``); when the
+node runs without a marketplace those are absent and the routes answer 503.
+
+The availability models are built from the records of ``sales/availability.py`` (each field is declared once,
+there, with its width): the bodies are strict (``api/schemas.py``: 400 malformed, 422 invalid).
 """
 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Body, Path, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Path, Response
+from pydantic import BaseModel, ConfigDict, Field, field_serializer
 from pydantic.alias_generators import to_camel
+from pydantic.dataclasses import dataclass
 
-from codex_node.api.schemas import error_responses
+from codex_node.api.schemas import (
+    BODY_CONFIG,
+    CamelModel,
+    error_responses,
+    record_json_schema,
+    strict_json_types,
+)
+from codex_node.api.services import MarketDep, ReservationsDep, SalesDep
 from codex_node.data.slots import content_cid_text
-from codex_node.errors import InvalidInputError, MarketUnavailableError, NotFoundError
-from codex_node.market.market import Market
+from codex_node.errors import InvalidInputError, NotFoundError
 from codex_node.market.types import Request as StorageRequestRecord
 from codex_node.market.types import SlotId
-from codex_node.sales.availability import Availability, Reservation
+from codex_node.sales.availability import (
+    Availability,
+    AvailabilityPatch,
+    AvailabilityTerms,
+    Kind,
+    Reservation,
+    field_kinds,
+    hex0x,
+)
 from codex_node.sales.history import HistoryEntry, SaleHistory
-from codex_node.sales.reservations import Reservations
-from codex_node.sales.sales import Sales
 from codex_node.sales.wallet import require_offer_covered
 
 router = APIRouter(tags=["Marketplace"])
 
-UINT256_MAX = 2**256 - 1
 _ID = re.compile(r"0x[0-9a-fA-F]{64}")
 
 IdPath = Annotated[str, Path(description="0x followed by 64 hex digits")]
-UInt256 = Annotated[int, Field(ge=0, le=UINT256_MAX, description="A token amount: a decimal string (or number)")]
-
-
-class _Camel(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
 
 
 # --- schemas ------------------------------------------------------------------------------------------------------
 
 
-class SalesAvailability(_Camel):
-    """``POST /sales/availability``: what the operator offers."""
+@dataclass(frozen=True, config=ConfigDict(**BODY_CONFIG, json_schema_extra=record_json_schema(AvailabilityTerms)))
+class SalesAvailability(AvailabilityTerms):
+    """``POST /sales/availability``: what the operator offers (the fields of ``AvailabilityTerms``)."""
 
-    total_size: int = Field(description="Bytes offered")
-    duration: int = Field(description="Longest contract (seconds) accepted")
-    min_price_per_byte_per_second: UInt256
-    total_collateral: UInt256 = Field(description="Collateral budget for all slots of this availability")
-    enabled: bool = True
-    until: int = Field(0, description="Latest time (Unix seconds) a hosted contract may end; 0: no limit")
+    _json_types = strict_json_types(AvailabilityTerms)
 
 
-class SalesAvailabilityPatch(_Camel):
+@dataclass(frozen=True, config=ConfigDict(**BODY_CONFIG, json_schema_extra=record_json_schema(AvailabilityPatch)))
+class SalesAvailabilityPatch(AvailabilityPatch):
     """``PATCH /sales/availability/{id}``: any subset of the fields; ``freeSize`` is refused with 422."""
 
-    total_size: int | None = None
-    free_size: int | None = None
-    duration: int | None = None
-    min_price_per_byte_per_second: UInt256 | None = None
-    total_collateral: UInt256 | None = None
-    enabled: bool | None = None
-    until: int | None = None
+    _json_types = strict_json_types(AvailabilityPatch)
 
 
-class SalesAvailabilityRead(_Camel):
-    id: str
-    total_size: int
-    duration: int
-    min_price_per_byte_per_second: str
-    total_collateral: str
-    free_size: int
-    total_remaining_collateral: str
-    enabled: bool
-    until: int
-    returning_size: int = Field(description="Bytes of ended sales that return to freeSize once the repo freed them")
+_AMOUNTS = [name for name, kind in field_kinds(Availability).items() if kind is Kind.DECIMAL]
+
+
+@dataclass(
+    frozen=True,
+    config=ConfigDict(
+        alias_generator=to_camel, validate_by_name=True, json_schema_extra=record_json_schema(Availability)
+    ),
+)
+class SalesAvailabilityRead(Availability):
+    """An availability as the API shows it: its record, with amounts as decimal strings and the id in hex.
+
+    ``returningSize``: bytes of ended sales that return to ``freeSize`` once the repo freed them."""
+
+    @field_serializer("id")
+    def _id(self, value: bytes) -> str:
+        return hex0x(value)
+
+    @field_serializer(*_AMOUNTS)
+    def _amount(self, value: int) -> str:
+        return str(value)
 
     @classmethod
     def of(cls, a: Availability) -> SalesAvailabilityRead:
-        return cls(
-            id=_hex(a.id),
-            total_size=a.total_size,
-            duration=a.duration,
-            min_price_per_byte_per_second=str(a.min_price_per_byte_per_second),
-            total_collateral=str(a.total_collateral),
-            free_size=a.free_size,
-            total_remaining_collateral=str(a.total_remaining_collateral),
-            enabled=a.enabled,
-            until=a.until,
-            returning_size=a.returning_size,
-        )
+        return cls(**{name: getattr(a, name) for name in field_kinds(Availability)})
 
 
-class ReservationRead(_Camel):
+class ReservationRead(CamelModel):
     id: str
     availability_id: str
     size: int = Field(description="Bytes of the slot not downloaded yet")
@@ -112,16 +112,16 @@ class ReservationRead(_Camel):
     @classmethod
     def of(cls, r: Reservation) -> ReservationRead:
         return cls(
-            id=_hex(r.id),
-            availability_id=_hex(r.availability_id),
+            id=hex0x(r.id),
+            availability_id=hex0x(r.availability_id),
             size=r.size,
-            request_id=_hex(r.request_id),
+            request_id=hex0x(r.request_id),
             slot_index=r.slot_index,
             valid_until=r.valid_until,
         )
 
 
-class StorageAsk(_Camel):
+class StorageAsk(CamelModel):
     slots: int
     slot_size: int
     duration: int
@@ -131,12 +131,12 @@ class StorageAsk(_Camel):
     max_slot_loss: int
 
 
-class StorageContent(_Camel):
+class StorageContent(CamelModel):
     cid: str
     merkle_root: str
 
 
-class StorageRequest(_Camel):
+class StorageRequest(CamelModel):
     id: str
     client: str
     ask: StorageAsk
@@ -148,7 +148,7 @@ class StorageRequest(_Camel):
     def of(cls, r: StorageRequestRecord) -> StorageRequest:
         ask = r.ask
         return cls(
-            id=_hex(r.id),
+            id=hex0x(r.id),
             client=r.client,
             ask=StorageAsk(
                 slots=ask.slots,
@@ -159,13 +159,13 @@ class StorageRequest(_Camel):
                 collateral_per_byte=str(ask.collateral_per_byte),
                 max_slot_loss=ask.max_slot_loss,
             ),
-            content=StorageContent(cid=content_cid_text(r.content.cid), merkle_root=_hex(r.content.merkle_root)),
+            content=StorageContent(cid=content_cid_text(r.content.cid), merkle_root=hex0x(r.content.merkle_root)),
             expiry=r.expiry,
-            nonce=_hex(r.nonce),
+            nonce=hex0x(r.nonce),
         )
 
 
-class SlotRead(_Camel):
+class SlotRead(CamelModel):
     id: str
     request: StorageRequest
     slot_index: int
@@ -184,7 +184,7 @@ class HistoryRead(BaseModel):
         return cls(at=e.at, from_state=e.from_state, to_state=e.to_state, cause=e.cause)
 
 
-class SlotAgentRead(_Camel):
+class SlotAgentRead(CamelModel):
     state: str = Field(description="SalePreparing … SaleFinished (nim-codex names), plus SaleSlotReserving")
     request_id: str
     slot_index: int
@@ -196,49 +196,22 @@ class SlotAgentRead(_Camel):
 # --- helpers ------------------------------------------------------------------------------------------------------
 
 
-def _hex(b: bytes) -> str:
-    return "0x" + b.hex()
-
-
 def _id(text: str, what: str) -> bytes:
     if not _ID.fullmatch(text):
         raise InvalidInputError(f"malformed {what}: expected 0x followed by 64 hex digits, got {text!r}")
     return bytes.fromhex(text[2:])
 
 
-def _state(request: Request, name: str) -> Any:
-    value = getattr(request.app.state, name, None)
-    if value is None:
-        raise MarketUnavailableError("this node runs without a marketplace: sales are not available")
-    return value
-
-
-def _sales(request: Request) -> Sales:
-    sales: Sales = _state(request, "sales")
-    return sales
-
-
-def _reservations(request: Request) -> Reservations:
-    reservations: Reservations = _state(request, "reservations")
-    return reservations
-
-
-def _market(request: Request) -> Market:
-    market: Market = _state(request, "market")
-    return market
-
-
 # --- slots --------------------------------------------------------------------------------------------------------
 
 
 @router.get("/sales/slots", summary="The slots this node hosts, as the chain says", responses=error_responses(503))
-async def list_slots(request: Request) -> list[SlotRead]:
-    market = _market(request)
+async def list_slots(market: MarketDep) -> list[SlotRead]:
     out = []
     for sid in await market.my_slots():
         slot = await market.get_active_slot(sid)
         if slot is not None:
-            out.append(SlotRead(id=_hex(sid), request=StorageRequest.of(slot.request), slot_index=slot.slot_index))
+            out.append(SlotRead(id=hex0x(sid), request=StorageRequest.of(slot.request), slot_index=slot.slot_index))
     return out
 
 
@@ -247,8 +220,7 @@ async def list_slots(request: Request) -> list[SlotRead]:
     summary="The sale of one slot: its state, request, reservation and transition history",
     responses=error_responses(400, 404, 503, s400="Malformed slot id", s404="Provider not filling slot"),
 )
-async def get_slot(request: Request, slot_id: Annotated[str, Path(alias="slotId")]) -> SlotAgentRead:
-    sales = _sales(request)
+async def get_slot(sales: SalesDep, slot_id: Annotated[str, Path(alias="slotId")]) -> SlotAgentRead:
     sid = SlotId(_id(slot_id, "slot id"))
     history: SaleHistory | None = sales.history
     entries = [HistoryRead.of(e) for e in history.entries(sid)] if history is not None else []
@@ -257,7 +229,7 @@ async def get_slot(request: Request, slot_id: Annotated[str, Path(alias="slotId"
         data = agent.data
         return SlotAgentRead(
             state=agent.state.api_name,
-            request_id=_hex(data.request_id),
+            request_id=hex0x(data.request_id),
             slot_index=data.slot_index,
             request=None if data.request is None else StorageRequest.of(data.request),
             reservation=None if data.reservation is None else ReservationRead.of(data.reservation),
@@ -268,7 +240,7 @@ async def get_slot(request: Request, slot_id: Annotated[str, Path(alias="slotId"
         # The sale has ended and its agent is gone; the kept history tells how it ended.
         return SlotAgentRead(
             state=entries[-1].to_state,
-            request_id=_hex(ended.request_id),
+            request_id=hex0x(ended.request_id),
             slot_index=ended.slot_index,
             history=entries,
         )
@@ -279,8 +251,8 @@ async def get_slot(request: Request, slot_id: Annotated[str, Path(alias="slotId"
 
 
 @router.get("/sales/availability", summary="Every availability this node offers", responses=error_responses(503))
-async def list_availabilities(request: Request) -> list[SalesAvailabilityRead]:
-    return [SalesAvailabilityRead.of(a) for a in await _reservations(request).availabilities()]
+async def list_availabilities(reservations: ReservationsDep) -> list[SalesAvailabilityRead]:
+    return [SalesAvailabilityRead.of(a) for a in await reservations.availabilities()]
 
 
 @router.post(
@@ -296,17 +268,11 @@ async def list_availabilities(request: Request) -> list[SalesAvailabilityRead]:
         "than the wallet holds",
     ),
 )
-async def create_availability(request: Request, body: SalesAvailability) -> SalesAvailabilityRead:
-    await require_offer_covered(_market(request), _reservations(request), body.total_collateral)
-    availability = await _reservations(request).create_availability(
-        body.total_size,
-        body.duration,
-        body.min_price_per_byte_per_second,
-        body.total_collateral,
-        enabled=body.enabled,
-        until=body.until,
-    )
-    return SalesAvailabilityRead.of(availability)
+async def create_availability(
+    reservations: ReservationsDep, market: MarketDep, body: SalesAvailability
+) -> SalesAvailabilityRead:
+    await require_offer_covered(market, reservations, body.total_collateral)
+    return SalesAvailabilityRead.of(await reservations.create_availability(body))
 
 
 @router.patch(
@@ -325,16 +291,12 @@ async def create_availability(request: Request, body: SalesAvailability) -> Sale
     ),
 )
 async def update_availability(
-    request: Request, id: IdPath, body: Annotated[SalesAvailabilityPatch, Body()]
+    reservations: ReservationsDep, market: MarketDep, id: IdPath, body: SalesAvailabilityPatch
 ) -> Response:
     availability_id = _id(id, "availability id")
-    given = body.model_fields_set
-    changes = {name: getattr(body, name) for name in given if getattr(body, name) is not None}
-    if "total_collateral" in changes:
-        await require_offer_covered(
-            _market(request), _reservations(request), changes["total_collateral"], availability_id=availability_id
-        )
-    await _reservations(request).update_availability(availability_id, **changes)
+    if body.total_collateral is not None:
+        await require_offer_covered(market, reservations, body.total_collateral, availability_id=availability_id)
+    await reservations.update_availability(availability_id, body)
     return Response(status_code=204)
 
 
@@ -343,6 +305,5 @@ async def update_availability(
     summary="The reservations (slots being sold or hosted) of one availability",
     responses=error_responses(400, 404, 503, s400="Malformed id", s404="No such availability"),
 )
-async def list_reservations(request: Request, id: IdPath) -> list[ReservationRead]:
-    availability_id = _id(id, "availability id")
-    return [ReservationRead.of(r) for r in await _reservations(request).reservations(availability_id)]
+async def list_reservations(reservations: ReservationsDep, id: IdPath) -> list[ReservationRead]:
+    return [ReservationRead.of(r) for r in await reservations.reservations(_id(id, "availability id"))]

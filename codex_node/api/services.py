@@ -1,0 +1,134 @@
+"""What the API's routes reach of the node: one frozen :class:`Services` value and one FastAPI dependency per part.
+
+The node builds the value once, when every part a route may touch has started and before the API serves
+(``node.py``), and hands it to the app with :func:`provide`; an app built without a node (tests,
+``scripts/gen_openapi.py``) holds one with only what it was given. A route declares each part it uses as a
+parameter (``reservations: ReservationsDep``). A marketplace part the node does not run (``--no-marketplace``)
+answers 503 through the app's one error mapping (``api/errors.py``), before the handler runs.
+
+This module never builds a part and never keeps state of its own: the value is the whole of it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Protocol
+
+from fastapi import Depends, FastAPI, Request
+
+from codex_node.config import DEFAULTS, NodeConfig
+from codex_node.errors import CodexError, MarketUnavailableError
+from codex_node.market.market import Market
+from codex_node.sales.reservations import Reservations
+from codex_node.sales.sales import Sales
+from codex_node.stores.repostore import RepoStore
+
+if TYPE_CHECKING:  # the chain modules pull in the whole Ethereum stack; only their types are needed here
+    from codex_node.api.schemas import ChainInfo
+    from codex_node.data.cid import Cid
+    from codex_node.market.embedded import EmbeddedChain
+    from codex_node.market.onchain import OnChainMarket
+
+
+class NodeView(Protocol):
+    """What the debug routes read from the running node."""
+
+    @property
+    def node_id(self) -> str: ...
+
+    @property
+    def api_url(self) -> str | None: ...
+
+    @property
+    def chain(self) -> ChainInfo | None: ...
+
+
+class DatasetHolds(Protocol):
+    """Which datasets sales still need (``sales.datasource.LocalSlotDataSource``; absent without a marketplace)."""
+
+    def held_until(self, cid: Cid) -> int | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DevChain:
+    """The embedded chain and the two accounts its dev routes act as (``api/routes/devchain.py``)."""
+
+    chain: EmbeddedChain
+    market: OnChainMarket
+    """The node's own market: the routes wake its event stream after a time travel."""
+    client: OnChainMarket
+    """The funded dev client account's view of the market, made once: one sender keeps its nonces in order."""
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """The node's parts the routes use; ``None`` where the node does not run that part."""
+
+    config: NodeConfig = DEFAULTS
+    node: NodeView | None = None
+    repo: RepoStore | None = None
+    market: Market | None = None
+    sales: Sales | None = None
+    reservations: Reservations | None = None
+    dataset_holds: DatasetHolds | None = None
+    dev_chain: DevChain | None = None
+
+
+def provide(app: FastAPI, services: Services) -> None:
+    """Give ``app`` the parts its routes use (the node calls it once, before the API serves)."""
+    app.state.services = services
+
+
+def services_of(app: FastAPI) -> Services:
+    services = getattr(app.state, "services", None)
+    if not isinstance(services, Services):
+        raise CodexError("the API has no services: build the app with api.app.create_app")
+    return services
+
+
+def get_services(request: Request) -> Services:
+    return services_of(request.app)
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def _no_marketplace(what: str) -> MarketUnavailableError:
+    return MarketUnavailableError(f"this node runs without a marketplace: {what} are not available")
+
+
+def get_repo(services: ServicesDep) -> RepoStore:
+    if services.repo is None:
+        raise CodexError("the node's repo store is not running")
+    return services.repo
+
+
+def get_market(services: ServicesDep) -> Market:
+    if services.market is None:
+        raise _no_marketplace("sales")
+    return services.market
+
+
+def get_sales(services: ServicesDep) -> Sales:
+    if services.sales is None:
+        raise _no_marketplace("sales")
+    return services.sales
+
+
+def get_reservations(services: ServicesDep) -> Reservations:
+    if services.reservations is None:
+        raise _no_marketplace("sales")
+    return services.reservations
+
+
+def get_dev_chain(services: ServicesDep) -> DevChain:
+    if services.dev_chain is None:
+        raise _no_marketplace("the embedded chain's dev routes")
+    return services.dev_chain
+
+
+RepoDep = Annotated[RepoStore, Depends(get_repo)]
+MarketDep = Annotated[Market, Depends(get_market)]
+SalesDep = Annotated[Sales, Depends(get_sales)]
+ReservationsDep = Annotated[Reservations, Depends(get_reservations)]
+DevChainDep = Annotated[DevChain, Depends(get_dev_chain)]
