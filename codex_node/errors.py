@@ -14,6 +14,7 @@ may carry a web3, plyvel or FastAPI type: callers catch our types, never a libra
     ├── NotFoundError                    unknown CID, availability, slot, purchase (404)
     ├── StoreError                       block store and metadata store
     │   ├── QuotaNotEnoughError          a reservation or a block would exceed the quota (422)
+    │   ├── DiskFullError                the data dir's disk has no room for the bytes (507)
     │   ├── BlockNotFoundError           (also a NotFoundError)
     │   ├── CorruptBlockError            data on disk does not match its CID
     │   ├── KVError                      LevelDB failed (open, write, read)
@@ -105,6 +106,10 @@ class StoreError(CodexError):
 
 class QuotaNotEnoughError(StoreError):
     """Storing or reserving these bytes would exceed the storage quota."""
+
+
+class DiskFullError(StoreError):
+    """The data dir's file system has no room for these bytes (ENOSPC): nothing of them was stored."""
 
 
 class BlockNotFoundError(StoreError, NotFoundError):
