@@ -60,6 +60,7 @@ class NodeConfig:
     metrics: bool = False
     metrics_address: str = "127.0.0.1"
     metrics_port: int = 8008
+    alert_webhook: str | None = None
     api_allowed_hosts: tuple[str, ...] = ()
     api_token: Path | None = None
     api_allow_unauthenticated: bool = False
@@ -460,6 +461,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("--metrics", "serve Prometheus metrics on --metrics-address:--metrics-port", kind="bool", show=_show_bool),
     Option("--metrics-address", "IP address the metrics endpoint listens on", _ip, metavar="IP"),
     Option("--metrics-port", "port of the metrics endpoint /metrics (0 picks a free port)", _port, metavar="PORT"),
+    Option(
+        "--alert-webhook",
+        "URL the node POSTs each alert raised or cleared to, as JSON (its secrets are kept out of the logs)",
+        _url(("http", "https")),
+        metavar="URL",
+    ),
     Option(
         "--bootstrap-node",
         "API URL of a peer to fetch blocks from (repeatable; in the environment: comma-separated)",

@@ -44,6 +44,7 @@ from codex_node.proofs.prover import Prover
 from codex_node.sales.datasource import LocalSlotDataSource
 from codex_node.sales.history import SaleHistory
 from codex_node.sales.metrics import ReservationsCollector, SalesMetrics
+from codex_node.sales.proofmargin import ProofMargins
 from codex_node.sales.reservations import Reservations
 from codex_node.sales.sales import Sales
 from codex_node.sales.slotqueue import SlotQueue
@@ -74,6 +75,9 @@ class MarketplaceParts:
     info: ChainInfo
     chain: EmbeddedChain | None
     """The embedded chain, when the node runs one (``None`` on a remote chain)."""
+    w3: AsyncWeb3[Any] | None = None
+    """The connection the market runs on (the monitor reads the head and the gas balance through it)."""
+    proof_margins: ProofMargins | None = None
 
 
 class _Exits:
@@ -159,6 +163,7 @@ async def start_marketplace(
         history=SaleHistory(kv, market.clock),
         metrics=SalesMetrics(registry),
         simulate_proof_failures=config.simulate_proof_failures,
+        proof_margins=(proof_margins := ProofMargins(registry)),
     )
     # Sales subscribes (and resumes hosted slots) first; then the stream catches up and follows.
     await start_part("sales and market events", _Ordered(sales, market))
@@ -177,7 +182,14 @@ async def start_marketplace(
         node_address=address,
     )
     return MarketplaceParts(
-        market=market, sales=sales, reservations=reservations, data_source=data_source, info=info, chain=chain
+        market=market,
+        sales=sales,
+        reservations=reservations,
+        data_source=data_source,
+        info=info,
+        chain=chain,
+        w3=w3,
+        proof_margins=proof_margins,
     )
 
 

@@ -44,6 +44,7 @@ from codex_node.errors import ConfigError
 from codex_node.market import provider
 from codex_node.market.types import ChainInfo
 from codex_node.marketplace import MarketplaceParts, start_marketplace
+from codex_node.monitor.part import Monitor, start_monitor
 from codex_node.stores.blockfiles import BlockFiles
 from codex_node.stores.datadir import DataDirLock
 from codex_node.stores.kv import KVStore, LevelDBStore
@@ -72,6 +73,7 @@ class Node:
         self.repo: RepoStore | None = None
         self.maintainer: BlockMaintainer | None = None
         self.marketplace: MarketplaceParts | None = None
+        self.monitor: Monitor | None = None
         # The node's own metrics registry, passed to every part and hung on the process-wide one while the node
         # runs: a second node in the same process (tests) never collides with the first's series.
         self.registry = CollectorRegistry(auto_describe=True)
@@ -161,6 +163,16 @@ class Node:
             self.marketplace = mp
             self.chain = mp.info
         # Purchasing and the Validator plug in here, after the Market and before the API.
+        self.monitor = await start_monitor(
+            c,
+            repo=repo,
+            kv=kv,
+            clock=self.clock,
+            marketplace=self.marketplace,
+            node_id=self.node_id,
+            start_part=self._parts.start,
+            registry=self.registry,
+        )
         provide(self.app, self._services())
 
         if endpoint is not None:
@@ -174,7 +186,7 @@ class Node:
         """What the API's routes reach, once every part they may touch has started."""
         mp = self.marketplace
         if mp is None:
-            return Services(config=self.config, node=self, repo=self.repo)
+            return Services(config=self.config, node=self, repo=self.repo, monitor=self.monitor)
         dev = None
         if mp.chain is not None:
             dev = DevChain(chain=mp.chain, market=mp.market, client=mp.market.for_account(mp.chain.client_account))
@@ -187,6 +199,7 @@ class Node:
             reservations=mp.reservations,
             dataset_holds=mp.data_source,  # DELETE /data refuses datasets sales still hold
             dev_chain=dev,
+            monitor=self.monitor,
         )
 
 

@@ -34,8 +34,10 @@ log = structlog.get_logger(__name__)
 
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-PUBLIC_PATHS = frozenset({"/docs", "/redoc", "/openapi.json"})
-"""Documents anyone may read (no token): Swagger UI, its assets under ``/docs/``, ReDoc, and the schema."""
+PUBLIC_PATHS = frozenset({"/docs", "/redoc", "/openapi.json", "/dashboard", "/api/codex/v1/health"})
+"""Documents anyone may read (no token): Swagger UI, its assets under ``/docs/``, ReDoc, and the schema; the
+dashboard's page and assets under ``/dashboard/`` (they hold no data: the page asks the API, with the token); and
+the health route (container health checks carry no token; ``api/routes/health.py``)."""
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,7 @@ def token_matches(expected: bytes, authorization: str | None) -> bool:
 
 
 def _is_public(path: str) -> bool:
-    return path in PUBLIC_PATHS or path.startswith("/docs/")
+    return path in PUBLIC_PATHS or path.startswith(("/docs/", "/dashboard/"))
 
 
 class AccessMiddleware:

@@ -19,7 +19,8 @@ from fastapi_offline import FastAPIOffline
 from codex_node import __version__
 from codex_node.api.errors import install_error_handlers
 from codex_node.api.guards import document_guards, install_guards
-from codex_node.api.routes import data, debug, devchain, sales
+from codex_node.api.routes import data, debug, devchain, health, monitor, sales
+from codex_node.api.routes.dashboard import mount_dashboard
 from codex_node.api.schemas import ErrorBody
 from codex_node.api.services import NodeView, Services, provide
 from codex_node.config import DEFAULTS, NodeConfig
@@ -29,7 +30,7 @@ from codex_node.stores.repostore import RepoStore
 API_PREFIX = "/api/codex/v1"
 DOCS_ASSETS = "/docs/static"
 
-ROUTERS: tuple[APIRouter, ...] = (data.router, sales.router, debug.router)
+ROUTERS: tuple[APIRouter, ...] = (data.router, sales.router, debug.router, health.router, monitor.router)
 
 _DESCRIPTION = (
     "REST API of a codex-node storage provider. Paths and schemas follow nim-codex's API so Codex clients work. "
@@ -72,6 +73,7 @@ def create_app(
         app.include_router(router, prefix=API_PREFIX)
         for route in router.routes:
             templates[id(route)] = API_PREFIX + getattr(route, "path", "")
+    mount_dashboard(app)
     install_guards(app, config or NodeConfig(), prefix=API_PREFIX)  # inside the metrics: refusals are counted
     app.add_middleware(HttpMetricsMiddleware, templates=templates)
 

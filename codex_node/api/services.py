@@ -19,6 +19,7 @@ from fastapi import Depends, FastAPI, Request
 from codex_node.config import DEFAULTS, NodeConfig
 from codex_node.errors import CodexError, MarketUnavailableError
 from codex_node.market.market import Market
+from codex_node.monitor.monitor import Monitor
 from codex_node.sales.reservations import Reservations
 from codex_node.sales.sales import Sales
 from codex_node.stores.repostore import RepoStore
@@ -72,6 +73,8 @@ class Services:
     reservations: Reservations | None = None
     dataset_holds: DatasetHolds | None = None
     dev_chain: DevChain | None = None
+    monitor: Monitor | None = None
+    """Readings, alerts, storage samples and proof margins (``monitor/``); health and the dashboard read it."""
 
 
 def provide(app: FastAPI, services: Services) -> None:
@@ -127,8 +130,15 @@ def get_dev_chain(services: ServicesDep) -> DevChain:
     return services.dev_chain
 
 
+def get_monitor(services: ServicesDep) -> Monitor:
+    if services.monitor is None:
+        raise CodexError("the node's monitor is not running")
+    return services.monitor
+
+
 RepoDep = Annotated[RepoStore, Depends(get_repo)]
 MarketDep = Annotated[Market, Depends(get_market)]
 SalesDep = Annotated[Sales, Depends(get_sales)]
 ReservationsDep = Annotated[Reservations, Depends(get_reservations)]
 DevChainDep = Annotated[DevChain, Depends(get_dev_chain)]
+MonitorDep = Annotated[Monitor, Depends(get_monitor)]

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from codex_node.sales.agent import SalesAgent
     from codex_node.sales.availability import Availability, Reservation
     from codex_node.sales.datasource import SlotDataSource
+    from codex_node.sales.proofmargin import ProofMargins
     from codex_node.sales.slotqueue import SlotQueueItem
     from codex_node.sales.testhold import SaleHold
 
@@ -105,6 +106,8 @@ class SalesContext:
     """Submit a wrong proof every N-th period (0: never). For tests of slashing and validation only."""
     hold: SaleHold | None = None
     """Park sales in one state (subprocess tests that kill the node there only; ``sales.testhold``)."""
+    proof_margins: ProofMargins | None = None
+    """Where each landed proof's margin to its period's end is recorded (``sales.proofmargin``)."""
 
 
 class SalesData:

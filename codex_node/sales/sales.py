@@ -65,6 +65,7 @@ from codex_node.sales.context import SalesContext, SalesData, SlotProver
 from codex_node.sales.datasource import SlotDataSource
 from codex_node.sales.history import SaleHistory
 from codex_node.sales.metrics import SalesMetrics
+from codex_node.sales.proofmargin import ProofMargins
 from codex_node.sales.reservations import Reservations
 from codex_node.sales.slotqueue import SlotQueue, SlotQueueItem, item_for_slot, items_for_request
 from codex_node.sales.states.base import SaleState
@@ -112,6 +113,7 @@ class Sales:
         simulate_proof_failures: int = 0,
         rng: random.Random | None = None,
         hold: SaleHold | None = None,
+        proof_margins: ProofMargins | None = None,
     ) -> None:
         self.market = market
         self.clock = clock
@@ -130,6 +132,7 @@ class Sales:
             hooks=self,
             simulate_proof_failures=simulate_proof_failures,
             hold=hold if hold is not None else SaleHold.from_env(),
+            proof_margins=proof_margins,
         )
         self._rng = rng or random.Random()
         self._sales: dict[SlotId, _Sale] = {}

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from codex_node.errors import CodexError, ContractRevertError, ProofInvalidError, SaleError
 from codex_node.market.types import SlotState
+from codex_node.sales.proofmargin import record_proof_margin
 from codex_node.sales.states.base import SaleState
 from codex_node.sales.states.cancelled import Cancelled
 from codex_node.sales.states.errored import Errored
@@ -106,3 +107,4 @@ class Proving(SaleState):
     async def submit(self, agent: SalesAgent, proof: StorageProof, period: int) -> None:
         await agent.context.market.submit_proof(agent.slot_id, proof)
         agent.log.info("proof submitted", period=period)
+        await record_proof_margin(agent, period)

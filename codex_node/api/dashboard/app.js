@@ -1,0 +1,336 @@
+// codex-node dashboard: plain JavaScript, no library, served by the node; talks only to the node's own API.
+// Pages are hash routes (#overview, #storage, ...). Routes the node may not have yet (the sales history, the
+// account, purchases, the request explainer) are looked up in /openapi.json first, so a missing one is said in
+// the page instead of being requested.
+"use strict";
+
+const API = "/api/codex/v1";
+const PAGE_SIZE = 50;
+const page = document.getElementById("page");
+let paths = null; // the API's paths (from /openapi.json)
+
+// --- helpers -------------------------------------------------------------------------------------------------
+
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "class") el.className = v;
+    else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (v !== null && v !== undefined && v !== false) el.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+function token() { return sessionStorage.getItem("codex-token") || ""; }
+
+class ApiError extends Error {
+  constructor(status, message) { super(message); this.status = status; }
+}
+
+async function api(path, options) {
+  const headers = { "Accept": "application/json" };
+  if (token()) headers["Authorization"] = "Bearer " + token();
+  const opts = Object.assign({ headers }, options || {});
+  if (opts.body !== undefined) { headers["Content-Type"] = "application/json"; opts.body = JSON.stringify(opts.body); }
+  const res = await fetch(path.startsWith("/") && !path.startsWith(API) && path !== "/openapi.json" ? API + path : path, opts);
+  if (res.status === 401) {
+    document.getElementById("token-form").hidden = false;
+    throw new ApiError(401, "this node needs its API token: enter it above");
+  }
+  const text = await res.text();
+  let body = null;
+  try { body = text ? JSON.parse(text) : null; } catch (e) { body = text; }
+  if (!res.ok && !(options && options.acceptStatus && options.acceptStatus.includes(res.status))) {
+    const message = body && body.error ? body.error : `HTTP ${res.status}`;
+    throw new ApiError(res.status, message);
+  }
+  return body;
+}
+
+async function has(path) {
+  if (paths === null) {
+    const doc = await api("/openapi.json");
+    paths = new Set(Object.keys(doc.paths || {}));
+  }
+  return paths.has(API + path);
+}
+
+function bytes(n) {
+  if (n === null || n === undefined) return "—";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let v = Number(n), i = 0;
+  while (Math.abs(v) >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+  return (i ? v.toFixed(1) : v) + " " + units[i];
+}
+
+function when(ts) { return ts ? new Date(ts * 1000).toISOString().replace("T", " ").replace(".000Z", "Z") : "—"; }
+function short(hex) { return hex && hex.length > 14 ? hex.slice(0, 10) + "…" + hex.slice(-4) : (hex || "—"); }
+function dl(pairs) { return h("dl", {}, pairs.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])); }
+function card(title, ...body) { return h("div", { class: "card" }, h("h3", {}, title), ...body); }
+function errorBox(e) { return h("p", { class: "error", role: "alert" }, e.message || String(e)); }
+function table(head, rows, numeric) {
+  numeric = numeric || [];
+  return h("table", {},
+    h("thead", {}, h("tr", {}, head.map((t, i) => h("th", { class: numeric.includes(i) ? "num" : "" }, t)))),
+    h("tbody", {}, rows.length ? rows.map(r => h("tr", {}, r.map((c, i) => h("td", { class: numeric.includes(i) ? "num" : "" }, c))))
+      : h("tr", {}, h("td", { colspan: head.length, class: "muted" }, "nothing yet"))));
+}
+async function optional(fn) { try { return await fn(); } catch (e) { return e; } }
+
+// --- charts (SVG, drawn here) ----------------------------------------------------------------------------------
+
+function lineChart(series, opts) {
+  const W = 900, H = 240, L = 70, R = 10, T = 10, B = 30;
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
+  svg.setAttribute("class", "chart");
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", opts.label);
+  const pts = series.flatMap(s => s.points);
+  const add = (tag, attrs, text) => {
+    const el = document.createElementNS("http://www.w3.org/2000/svg", tag);
+    for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, v);
+    if (text !== undefined) el.textContent = text;
+    svg.append(el);
+  };
+  if (!pts.length) { add("text", { x: W / 2 - 60, y: H / 2 }, "no samples yet"); return svg; }
+  const xs = pts.map(p => p[0]), ys = pts.map(p => p[1]);
+  const x0 = Math.min(...xs), x1 = Math.max(...xs) || x0 + 1;
+  const y0 = Math.min(0, ...ys), y1 = Math.max(...ys, 1);
+  const sx = x => L + (x1 === x0 ? (W - L - R) / 2 : (x - x0) / (x1 - x0) * (W - L - R));
+  const sy = y => H - B - (y - y0) / (y1 - y0) * (H - T - B);
+  for (let i = 0; i <= 4; i++) {
+    const y = y0 + (y1 - y0) * i / 4;
+    add("line", { x1: L, x2: W - R, y1: sy(y), y2: sy(y), stroke: "#e4e4e8" });
+    add("text", { x: 4, y: sy(y) + 4 }, opts.format(y));
+  }
+  add("text", { x: L, y: H - 8 }, when(x0));
+  add("text", { x: W - R - 130, y: H - 8 }, when(x1));
+  for (const s of series) {
+    if (!s.points.length) continue;
+    if (s.threshold !== undefined) {
+      add("line", { x1: L, x2: W - R, y1: sy(s.threshold), y2: sy(s.threshold), stroke: s.color, "stroke-dasharray": "4 4" });
+      continue;
+    }
+    const d = s.points.map((p, i) => (i ? "L" : "M") + sx(p[0]).toFixed(1) + " " + sy(p[1]).toFixed(1)).join(" ");
+    add("path", { d, fill: "none", stroke: s.color, "stroke-width": 2 });
+    for (const p of s.points.length < 60 ? s.points : []) add("circle", { cx: sx(p[0]), cy: sy(p[1]), r: 3, fill: s.color });
+  }
+  return svg;
+}
+
+function legend(series) {
+  return h("p", { class: "legend" }, series.map(s => h("span", {}, h("i", { style: `background:${s.color}` }), s.name)));
+}
+
+// --- pages ---------------------------------------------------------------------------------------------------
+
+async function overview() {
+  const [info, health, alerts, space] = await Promise.all([
+    api("/debug/info"), api("/health", { acceptStatus: [503] }), optional(() => api("/alerts")), api("/space"),
+  ]);
+  const account = (await has("/account")) ? await optional(() => api("/account")) : null;
+  const chain = info.chain;
+  const byName = Object.fromEntries((health.checks || []).map(c => [c.name, c]));
+  const caughtUp = byName.events ? (byName.events.ok ? "yes" : "no") : "—";
+  const cards = [
+    card("Node", dl([["id", h("code", {}, info.id)], ["version", info.codex.version], ["marketplace", info.marketplace],
+      ["data dir", h("code", {}, info.repo)],
+      ["ready", h("span", { class: health.ready ? "ok" : "bad", id: "ready" }, health.ready ? "ready" : "not ready")]])),
+    card("Chain", chain ? dl([["chain id", chain.chainId], ["head", byName.chain ? byName.chain.detail : "—"],
+      ["caught up", caughtUp], ["marketplace", h("code", {}, short(chain.marketplaceAddress))],
+      ["account", h("code", {}, chain.nodeAddress)]]) : h("p", { class: "muted" }, "no marketplace")),
+    card("Storage", dl([["quota", bytes(space.quotaMaxBytes)], ["used", bytes(space.quotaUsedBytes)],
+      ["reserved", bytes(space.quotaReservedBytes)],
+      ["free", bytes(space.quotaMaxBytes - space.quotaUsedBytes - space.quotaReservedBytes)], ["blocks", space.totalBlocks]])),
+  ];
+  if (account === null) cards.push(card("Account", h("p", { class: "muted" }, "this node has no account route yet (GET /account)")));
+  else if (account instanceof Error) cards.push(card("Account", errorBox(account)));
+  else cards.push(card("Account", dl(Object.entries(account).filter(([, v]) => typeof v !== "object").map(([k, v]) => [k, String(v)]))));
+  const alertList = alerts instanceof Error ? [errorBox(alerts)]
+    : alerts.active.length ? alerts.active.map(a => h("div", { class: "alert " + a.severity }, h("strong", {}, a.key), " — ", a.message, h("span", { class: "muted" }, " since " + when(a.since))))
+      : [h("p", { class: "ok" }, "No active alerts.")];
+  return [h("h2", {}, "Overview"), h("div", { class: "cards" }, cards),
+    h("h3", {}, "Alerts"), ...alertList,
+    h("h3", {}, "Health checks"), table(["check", "ok", "detail"], (health.checks || []).map(c => [c.name, h("span", { class: c.ok ? "ok" : "bad" }, c.ok ? "ok" : "failing"), c.detail]))];
+}
+
+async function storage() {
+  const [space, samples, margins] = await Promise.all([
+    api("/space"), api("/space/history"), optional(() => api("/sales/proof-margins")),
+  ]);
+  const series = [
+    { name: "used", color: "#2457c5", points: samples.map(s => [s.at, s.quotaUsedBytes]) },
+    { name: "reserved", color: "#b26b00", points: samples.map(s => [s.at, s.quotaReservedBytes]) },
+    { name: "quota free", color: "#1a7f37", points: samples.map(s => [s.at, s.quotaMaxBytes - s.quotaUsedBytes - s.quotaReservedBytes]) },
+  ];
+  const disk = [{ name: "disk free", color: "#6a3fb5", points: samples.filter(s => s.diskFreeBytes !== null).map(s => [s.at, s.diskFreeBytes]) }];
+  const out = [h("h2", {}, "Storage"),
+    h("div", { class: "cards" },
+      card("Quota", dl([["total", bytes(space.quotaMaxBytes)], ["used", bytes(space.quotaUsedBytes)], ["reserved", bytes(space.quotaReservedBytes)],
+        ["free", bytes(space.quotaMaxBytes - space.quotaUsedBytes - space.quotaReservedBytes)]])),
+      card("Disk", dl([["free now", bytes(samples.length ? samples[samples.length - 1].diskFreeBytes : null)], ["samples", samples.length]]))),
+    h("h3", {}, "Quota over time"), legend(series), lineChart(series, { label: "quota over time", format: bytes }),
+    h("h3", {}, "Disk free over time"), legend(disk), lineChart(disk, { label: "disk free over time", format: bytes }),
+    h("p", { class: "muted" }, "Samples are kept in memory by the node (one every 30 s, the last day); a restart starts a new series.")];
+  out.push(h("h3", {}, "Proof margin (seconds left of the period when each proof landed)"));
+  if (margins instanceof Error) out.push(errorBox(margins));
+  else {
+    const m = [{ name: "margin", color: "#2457c5", points: margins.map(p => [p.at, p.marginSeconds]) }];
+    if (margins.length) m.push({ name: "alert threshold (10% of the period)", color: "#c62828", points: [[0, 0]], threshold: margins[margins.length - 1].periodSeconds / 10 });
+    out.push(legend(m), lineChart(m, { label: "proof margins", format: v => v.toFixed(0) + " s" }));
+  }
+  return out;
+}
+
+const AVAILABILITY_FIELDS = [
+  ["totalSize", "Total size (bytes)", "number"],
+  ["duration", "Longest duration (s)", "number"],
+  ["minPricePerBytePerSecond", "Min price per byte per second", "text"],
+  ["totalCollateral", "Total collateral", "text"],
+  ["until", "Until (Unix s, 0: no limit)", "number"],
+];
+
+function availabilityForm(existing, done) {
+  const err = h("p", { class: "error", role: "alert", id: "availability-error" });
+  const inputs = {};
+  const rows = AVAILABILITY_FIELDS.map(([name, label, type]) => {
+    inputs[name] = h("input", { name, id: "f-" + name, type: "text", inputmode: type === "number" ? "numeric" : "text",
+      value: existing ? String(existing[name]) : (name === "until" ? "0" : "") });
+    return [h("label", { for: "f-" + name }, label), inputs[name]];
+  });
+  const enabled = h("input", { type: "checkbox", id: "f-enabled", name: "enabled", checked: existing ? existing.enabled : true });
+  const form = h("form", { class: "grid", id: "availability-form" }, rows, h("label", { for: "f-enabled" }, "Enabled"), enabled,
+    h("div", { class: "actions" }, h("button", { type: "submit" }, existing ? "Save changes" : "Create availability")), err);
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    err.textContent = "";
+    const body = { enabled: enabled.checked };
+    for (const [name, , type] of AVAILABILITY_FIELDS) {
+      const raw = inputs[name].value.trim();
+      if (existing && raw === String(existing[name])) continue;
+      // Numbers go as JSON numbers when they are plain digits; anything else goes as typed so the API names the problem.
+      body[name] = type === "number" && /^\d+$/.test(raw) ? Number(raw) : raw;
+    }
+    try {
+      if (existing) await api("/sales/availability/" + existing.id, { method: "PATCH", body });
+      else await api("/sales/availability", { method: "POST", body });
+      done();
+    } catch (e) { err.textContent = e.message; }
+  });
+  return form;
+}
+
+async function availabilities() {
+  const list = await api("/sales/availability");
+  const holder = h("div", { id: "availability-editor" });
+  const reload = () => render();
+  const rows = list.map(a => [h("code", {}, short(a.id)), bytes(a.totalSize), bytes(a.freeSize), a.duration + " s",
+    a.minPricePerBytePerSecond, a.totalCollateral, a.totalRemainingCollateral, a.enabled ? "yes" : "no",
+    h("button", { class: "link", onclick: () => { holder.replaceChildren(h("h3", {}, "Edit " + short(a.id)), availabilityForm(a, reload)); } }, "edit")]);
+  holder.append(h("h3", {}, "New availability"), availabilityForm(null, reload));
+  return [h("h2", {}, "Availabilities"),
+    table(["id", "total", "free", "duration", "min price/byte/s", "collateral", "remaining", "enabled", ""], rows, [1, 2]),
+    holder];
+}
+
+async function timeline(slotId) {
+  const sale = await api("/sales/slots/" + slotId);
+  return h("div", { class: "card" }, h("h3", {}, "Sale " + short(slotId) + " — " + sale.state),
+    dl([["request", h("code", {}, sale.requestId)], ["slot index", sale.slotIndex]]),
+    h("ol", { class: "timeline" }, (sale.history || []).map(e => h("li", {}, h("strong", {}, e.toState || e.to_state || "?"),
+      " ", h("span", { class: "muted" }, when(e.at || e.time) + (e.cause ? " — " + e.cause : ""))))));
+}
+
+async function sales() {
+  const detail = h("div", { id: "sale-detail" });
+  const show = async (id) => { detail.replaceChildren(h("p", { class: "muted" }, "loading…")); try { detail.replaceChildren(await timeline(id)); } catch (e) { detail.replaceChildren(errorBox(e)); } };
+  if (await has("/sales/history")) {
+    const params = new URLSearchParams(location.hash.split("?")[1] || "");
+    const state = params.get("state") || "", since = params.get("since") || "", offset = Number(params.get("offset") || 0);
+    const q = new URLSearchParams({ limit: PAGE_SIZE, offset });
+    if (state) q.set("state", state);
+    if (since) q.set("since", since);
+    const result = await api("/sales/history?" + q);
+    const items = Array.isArray(result) ? result : (result.items || result.sales || []);
+    const go = (o) => { const p = new URLSearchParams({ state: stateIn.value, since: sinceIn.value, offset: o }); location.hash = "sales?" + p; };
+    const stateIn = h("input", { id: "filter-state", value: state, placeholder: "e.g. SaleProving" });
+    const sinceIn = h("input", { id: "filter-since", value: since, placeholder: "Unix seconds" });
+    return [h("h2", {}, "Sales"),
+      h("form", { class: "filters", onsubmit: (e) => { e.preventDefault(); go(0); } },
+        h("label", {}, "State ", stateIn), h("label", {}, "Since ", sinceIn), h("button", { type: "submit" }, "Filter")),
+      table(["slot", "request", "index", "state", "started", ""], items.map(s => [h("code", {}, short(s.slotId || s.id)),
+        h("code", {}, short(s.requestId)), s.slotIndex, s.state, when(s.startedAt || s.started),
+        h("button", { class: "link", onclick: () => show(s.slotId || s.id) }, "timeline")])),
+      h("div", { class: "pager" }, h("button", { disabled: offset === 0, onclick: () => go(Math.max(0, offset - PAGE_SIZE)) }, "← newer"),
+        h("span", { class: "muted" }, `${offset + 1}–${offset + items.length}`),
+        h("button", { disabled: items.length < PAGE_SIZE, onclick: () => go(offset + PAGE_SIZE) }, "older →")),
+      detail];
+  }
+  const slots = await api("/sales/slots");
+  return [h("h2", {}, "Sales"),
+    h("p", { class: "muted" }, "This node has no sales history route yet: listed are the slots it hosts now (GET /sales/slots)."),
+    table(["slot", "request", "index", "duration", ""], slots.map(s => [h("code", {}, short(s.id)), h("code", {}, short(s.request.id)),
+      s.slotIndex, s.request.ask.duration + " s", h("button", { class: "link", onclick: () => show(s.id) }, "timeline")])), detail];
+}
+
+async function purchases() {
+  if (!(await has("/storage/purchases"))) {
+    return [h("h2", {}, "Purchases"), h("p", { class: "muted", id: "purchases-missing" },
+      "This node has no purchases route yet (GET /storage/purchases): purchases will be listed here once it has.")];
+  }
+  const list = await api("/storage/purchases");
+  const items = Array.isArray(list) ? list : (list.items || []);
+  return [h("h2", {}, "Purchases"), table(["id", "state", "details"], items.map(p => [h("code", {}, short(typeof p === "string" ? p : p.id || p.requestId)),
+    typeof p === "string" ? "" : (p.state || ""), typeof p === "string" ? "" : h("code", {}, JSON.stringify(p).slice(0, 160))]))];
+}
+
+async function explain() {
+  const out = h("div", { id: "explain-result" });
+  const available = await has("/sales/requests/{requestId}/match");
+  const input = h("input", { id: "request-id", size: 70, placeholder: "0x… request id" });
+  const form = h("form", { class: "filters" }, h("label", {}, "Request ", input), h("button", { type: "submit", disabled: !available }, "Explain"));
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    out.replaceChildren(h("p", { class: "muted" }, "asking…"));
+    try {
+      const r = await api("/sales/requests/" + encodeURIComponent(input.value.trim()) + "/match");
+      const rows = (r.availabilities || []).flatMap(a => (a.rules || []).map(rule => [h("code", {}, short(a.id || a.availabilityId)), rule.rule || rule.name,
+        h("span", { class: rule.ok || rule.passed ? "ok" : "bad" }, rule.ok || rule.passed ? "pass" : "fail"), rule.detail || rule.message || ""]));
+      out.replaceChildren(h("p", {}, r.wouldTake || r.match ? "This node would take a slot of this request." : "This node would not take this request."),
+        table(["availability", "rule", "result", "why"], rows));
+    } catch (e) { out.replaceChildren(errorBox(e)); }
+  });
+  return [h("h2", {}, "Request explainer"),
+    h("p", { class: "muted" }, available ? "Why would this node take (or skip) a request? Each availability, each rule."
+      : "This node has no explainer route yet (GET /sales/requests/{requestId}/match)."), form, out];
+}
+
+const PAGES = { overview, storage, availabilities, sales, purchases, explain };
+
+async function render() {
+  const name = (location.hash.slice(1).split("?")[0]) || "overview";
+  const fn = PAGES[name] || overview;
+  delete page.dataset.rendered;
+  for (const a of document.querySelectorAll("#nav a")) a.classList.toggle("active", a.getAttribute("href") === "#" + name);
+  try {
+    const nodes = await fn();
+    page.replaceChildren(...nodes);
+  } catch (e) {
+    page.replaceChildren(h("h2", {}, name), errorBox(e));
+  }
+  page.dataset.rendered = name;
+}
+
+document.getElementById("token-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  sessionStorage.setItem("codex-token", document.getElementById("token").value);
+  paths = null;
+  render();
+});
+window.addEventListener("hashchange", render);
+render();
