@@ -16,9 +16,10 @@ function h(tag, attrs, ...children) {
   for (const [k, v] of Object.entries(attrs || {})) {
     if (k === "class") el.className = v;
     else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "style") Object.assign(el.style, v); // CSSOM, allowed by the page's CSP (a style attribute is not)
     else if (v !== null && v !== undefined && v !== false) el.setAttribute(k, v === true ? "" : v);
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined || c === false) continue;
     el.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
@@ -124,7 +125,7 @@ function lineChart(series, opts) {
 }
 
 function legend(series) {
-  return h("p", { class: "legend" }, series.map(s => h("span", {}, h("i", { style: `background:${s.color}` }), s.name)));
+  return h("p", { class: "legend" }, series.map(s => h("span", {}, h("i", { style: { background: s.color } }), s.name)));
 }
 
 // --- pages ---------------------------------------------------------------------------------------------------
