@@ -41,8 +41,10 @@ from codex_node.market.embedded import EmbeddedChain
 from codex_node.market.onchain import MarketOptions, OnChainMarket
 from codex_node.market.types import Address, ChainInfo
 from codex_node.proofs.prover import Prover
+from codex_node.sales.account import AccountMetrics, LedgerCollector
 from codex_node.sales.datasource import LocalSlotDataSource
 from codex_node.sales.history import SaleHistory
+from codex_node.sales.ledger import EarningsLedger
 from codex_node.sales.metrics import ReservationsCollector, SalesMetrics
 from codex_node.sales.reservations import Reservations
 from codex_node.sales.sales import Sales
@@ -74,6 +76,9 @@ class MarketplaceParts:
     info: ChainInfo
     chain: EmbeddedChain | None
     """The embedded chain, when the node runs one (``None`` on a remote chain)."""
+    ledger: EarningsLedger
+    """The earnings ledger; purchasing records its payments and refunds here (``ledger.MoneyRecorder``)."""
+    account_metrics: AccountMetrics
 
 
 class _Exits:
@@ -149,6 +154,9 @@ async def start_marketplace(
     reservations = Reservations(repo)
     registry.register(ReservationsCollector(reservations.availability_totals))  # the node's own registry
     data_source = LocalSlotDataSource(repo)
+    ledger = EarningsLedger(kv, market.clock)
+    registry.register(LedgerCollector(ledger))
+    account_metrics = AccountMetrics(registry)
     sales = Sales(
         market=market,
         clock=market.clock,
@@ -159,6 +167,7 @@ async def start_marketplace(
         history=SaleHistory(kv, market.clock),
         metrics=SalesMetrics(registry),
         simulate_proof_failures=config.simulate_proof_failures,
+        ledger=ledger,
     )
     # Sales subscribes (and resumes hosted slots) first; then the stream catches up and follows.
     await start_part("sales and market events", _Ordered(sales, market))
@@ -177,7 +186,14 @@ async def start_marketplace(
         node_address=address,
     )
     return MarketplaceParts(
-        market=market, sales=sales, reservations=reservations, data_source=data_source, info=info, chain=chain
+        market=market,
+        sales=sales,
+        reservations=reservations,
+        data_source=data_source,
+        info=info,
+        chain=chain,
+        ledger=ledger,
+        account_metrics=account_metrics,
     )
 
 

@@ -187,6 +187,8 @@ class Node:
             reservations=mp.reservations,
             dataset_holds=mp.data_source,  # DELETE /data refuses datasets sales still hold
             dev_chain=dev,
+            ledger=mp.ledger,
+            account_metrics=mp.account_metrics,
         )
 
 

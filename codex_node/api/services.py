@@ -19,6 +19,8 @@ from fastapi import Depends, FastAPI, Request
 from codex_node.config import DEFAULTS, NodeConfig
 from codex_node.errors import CodexError, MarketUnavailableError
 from codex_node.market.market import Market
+from codex_node.sales.account import AccountMetrics
+from codex_node.sales.ledger import EarningsLedger
 from codex_node.sales.reservations import Reservations
 from codex_node.sales.sales import Sales
 from codex_node.stores.repostore import RepoStore
@@ -72,6 +74,8 @@ class Services:
     reservations: Reservations | None = None
     dataset_holds: DatasetHolds | None = None
     dev_chain: DevChain | None = None
+    ledger: EarningsLedger | None = None
+    account_metrics: AccountMetrics | None = None
 
 
 def provide(app: FastAPI, services: Services) -> None:
@@ -121,6 +125,12 @@ def get_reservations(services: ServicesDep) -> Reservations:
     return services.reservations
 
 
+def get_ledger(services: ServicesDep) -> EarningsLedger:
+    if services.ledger is None:
+        raise _no_marketplace("the account and its ledger")
+    return services.ledger
+
+
 def get_dev_chain(services: ServicesDep) -> DevChain:
     if services.dev_chain is None:
         raise _no_marketplace("the embedded chain's dev routes")
@@ -132,3 +142,4 @@ MarketDep = Annotated[Market, Depends(get_market)]
 SalesDep = Annotated[Sales, Depends(get_sales)]
 ReservationsDep = Annotated[Reservations, Depends(get_reservations)]
 DevChainDep = Annotated[DevChain, Depends(get_dev_chain)]
+LedgerDep = Annotated[EarningsLedger, Depends(get_ledger)]

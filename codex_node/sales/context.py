@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     from codex_node.sales.agent import SalesAgent
     from codex_node.sales.availability import Availability, Reservation
     from codex_node.sales.datasource import SlotDataSource
+    from codex_node.sales.ledger import EarningsLedger
+    from codex_node.sales.matching import AvailabilityVerdict
+    from codex_node.sales.salebook import SaleBook
     from codex_node.sales.slotqueue import SlotQueueItem
     from codex_node.sales.testhold import SaleHold
 
@@ -40,6 +43,17 @@ class SalesReservations(Protocol):
         collateral_per_byte: int,
         valid_until: int,
     ) -> Availability | None: ...
+
+    async def explain_match(
+        self,
+        size: int,
+        duration: int,
+        price_per_byte_per_second: int,
+        collateral_per_byte: int,
+        valid_until: int,
+    ) -> list[AvailabilityVerdict]:
+        """Every availability's verdict on a slot, rule by rule (why ``find_availability`` found none)."""
+        ...
 
     async def create_reservation(
         self,
@@ -105,6 +119,10 @@ class SalesContext:
     """Submit a wrong proof every N-th period (0: never). For tests of slashing and validation only."""
     hold: SaleHold | None = None
     """Park sales in one state (subprocess tests that kill the node there only; ``sales.testhold``)."""
+    ledger: EarningsLedger | None = None
+    """Where the states record the money of a sale (``SalesAgent.record_money``); ``None``: not recorded."""
+    book: SaleBook | None = None
+    """Where the proofs of a sale are recorded (``SalesAgent.record_proof``); ``None``: not recorded."""
 
 
 class SalesData:
@@ -115,6 +133,7 @@ class SalesData:
         "request",
         "request_id",
         "reservation",
+        "sale_id",
         "slot_index",
         "slot_queue_item",
         "stored",
@@ -140,5 +159,7 @@ class SalesData:
         """This node's ``fillSlot`` went through (Filling saw it, or the sale was resumed from ``mySlots``). Only
         what the chain cannot say any more (after a repair took the slot away) is read from it: see
         ``accounting.collateral_back``."""
+        self.sale_id: int | None = None
+        """The sale's id in the sale book (``sales.salebook``), once ``Sales`` has begun its record."""
         self.stored = stored
         """The slot's blocks were secured in the repo with a sale expiry that must be lowered when the sale ends."""
