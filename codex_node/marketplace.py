@@ -41,8 +41,10 @@ from codex_node.market.embedded import EmbeddedChain
 from codex_node.market.onchain import MarketOptions, OnChainMarket
 from codex_node.market.types import Address, ChainInfo
 from codex_node.proofs.prover import Prover
+from codex_node.sales.account import AccountMetrics, LedgerCollector
 from codex_node.sales.datasource import LocalSlotDataSource
 from codex_node.sales.history import SaleHistory
+from codex_node.sales.ledger import EarningsLedger
 from codex_node.sales.metrics import ReservationsCollector, SalesMetrics
 from codex_node.sales.proofmargin import ProofMargins
 from codex_node.sales.reservations import Reservations
@@ -75,6 +77,9 @@ class MarketplaceParts:
     info: ChainInfo
     chain: EmbeddedChain | None
     """The embedded chain, when the node runs one (``None`` on a remote chain)."""
+    ledger: EarningsLedger
+    """The earnings ledger; purchasing records its payments and refunds here (``ledger.MoneyRecorder``)."""
+    account_metrics: AccountMetrics
     w3: AsyncWeb3[Any] | None = None
     """The connection the market runs on (the monitor reads the head and the gas balance through it)."""
     proof_margins: ProofMargins | None = None
@@ -153,6 +158,9 @@ async def start_marketplace(
     reservations = Reservations(repo)
     registry.register(ReservationsCollector(reservations.availability_totals))  # the node's own registry
     data_source = LocalSlotDataSource(repo)
+    ledger = EarningsLedger(kv, market.clock)
+    registry.register(LedgerCollector(ledger))
+    account_metrics = AccountMetrics(registry)
     sales = Sales(
         market=market,
         clock=market.clock,
@@ -164,6 +172,7 @@ async def start_marketplace(
         metrics=SalesMetrics(registry),
         simulate_proof_failures=config.simulate_proof_failures,
         proof_margins=(proof_margins := ProofMargins(registry)),
+        ledger=ledger,
     )
     # Sales subscribes (and resumes hosted slots) first; then the stream catches up and follows.
     await start_part("sales and market events", _Ordered(sales, market))
@@ -190,6 +199,8 @@ async def start_marketplace(
         chain=chain,
         w3=w3,
         proof_margins=proof_margins,
+        ledger=ledger,
+        account_metrics=account_metrics,
     )
 
 

@@ -200,6 +200,8 @@ class Node:
             dataset_holds=mp.data_source,  # DELETE /data refuses datasets sales still hold
             dev_chain=dev,
             monitor=self.monitor,
+            ledger=mp.ledger,
+            account_metrics=mp.account_metrics,
         )
 
 

@@ -20,6 +20,8 @@ from codex_node.config import DEFAULTS, NodeConfig
 from codex_node.errors import CodexError, MarketUnavailableError
 from codex_node.market.market import Market
 from codex_node.monitor.monitor import Monitor
+from codex_node.sales.account import AccountMetrics
+from codex_node.sales.ledger import EarningsLedger
 from codex_node.sales.reservations import Reservations
 from codex_node.sales.sales import Sales
 from codex_node.stores.repostore import RepoStore
@@ -75,6 +77,8 @@ class Services:
     dev_chain: DevChain | None = None
     monitor: Monitor | None = None
     """Readings, alerts, storage samples and proof margins (``monitor/``); health and the dashboard read it."""
+    ledger: EarningsLedger | None = None
+    account_metrics: AccountMetrics | None = None
 
 
 def provide(app: FastAPI, services: Services) -> None:
@@ -124,6 +128,12 @@ def get_reservations(services: ServicesDep) -> Reservations:
     return services.reservations
 
 
+def get_ledger(services: ServicesDep) -> EarningsLedger:
+    if services.ledger is None:
+        raise _no_marketplace("the account and its ledger")
+    return services.ledger
+
+
 def get_dev_chain(services: ServicesDep) -> DevChain:
     if services.dev_chain is None:
         raise _no_marketplace("the embedded chain's dev routes")
@@ -142,3 +152,4 @@ SalesDep = Annotated[Sales, Depends(get_sales)]
 ReservationsDep = Annotated[Reservations, Depends(get_reservations)]
 DevChainDep = Annotated[DevChain, Depends(get_dev_chain)]
 MonitorDep = Annotated[Monitor, Depends(get_monitor)]
+LedgerDep = Annotated[EarningsLedger, Depends(get_ledger)]

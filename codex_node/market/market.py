@@ -31,6 +31,7 @@ from codex_node.market.types import (
     RequestState,
     Slot,
     SlotId,
+    SlotPayment,
     SlotState,
 )
 
@@ -124,7 +125,9 @@ class Market(Protocol):
         """Approve ``collateral`` and fill the slot; the proof must verify for the current period."""
         ...
 
-    async def free_slot(self, slot_id: SlotId) -> None: ...
+    async def free_slot(self, slot_id: SlotId) -> SlotPayment:
+        """End our hosting of the slot; returns what the contract paid us for it (the earnings ledger's record)."""
+        ...
 
     async def submit_proof(self, slot_id: SlotId, proof: StorageProof) -> None: ...
 

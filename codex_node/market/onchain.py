@@ -60,6 +60,7 @@ from codex_node.market.types import (
     RequestState,
     Slot,
     SlotId,
+    SlotPayment,
     SlotState,
     slot_collateral,
     slot_id,
@@ -348,8 +349,16 @@ class OnChainMarket:
         await self._spend(collateral, "fillSlot", request_id, slot_index, proof.to_abi())
         log.info("slot filled", request_id=request_id.hex(), slot_index=slot_index)
 
-    async def free_slot(self, slot_id: SlotId) -> None:
-        await self._transact("freeSlot", slot_id)
+    async def free_slot(self, slot_id: SlotId) -> SlotPayment:
+        sent = await self._transact("freeSlot", slot_id)
+        receipt = await self._view("receipt", self._shared.w3.eth.get_transaction_receipt(sent.tx_hash))  # type: ignore[arg-type]
+        paid = _transfers_to(receipt, self._shared.deployment.token, self._shared.deployment.marketplace, self._address)
+        # _payoutSlot transfers the payout first, then the collateral; a freeSlot that pays nothing transfers none.
+        return SlotPayment(paid[0], paid[1]) if len(paid) >= 2 else SlotPayment()
+
+    async def gas_balance(self) -> int:
+        """Wei the node's account holds (``sales.account.GasWallet``)."""
+        return int(await self._view("balance", self._shared.w3.eth.get_balance(to_checksum_address(self._address))))
 
     async def submit_proof(self, slot_id: SlotId, proof: StorageProof) -> None:
         await self._transact("submitProof", slot_id, proof.to_abi())
@@ -386,6 +395,26 @@ class OnChainMarket:
 
 
 # --- contract tuples → our types ------------------------------------------------------------------------------
+
+
+_TRANSFER_TOPIC = bytes.fromhex("ddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef")
+"""keccak256("Transfer(address,address,uint256)"): the ERC-20 transfer event."""
+
+
+def _transfers_to(receipt: Any, token: str, sender: str, recipient: str) -> list[int]:
+    """The amounts of the token's ``Transfer`` events from ``sender`` to ``recipient`` in a receipt, in log order."""
+    out = []
+    for entry in receipt["logs"]:
+        topics = [bytes(t) for t in entry["topics"]]
+        if (
+            len(topics) == 3
+            and topics[0] == _TRANSFER_TOPIC
+            and to_checksum_address(entry["address"]) == to_checksum_address(token)
+            and to_checksum_address(topics[1][-20:]) == to_checksum_address(sender)
+            and to_checksum_address(topics[2][-20:]) == to_checksum_address(recipient)
+        ):
+            out.append(int.from_bytes(bytes(entry["data"]), "big"))
+    return out
 
 
 def _request(raw: Any) -> Request:

@@ -136,6 +136,15 @@ class Slot:
 
 
 @dataclass(frozen=True, slots=True)
+class SlotPayment:
+    """What a ``freeSlot`` paid this host: the payout and the collateral back (both 0 when it paid nothing: a
+    failed request's slot, or a running slot given up)."""
+
+    payout: int = 0
+    collateral: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class CollateralConfig:
     repair_reward_percentage: int
     max_number_of_slashes: int

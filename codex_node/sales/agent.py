@@ -18,9 +18,11 @@ import structlog
 
 from codex_node.errors import CodexError, SaleError
 from codex_node.market.market import Market
-from codex_node.market.types import Request, RequestId, Slot, SlotId, slot_id
+from codex_node.market.types import Request, RequestId, Slot, SlotId, SlotPayment, SlotState, slot_id
 from codex_node.sales.accounting import SlotOnChain, collateral_back
 from codex_node.sales.context import SalesContext, SalesData
+from codex_node.sales.ledger import EntryKind
+from codex_node.sales.salebook import ProofRecord
 from codex_node.sales.states.base import SaleState
 from codex_node.sales.states.errored import Errored
 from codex_node.utils.asyncstatemachine import Machine, State, TransitionListener
@@ -57,7 +59,8 @@ class SalesAgent(Machine[SaleState]):
         self.context = context
         self.data = data
         self.slot_id: SlotId = slot_id(data.request_id, data.slot_index)
-        self.log = log.bind(request_id=data.request_id.hex(), slot_index=data.slot_index)
+        # The slot id on every line (every state change included), so that grep finds a sale.
+        self.log = log.bind(request_id=data.request_id.hex(), slot_index=data.slot_index, slot_id=self.slot_id.hex())
         self._ended = False
 
     # --- identity -------------------------------------------------------------------------------------------------
@@ -112,6 +115,53 @@ class SalesAgent(Machine[SaleState]):
             self.log.warning("could not read the slot's state at the end of the sale", error=repr(e))
             return None
 
+    # --- the sale's records ----------------------------------------------------------------------------------------
+
+    def record_money(self, kind: EntryKind, amount: int) -> None:
+        """Put ``amount`` of ``kind`` in the earnings ledger, once per sale (a resumed sale records nothing twice).
+        A failing write is logged: the chain has the truth, and the sale must go on."""
+        ledger = self.context.ledger
+        if ledger is None:
+            return
+        data = self.data
+        fact = f"{kind.value}/{self.slot_id.hex()}/{data.sale_id}"
+        try:
+            ledger.record(kind, data.request_id, amount, fact=fact, slot_index=data.slot_index, sale_id=data.sale_id)
+        except CodexError as e:
+            self.log.warning("could not record the sale's money", kind=kind.value, amount=amount, error=repr(e))
+
+    def record_payment(self, payment: SlotPayment) -> None:
+        """What a ``freeSlot`` paid: the payout, the collateral back, and what slashing took from the collateral."""
+        self.record_money(EntryKind.PAYOUT, payment.payout)
+        self.record_money(EntryKind.COLLATERAL_RETURNED, payment.collateral)
+        if payment.payout or payment.collateral:
+            full = self.data.request.ask.collateral_per_slot if self.data.request is not None else 0
+            self.record_money(EntryKind.SLASHED, max(0, full - payment.collateral))
+
+    def record_proof(self, proof: ProofRecord) -> None:
+        book = self.context.book
+        if book is None or self.data.sale_id is None:
+            return
+        try:
+            book.proof(self.data.sale_id, proof)
+        except CodexError as e:
+            self.log.warning("could not record the proof", period=proof.period, error=repr(e))
+
+    def _record_lost_collateral(self, chain: SlotOnChain | None) -> None:
+        """Our fill went through and the collateral will not come back: slashed out (the slot went to repair)
+        or kept by the contract (the request failed). Counted once per sale; a paid slot's slashes are counted
+        by :meth:`record_payment` under the same fact."""
+        if not self.data.filled or chain is None or (chain.hosted and chain.state != SlotState.FAILED):
+            return
+        reservation = self.data.reservation
+        if reservation is not None:
+            posted = reservation.collateral
+        elif self.data.request is not None:
+            posted = self.data.request.ask.collateral_per_slot
+        else:
+            return
+        self.record_money(EntryKind.SLASHED, posted)
+
     def worker_released(self) -> None:
         """The slot is ours: the slot-queue worker may take other slots."""
         self.context.hooks.worker_released(self)
@@ -136,8 +186,11 @@ class SalesAgent(Machine[SaleState]):
                 # The accounting below must still happen; the blocks then live until their earlier expiry.
                 self.log.warning("could not lower the slot's block expiry", error=repr(e))
         returned = 0
-        if data.reservation is not None:
-            returned = collateral_back(data.reservation, await self.slot_on_chain(), filled=data.filled)
+        if data.reservation is not None or data.filled:
+            chain = await self.slot_on_chain()
+            self._record_lost_collateral(chain)
+            if data.reservation is not None:
+                returned = collateral_back(data.reservation, chain, filled=data.filled)
         await self.context.hooks.sale_ended(self, returned, reprocess)
         return returned
 

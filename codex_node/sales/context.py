@@ -21,7 +21,10 @@ if TYPE_CHECKING:
     from codex_node.sales.agent import SalesAgent
     from codex_node.sales.availability import Availability, Reservation
     from codex_node.sales.datasource import SlotDataSource
+    from codex_node.sales.ledger import EarningsLedger
+    from codex_node.sales.matching import AvailabilityVerdict
     from codex_node.sales.proofmargin import ProofMargins
+    from codex_node.sales.salebook import SaleBook
     from codex_node.sales.slotqueue import SlotQueueItem
     from codex_node.sales.testhold import SaleHold
 
@@ -41,6 +44,17 @@ class SalesReservations(Protocol):
         collateral_per_byte: int,
         valid_until: int,
     ) -> Availability | None: ...
+
+    async def explain_match(
+        self,
+        size: int,
+        duration: int,
+        price_per_byte_per_second: int,
+        collateral_per_byte: int,
+        valid_until: int,
+    ) -> list[AvailabilityVerdict]:
+        """Every availability's verdict on a slot, rule by rule (why ``find_availability`` found none)."""
+        ...
 
     async def create_reservation(
         self,
@@ -108,6 +122,10 @@ class SalesContext:
     """Park sales in one state (subprocess tests that kill the node there only; ``sales.testhold``)."""
     proof_margins: ProofMargins | None = None
     """Where each landed proof's margin to its period's end is recorded (``sales.proofmargin``)."""
+    ledger: EarningsLedger | None = None
+    """Where the states record the money of a sale (``SalesAgent.record_money``); ``None``: not recorded."""
+    book: SaleBook | None = None
+    """Where the proofs of a sale are recorded (``SalesAgent.record_proof``); ``None``: not recorded."""
 
 
 class SalesData:
@@ -118,6 +136,7 @@ class SalesData:
         "request",
         "request_id",
         "reservation",
+        "sale_id",
         "slot_index",
         "slot_queue_item",
         "stored",
@@ -143,5 +162,7 @@ class SalesData:
         """This node's ``fillSlot`` went through (Filling saw it, or the sale was resumed from ``mySlots``). Only
         what the chain cannot say any more (after a repair took the slot away) is read from it: see
         ``accounting.collateral_back``."""
+        self.sale_id: int | None = None
+        """The sale's id in the sale book (``sales.salebook``), once ``Sales`` has begun its record."""
         self.stored = stored
         """The slot's blocks were secured in the repo with a sale expiry that must be lowered when the sale ends."""

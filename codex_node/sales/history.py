@@ -8,6 +8,10 @@ Keys (in the metadata store):
 Each slot keeps its last :data:`MAX_ENTRIES_PER_SLOT` transitions; the histories of the last
 :data:`MAX_ENDED_SLOTS` ended sales are kept and older ones are deleted, so the store cannot grow without bound.
 Each record goes in with its pruning in one write batch.
+
+The sales themselves — every sale ever started, its outcome, reason or error, transitions and proofs, paged for
+``GET /sales/history`` — are kept by the :class:`~codex_node.sales.salebook.SaleBook` this history holds
+(:attr:`SaleHistory.book`): the per-slot transitions here serve ``GET /sales/slots/{slotId}`` as before.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from dataclasses import dataclass
 
 from codex_node.clock import Clock
 from codex_node.market.types import RequestId, SlotId
+from codex_node.sales.salebook import SaleBook
 from codex_node.stores.kv import KVStore
 
 PREFIX = "meta/sales/history/"
@@ -82,6 +87,7 @@ class SaleHistory:
         # slot-hex → (first kept seq, next seq); filled lazily from the store.
         self._ranges: dict[str, tuple[int, int]] = {}
         self._ended: list[tuple[int, EndedSale]] | None = None
+        self.book = SaleBook(kv, clock)
 
     def record(self, slot: SlotId, from_state: str | None, to_state: str, cause: str) -> HistoryEntry:
         entry = HistoryEntry(self._clock.now(), from_state, to_state, cause)

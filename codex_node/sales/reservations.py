@@ -51,7 +51,7 @@ from codex_node.sales.availability import (
     reservation_key,
     reservations_prefix,
 )
-from codex_node.sales.matching import best_fit
+from codex_node.sales.matching import AvailabilityVerdict, best_fit, explain
 from codex_node.stores.kv import KVStore, WriteBatch
 
 __all__ = [
@@ -182,6 +182,27 @@ class Reservations:
             collateral_per_byte=collateral_per_byte,
             valid_until=valid_until,
         )
+
+    async def explain_match(
+        self,
+        size: int,
+        duration: int,
+        price_per_byte_per_second: int,
+        collateral_per_byte: int,
+        valid_until: int,
+    ) -> list[AvailabilityVerdict]:
+        """Every availability's verdict on a slot, rule by rule (``matching.explain``): why none was found."""
+        return [
+            explain(
+                a,
+                slot_size=size,
+                duration=duration,
+                price_per_byte_per_second=price_per_byte_per_second,
+                collateral_per_byte=collateral_per_byte,
+                valid_until=valid_until,
+            )
+            for a in self._iter_availabilities()
+        ]
 
     async def reclaim_returning_bytes(self) -> int:
         """Move returning bytes back to ``freeSize`` wherever the quota has room now; returns how many moved.

@@ -64,11 +64,15 @@ from codex_node.sales.availability import Availability, Reservation
 from codex_node.sales.context import SalesContext, SalesData, SlotProver
 from codex_node.sales.datasource import SlotDataSource
 from codex_node.sales.history import SaleHistory
+from codex_node.sales.ledger import EarningsLedger
 from codex_node.sales.metrics import SalesMetrics
 from codex_node.sales.proofmargin import ProofMargins
 from codex_node.sales.reservations import Reservations
+from codex_node.sales.salebook import SaleBook
 from codex_node.sales.slotqueue import SlotQueue, SlotQueueItem, item_for_slot, items_for_request
 from codex_node.sales.states.base import SaleState
+from codex_node.sales.states.errored import Errored
+from codex_node.sales.states.ignored import Ignored
 from codex_node.sales.states.preparing import Preparing
 from codex_node.sales.states.resuming import Resuming
 from codex_node.sales.states.unknown import Unknown
@@ -114,6 +118,7 @@ class Sales:
         rng: random.Random | None = None,
         hold: SaleHold | None = None,
         proof_margins: ProofMargins | None = None,
+        ledger: EarningsLedger | None = None,
     ) -> None:
         self.market = market
         self.clock = clock
@@ -121,6 +126,7 @@ class Sales:
         self.queue = queue
         self.history = history
         self.metrics = metrics
+        self.ledger = ledger
         self.timers = CancellationTimers(market, clock, self._on_request_expired)
         self.context = SalesContext(
             market=market,
@@ -133,6 +139,8 @@ class Sales:
             simulate_proof_failures=simulate_proof_failures,
             hold=hold if hold is not None else SaleHold.from_env(),
             proof_margins=proof_margins,
+            ledger=ledger,
+            book=None if history is None else history.book,
         )
         self._rng = rng or random.Random()
         self._sales: dict[SlotId, _Sale] = {}
@@ -175,6 +183,11 @@ class Sales:
         log.info("sales stopped", agents=len(agents))
 
     # --- queries (API) ------------------------------------------------------------------------------------------
+
+    @property
+    def book(self) -> SaleBook | None:
+        """Every sale started (``GET /sales/history``); ``None`` when this Sales keeps no history."""
+        return None if self.history is None else self.history.book
 
     def agents(self) -> list[SalesAgent]:
         return [sale.agent for sale in self._sales.values()]
@@ -366,6 +379,12 @@ class Sales:
         self, data: SalesData, *, worker: asyncio.Event | None = None, saves_when_taken: int | None = None
     ) -> SalesAgent:
         agent = SalesAgent(self.context, data, [self._on_transition])
+        if self.history is not None:
+            try:
+                data.sale_id = self.history.book.begin(agent.slot_id, data.request_id, data.slot_index)
+                agent.log = agent.log.bind(sale_id=data.sale_id)
+            except CodexError as e:
+                agent.log.warning("could not begin the sale's record", error=repr(e))
         self._sales[agent.slot_id] = _Sale(agent, worker, saves_when_taken)
         self._by_request.setdefault(data.request_id, set()).add(agent.slot_id)
         return agent
@@ -436,6 +455,15 @@ class Sales:
         if self.history is not None:
             try:
                 self.history.record(agent.slot_id, None if source is None else source.api_name, target.api_name, cause)
+                if agent.data.sale_id is not None:
+                    self.history.book.transition(
+                        agent.data.sale_id,
+                        None if source is None else source.api_name,
+                        target.api_name,
+                        cause,
+                        reason=target.reason if isinstance(target, Ignored) else None,
+                        error=repr(target.error) if isinstance(target, Errored) else None,
+                    )
             except CodexError as e:
                 agent.log.warning("could not record the sale's history", error=repr(e))
 

@@ -40,6 +40,7 @@ from codex_node.market.types import (
     SlotFilled,
     SlotFreed,
     SlotId,
+    SlotPayment,
     SlotReservationsFull,
     SlotState,
     StorageRequested,
@@ -372,7 +373,7 @@ class MarketLedger:
             self._outbox.append(RequestFulfilled(request_id))
         self._transfer(sender, MARKETPLACE_ADDRESS, collateral)
 
-    def free_slot(self, sender: Address, slot: SlotId) -> None:
+    def free_slot(self, sender: Address, slot: SlotId) -> SlotPayment:
         record = self._slots.get(slot)
         if record is None or record.state == SlotState.FREE:
             raise revert("SlotIsFree")
@@ -384,13 +385,14 @@ class MarketLedger:
         context = self._contexts[record.request_id]
         if state == SlotState.FINISHED:
             context.state = RequestState.FINISHED
-            self._pay_out(slot, record, context.ends_at)
-        elif state == SlotState.CANCELLED:
-            self._pay_out(slot, record, context.expires_at)
-        elif state == SlotState.FAILED:
+            return self._pay_out(slot, record, context.ends_at)
+        if state == SlotState.CANCELLED:
+            return self._pay_out(slot, record, context.expires_at)
+        if state == SlotState.FAILED:
             _remove(self._my_slots, sender, slot)
         elif state == SlotState.FILLED:
             self._forcibly_free(slot, record)
+        return SlotPayment()
 
     def submit_proof(self, sender: Address, slot: SlotId, proof: StorageProof) -> None:
         record = self._slots.get(slot)
@@ -406,7 +408,7 @@ class MarketLedger:
         proofs.received.add(period)
         self._outbox.append(ProofSubmitted(slot))
 
-    def _pay_out(self, slot: SlotId, record: _SlotRecord, end: int) -> None:
+    def _pay_out(self, slot: SlotId, record: _SlotRecord, end: int) -> SlotPayment:
         assert record.host is not None  # only hosted slots reach a payout
         host = record.host
         payout = _payout(self._requests[record.request_id], record.filled_at, end)
@@ -414,6 +416,7 @@ class MarketLedger:
         _remove(self._my_slots, host, slot)
         record.state = SlotState.PAID
         self._transfer(MARKETPLACE_ADDRESS, host, payout + collateral)
+        return SlotPayment(payout, collateral)
 
     def _forcibly_free(self, slot: SlotId, record: _SlotRecord) -> None:
         request = self._requests[record.request_id]

@@ -40,6 +40,7 @@ from codex_node.market.types import (
     RequestState,
     Slot,
     SlotId,
+    SlotPayment,
     SlotState,
 )
 from codex_node.testing.mockledger import MARKETPLACE_ADDRESS, MarketLedger, ProofVerifier
@@ -384,10 +385,11 @@ class MockMarket:
         self._ledger.fill_slot(self._signer, request_id, slot_index, proof, collateral)
         await self._commit()
 
-    async def free_slot(self, slot_id: SlotId) -> None:
+    async def free_slot(self, slot_id: SlotId) -> SlotPayment:
         await self._enter("free_slot", slot_id)
-        self._ledger.free_slot(self._signer, slot_id)
+        payment = self._ledger.free_slot(self._signer, slot_id)
         await self._commit()
+        return payment
 
     async def submit_proof(self, slot_id: SlotId, proof: StorageProof) -> None:
         await self._enter("submit_proof", slot_id, proof)

@@ -69,6 +69,11 @@ class FakeReservations:
         self.find_args.append((size, duration, price, collateral_per_byte, valid_until))
         return FakeAvailability(b"\xaa" * 32) if self.has_availability else None
 
+    async def explain_match(
+        self, size: int, duration: int, price: int, collateral_per_byte: int, valid_until: int
+    ) -> list[Any]:
+        return []
+
     async def create_reservation(
         self,
         availability_id: bytes,

@@ -6,7 +6,12 @@ decimal strings, sizes, durations and timestamps are integers, ids are ``0x`` + 
 - ``GET /sales/slots/{slotId}`` adds the slot's transition ``history`` (with timestamps) and still answers once a
   sale has ended, as long as its history is kept, with the ending state (nim-codex forgot the slot at once);
 - a PATCH over the quota answers 422, not 500 (MARKETPLACE.md §5 #12);
-- availabilities show ``returningSize``: bytes of ended sales that come back once the repo has deleted them.
+- availabilities show ``returningSize``: bytes of ended sales that come back once the repo has deleted them;
+- ``GET /sales/history`` lists every sale the node started (active, finished, ignored with the reason, errored
+  with the error, …), newest first, paged, each with its transitions, proofs and money;
+  ``GET /sales/history/{saleId}`` is one of them;
+- ``GET /sales/requests/{requestId}/match`` explains, per availability and per rule, whether the node would take
+  a live request (``sales/explain.py``).
 
 Handlers only translate HTTP: the reservations book and Sales raise errors from ``codex_node.errors`` and the
 app's one handler maps them (``api/errors.py``). They declare the parts they use (``api/services.py``); when the
@@ -21,7 +26,7 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 from pydantic.alias_generators import to_camel
 from pydantic.dataclasses import dataclass
@@ -33,11 +38,11 @@ from codex_node.api.schemas import (
     record_json_schema,
     strict_json_types,
 )
-from codex_node.api.services import MarketDep, ReservationsDep, SalesDep
+from codex_node.api.services import MarketDep, ReservationsDep, SalesDep, ServicesDep
 from codex_node.data.slots import content_cid_text
 from codex_node.errors import InvalidInputError, NotFoundError
 from codex_node.market.types import Request as StorageRequestRecord
-from codex_node.market.types import SlotId
+from codex_node.market.types import RequestId, SlotId
 from codex_node.sales.availability import (
     Availability,
     AvailabilityPatch,
@@ -47,8 +52,12 @@ from codex_node.sales.availability import (
     field_kinds,
     hex0x,
 )
+from codex_node.sales.explain import RequestExplanation, explain_request
 from codex_node.sales.history import HistoryEntry, SaleHistory
-from codex_node.sales.wallet import require_offer_covered
+from codex_node.sales.ledger import EarningsLedger, LedgerEntry
+from codex_node.sales.matching import AvailabilityVerdict
+from codex_node.sales.salebook import OUTCOMES, ProofRecord, SaleRecord, Transition
+from codex_node.sales.wallet import require_offer_covered, wallet_balance
 
 router = APIRouter(tags=["Marketplace"])
 
@@ -183,6 +192,10 @@ class HistoryRead(BaseModel):
     def of(cls, e: HistoryEntry) -> HistoryRead:
         return cls(at=e.at, from_state=e.from_state, to_state=e.to_state, cause=e.cause)
 
+    @classmethod
+    def of_transition(cls, t: Transition) -> HistoryRead:
+        return cls(at=t.at, from_state=t.from_state, to_state=t.to_state, cause=t.cause)
+
 
 class SlotAgentRead(CamelModel):
     state: str = Field(description="SalePreparing … SaleFinished (nim-codex names), plus SaleSlotReserving")
@@ -191,6 +204,130 @@ class SlotAgentRead(CamelModel):
     request: StorageRequest | None = None
     reservation: ReservationRead | None = None
     history: list[HistoryRead] = Field(description="The slot's last transitions, oldest first")
+
+
+class ProofRead(CamelModel):
+    period: int
+    started_at: int = Field(description="When the proof round started (unix seconds, chain time)")
+    landed_at: int = Field(description="When the proof was on chain, or the round gave up")
+    time_to_land: int = Field(description="landedAt - startedAt, seconds")
+    margin: int = Field(description="Seconds from landedAt to the end of the period: how close to a missed proof")
+    result: str = Field(description="submitted, already (on chain before a restart) or failed")
+    error: str | None = None
+
+    @classmethod
+    def of(cls, p: ProofRecord) -> ProofRead:
+        return cls(
+            period=p.period,
+            started_at=p.started_at,
+            landed_at=p.landed_at,
+            time_to_land=p.time_to_land,
+            margin=p.margin,
+            result=p.result,
+            error=p.error,
+        )
+
+
+class SaleMoneyRead(CamelModel):
+    kind: str
+    amount: str
+    flow: str = Field(description="The effect on the token balance, signed")
+    at: int
+
+    @classmethod
+    def of(cls, e: LedgerEntry) -> SaleMoneyRead:
+        return cls(kind=e.kind.value, amount=str(e.amount), flow=str(e.flow), at=e.at)
+
+
+class SaleRead(CamelModel):
+    id: int = Field(description="The sale's id (a slot may be sold more than once)")
+    slot_id: str
+    request_id: str
+    slot_index: int
+    state: str = Field(description="The current or last state (SalePreparing … SaleFinished)")
+    outcome: str = Field(description="active, finished, cancelled, failed, ignored or errored")
+    started_at: int
+    updated_at: int
+    ended_at: int | None = None
+    reason: str | None = Field(default=None, description="Why an ignored sale was ignored (the rules that failed)")
+    error: str | None = Field(default=None, description="What ended an errored sale")
+    transitions: list[HistoryRead]
+    proofs: list[ProofRead]
+    money: list[SaleMoneyRead] = Field(description="The sale's ledger entries")
+    net_flow: str = Field(description="Σ flow of the money: the sale's effect on the token balance")
+
+    @classmethod
+    def of(cls, r: SaleRecord, money: list[LedgerEntry]) -> SaleRead:
+        return cls(
+            id=r.id,
+            slot_id=hex0x(r.slot_id),
+            request_id=hex0x(r.request_id),
+            slot_index=r.slot_index,
+            state=r.state,
+            outcome=r.outcome,
+            started_at=r.started_at,
+            updated_at=r.updated_at,
+            ended_at=r.ended_at,
+            reason=r.reason,
+            error=r.error,
+            transitions=[HistoryRead.of_transition(t) for t in r.transitions],
+            proofs=[ProofRead.of(p) for p in r.proofs],
+            money=[SaleMoneyRead.of(e) for e in money],
+            net_flow=str(sum(e.flow for e in money)),
+        )
+
+
+class SalesPage(CamelModel):
+    sales: list[SaleRead]
+    next: int | None = Field(description="Pass as `before` for the next (older) page; null on the last page")
+
+
+class RuleRead(CamelModel):
+    rule: str = Field(description="enabled, size, duration, collateral, price or until")
+    passed: bool
+    detail: str = Field(description="The numbers compared")
+
+
+class AvailabilityMatchRead(CamelModel):
+    id: str
+    matches: bool
+    rules: list[RuleRead]
+
+    @classmethod
+    def of(cls, v: AvailabilityVerdict) -> AvailabilityMatchRead:
+        return cls(
+            id=hex0x(v.availability_id),
+            matches=v.matches,
+            rules=[RuleRead(rule=c.rule, passed=c.passed, detail=c.detail) for c in v.checks],
+        )
+
+
+class RequestMatchRead(CamelModel):
+    request_id: str
+    request_state: str | None = Field(description="new, started, cancelled, finished, failed")
+    would_take: bool = Field(description="A sale of one of its slots would go ahead now")
+    reasons: list[str] = Field(description="Why not (empty when wouldTake)")
+    notes: list[str]
+    chosen_availability: str | None = Field(description="The availability a sale would reserve from")
+    slot_collateral: str
+    wallet_balance: str
+    availabilities: list[AvailabilityMatchRead]
+
+    @classmethod
+    def of(
+        cls, request_id: RequestId, state: str | None, collateral: int, balance: int, e: RequestExplanation
+    ) -> RequestMatchRead:
+        return cls(
+            request_id=hex0x(request_id),
+            request_state=state,
+            would_take=e.would_take,
+            reasons=list(e.reasons),
+            notes=list(e.notes),
+            chosen_availability=None if e.chosen is None else hex0x(e.chosen),
+            slot_collateral=str(collateral),
+            wallet_balance=str(balance),
+            availabilities=[AvailabilityMatchRead.of(v) for v in e.verdicts],
+        )
 
 
 # --- helpers ------------------------------------------------------------------------------------------------------
@@ -245,6 +382,90 @@ async def get_slot(sales: SalesDep, slot_id: Annotated[str, Path(alias="slotId")
             history=entries,
         )
     raise NotFoundError("Provider not filling slot")
+
+
+# --- history ------------------------------------------------------------------------------------------------------
+
+MAX_PAGE = 500
+
+
+def _sale_read(record: SaleRecord, ledger: EarningsLedger | None) -> SaleRead:
+    return SaleRead.of(record, [] if ledger is None else ledger.of_sale(record.id))
+
+
+@router.get(
+    "/sales/history",
+    summary="Every sale this node started, newest first, with its transitions, proofs and money",
+    responses=error_responses(400, 503, s400="An unknown state, or limit/since/before out of range"),
+)
+async def list_sale_history(
+    sales: SalesDep,
+    services: ServicesDep,
+    state: Annotated[str | None, Query(description="Only sales of this outcome: " + ", ".join(OUTCOMES))] = None,
+    since: Annotated[int | None, Query(ge=0, description="Only sales started at or after (unix seconds)")] = None,
+    before: Annotated[int | None, Query(ge=0, description="Only sales with a smaller id (a page's `next`)")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Sales per page")] = 50,
+) -> SalesPage:
+    if state is not None and state not in OUTCOMES:
+        raise InvalidInputError(f"unknown state {state!r}: expected one of {', '.join(OUTCOMES)}")
+    book = sales.book
+    if book is None:
+        return SalesPage(sales=[], next=None)
+    records = book.page(outcome=state, since=since, before=before, limit=limit + 1)
+    more = len(records) > limit
+    records = records[:limit]
+    return SalesPage(
+        sales=[_sale_read(r, services.ledger) for r in records], next=records[-1].id if more and records else None
+    )
+
+
+@router.get(
+    "/sales/history/{saleId}",
+    summary="One sale of the history",
+    responses=error_responses(400, 404, 503, s400="Malformed sale id", s404="No such sale (or pruned)"),
+)
+async def get_sale_history(
+    sales: SalesDep, services: ServicesDep, sale_id: Annotated[int, Path(alias="saleId", ge=0)]
+) -> SaleRead:
+    record = None if sales.book is None else sales.book.get(sale_id)
+    if record is None:
+        raise NotFoundError(f"sale {sale_id} not found")
+    return _sale_read(record, services.ledger)
+
+
+# --- the request explainer ------------------------------------------------------------------------------------------
+
+
+@router.get(
+    "/sales/requests/{requestId}/match",
+    summary="Would this node take a live storage request? Per availability and per rule",
+    responses=error_responses(400, 404, 503, s400="Malformed request id", s404="The chain has no such request"),
+)
+async def match_request(
+    market: MarketDep,
+    sales: SalesDep,
+    reservations: ReservationsDep,
+    request_id: Annotated[str, Path(alias="requestId")],
+) -> RequestMatchRead:
+    rid = RequestId(_id(request_id, "request id"))
+    request = await market.get_request(rid)
+    if request is None:
+        raise NotFoundError(f"request {request_id} not found on chain")
+    state = await market.request_state(rid)
+    request_end = await market.request_end(rid)
+    balance = await wallet_balance(market)
+    collateral = request.ask.collateral_per_slot
+    explanation = explain_request(
+        request.ask,
+        state=state,
+        now=sales.clock.now(),
+        expires_at=await market.request_expires_at(rid),
+        request_end=request_end,
+        availabilities=await reservations.availabilities(),
+        wallet_balance=balance,
+        slot_collateral=collateral,
+    )
+    return RequestMatchRead.of(rid, None if state is None else state.name.lower(), collateral, balance, explanation)
 
 
 # --- availabilities -----------------------------------------------------------------------------------------------

@@ -87,6 +87,7 @@ async def free_slot_if_hosted(agent: SalesAgent) -> None:
     Unknown, which ends here again. What came back is read afterwards (``SalesAgent.end_sale``)."""
     try:
         if await agent.hosts_slot():
-            await agent.context.market.free_slot(agent.slot_id)
+            payment = await agent.context.market.free_slot(agent.slot_id)
+            agent.record_payment(payment)
     except CodexError as e:
         agent.log.warning("could not free the slot", error=repr(e))

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 from codex_node.errors import CodexError, SlotStateMismatchError
+from codex_node.sales.ledger import EntryKind
 from codex_node.sales.states.base import SaleState, complete_despite_cancel
 from codex_node.sales.states.cancelled import Cancelled
 from codex_node.sales.states.errored import Errored
@@ -50,6 +51,7 @@ class Filling(SaleState):
         except CodexError as e:
             return Errored(e)
         machine.data.filled = True
+        machine.record_money(EntryKind.COLLATERAL_POSTED, collateral)
         machine.log.info("slot filled", collateral=collateral)
         return Filled()
 

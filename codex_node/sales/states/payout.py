@@ -18,7 +18,9 @@ class Payout(SaleState):
 
     async def run(self, machine: SalesAgent) -> SaleState | None:
         try:
-            await machine.context.market.free_slot(machine.slot_id)
+            payment = await machine.context.market.free_slot(machine.slot_id)
         except CodexError as e:
             return Errored(e)
+        machine.record_payment(payment)
+        machine.log.info("slot paid", payout=payment.payout, collateral=payment.collateral)
         return Finished()

@@ -16,6 +16,7 @@ from codex_node.errors import (
     UntilOutOfBoundsError,
 )
 from codex_node.market.types import SlotState
+from codex_node.sales.matching import why_not
 from codex_node.sales.states.base import SaleState, complete_despite_cancel
 from codex_node.sales.states.cancelled import Cancelled
 from codex_node.sales.states.errored import Errored
@@ -69,7 +70,10 @@ class Preparing(SaleState):
             ask.slot_size, ask.duration, ask.price_per_byte_per_second, ask.collateral_per_byte, request_end
         )
         if availability is None:
-            return Ignored(reprocess=True, reason="no availability matches")
+            verdicts = await reservations.explain_match(
+                ask.slot_size, ask.duration, ask.price_per_byte_per_second, ask.collateral_per_byte, request_end
+            )
+            return Ignored(reprocess=True, reason=why_not(verdicts))
         # Before anything is reserved: a fill the wallet cannot pay would fail only after the download and proof.
         collateral = await market.slot_collateral(data.request_id, data.slot_index)
         balance = await wallet_balance(market)

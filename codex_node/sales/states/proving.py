@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, ClassVar
 from codex_node.errors import CodexError, ContractRevertError, ProofInvalidError, SaleError
 from codex_node.market.types import SlotState
 from codex_node.sales.proofmargin import record_proof_margin
+from codex_node.sales.salebook import ProofRecord
 from codex_node.sales.states.base import SaleState
 from codex_node.sales.states.cancelled import Cancelled
 from codex_node.sales.states.errored import Errored
@@ -48,7 +49,7 @@ class Proving(SaleState):
             period = periodicity.period_of(clock.now())
             state = await market.slot_state(agent.slot_id)
             if state == SlotState.FILLED:
-                await self._prove_if_required(agent, period)
+                await self._prove_if_required(agent, period, periodicity.period_end(period))
             elif state == SlotState.FINISHED:
                 return Payout()
             elif state == SlotState.CANCELLED:
@@ -62,22 +63,27 @@ class Proving(SaleState):
             # From the period this round started in: if it ended meanwhile (a slow proof), the next round is now.
             await clock.wait_until(periodicity.period_end(period) + 1)
 
-    async def _prove_if_required(self, agent: SalesAgent, period: int) -> None:
+    async def _prove_if_required(self, agent: SalesAgent, period: int, period_end: int) -> None:
         market = agent.context.market
+        started = agent.context.clock.now()
         try:
             if not (
                 await market.is_proof_required(agent.slot_id) or await market.will_proof_be_required(agent.slot_id)
             ):
                 return
             await self._prove(agent, period)
+            _record(agent, period, period_end, started, "submitted")
         except ContractRevertError as e:
             if e.error_name != "ProofAlreadySubmitted":
                 agent.log.warning("proof not submitted", period=period, error=repr(e))
+                _record(agent, period, period_end, started, "failed", repr(e))
                 return
             # A restarted node proves the period it may already have proven before it stopped: nothing is missing.
             agent.log.info("proof of this period already on chain", period=period)
+            _record(agent, period, period_end, started, "already")
         except CodexError as e:
             agent.log.warning("proof not submitted", period=period, error=repr(e))
+            _record(agent, period, period_end, started, "failed", repr(e))
 
     async def _prove(self, agent: SalesAgent, period: int) -> None:
         """Prove the current challenge; once more if the challenge moved on before the proof landed.
@@ -105,6 +111,17 @@ class Proving(SaleState):
             await self.submit(agent, await agent.context.prover.prove(agent.slot, fresh), period)
 
     async def submit(self, agent: SalesAgent, proof: StorageProof, period: int) -> None:
+        """Send the proof (``ProvingSimulated`` overrides it to corrupt some)."""
         await agent.context.market.submit_proof(agent.slot_id, proof)
         agent.log.info("proof submitted", period=period)
         await record_proof_margin(agent, period)
+
+
+def _record(
+    agent: SalesAgent, period: int, period_end: int, started: int, result: str, error: str | None = None
+) -> None:
+    """Keep the round in the sale's record: when it started and landed, and how far from the period's end."""
+    landed = agent.context.clock.now()
+    margin = period_end - landed
+    agent.record_proof(ProofRecord(period, started, landed, margin, result, error))
+    agent.log.info("proof round", period=period, result=result, margin=margin, time_to_land=landed - started)
