@@ -80,7 +80,7 @@ class MarketplaceParts:
     ledger: EarningsLedger
     """The earnings ledger; purchasing records its payments and refunds here (``ledger.MoneyRecorder``)."""
     account_metrics: AccountMetrics
-    w3: AsyncWeb3[Any] | None = None
+    w3: AsyncWeb3[Any]
     """The connection the market runs on (the monitor reads the head and the gas balance through it)."""
     proof_margins: ProofMargins | None = None
 

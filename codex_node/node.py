@@ -44,6 +44,7 @@ from codex_node.errors import ConfigError
 from codex_node.market import provider
 from codex_node.market.types import ChainInfo
 from codex_node.marketplace import MarketplaceParts, start_marketplace
+from codex_node.monitor.chain import MarketProbe
 from codex_node.monitor.part import Monitor, start_monitor
 from codex_node.stores.blockfiles import BlockFiles
 from codex_node.stores.datadir import DataDirLock
@@ -163,12 +164,14 @@ class Node:
             self.marketplace = mp
             self.chain = mp.info
         # Purchasing and the Validator plug in here, after the Market and before the API.
+        parts = self.marketplace
         self.monitor = await start_monitor(
             c,
             repo=repo,
             kv=kv,
             clock=self.clock,
-            marketplace=self.marketplace,
+            chain=None if parts is None else MarketProbe(parts.w3, parts.market, parts.sales, parts.reservations),
+            margins=None if parts is None else parts.proof_margins,
             node_id=self.node_id,
             start_part=self._parts.start,
             registry=self.registry,

@@ -34,12 +34,14 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("market",),
     ("proofs",),
     ("sales", "purchasing", "peers", "blockexchange"),
+    ("monitor",),
     ("api",),
     ("marketplace", "node"),
-    ("cli", "deploycmd"),
+    ("cli", "deploycmd", "statuscmd", "keycmd"),
 )
 """ARCHITECTURE.md's layers, lowest first. ``buildinfo`` (version and revision) sits with the generic helpers,
-``blockexchange`` with ``peers`` (the network), and ``deploycmd`` (a CLI subcommand) with ``cli``."""
+``blockexchange`` with ``peers`` (the network), ``monitor`` (the operator's readings and alerts) between sales and
+the API that serves them, and the CLI subcommands (``deploycmd``, ``statuscmd``, ``keycmd``) with ``cli``."""
 
 FAKES: dict[str, str] = {
     "testing": "__init__",

@@ -89,6 +89,7 @@ async def test_a_node_serves_the_api_and_stops_every_part(tmp_path: Path) -> Non
             "repo store",
             "block maintainer metrics",
             "block maintainer",
+            "monitor",
             "api",
         ]
         assert node.api_url is not None

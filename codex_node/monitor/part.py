@@ -11,13 +11,13 @@ from codex_node.clock import Clock
 from codex_node.config import NodeConfig
 from codex_node.errors import KVError
 from codex_node.monitor.alerts import AlertBook
-from codex_node.monitor.chain import MarketProbe
+from codex_node.monitor.chain import ChainProbe
 from codex_node.monitor.monitor import Monitor
 from codex_node.monitor.samples import StorageSamples
 from codex_node.monitor.webhook import AlertWebhook
+from codex_node.sales.proofmargin import ProofMargins
 
 if TYPE_CHECKING:
-    from codex_node.marketplace import MarketplaceParts
     from codex_node.stores.kv import KVStore
     from codex_node.stores.repostore import RepoStore
     from codex_node.utils.parts import Part
@@ -33,7 +33,8 @@ async def start_monitor(
     repo: RepoStore,
     kv: KVStore,
     clock: Clock,
-    marketplace: MarketplaceParts | None,
+    chain: ChainProbe | None,
+    margins: ProofMargins | None,
     node_id: str,
     start_part: Callable[[str, Part], Awaitable[None]],
     registry: CollectorRegistry,
@@ -50,11 +51,6 @@ async def start_monitor(
         webhook = AlertWebhook(config.alert_webhook, node_id=node_id, registry=registry)
         book.add_listener(webhook.notify)
         await start_part("alert webhook", webhook)
-    probe = None
-    margins = None
-    if marketplace is not None and marketplace.w3 is not None:
-        probe = MarketProbe(marketplace.w3, marketplace.market, marketplace.sales, marketplace.reservations)
-        margins = marketplace.proof_margins
     monitor = Monitor(
         clock=clock,
         quota=repo.quota,
@@ -62,7 +58,7 @@ async def start_monitor(
         data_dir=config.data_dir,
         book=book,
         samples=StorageSamples(),
-        chain=probe,
+        chain=chain,
         margins=margins,
     )
     await start_part("monitor", monitor)
