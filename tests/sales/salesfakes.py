@@ -15,6 +15,7 @@ from codex_node.errors import BytesOutOfBoundsError, CodexError
 from codex_node.market.types import Ask, Content, Request, RequestId, Slot
 from codex_node.sales.agent import SalesAgent
 from codex_node.sales.context import OnBlocks, SalesContext, SalesData
+from codex_node.sales.proofmargin import ProofMargins
 from codex_node.testing.fakeclock import FakeClock
 from codex_node.testing.mockledger import ProofTarget
 from codex_node.testing.mockmarket import MockMarket, account
@@ -190,6 +191,7 @@ class SalesEnv:
     timers: FakeTimers = field(default_factory=FakeTimers)
     hooks: RecordingHooks = field(default_factory=RecordingHooks)
     simulate_proof_failures: int = 0
+    proof_margins: ProofMargins | None = None
 
     @property
     def context(self) -> SalesContext:
@@ -202,6 +204,7 @@ class SalesEnv:
             timers=self.timers,
             hooks=self.hooks,
             simulate_proof_failures=self.simulate_proof_failures,
+            proof_margins=self.proof_margins,
         )
 
     def agent(self, slot_index: int = 0, *, known_request: bool = True, reserved: bool = True) -> SalesAgent:
