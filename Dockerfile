@@ -30,6 +30,10 @@ ENV CODEX_DATA_DIR=/data \
     PYTHONUNBUFFERED=1
 VOLUME ["/data"]
 EXPOSE 8080 8008
+# Ready (200) or not (503, with reasons) from the node's own health route; no token needed (it is public), and the
+# image has no curl, so Python asks. The embedded chain's first start deploys contracts: a minute of grace.
+HEALTHCHECK --interval=30s --timeout=10s --start-period=90s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('CODEX_API_PORT', '8080') + '/api/codex/v1/health', timeout=8)"]
 # Exec form: codex-node is PID 1 and gets SIGTERM from `docker stop` directly (it stops cleanly, exit 0).
 ENTRYPOINT ["codex-node"]
 CMD ["run", "--data-dir", "/data", "--api-bindaddr", "0.0.0.0"]
