@@ -129,7 +129,72 @@ DEPLOY = Command(
     "Exit codes: 0 deployed, 1 the chain refused or could not be reached, 2 invalid flags.",
 )
 
-COMMANDS: tuple[Command, ...] = (RUN, DEPLOY)
+# --- operator commands (codex_node/statuscmd.py, codex_node/keycmd.py) ----------------------------------------------
+
+
+def _status_arguments(parser: argparse.ArgumentParser) -> None:
+    from codex_node import statuscmd
+
+    statuscmd.add_api_arguments(parser)
+
+
+def _status(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from codex_node import statuscmd
+
+    return statuscmd.run_status(args, env)
+
+
+def _keygen_arguments(parser: argparse.ArgumentParser) -> None:
+    from codex_node import keycmd
+
+    keycmd.keygen_arguments(parser)
+
+
+def _keygen(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from codex_node import keycmd
+
+    return keycmd.run_keygen(args, env)
+
+
+def _account_arguments(parser: argparse.ArgumentParser) -> None:
+    from codex_node import keycmd
+
+    keycmd.account_arguments(parser)
+
+
+def _account(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from codex_node import keycmd
+
+    return keycmd.run_account(args, env)
+
+
+STATUS = Command(
+    name="status",
+    help="one screen about a running node: readiness, chain, account, storage, sales, alerts",
+    description="Ask a running node (--api-url) for its state and print it as a table (or JSON with --json).",
+    add_arguments=_status_arguments,
+    run=_status,
+    epilog="Exit codes: 0 the node is ready, 1 it is not ready or cannot be reached, 2 invalid flags.",
+)
+KEYGEN = Command(
+    name="keygen",
+    help="write a new node key to FILE (mode 600) and print its address",
+    description="Create a new secp256k1 key for --eth-private-key. FILE must not exist; the key is never printed.",
+    add_arguments=_keygen_arguments,
+    run=_keygen,
+    epilog="Exit codes: 0 written, 2 FILE exists or its directory does not.",
+)
+ACCOUNT = Command(
+    name="account",
+    help="address and balances of a key on a chain (or of a running node's account)",
+    description="With --eth-provider: the gas and token balances of --eth-private-key/--eth-account on that chain "
+    "(the token read from --deployment or --marketplace-address). Without it: the running node's GET /account.",
+    add_arguments=_account_arguments,
+    run=_account,
+    epilog="Exit codes: 0 printed, 1 the chain or node could not be read, 2 invalid flags.",
+)
+
+COMMANDS: tuple[Command, ...] = (RUN, DEPLOY, STATUS, KEYGEN, ACCOUNT)
 
 
 def build_parser(commands: Sequence[Command] = COMMANDS) -> argparse.ArgumentParser:

@@ -50,6 +50,7 @@ may carry a web3, plyvel or FastAPI type: callers catch our types, never a libra
     │   ├── InvalidProtectedManifestError   unparsable, not canonical, or its fields do not add up
     │   └── ErasureDataError             dataset or slot blocks of the wrong size or count, fewer than K slots
     │       └── SlotRootMismatchError    decoded slot data does not hash to the manifest's slot root
+    ├── NodeApiError                     a CLI command could not reach a running node, or it refused the request
     └── ProofError                       building or checking a storage proof
         ├── InvalidProofError            a proof does not prove its target; ``.contract_error`` names the revert
         │   ├── InvalidProofShapeError   wrong number of cells or paths, a cell of the wrong length
@@ -248,6 +249,10 @@ class ReservationNotFoundError(ReservationsError, NotFoundError):
 
 
 # --- erasure coding (data/erasure.py, data/protected.py) -------------------------------------------------------
+
+
+class NodeApiError(CodexError):
+    """A command talking to a running node's API (``codex-node status``) could not reach it or got an error."""
 
 
 class ErasureError(CodexError):

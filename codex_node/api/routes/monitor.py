@@ -9,9 +9,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from pydantic import Field
 
-from codex_node.api.schemas import CamelModel
-from codex_node.api.services import MonitorDep
+from codex_node.api.schemas import CamelModel, error_responses
+from codex_node.api.services import MonitorDep, SalesDep
 
 router = APIRouter(tags=["Monitor"])
 
@@ -82,3 +83,20 @@ async def proof_margins(
         )
         for m in latest[-limit:]
     ]
+
+
+class SalesStates(CamelModel):
+    agents: dict[str, int] = Field(description="Live sales agents by state")
+    outcomes: dict[str, int] = Field(description="Sales in the history by outcome (active, finished, …)")
+
+
+@router.get(
+    "/sales/states", summary="Sales by state: live agents and the history's outcomes", responses=error_responses(503)
+)
+async def sales_states(sales: SalesDep) -> SalesStates:
+    agents: dict[str, int] = {}
+    for agent in sales.agents():
+        if agent.state is not None:
+            agents[agent.state.api_name] = agents.get(agent.state.api_name, 0) + 1
+    outcomes = sales.book.counts() if sales.book is not None else {}
+    return SalesStates(agents=agents, outcomes=outcomes)
