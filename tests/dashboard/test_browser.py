@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.e2ekit import COLLATERAL_PER_BYTE, DURATION, EXPIRY, PRICE, SLOTS, dataset
 from tests.harness.browser import find_or_install_chromium, start_driver
 from tests.harness.nodeprocess import NodeProcess, start_node
 
@@ -70,6 +72,44 @@ def _js_errors(driver: Any, expected_statuses: tuple[int, ...] = ()) -> list[dic
     return out
 
 
+def _post(url: str, body: bytes, content_type: str) -> bytes:
+    request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": content_type})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return bytes(response.read())
+
+
+def _get(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.load(response)
+
+
+def _storage_request(node: NodeProcess) -> dict[str, Any]:
+    """A dataset uploaded to the node and the embedded chain's client asking to store it (dev route)."""
+    cid = _post(f"{node.api}/data", dataset(), "application/octet-stream").decode()
+    body = {
+        "slots": SLOTS,
+        "duration": DURATION,
+        "expiry": EXPIRY,
+        "pricePerBytePerSecond": str(PRICE),
+        "proofProbability": "1",
+        "collateralPerByte": str(COLLATERAL_PER_BYTE),
+        "maxSlotLoss": 1,
+    }
+    return dict(
+        json.loads(_post(f"{node.api}/debug/chain/request/{cid}", json.dumps(body).encode(), "application/json"))
+    )
+
+
+def _until(condition: Any, what: str, timeout: float = 90.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def test_every_page_loads_and_an_availability_is_created_through_the_form(node: NodeProcess, driver: Any) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -77,13 +117,15 @@ def test_every_page_loads_and_an_availability_is_created_through_the_form(node: 
     shutil.rmtree(SCREENSHOTS, ignore_errors=True)
     SCREENSHOTS.mkdir(parents=True)
     origin = _origin(node)
+    request = _storage_request(node)  # queued: no availability yet
+    slot_size = int(request["ask"]["slotSize"])
 
     for name in PAGES:
         _show(driver, origin, name)
         assert driver.find_elements(By.CSS_SELECTOR, "main h2"), f"page {name} shows no heading"
         shown = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "main .error") if e.text]
         assert shown == [], f"page {name} shows errors"
-        if name != "availabilities":
+        if name in ("overview", "storage", "purchases"):
             driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
 
     _show(driver, origin, "overview")
@@ -100,19 +142,34 @@ def test_every_page_loads_and_an_availability_is_created_through_the_form(node: 
         form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
 
     # A size of 0: the API refuses it (422) and the page shows the API's own message.
-    fill({"totalSize": "0", "duration": "3600", "minPricePerBytePerSecond": "1", "totalCollateral": "1000"})
+    collateral = str((SLOTS + 1) * slot_size * COLLATERAL_PER_BYTE)
+    fill({"totalSize": "0", "duration": "3600", "minPricePerBytePerSecond": "1", "totalCollateral": collateral})
     error = driver.find_element(By.ID, "availability-error")
     WebDriverWait(driver, WAIT).until(lambda _d: error.text != "")
-    assert "totalSize" in error.text or "total" in error.text.lower()
+    assert "totalSize" in error.text
 
-    fill({"totalSize": "123456789"})
+    fill({"totalSize": str(123456789)})
     WebDriverWait(driver, WAIT).until(
         lambda d: "117.7 MiB" in d.find_element(By.TAG_NAME, "table").text  # 123456789 bytes, listed
     )
-    with urllib.request.urlopen(f"{node.api}/sales/availability", timeout=10) as response:
-        listed = json.load(response)
-    assert [a["totalSize"] for a in listed] == [123456789]
+    assert [a["totalSize"] for a in _get(f"{node.api}/sales/availability")] == [123456789]
     driver.save_screenshot(str(SCREENSHOTS / "availabilities.png"))
+
+    # The queued request's slots now match: sales start and the history lists them; one sale's timeline opens.
+    _until(lambda: _get(f"{node.api}/sales/history")["sales"], "a sale in the history")
+    _show(driver, origin, "sales")
+    driver.find_element(By.CSS_SELECTOR, "#page table button.link").click()
+    card = WebDriverWait(driver, WAIT).until(lambda d: d.find_elements(By.ID, "sale-card"))
+    assert request["id"] in card[0].text
+    assert "SalePreparing" in card[0].text
+    driver.save_screenshot(str(SCREENSHOTS / "sales.png"))
+
+    _show(driver, origin, "explain")
+    driver.find_element(By.ID, "request-id").send_keys(request["id"])
+    driver.find_element(By.CSS_SELECTOR, "#page form button[type=submit]").click()
+    verdict = WebDriverWait(driver, WAIT).until(lambda d: d.find_elements(By.ID, "verdict"))
+    assert "This node would" in verdict[0].text
+    driver.save_screenshot(str(SCREENSHOTS / "explain.png"))
 
     errors = _js_errors(driver, expected_statuses=(422,))
     assert errors == [], f"JavaScript console errors: {errors}"

@@ -151,7 +151,10 @@ async function overview() {
   ];
   if (account === null) cards.push(card("Account", h("p", { class: "muted" }, "this node has no account route yet (GET /account)")));
   else if (account instanceof Error) cards.push(card("Account", errorBox(account)));
-  else cards.push(card("Account", dl(Object.entries(account).filter(([, v]) => typeof v !== "object").map(([k, v]) => [k, String(v)]))));
+  else cards.push(card("Account", dl([["address", h("code", {}, short(account.address))], ["tokens", account.tokenBalance],
+    ["gas (wei)", account.gasBalance === null ? "—" : account.gasBalance], ["collateral locked", account.collateralLocked],
+    ["collateral promised", account.collateralPromised], ["hosted slots", account.hostedSlots],
+    ["earned", account.totals.earned], ["lost", account.totals.lost]])));
   const alertList = alerts instanceof Error ? [errorBox(alerts)]
     : alerts.active.length ? alerts.active.map(a => h("div", { class: "alert " + a.severity }, h("strong", {}, a.key), " — ", a.message, h("span", { class: "muted" }, " since " + when(a.since))))
       : [h("p", { class: "ok" }, "No active alerts.")];
@@ -239,44 +242,85 @@ async function availabilities() {
     holder];
 }
 
-async function timeline(slotId) {
+async function slotTimeline(slotId) {
   const sale = await api("/sales/slots/" + slotId);
-  return h("div", { class: "card" }, h("h3", {}, "Sale " + short(slotId) + " — " + sale.state),
-    dl([["request", h("code", {}, sale.requestId)], ["slot index", sale.slotIndex]]),
-    h("ol", { class: "timeline" }, (sale.history || []).map(e => h("li", {}, h("strong", {}, e.toState || e.to_state || "?"),
-      " ", h("span", { class: "muted" }, when(e.at || e.time) + (e.cause ? " — " + e.cause : ""))))));
+  return saleCard("Slot " + short(slotId) + " — " + sale.state, sale.requestId, sale.slotIndex, sale.history || [], [], []);
+}
+
+async function saleTimeline(saleId) {
+  const s = await api("/sales/history/" + saleId);
+  const extra = [["outcome", s.outcome], ["net flow", s.netFlow]];
+  if (s.reason) extra.push(["why ignored", s.reason]);
+  if (s.error) extra.push(["error", s.error]);
+  return saleCard(`Sale ${s.id} — ${s.state}`, s.requestId, s.slotIndex, s.transitions, s.proofs, s.money, extra);
+}
+
+function proofPicture(proofs) {
+  // One bar per proof round: its height is the margin left of the period, red under the alert threshold.
+  const W = 900, H = 140, B = 20, n = proofs.length;
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
+  svg.setAttribute("class", "chart");
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", "proof margins of this sale");
+  const max = Math.max(1, ...proofs.map(p => p.margin + p.timeToLand));
+  const bw = Math.max(2, Math.min(30, (W - 20) / Math.max(n, 1) - 2));
+  proofs.forEach((p, i) => {
+    const r = document.createElementNS("http://www.w3.org/2000/svg", "rect");
+    const hgt = Math.max(1, (Math.max(0, p.margin) / max) * (H - B - 10));
+    r.setAttribute("x", 10 + i * (bw + 2));
+    r.setAttribute("y", H - B - hgt);
+    r.setAttribute("width", bw);
+    r.setAttribute("height", hgt);
+    r.setAttribute("fill", p.result === "failed" ? "#c62828" : p.margin < max / 10 ? "#b26b00" : "#2457c5");
+    const t = document.createElementNS("http://www.w3.org/2000/svg", "title");
+    t.textContent = `period ${p.period}: ${p.result}, ${p.margin}s left, landed in ${p.timeToLand}s`;
+    r.append(t);
+    svg.append(r);
+  });
+  return svg;
+}
+
+function saleCard(title, requestId, slotIndex, transitions, proofs, money, extra) {
+  return h("div", { class: "card", id: "sale-card" }, h("h3", {}, title),
+    dl([["request", h("code", {}, requestId)], ["slot index", slotIndex], ...(extra || [])]),
+    h("h3", {}, "State timeline"),
+    h("ol", { class: "timeline" }, transitions.map(e => h("li", {}, h("strong", {}, e.to),
+      " ", h("span", { class: "muted" }, when(e.at) + (e.cause ? " — " + e.cause : ""))))),
+    proofs.length ? [h("h3", {}, `Proofs (${proofs.length}): margin to the period's end`), proofPicture(proofs)] : null,
+    money.length ? [h("h3", {}, "Money"), table(["when", "kind", "amount", "flow"], money.map(m => [when(m.at), m.kind, m.amount, m.flow]), [2, 3])] : null);
 }
 
 async function sales() {
   const detail = h("div", { id: "sale-detail" });
-  const show = async (id) => { detail.replaceChildren(h("p", { class: "muted" }, "loading…")); try { detail.replaceChildren(await timeline(id)); } catch (e) { detail.replaceChildren(errorBox(e)); } };
+  const show = async (load) => { detail.replaceChildren(h("p", { class: "muted" }, "loading…")); try { detail.replaceChildren(await load()); } catch (e) { detail.replaceChildren(errorBox(e)); } };
   if (await has("/sales/history")) {
     const params = new URLSearchParams(location.hash.split("?")[1] || "");
-    const state = params.get("state") || "", since = params.get("since") || "", offset = Number(params.get("offset") || 0);
-    const q = new URLSearchParams({ limit: PAGE_SIZE, offset });
+    const state = params.get("state") || "", since = params.get("since") || "", before = params.get("before") || "";
+    const q = new URLSearchParams({ limit: PAGE_SIZE });
     if (state) q.set("state", state);
     if (since) q.set("since", since);
-    const result = await api("/sales/history?" + q);
-    const items = Array.isArray(result) ? result : (result.items || result.sales || []);
-    const go = (o) => { const p = new URLSearchParams({ state: stateIn.value, since: sinceIn.value, offset: o }); location.hash = "sales?" + p; };
-    const stateIn = h("input", { id: "filter-state", value: state, placeholder: "e.g. SaleProving" });
+    if (before) q.set("before", before);
+    const page = await api("/sales/history?" + q);
+    const go = (b) => { const p = new URLSearchParams({ state: stateIn.value, since: sinceIn.value }); if (b !== null && b !== undefined) p.set("before", b); location.hash = "sales?" + p; };
+    const stateIn = h("select", { id: "filter-state" }, ["", "active", "finished", "cancelled", "failed", "ignored", "errored"].map(o => h("option", { value: o, selected: o === state }, o || "any")));
     const sinceIn = h("input", { id: "filter-since", value: since, placeholder: "Unix seconds" });
     return [h("h2", {}, "Sales"),
-      h("form", { class: "filters", onsubmit: (e) => { e.preventDefault(); go(0); } },
-        h("label", {}, "State ", stateIn), h("label", {}, "Since ", sinceIn), h("button", { type: "submit" }, "Filter")),
-      table(["slot", "request", "index", "state", "started", ""], items.map(s => [h("code", {}, short(s.slotId || s.id)),
-        h("code", {}, short(s.requestId)), s.slotIndex, s.state, when(s.startedAt || s.started),
-        h("button", { class: "link", onclick: () => show(s.slotId || s.id) }, "timeline")])),
-      h("div", { class: "pager" }, h("button", { disabled: offset === 0, onclick: () => go(Math.max(0, offset - PAGE_SIZE)) }, "← newer"),
-        h("span", { class: "muted" }, `${offset + 1}–${offset + items.length}`),
-        h("button", { disabled: items.length < PAGE_SIZE, onclick: () => go(offset + PAGE_SIZE) }, "older →")),
+      h("form", { class: "filters", onsubmit: (e) => { e.preventDefault(); go(null); } },
+        h("label", {}, "Outcome ", stateIn), h("label", {}, "Started since ", sinceIn), h("button", { type: "submit" }, "Filter")),
+      table(["sale", "slot", "request", "index", "state", "outcome", "started", "proofs", "net flow", ""], page.sales.map(s => [s.id,
+        h("code", {}, short(s.slotId)), h("code", {}, short(s.requestId)), s.slotIndex, s.state, s.outcome, when(s.startedAt),
+        s.proofs.length, s.netFlow, h("button", { class: "link", onclick: () => show(() => saleTimeline(s.id)) }, "timeline")]), [0, 7, 8]),
+      h("div", { class: "pager" }, h("button", { disabled: !before, onclick: () => go(null) }, "⇤ newest"),
+        h("span", { class: "muted" }, `${page.sales.length} sales on this page`),
+        h("button", { disabled: page.next === null, id: "older", onclick: () => go(page.next) }, "older →")),
       detail];
   }
   const slots = await api("/sales/slots");
   return [h("h2", {}, "Sales"),
     h("p", { class: "muted" }, "This node has no sales history route yet: listed are the slots it hosts now (GET /sales/slots)."),
     table(["slot", "request", "index", "duration", ""], slots.map(s => [h("code", {}, short(s.id)), h("code", {}, short(s.request.id)),
-      s.slotIndex, s.request.ask.duration + " s", h("button", { class: "link", onclick: () => show(s.id) }, "timeline")])), detail];
+      s.slotIndex, s.request.ask.duration + " s", h("button", { class: "link", onclick: () => show(() => slotTimeline(s.id)) }, "timeline")])), detail];
 }
 
 async function purchases() {
@@ -300,10 +344,16 @@ async function explain() {
     out.replaceChildren(h("p", { class: "muted" }, "asking…"));
     try {
       const r = await api("/sales/requests/" + encodeURIComponent(input.value.trim()) + "/match");
-      const rows = (r.availabilities || []).flatMap(a => (a.rules || []).map(rule => [h("code", {}, short(a.id || a.availabilityId)), rule.rule || rule.name,
-        h("span", { class: rule.ok || rule.passed ? "ok" : "bad" }, rule.ok || rule.passed ? "pass" : "fail"), rule.detail || rule.message || ""]));
-      out.replaceChildren(h("p", {}, r.wouldTake || r.match ? "This node would take a slot of this request." : "This node would not take this request."),
-        table(["availability", "rule", "result", "why"], rows));
+      const rows = r.availabilities.flatMap(a => a.rules.map(rule => [h("code", {}, short(a.id)), rule.rule,
+        h("span", { class: rule.passed ? "ok" : "bad" }, rule.passed ? "pass" : "fail"), rule.detail]));
+      out.replaceChildren(...[
+        h("p", { class: r.wouldTake ? "ok" : "bad", id: "verdict" }, r.wouldTake
+          ? `This node would take a slot of this request (from availability ${short(r.chosenAvailability)}).`
+          : "This node would not take this request."),
+        r.reasons.length ? h("ul", {}, r.reasons.map(x => h("li", {}, x))) : null,
+        r.notes.length ? h("ul", { class: "muted" }, r.notes.map(x => h("li", {}, x))) : null,
+        dl([["request state", r.requestState || "—"], ["slot collateral", r.slotCollateral], ["wallet", r.walletBalance]]),
+        table(["availability", "rule", "result", "numbers"], rows)].filter(Boolean));
     } catch (e) { out.replaceChildren(errorBox(e)); }
   });
   return [h("h2", {}, "Request explainer"),
@@ -320,7 +370,7 @@ async function render() {
   for (const a of document.querySelectorAll("#nav a")) a.classList.toggle("active", a.getAttribute("href") === "#" + name);
   try {
     const nodes = await fn();
-    page.replaceChildren(...nodes);
+    page.replaceChildren(...nodes.flat(Infinity).filter(n => n !== null && n !== undefined));
   } catch (e) {
     page.replaceChildren(h("h2", {}, name), errorBox(e));
   }
