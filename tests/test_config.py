@@ -175,6 +175,7 @@ def test_no_marketplace_means_no_chain() -> None:
         ("max_slot_queue_size", "0", "--max-slot-queue-size", "out of range"),
         ("max_slot_workers", "0", "--max-slot-workers", "out of range"),
         ("config_file", "/nonexistent/codex.toml", "--config-file", "not a readable file"),
+        ("alert_webhook", "ftp://hooks.example/x", "--alert-webhook", "http"),
     ],
 )
 def test_an_invalid_value_raises_a_config_error_naming_the_flag(field: str, raw: object, flag: str, says: str) -> None:
