@@ -15,6 +15,9 @@
 that cannot be reached raises :class:`NodeUnreachableError`. The client is a layer above the API: it imports
 nothing of the server (its models are its own, checked against ``openapi.yaml`` by the tests).
 
+The client logs nothing (a library printing to a script's stdout would corrupt a download piped there): what
+went wrong is in the exception it raises. The token is never part of an exception, a ``repr`` or a log line.
+
 Layout: ``operations.py`` describes each operation once (path, method, success status, parser); ``sync.py`` and
 ``aio.py`` run those descriptions; ``wire.py`` holds what both do the same way; ``models.py`` the typed results.
 """

@@ -16,13 +16,10 @@ from types import TracebackType
 from typing import BinaryIO, TypeVar
 
 import httpx
-import structlog
 
 from codex_node.client import operations as ops
 from codex_node.client import wire
 from codex_node.client.models import Availability, Dataset, DebugInfo, DownloadInfo, Reservation, Slot, SlotSale, Space
-
-log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
@@ -230,9 +227,7 @@ class CodexClient:
                 else:
                     body = self._read(response, wire.MAX_ERROR_BYTES, "error answer")
         except httpx.HTTPError as e:
-            log.debug("api request failed", method=op.method, path=path, error=type(e).__name__)
             raise wire.transport_error(e, op.method, path, self.api_url) from e
-        log.debug("api request", method=op.method, path=path, status=status)
         if status != ok:
             raise wire.error_for(status, response.headers, body, method=op.method, path=path)
         return body

@@ -71,7 +71,7 @@ async def test_upload_then_download_is_byte_identical(node: AsyncCodexClient, tm
     source = tmp_path / "photo.jpg"
     source.write_bytes(data)
     progress: list[tuple[int, int | None]] = []
-    cid = await node.upload(source, mimetype="image/jpeg", on_progress=lambda done, total: progress.append((done, total)))
+    cid = await node.upload(source, mimetype="image/jpeg", on_progress=lambda *moved: progress.append(moved))
     assert progress[-1] == (len(data), len(data))
     out = tmp_path / "copy.jpg"
     info = await node.download(cid, out)
@@ -111,7 +111,7 @@ async def test_a_missing_cid_is_404_and_a_malformed_one_400(node: AsyncCodexClie
         await node.download(missing, tmp_path / "out")
     assert raised.value.status == 404
     assert not (tmp_path / "out").exists()
-    with pytest.raises(BadRequestError, match="(?i)cid"):
+    with pytest.raises(BadRequestError, match=r"(?i)cid"):
         await node.exists("not-a-cid")
 
 

@@ -28,8 +28,8 @@ from codex_node.client import (
     ServiceUnavailableError,
     UnauthorizedError,
     UnprocessableError,
+    wire,
 )
-from codex_node.client import wire
 from codex_node.errors import CodexError
 
 URL = "http://node.test/api/codex/v1"
@@ -87,10 +87,10 @@ async def test_each_error_status_raises_its_type_with_the_nodes_message(status: 
     assert araised.value.message == f"the node says {status}"
 
 
-def test_503_carries_retry_after_in_seconds() -> None:
-    with sync_client(answer(503, {"error": "busy"}, **{"Retry-After": "7"})) as c:
-        with pytest.raises(ServiceUnavailableError) as raised:
-            c.download("zDvZRwzm", Path("unused"))
+def test_503_carries_retry_after_in_seconds(tmp_path: Path) -> None:
+    busy = sync_client(answer(503, {"error": "busy"}, **{"Retry-After": "7"}))
+    with busy as c, pytest.raises(ServiceUnavailableError) as raised:
+        c.download("zDvZRwzm", tmp_path / "out")
     assert raised.value.retry_after == 7.0
     with sync_client(answer(503, {"error": "no marketplace"})) as c, pytest.raises(ServiceUnavailableError) as raised:
         c.list_slots()
@@ -186,9 +186,12 @@ def test_path_parameters_are_encoded_whole() -> None:
 
 
 def test_an_unreachable_node_and_a_bad_url_are_clear_errors() -> None:
-    with CodexClient("http://127.0.0.1:1/api/codex/v1", timeout=5) as c:
-        with pytest.raises(NodeUnreachableError, match=r"could not connect to the node at http://127\.0\.0\.1:1"):
-            c.space()
+    nobody = CodexClient("http://127.0.0.1:1/api/codex/v1", timeout=5)
+    with (
+        nobody as c,
+        pytest.raises(NodeUnreachableError, match=r"could not connect to the node at http://127\.0\.0\.1:1"),
+    ):
+        c.space()
     for url in ("127.0.0.1:8080", "ftp://node/api", "http:///api", "http://node/api?x=1"):
         with pytest.raises(ValueError, match="URL"):
             CodexClient(url)
