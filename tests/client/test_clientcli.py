@@ -142,6 +142,23 @@ def test_the_commands_run_as_a_real_process(running_node: RunningNode, tmp_path:
         [str(SCRIPT), "download", cid, *node_flags(running_node)], capture_output=True, env=env, timeout=60, check=False
     )
     assert (down.returncode, down.stderr, down.stdout) == (0, b"", data)
+    piped = subprocess.run(
+        [str(SCRIPT), "upload", "-", *node_flags(running_node)],
+        input=data,
+        capture_output=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert (piped.returncode, piped.stderr) == (0, b"")
+    again = subprocess.run(
+        [str(SCRIPT), "download", piped.stdout.decode().strip(), *node_flags(running_node)],
+        capture_output=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert (again.returncode, again.stdout) == (0, data)
 
 
 # --- the progress bar ---------------------------------------------------------------------------------------------

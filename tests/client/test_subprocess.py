@@ -61,3 +61,19 @@ def test_a_wrong_token_is_401_and_never_shown(running_node: RunningNode) -> None
     assert wrong not in repr(logs)
     with CodexClient(running_node.api) as anonymous, pytest.raises(UnauthorizedError):
         anonymous.space()
+
+
+def test_the_readme_example_runs(
+    running_node: RunningNode, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Python client", 1)[1]
+    example = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert "http://127.0.0.1:8080/api/codex/v1" in example
+    (tmp_path / "photo.jpg").write_bytes(os.urandom(1000))
+    (tmp_path / "api-token").write_text(running_node.token + "\n")
+    monkeypatch.chdir(tmp_path)
+    exec(compile(example.replace("http://127.0.0.1:8080/api/codex/v1", running_node.api), "README", "exec"), {})
+    assert (tmp_path / "copy.jpg").read_bytes() == (tmp_path / "photo.jpg").read_bytes()
+    assert not (tmp_path / "gone.jpg").exists()
+    assert capsys.readouterr().out.splitlines()[-1].startswith("404 ")
