@@ -265,6 +265,8 @@ class AsyncDownload:
 async def _upload_body(
     source: AsyncUploadSource,
 ) -> tuple[bytes | AsyncIterable[bytes] | Iterable[bytes], int | None, str | None]:
+    if isinstance(source, str):
+        raise TypeError("upload takes bytes, a Path to a file, a binary file or an iterator of bytes; not a str")
     if isinstance(source, bytes | bytearray | memoryview):
         data = bytes(source)
         return data, len(data), None

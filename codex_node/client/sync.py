@@ -269,6 +269,8 @@ class Download:
 
 def _upload_body(source: UploadSource) -> tuple[bytes | Iterable[bytes], int | None, str | None]:
     """The body to send, its length if known, and the file name a path gives."""
+    if isinstance(source, str):
+        raise TypeError("upload takes bytes, a Path to a file, a binary file or an iterator of bytes; not a str")
     if isinstance(source, bytes | bytearray | memoryview):
         data = bytes(source)
         return data, len(data), None

@@ -58,6 +58,8 @@ def api_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"not an http(s) URL with a host: {url!r} (e.g. {DEFAULT_API_URL})")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("the API URL must not hold credentials; give the token as the token (--api-token FILE)")
     if parts.query or parts.fragment:
         raise ValueError(f"the API URL takes no query or fragment: {url!r}")
     return url.rstrip("/")
@@ -170,9 +172,11 @@ def download_info(cid: str, headers: httpx.Headers) -> DownloadInfo:
         if name:
             filename = printable_line(name.replace("/", "_").replace("\\", "_"), 255)
     mimetype = headers.get("content-type")
+    # A size is only checked against bytes as sent: a body a proxy compressed is decoded on the way in.
+    encoded = headers.get("content-encoding", "identity").strip().lower() != "identity"
     return DownloadInfo(
         cid=cid,
-        size=content_length(headers),
+        size=None if encoded else content_length(headers),
         filename=filename,
         mimetype=printable_line(mimetype, 255) if mimetype else None,
     )

@@ -192,9 +192,12 @@ def test_an_unreachable_node_and_a_bad_url_are_clear_errors() -> None:
         pytest.raises(NodeUnreachableError, match=r"could not connect to the node at http://127\.0\.0\.1:1"),
     ):
         c.space()
-    for url in ("127.0.0.1:8080", "ftp://node/api", "http:///api", "http://node/api?x=1"):
-        with pytest.raises(ValueError, match="URL"):
+    for url in ("127.0.0.1:8080", "ftp://node/api", "http:///api", "http://node/api?x=1", "http://u:secret@node/api"):
+        with pytest.raises(ValueError, match="URL") as raised:
             CodexClient(url)
+        assert "secret" not in str(raised.value)
+    with CodexClient(URL) as c, pytest.raises(TypeError, match="not a str"):
+        c.upload("photo.jpg")  # type: ignore[arg-type]
 
 
 def test_a_download_cut_short_raises_and_leaves_no_file(tmp_path: Path) -> None:
