@@ -2,12 +2,13 @@
 
 ``codex-node run [flags]`` runs a node. Flags, their defaults and their environment variables come from the
 option table in ``config.py``; ``--help`` shows all three. A bad value stops the command before anything starts,
-with one line on stderr naming the flag and exit code 2 (never a traceback). A node that cannot start (data dir
-held by another node, disk error) exits 1, also with one line.
+with one line on stderr naming the flag and exit code 2 (never a traceback); so does a data dir another
+codex-node uses (the line gives its pid). A node that cannot start otherwise (a disk error) exits 1, also with
+one line.
 
 Adding a command (``codex-node deploy`` is one): write a :class:`Command` — its ``add_arguments`` may reuse shared
-flags with ``add_options(parser, [option("--eth-provider"), …])`` and its ``run`` may resolve them with
-``config.resolve`` — and list it in :data:`COMMANDS`.
+flags with ``config.add_options(parser, [option("--eth-provider"), …])`` and its ``run`` may resolve them with
+``config.resolve`` — and list it in :data:`COMMANDS`. A command module imports ``config``, never this module.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 from codex_node import __version__
-from codex_node.config import CONFIG_FILE, OPTIONS, Option, Raw, load_node_config
+from codex_node.config import CONFIG_FILE, OPTIONS, NodeConfig, add_options, given, load_node_config
 from codex_node.errors import CodexError, ConfigError
 
 PROG = "codex-node"
@@ -50,41 +51,14 @@ class Command:
     epilog: str = ""
 
 
-def add_options(parser: argparse.ArgumentParser, options: Sequence[Option]) -> None:
-    """Add ``options`` to ``parser``. Defaults stay unset so :func:`given` sees only what was typed."""
-    groups: dict[str, argparse._ArgumentGroup] = {}
-    for opt in options:
-        group = groups.get(opt.group)
-        if group is None:
-            group = groups[opt.group] = parser.add_argument_group(f"{opt.group} options")
-        default = opt.default_text()
-        notes = ([f"default: {default}"] if default is not None else []) + [f"env: {opt.env}"]
-        text = f"{opt.help} [{'; '.join(notes)}]".replace("%", "%%")
-        if opt.kind == "bool":
-            group.add_argument(
-                opt.flag, dest=opt.field, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=text
-            )
-        elif opt.kind == "list":
-            group.add_argument(
-                opt.flag, dest=opt.field, action="append", metavar=opt.metavar, default=argparse.SUPPRESS, help=text
-            )
-        else:
-            group.add_argument(opt.flag, dest=opt.field, metavar=opt.metavar, default=argparse.SUPPRESS, help=text)
-
-
-def given(args: argparse.Namespace, options: Sequence[Option]) -> dict[str, Raw]:
-    """The flags typed on the command line, keyed by field, as raw text (lists for repeatable flags)."""
-    present = vars(args)
-    return {opt.field: present[opt.field] for opt in options if opt.field in present}
-
-
 # --- run ---------------------------------------------------------------------------------------------------------
 
 _RUN_EPILOG = """\
 Every flag can also be set in the environment (CODEX_<FLAG>, e.g. CODEX_API_PORT=8081) or in the TOML file of
 --config-file (keys are flag names: api-port = 8081). Precedence: flags > environment > config file > defaults.
 Sizes: 20GiB, 500MB, 1048576 (bytes). Durations: 30d, 1h, 10m, 10s, 1h30m, or seconds.
-Exit codes: 0 stopped cleanly (SIGINT/SIGTERM), 1 failed to start or run, 2 invalid flags or configuration."""
+Exit codes: 0 stopped cleanly (SIGINT/SIGTERM), 1 failed to start or run, 2 invalid flags or configuration
+(including a data dir another codex-node uses)."""
 
 
 def _run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -97,8 +71,27 @@ def _run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from codex_node.node import run_node
 
     config = load_node_config(given(args, (CONFIG_FILE, *OPTIONS)), env)
+    check_files(config)
     configure_logging(config.log_level, config.log_format)
     return asyncio.run(run_node(config))
+
+
+def check_files(config: NodeConfig) -> None:
+    """Check the files whose contents only the chain layer reads (``--deployment``), before anything starts.
+
+    ``config.py`` checks that the file is JSON; every field is checked here, as configuration never imports the
+    market (it sits below it). Raises :class:`ConfigError` naming the flag.
+    """
+    if config.deployment is None:
+        return
+    # Imported here: the deployment module pulls in eth libraries, slow to import and needed only with the flag.
+    from codex_node.errors import DeploymentFileError
+    from codex_node.market.deployment import Deployment
+
+    try:
+        Deployment.load(config.deployment)  # every field present and well-formed
+    except DeploymentFileError as e:
+        raise ConfigError("--deployment", str(e)) from None
 
 
 RUN = Command(

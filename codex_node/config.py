@@ -13,6 +13,7 @@ starts nothing.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import ipaddress
 import json
@@ -319,14 +320,8 @@ def _deployment_file(text: str) -> Path:
         raise ValueError(f"{path} is not a JSON file: {e}") from None
     if not isinstance(doc, dict):
         raise ValueError(f"{path} does not hold a JSON object")  # noqa: TRY004 - parsers report ValueError
-    # Imported here: the deployment module pulls in eth libraries, slow to import and needed only with the flag.
-    from codex_node.errors import DeploymentFileError
-    from codex_node.market.deployment import Deployment
-
-    try:
-        Deployment.load(path)  # every field present and well-formed
-    except DeploymentFileError as e:
-        raise ValueError(str(e)) from None
+    # Its fields are the chain layer's to read: the CLI checks them before the node starts (cli.check_files), as
+    # configuration sits below the market and never imports it.
     return path
 
 
@@ -450,7 +445,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("--block-mn", "blocks examined per maintenance pass", _int_in(1), metavar="N"),
     Option(
         "--log-level",
-        "trace|debug|info|notice|warn|error|fatal (trace means debug, notice means info)",
+        "debug|info|warning|error|critical (nim-codex's trace, notice, warn and fatal work too)",
         parse_level,
         metavar="LEVEL",
     ),
@@ -561,6 +556,34 @@ OPTIONS: tuple[Option, ...] = (
 )
 
 CONFIG_FILE = Option("--config-file", 'TOML file with flag names as keys (data-dir = "…")', _file_path, metavar="FILE")
+
+
+def add_options(parser: argparse.ArgumentParser, options: Sequence[Option]) -> None:
+    """Add ``options`` to ``parser``. Defaults stay unset so :func:`given` sees only what was typed."""
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for opt in options:
+        group = groups.get(opt.group)
+        if group is None:
+            group = groups[opt.group] = parser.add_argument_group(f"{opt.group} options")
+        default = opt.default_text()
+        notes = ([f"default: {default}"] if default is not None else []) + [f"env: {opt.env}"]
+        text = f"{opt.help} [{'; '.join(notes)}]".replace("%", "%%")
+        if opt.kind == "bool":
+            group.add_argument(
+                opt.flag, dest=opt.field, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=text
+            )
+        elif opt.kind == "list":
+            group.add_argument(
+                opt.flag, dest=opt.field, action="append", metavar=opt.metavar, default=argparse.SUPPRESS, help=text
+            )
+        else:
+            group.add_argument(opt.flag, dest=opt.field, metavar=opt.metavar, default=argparse.SUPPRESS, help=text)
+
+
+def given(args: argparse.Namespace, options: Sequence[Option]) -> dict[str, Raw]:
+    """The flags typed on the command line, keyed by field, as raw text (lists for repeatable flags)."""
+    present = vars(args)
+    return {opt.field: present[opt.field] for opt in options if opt.field in present}
 
 
 def option(flag: str) -> Option:

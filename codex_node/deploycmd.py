@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from codex_node.config import option, resolve
+from codex_node.config import add_options, given, option, resolve
 from codex_node.errors import ChainError, CodexError, ConfigError
 
 if TYPE_CHECKING:
@@ -40,8 +40,6 @@ class DeploySettings:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from codex_node.cli import add_options
-
     add_options(parser, [option(flag) for flag in FLAGS])
     parser.add_argument(
         OUTPUT, metavar="FILE", default=None, help="also write the deployment JSON to FILE (for run --deployment)"
@@ -50,8 +48,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def settings(args: argparse.Namespace, env: Mapping[str, str]) -> DeploySettings:
     """The checked flags; raises :class:`ConfigError` naming the first bad one."""
-    from codex_node.cli import given
-
     options = [option(flag) for flag in FLAGS]
     values = resolve(options, cli=given(args, options), env=env)
     provider = values.get("eth_provider")

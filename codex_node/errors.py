@@ -14,6 +14,7 @@ may carry a web3, plyvel or FastAPI type: callers catch our types, never a libra
     ├── NotFoundError                    unknown CID, availability, slot, purchase (404)
     ├── StoreError                       block store and metadata store
     │   ├── QuotaNotEnoughError          a reservation or a block would exceed the quota (422)
+    │   ├── DiskFullError                the data dir's disk has no room for the bytes (507)
     │   ├── BlockNotFoundError           (also a NotFoundError)
     │   ├── CorruptBlockError            data on disk does not match its CID
     │   ├── KVError                      LevelDB failed (open, write, read)
@@ -42,6 +43,12 @@ may carry a web3, plyvel or FastAPI type: callers catch our types, never a libra
     │   │   └── QueueNotRunningError
     │   └── SaleError                    a sale cannot continue (host mismatch, slot freed, …)
     │       └── SlotDataError            the slot's data is not in the repo or does not fit the request
+    ├── ErasureError                     erasure coding (``data/erasure.py``) and protected manifests
+    │   ├── ErasureParamsError           nodes/tolerance break the erasure-code rules (also a ValidationError)
+    │   ├── InsufficientBlocksError      an empty dataset cannot be erasure-coded (also a ValidationError)
+    │   ├── InvalidProtectedManifestError   unparsable, not canonical, or its fields do not add up
+    │   └── ErasureDataError             dataset or slot blocks of the wrong size or count, fewer than K slots
+    │       └── SlotRootMismatchError    decoded slot data does not hash to the manifest's slot root
     └── ProofError                       building or checking a storage proof
         ├── InvalidProofError            a proof does not prove its target; ``.contract_error`` names the revert
         │   ├── InvalidProofShapeError   wrong number of cells or paths, a cell of the wrong length
@@ -101,6 +108,10 @@ class StoreError(CodexError):
 
 class QuotaNotEnoughError(StoreError):
     """Storing or reserving these bytes would exceed the storage quota."""
+
+
+class DiskFullError(StoreError):
+    """The data dir's file system has no room for these bytes (ENOSPC): nothing of them was stored."""
 
 
 class BlockNotFoundError(StoreError, NotFoundError):
@@ -232,6 +243,33 @@ class AvailabilityNotFoundError(ReservationsError, NotFoundError):
 
 class ReservationNotFoundError(ReservationsError, NotFoundError):
     """No reservation with this id in this availability (404)."""
+
+
+# --- erasure coding (data/erasure.py, data/protected.py) -------------------------------------------------------
+
+
+class ErasureError(CodexError):
+    """Erasure coding a dataset, decoding it, or reading a protected manifest failed."""
+
+
+class ErasureParamsError(ErasureError, ValidationError):
+    """``nodes``/``tolerance`` (K = nodes - tolerance, M = tolerance) break the erasure-code rules (422)."""
+
+
+class InsufficientBlocksError(ErasureError, ValidationError):
+    """The dataset has no block to encode (422; nim-codex's name for a dataset too small to protect)."""
+
+
+class InvalidProtectedManifestError(ErasureError):
+    """A protected manifest that does not parse, is not in canonical form, or whose fields do not add up."""
+
+
+class ErasureDataError(ErasureError):
+    """Dataset or slot blocks of the wrong size or count, or fewer than K slots to decode from."""
+
+
+class SlotRootMismatchError(ErasureDataError):
+    """Slot data read while decoding does not hash to the slot root the protected manifest commits to."""
 
 
 # --- proofs ---------------------------------------------------------------------------------------------------

@@ -4,7 +4,11 @@
   bytes and long hex ids show as ``0x1234…abcd``, CIDs as ``bafkre…q3z4ai``, and integers logged under a key
   ending in ``size`` or ``bytes`` (``slot_size``, ``totalSize``, ``quota_used_bytes``) as ``64KiB``/``1.5GiB``.
 * ``json``: one JSON object per line for machines. Nothing is shortened (a tool wants the full id to join on):
-  bytes are full ``0x`` hex, CIDs their text, sizes plain integers.
+  bytes are full ``0x`` hex, CIDs their text, sizes plain integers, and structured values (dataclasses such as
+  ``ChainHead``, pydantic models, mappings) nested JSON objects — never a Python ``repr`` in a string.
+
+A few milestones (:data:`MILESTONES`: ``node started``, ``node stopped``) are shown at every level, so a node run
+at ``--log-level warning`` still says once that it is up and where it serves.
 
 Standard-library loggers (uvicorn, web3, …) go through the same renderer so the output has one shape.
 The level is a process-wide setting read by the first processor, so :func:`set_level` takes effect at once,
@@ -16,18 +20,21 @@ Nothing here is called by library code: only the CLI configures logging. Tests c
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 import re
 import sys
+from collections.abc import Mapping
 from typing import Any, TextIO
 
 import structlog
 from structlog.types import EventDict, Processor, WrappedLogger
 
-from codex_node.data.cid import Cid
 from codex_node.units import format_size
+
+_log = structlog.get_logger(__name__)
 
 LOG_FORMATS = ("text", "json")
 LEVELS: dict[str, int] = {
@@ -45,6 +52,9 @@ _METHOD_LEVELS = {**LEVELS, "warn": logging.WARNING, "exception": logging.ERROR,
 _CHATTY = ("uvicorn", "httpx", "httpcore", "web3", "urllib3", "asyncio")
 
 _HEX_ID_RE = re.compile(r"^0x[0-9a-fA-F]{24,}$")
+# A CIDv1 in base32, the form data/cid.py writes (``bafkrei…``). Matched on the text, so that this module, which
+# every layer uses, needs no import of the data layer's Cid type.
+_CID_RE = re.compile(r"^b[a-z2-7]{40,}$")
 _SHORT_BYTES = 8  # bytes values up to this length are shown whole
 
 
@@ -59,7 +69,10 @@ def parse_level(text: str) -> str:
     name = text.strip().lower()
     name = _ALIASES.get(name, name)
     if name not in LEVELS:
-        raise ValueError(f"'{text}' is not a log level (use trace, debug, info, notice, warn, error or fatal)")
+        raise ValueError(
+            f"'{text}' is not a log level (use debug, info, warning, error or critical; "
+            "nim-codex's trace, notice, warn and fatal also work)"
+        )
     return name
 
 
@@ -77,11 +90,31 @@ def set_level(text: str) -> str:
     return name
 
 
+def change_level(text: str) -> str:
+    """:func:`set_level` for a change while the node runs, said in one ``log level changed`` line.
+
+    The line is a warning, logged before the change when the new level would hide it and after it otherwise, so
+    it shows whenever either level lets warnings through. ValueError on an unknown level (nothing changes).
+    """
+    old = get_level()
+    name = parse_level(text)
+    quieter = LEVELS[name] > logging.WARNING
+    if quieter:
+        _log.warning("log level changed", old_level=old, new_level=name)
+    set_level(name)
+    if not quieter:
+        _log.warning("log level changed", old_level=old, new_level=name)
+    return name
+
+
 # --- processors (pure: event dict in, event dict out) --------------------------------------------------------
+
+MILESTONES = frozenset({"node started", "node stopped"})
+"""Events shown at every level: one line saying the node is up (and where), one saying it stopped."""
 
 
 def filter_level(_logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
-    if _METHOD_LEVELS.get(method_name, logging.INFO) < _Level.value:
+    if _METHOD_LEVELS.get(method_name, logging.INFO) < _Level.value and event_dict.get("event") not in MILESTONES:
         raise structlog.DropEvent
     return event_dict
 
@@ -94,19 +127,27 @@ def short_hex(data: bytes | bytearray | memoryview | str) -> str:
     return f"0x{text[:4]}…{text[-4:]}"
 
 
-def short_cid(cid: Cid | str) -> str:
+def short_cid(cid: object) -> str:
+    """A CID (or its text) cut to ``bafkre…q3z4ai``."""
     text = str(cid)
     return text if len(text) <= 16 else f"{text[:6]}…{text[-6:]}"
+
+
+def _own_str(value: object) -> bool:
+    """Whether ``value``'s type says how it reads as text (a CID does; a plain dataclass only has a repr)."""
+    return type(value).__str__ is not object.__str__
 
 
 def compact_value(key: str, value: object) -> object:
     """How ``value`` logged under ``key`` reads in text logs."""
     if isinstance(value, bytes | bytearray | memoryview):
         return short_hex(value)
-    if isinstance(value, Cid):
-        return short_cid(value)
     if isinstance(value, str) and _HEX_ID_RE.match(value):
         return short_hex(value)
+    if isinstance(value, str) or (not isinstance(value, int | float | bool) and value is not None and _own_str(value)):
+        text = str(value)
+        if _CID_RE.match(text):
+            return short_cid(text)
     if isinstance(value, int) and not isinstance(value, bool) and key.lower().endswith(("size", "bytes")):
         return format_size(value)
     return value
@@ -120,10 +161,24 @@ def compact_text(_logger: WrappedLogger, _method_name: str, event_dict: EventDic
 
 
 def json_default(value: object) -> object:
-    """JSON form of values ``json`` cannot encode: bytes as full hex, everything else by ``str``."""
+    """JSON form of values ``json`` cannot encode.
+
+    Bytes are full ``0x`` hex; a value whose type has a text form (a CID, a path) that text; structured values
+    JSON objects (a dataclass by its fields, a pydantic model by its JSON dump, any other mapping by its items),
+    their fields encoded by this same function; collections lists; anything else its ``str``.
+    """
     if isinstance(value, bytes | bytearray | memoryview):
         return "0x" + bytes(value).hex()
-    if isinstance(value, set | frozenset | tuple):
+    model_dump = getattr(value, "model_dump", None)
+    if callable(model_dump) and not isinstance(value, type):
+        return model_dump(mode="json")
+    if _own_str(value):
+        return str(value)  # a value that has a text form (a CID, a path) is written as that text
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): v for k, v in value.items()}
+    if isinstance(value, set | frozenset | tuple | list):
         return list(value)
     return str(value)
 

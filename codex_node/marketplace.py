@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from prometheus_client import CollectorRegistry
 
-from codex_node.api.schemas import ChainInfo
 from codex_node.clock import Clock
 from codex_node.config import NodeConfig
 from codex_node.errors import ConfigError
@@ -40,7 +39,7 @@ from codex_node.market import identity, provider
 from codex_node.market.deployment import Deployment
 from codex_node.market.embedded import EmbeddedChain
 from codex_node.market.onchain import MarketOptions, OnChainMarket
-from codex_node.market.types import Address
+from codex_node.market.types import Address, ChainInfo
 from codex_node.proofs.prover import Prover
 from codex_node.sales.datasource import LocalSlotDataSource
 from codex_node.sales.history import SaleHistory

@@ -10,16 +10,22 @@ the HTTP metrics below, which are always counted (cheap) whether or not the endp
   or ``unmatched`` for paths no route serves, so label values stay bounded).
 * ``codex_api_request_duration_seconds{method, route}`` — time until the response ended (downloads included).
 * ``codex_node_info{version, revision}`` — always 1.
+
+Parts that keep their counts as plain attributes (the stores, the prover, the embedded chain) expose them with
+a :class:`LiveCollector` read at scrape time, registered with :func:`register` on the registry they are given:
+each node has its own registry (``Node.registry``), passed to every part, so two nodes in one process never
+share a series. ``registry=None`` registers nothing (unit tests build many parts).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import structlog
 from prometheus_client import Counter, Gauge, Histogram, make_asgi_app
-from prometheus_client.registry import REGISTRY, CollectorRegistry
+from prometheus_client.core import Metric
+from prometheus_client.registry import REGISTRY, Collector, CollectorRegistry
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from codex_node import buildinfo
@@ -35,6 +41,41 @@ HTTP_DURATION = Histogram(
     "codex_api_request_duration_seconds", "REST API request duration until the response ended", ("method", "route")
 )
 NODE_INFO = Gauge("codex_node_info", "Build of this node (always 1)", ("version", "revision"))
+
+
+class LiveCollector(Collector):
+    """Yields whatever ``read()`` returns at scrape time.
+
+    The stores keep their counts as plain attributes (they need them anyway) and expose them through this
+    instead of updating metric objects on every change, so nothing can drift and no hot path pays for metrics.
+    """
+
+    def __init__(self, read: Callable[[], Iterable[Metric]], names: Iterable[str]) -> None:
+        self._read = read
+        self._names = list(names)
+
+    def collect(self) -> Iterable[Metric]:
+        return list(self._read())
+
+    def describe(self) -> Iterable[Metric]:
+        # Lets the registry check name clashes without calling ``read`` at registration time.
+        return [Metric(name, "", "untyped") for name in self._names]
+
+
+def register(collector: Collector, registry: CollectorRegistry | None) -> Callable[[], None]:
+    """Register ``collector`` on ``registry`` (``None``: nowhere); return a function that unregisters it (once)."""
+    if registry is None:
+        return lambda: None
+    registry.register(collector)
+    done = False
+
+    def unregister() -> None:
+        nonlocal done
+        if not done:
+            done = True
+            registry.unregister(collector)
+
+    return unregister
 
 
 def record_node_info() -> None:

@@ -7,8 +7,9 @@ closing is wrapped in :class:`Closing`. If a part fails to start, the ones alrea
 
 Data dir layout::
 
+    <data-dir>/codex-node.pid              the pid of the node using the data dir, locked while it runs
     <data-dir>/meta/                       LevelDB: block metadata, quota, maintenance cursor, node id, and
-                                           (later) availabilities, reservations, chain cursor, sale history
+                                           availabilities, reservations, event cursor, sale history
     <data-dir>/repo/blocks/<xy>/<cid>      one file per block, sharded by the CID's last two characters
                                            (``<cid>.tmp`` beside it while it is being written)
     <data-dir>/chain/                      the embedded chain (its own LevelDB, node key, deployment.json)
@@ -35,14 +36,15 @@ from prometheus_client.registry import REGISTRY, CollectorRegistry
 from codex_node import metrics
 from codex_node.api.app import API_PREFIX, create_app
 from codex_node.api.guards import guard_metrics
-from codex_node.api.schemas import ChainInfo
 from codex_node.api.server import HttpServer
 from codex_node.api.services import DevChain, Services, provide
 from codex_node.clock import Clock, SystemClock
 from codex_node.config import NodeConfig
 from codex_node.errors import ConfigError
+from codex_node.market.types import ChainInfo
 from codex_node.marketplace import MarketplaceParts, start_marketplace
 from codex_node.stores.blockfiles import BlockFiles
+from codex_node.stores.datadir import DataDirLock
 from codex_node.stores.kv import KVStore, LevelDBStore
 from codex_node.stores.maintenance import BlockMaintainer
 from codex_node.stores.repostore import RepoStore
@@ -69,8 +71,8 @@ class Node:
         self.repo: RepoStore | None = None
         self.maintainer: BlockMaintainer | None = None
         self.marketplace: MarketplaceParts | None = None
-        # The node's own metrics registry, hung on the process-wide one while the node runs: parts register on
-        # it freely, and a second node in the same process (tests) never collides with the first's series.
+        # The node's own metrics registry, passed to every part and hung on the process-wide one while the node
+        # runs: a second node in the same process (tests) never collides with the first's series.
         self.registry = CollectorRegistry(auto_describe=True)
         self._parts = PartStack()
 
@@ -126,24 +128,29 @@ class Node:
             await self._parts.start("metrics address", Closing(endpoint.release))
 
         c.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        lock = DataDirLock(c.data_dir)
+        lock.acquire()  # a second node on the same data dir stops here, told the first one's pid
+        await self._parts.start("data dir lock", Closing(lock.release))
 
-        kv = LevelDBStore(c.data_dir / "meta")  # a second node on the same data dir fails here (LevelDB lock)
+        kv = LevelDBStore(c.data_dir / "meta")
         await self._parts.start("metadata store", Closing(kv.close))
         self.kv = kv
         self.node_id = _node_id(kv)
 
+        await self._parts.start("metrics registry", _Registered(self.registry))
         # Construction runs the repo's crash recovery: a thread keeps signals and the loop responsive meanwhile.
-        repo = await asyncio.to_thread(_open_repo, kv, c, self.clock)
+        repo = await asyncio.to_thread(_open_repo, kv, c, self.clock, self.registry)
         await self._parts.start("repo store", Closing(repo.close))
         self.repo = repo
 
-        maintainer = BlockMaintainer(repo, self.clock, interval=c.block_mi, batch_size=c.block_mn)
+        maintainer = BlockMaintainer(
+            repo, self.clock, interval=c.block_mi, batch_size=c.block_mn, registry=self.registry
+        )
         await self._parts.start("block maintainer metrics", Closing(maintainer.close))
         await self._parts.start("block maintainer", maintainer)
         self.maintainer = maintainer
 
         if c.chain_mode != "none":
-            await self._parts.start("metrics registry", _Registered(self.registry))
             mp = await start_marketplace(
                 c, kv=kv, repo=repo, clock=self.clock, start_part=self._parts.start, registry=self.registry
             )
@@ -202,8 +209,15 @@ class _Registered:
         REGISTRY.unregister(self._registry)
 
 
-def _open_repo(kv: KVStore, c: NodeConfig, clock: Clock) -> RepoStore:
-    return RepoStore(kv, BlockFiles(c.data_dir / "repo"), clock=clock, quota_max=c.storage_quota, block_ttl=c.block_ttl)
+def _open_repo(kv: KVStore, c: NodeConfig, clock: Clock, registry: CollectorRegistry) -> RepoStore:
+    return RepoStore(
+        kv,
+        BlockFiles(c.data_dir / "repo"),
+        clock=clock,
+        quota_max=c.storage_quota,
+        block_ttl=c.block_ttl,
+        registry=registry,
+    )
 
 
 def _node_id(kv: KVStore) -> str:

@@ -129,3 +129,12 @@ def test_main_returns_2_and_prints_the_flag_for_bad_values(
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert err.startswith(f"codex-node run: error: {flag}: ")
+
+
+def test_log_level_help_and_error_name_warning_and_critical(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "debug|info|warning|error|critical" in text
+    result = run_cli("run", "--log-level", "verbose")
+    assert_one_line_error(result, EXIT_USAGE, "--log-level", "warning", "critical")

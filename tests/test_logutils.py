@@ -6,10 +6,12 @@ import io
 import json
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 import structlog
+from pydantic import BaseModel
 
 from codex_node import logutils
 from codex_node.data.cid import block_cid
@@ -173,3 +175,64 @@ def test_compact_value(key: str, value: object, shown: object) -> None:
 def test_an_unknown_format_is_refused() -> None:
     with pytest.raises(ValueError, match="log format"):
         configure_logging("info", "xml", stream=io.StringIO())
+
+
+@dataclass(frozen=True)
+class _Head:
+    number: int
+    hash: bytes
+    cid: object
+
+
+class _Model(BaseModel):
+    chain_id: int
+    name: str
+
+
+def test_json_renders_structured_values_as_objects_not_python_reprs() -> None:
+    out = capture("json")
+    cid = block_cid(b"x")
+    structlog.get_logger("t").info(
+        "chain moved", head=_Head(469, b"\xab" * 32, cid), info=_Model(chain_id=1, name="dev"), seen={"a": [1, 2]}
+    )
+    (line,) = json_lines(out)
+    assert line["head"] == {"number": 469, "hash": "0x" + "ab" * 32, "cid": cid.text}
+    assert line["info"] == {"chain_id": 1, "name": "dev"}
+    assert line["seen"] == {"a": [1, 2]}
+
+
+def test_changing_the_level_live_says_the_old_and_new_level() -> None:
+    out = capture("json", "info")
+    logutils.change_level("debug")
+    (line,) = json_lines(out)
+    assert (line["event"], line["old_level"], line["new_level"]) == ("log level changed", "info", "debug")
+    assert get_level() == "debug"
+
+
+def test_changing_to_a_quieter_level_still_shows_the_change() -> None:
+    out = capture("json", "info")
+    logutils.change_level("error")
+    structlog.get_logger("t").warning("hidden now")
+    assert [(e["event"], e["new_level"]) for e in json_lines(out)] == [("log level changed", "error")]
+
+
+def test_the_unknown_level_error_names_every_level() -> None:
+    with pytest.raises(ValueError, match="not a log level") as caught:
+        parse_level("verbose")
+    for name in ("debug", "info", "warning", "error", "critical"):
+        assert name in str(caught.value)
+
+
+@pytest.mark.parametrize("level", ["warning", "error", "critical"])
+def test_node_started_shows_at_every_level(level: str) -> None:
+    out = capture("json", level)
+    log = structlog.get_logger("codex_node.node")
+    log.info("node started", api="http://127.0.0.1:8080/api/codex/v1")
+    log.info("something routine")
+    log.info("node stopped")
+    assert [e["event"] for e in json_lines(out)] == ["node started", "node stopped"]
+
+
+def test_text_logs_shorten_cids_given_as_text_too() -> None:
+    text = block_cid(b"x").text
+    assert compact_value("cid", text) == f"{text[:6]}…{text[-6:]}"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.registry import REGISTRY
 
 from codex_node.api.app import API_PREFIX
 from codex_node.api.services import services_of
@@ -82,7 +83,9 @@ async def test_a_node_serves_the_api_and_stops_every_part(tmp_path: Path) -> Non
     async with node:
         assert node.parts == [
             "api address",
+            "data dir lock",
             "metadata store",
+            "metrics registry",
             "repo store",
             "block maintainer metrics",
             "block maintainer",
@@ -184,3 +187,21 @@ async def test_flags_of_parts_this_version_lacks_are_refused_before_anything_sta
     assert e.value.flag == flag
     assert node.parts == []
     assert not (tmp_path / "data").exists()
+
+
+async def test_every_store_part_counts_on_the_nodes_own_registry(tmp_path: Path) -> None:
+    async with Node(config(tmp_path, storage_quota=1 << 20), clock=FakeClock()) as node:
+        assert node.registry.get_sample_value("codex_repostore_bytes_max") == 1 << 20
+        assert node.registry.get_sample_value("codex_maintenance_passes_total") is not None
+        # Hung on the process-wide registry while it runs (what /metrics serves), and only through it.
+        assert REGISTRY.get_sample_value("codex_repostore_bytes_max") == 1 << 20
+    assert REGISTRY.get_sample_value("codex_repostore_bytes_max") is None
+
+
+async def test_two_nodes_in_one_process_keep_their_own_series(tmp_path: Path) -> None:
+    async with (
+        Node(config(tmp_path / "a", storage_quota=1 << 20), clock=FakeClock()) as a,
+        Node(config(tmp_path / "b", storage_quota=2 << 20), clock=FakeClock()) as b,
+    ):
+        assert a.registry.get_sample_value("codex_repostore_bytes_max") == 1 << 20
+        assert b.registry.get_sample_value("codex_repostore_bytes_max") == 2 << 20

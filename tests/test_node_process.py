@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -142,3 +143,28 @@ def test_kill_9_during_a_100_mib_upload_leaves_balanced_books(tmp_path: Path, no
     count, size = files_under(tmp_path / "data" / "repo" / "blocks")
     assert (count, size) == (after["totalBlocks"], after["quotaUsedBytes"])
     assert restarted.stop() == 0
+
+
+def test_a_second_node_on_the_same_data_dir_names_the_first_ones_pid_and_exits_2(
+    tmp_path: Path, nodes: list[NodeProcess]
+) -> None:
+    first = start_node(tmp_path, "--no-marketplace")
+    nodes.append(first)
+    base = {k: v for k, v in os.environ.items() if not k.startswith("CODEX_")}
+    second = subprocess.run(
+        [str(nodeprocess.SCRIPT), "run", "--data-dir", str(tmp_path / "data"), "--api-port", "0", "--no-marketplace"],
+        env=base,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert second.returncode == 2, second.stderr
+    lines = second.stderr.strip().splitlines()
+    assert lines == [
+        f"codex-node run: error: --data-dir: {tmp_path / 'data'} is in use by another codex-node "
+        f"(pid {first.proc.pid}); stop it, or give this node another --data-dir"
+    ]
+    assert first.running  # the first node is untouched
+    assert first.stop() == 0
+    assert (tmp_path / "data" / "codex-node.pid").read_text() == ""  # a clean stop empties the pid file

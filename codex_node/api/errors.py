@@ -13,6 +13,7 @@ Status codes by error type (the first match wins, so a ``BlockNotFoundError`` â€
 ``ValidationError`` (well-formed input that breaks a rule)         422
 ``InvalidInputError`` incl. ``InvalidCidError`` (malformed input)  400
 ``QuotaNotEnoughError``                                            422
+``DiskFullError`` (the data dir's disk is full)                    507
 ``BytesOutOfBoundsError``/``UntilOutOfBoundsError``/collateral     422
 ``MarketUnavailableError`` (running with ``--no-marketplace``)     503
 any other ``CodexError``                                           500
@@ -43,6 +44,7 @@ from codex_node.errors import (
     CodexError,
     CollateralOutOfBoundsError,
     DatasetInUseError,
+    DiskFullError,
     InvalidInputError,
     MarketUnavailableError,
     NotFoundError,
@@ -59,6 +61,7 @@ _STATUS: tuple[tuple[type[CodexError], int], ...] = (
     (ValidationError, 422),
     (InvalidInputError, 400),
     (QuotaNotEnoughError, 422),
+    (DiskFullError, 507),
     (BytesOutOfBoundsError, 422),
     (UntilOutOfBoundsError, 422),
     (CollateralOutOfBoundsError, 422),

@@ -24,10 +24,10 @@ from codex_node.sales.sales import Sales
 from codex_node.stores.repostore import RepoStore
 
 if TYPE_CHECKING:  # the chain modules pull in the whole Ethereum stack; only their types are needed here
-    from codex_node.api.schemas import ChainInfo
     from codex_node.data.cid import Cid
     from codex_node.market.embedded import EmbeddedChain
     from codex_node.market.onchain import OnChainMarket
+    from codex_node.market.types import ChainInfo
 
 
 class NodeView(Protocol):

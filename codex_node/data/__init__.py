@@ -1,1 +1,1 @@
-"""Content values and their pure maths: CIDs, manifests, chunking, Merkle trees and slot layout."""
+"""Content values and their pure maths: CIDs, manifests, chunking, Merkle trees, slot layout, erasure coding."""

@@ -1,14 +1,22 @@
-"""Content identifiers: CIDv1 over sha2-256 for data blocks, manifests and dataset tree roots.
+"""Content identifiers: CIDv1 over sha2-256 for data blocks, manifests, protected manifests and tree roots.
 
 Codecs (all with a sha2-256 or keccak-256 multihash):
 
 * ``raw`` (0x55): a data block; the digest is sha2-256 of the block's bytes.
 * ``dag-json`` (0x0129): a manifest. The multiformats table has no Codex manifest codec, and our manifest is
   canonical DAG-JSON (see ``data/manifest.py``), so the generic codec describes it honestly.
+* ``codex-manifest`` (0xcd01): a **protected** manifest (``data/protected.py``), the erasure-coded form of a
+  dataset that a storage request's ``Content.cid`` names; digest: sha2-256 of its bytes. Its bytes are canonical
+  DAG-JSON too, but it needs a codec of its own: a host reads ``Content.cid`` from the chain and must tell a
+  protected manifest from a dataset manifest by the CID alone, and the repo treats every ``dag-json`` block as a
+  dataset manifest (references, listing, deletion). nim-codex uses this codec for its manifests, protected ones
+  included; ours are not its protobuf encoding, so a nim-codex node could not read them (it cannot reach ours
+  anyway: the networks differ).
 * ``codex-root`` (0xcd03): the root of a dataset's Merkle tree, as nim-codex names it. The digest is the tree
-  root, not a hash of any stored bytes, so such a CID never names a block in the repo. The installed
-  multiformats table predates the Codex codecs, so this module registers ``codex-root`` with it (unless it is
-  already known) so that every spelling of such a CID parses.
+  root, not a hash of any stored bytes, so such a CID never names a block in the repo.
+
+The installed multiformats table predates the Codex codecs, so this module registers ``codex-manifest`` and
+``codex-root`` with it (unless already known) so that every spelling of such a CID parses.
 
 The text form is always CIDv1, multibase ``base32`` (lower case, no padding, prefix ``b``). Parsing goes
 through multiformats, which accepts every base and CIDv0. Encoding uses the standard library's RFC 4648
@@ -33,12 +41,17 @@ from codex_node.errors import InvalidCidError
 
 RAW = 0x55
 DAG_JSON = 0x0129
+CODEX_MANIFEST = 0xCD01
 CODEX_ROOT = 0xCD03
 SHA2_256 = 0x12
 KECCAK_256 = 0x1B
 
-if not multicodec.exists(code=CODEX_ROOT) and not multicodec.exists("codex-root"):
-    multicodec.register(multicodec.Multicodec("codex-root", "ipld", CODEX_ROOT, "draft", "Codex dataset tree root"))
+for _name, _code, _what in (
+    ("codex-manifest", CODEX_MANIFEST, "Codex manifest"),
+    ("codex-root", CODEX_ROOT, "Codex dataset tree root"),
+):
+    if not multicodec.exists(code=_code) and not multicodec.exists(_name):
+        multicodec.register(multicodec.Multicodec(_name, "ipld", _code, "draft", _what))
 
 CIDV1 = 1
 DIGEST_SIZE = 32
@@ -70,9 +83,14 @@ class Cid:
         return self.codec == DAG_JSON and self.hash_code == SHA2_256
 
     @property
+    def is_protected_manifest(self) -> bool:
+        """An erasure-coded dataset's protected manifest (``data/protected.py``)."""
+        return self.codec == CODEX_MANIFEST and self.hash_code == SHA2_256
+
+    @property
     def is_storable(self) -> bool:
         """Whether a block with this CID can exist in the repo (its digest is sha2-256 of stored bytes)."""
-        return self.hash_code == SHA2_256 and self.codec in (RAW, DAG_JSON)
+        return self.hash_code == SHA2_256 and self.codec in (RAW, DAG_JSON, CODEX_MANIFEST)
 
     def matches(self, data: bytes | bytearray | memoryview) -> bool:
         """Whether ``data`` hashes to this CID's digest (only for sha2-256 CIDs)."""
@@ -109,9 +127,14 @@ def manifest_cid(encoded: bytes) -> Cid:
     return make_cid(DAG_JSON, SHA2_256, hashlib.sha256(encoded).digest())
 
 
+def protected_manifest_cid(encoded: bytes) -> Cid:
+    """The CID of an encoded protected manifest."""
+    return make_cid(CODEX_MANIFEST, SHA2_256, hashlib.sha256(encoded).digest())
+
+
 # Prefixes of the CIDs this node writes; ``parse_cid`` decodes them without multiformats (hot path: keys read
 # back from LevelDB during maintenance and every request path parameter).
-_FAST = {_prefix(codec, SHA2_256, DIGEST_SIZE): codec for codec in (RAW, DAG_JSON, CODEX_ROOT)}
+_FAST = {_prefix(codec, SHA2_256, DIGEST_SIZE): codec for codec in (RAW, DAG_JSON, CODEX_MANIFEST, CODEX_ROOT)}
 
 
 def _fast_parse(text: str) -> Cid | None:

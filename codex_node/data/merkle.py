@@ -160,3 +160,67 @@ def verify(leaf: bytes, index: int, path: Sequence[bytes], root: bytes) -> bool:
     """Whether ``leaf`` at ``index`` with ``path`` leads to ``root``. The caller checks ``len(path)`` against the
     tree depth it expects (the contract does, before hashing)."""
     return root_from_path(leaf, index, path) == root
+
+
+class Frontier:
+    """The root of a tree whose nodes at level ``base`` arrive one by one, holding only ``O(log n)`` hashes.
+
+    Pushing the roots of consecutive aligned ``2**base``-leaf subtrees (e.g. one 64 KiB block's 32 cell leaves,
+    ``base = 5``) gives at the end exactly the root :class:`MerkleTree` computes over all their leaves, padding
+    included: a missing right subtree at level ``k`` is ``ZERO_SUBTREES[k]``. This is how a slot root is computed
+    while the slot's blocks stream past, without keeping the slot's leaves.
+    """
+
+    __slots__ = ("_base", "_pending", "count")
+
+    def __init__(self, base: int = 0) -> None:
+        if not 0 <= base < len(ZERO_SUBTREES):
+            raise ValueError(f"base level must be in 0..{len(ZERO_SUBTREES) - 1}, got {base}")
+        self._base = base
+        # _pending[j]: a complete left node at level base + j still waiting for its right sibling.
+        self._pending: list[bytes | None] = []
+        self.count = 0
+
+    def push(self, node: bytes) -> None:
+        """Add the next node at the base level (32 bytes)."""
+        if len(node) != HASH_SIZE:
+            raise ValueError(f"a node must be {HASH_SIZE} bytes, got {len(node)}")
+        pending = self._pending
+        j = 0
+        while j < len(pending):
+            left = pending[j]
+            if left is None:
+                break
+            node = _new(left + node).digest()
+            pending[j] = None
+            j += 1
+        if j == len(pending):
+            pending.append(node)
+        else:
+            pending[j] = node
+        self.count += 1
+
+    def root(self) -> bytes:
+        """The root over every node pushed so far (at least one), padded to a power of two with zero subtrees."""
+        if not self.count:
+            raise ValueError("a tree needs at least one node")
+        depth = tree_depth(self.count)
+        pending = self._pending
+        node: bytes | None = None  # the rightmost, incomplete node of the current level, if any
+        for j in range(depth):
+            left = pending[j] if j < len(pending) else None
+            zero = ZERO_SUBTREES[self._base + j]
+            if node is None:
+                if left is not None:
+                    node = _new(left + zero).digest()
+            elif left is not None:
+                node = _new(left + node).digest()
+            else:
+                node = _new(node + zero).digest()
+        if node is not None:
+            return node
+        # count is exactly 2**depth: every node has been paired, and the root waits at the top.
+        top = pending[depth]
+        if top is None:  # pragma: no cover - the pairing above makes this impossible
+            raise RuntimeError(f"frontier of {self.count} nodes has no root")
+        return top

@@ -1,6 +1,7 @@
 """How a dataset is cut into slots, and the roots a storage request commits to (pure: no I/O).
 
-Layout (no erasure coding yet; MARKETPLACE.md §2 keeps the same shape with rows of K+M blocks): the dataset's
+Layout of an unprotected dataset (what sales host today; ``data/erasure.py`` is the erasure-coded layout of
+MARKETPLACE.md §2, the same shape with rows of K data and M parity blocks): the dataset's
 blocks are dealt out to ``slots`` slots like cards — slot ``s`` holds blocks ``s, s+n, s+2n, …`` — and every slot
 gets the same number of blocks, the missing ones at the end being zero blocks. Each block is padded with zeros
 to 64 KiB (the dataset's last block is shorter), so ``slotSize = blocksPerSlot × 64 KiB``.

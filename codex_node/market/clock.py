@@ -12,8 +12,10 @@ embedded chain mines one every ``--dev-block-time``; a real chain every few seco
 from __future__ import annotations
 
 import asyncio
-import heapq
 import itertools
+import operator
+
+from codex_node.utils.lazyheap import LazyHeap
 
 
 class ChainClock:
@@ -22,7 +24,8 @@ class ChainClock:
     def __init__(self, timestamp: int = 0, block_number: int = 0) -> None:
         self._now = timestamp
         self._block = block_number
-        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        # (timestamp, seq, future) per pending wait, keyed by seq: a cancelled wait is removed in O(1).
+        self._waiters: LazyHeap[int, tuple[int, int, asyncio.Future[None]]] = LazyHeap(operator.itemgetter(1))
         self._seq = itertools.count()
 
     def now(self) -> int:
@@ -39,31 +42,25 @@ class ChainClock:
             return
         self._block = max(self._block, block_number)
         self._now = max(self._now, timestamp)
-        while self._waiters and self._waiters[0][0] <= self._now:
-            _, _, waiter = heapq.heappop(self._waiters)
-            if not waiter.done():
-                waiter.set_result(None)
+        while (first := self._waiters.peek()) is not None and first[0] <= self._now:
+            self._waiters.pop()
+            if not first[2].done():
+                first[2].set_result(None)
 
     async def wait_until(self, timestamp: int) -> None:
         """Return once a block with a timestamp ``>= timestamp`` has been seen."""
         if timestamp <= self._now:
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._waiters, (timestamp, next(self._seq), waiter))
+        seq = next(self._seq)
+        self._waiters.push((timestamp, seq, waiter))
         try:
             await waiter
         except asyncio.CancelledError:
-            self._prune()
+            self._waiters.remove(seq)
             raise
-
-    def _prune(self) -> None:
-        # Cancelled waiters are skipped when popped; rebuild only when they are most of the heap.
-        live = [w for w in self._waiters if not w[2].done()]
-        if len(live) * 2 < len(self._waiters):
-            self._waiters = live
-            heapq.heapify(self._waiters)
 
     @property
     def waiters(self) -> int:
         """Pending waits (cancelled ones excluded)."""
-        return sum(1 for _, _, w in self._waiters if not w.done())
+        return sum(1 for _, _, w in self._waiters.entries() if not w.done())

@@ -49,9 +49,10 @@ import structlog
 from eth_account import Account
 from eth_typing import BlockNumber, ChecksumAddress
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import REGISTRY, CollectorRegistry
+from prometheus_client.registry import CollectorRegistry
 from web3 import AsyncWeb3
 
+from codex_node import metrics
 from codex_node.clock import Clock, SystemClock
 from codex_node.config import read_private_key
 from codex_node.errors import ChainError, DeploymentFileError
@@ -59,7 +60,6 @@ from codex_node.market import deployment as deploying
 from codex_node.market import evmbackend
 from codex_node.market.chaindb import LevelChainDB
 from codex_node.market.deployment import DEV_CONFIG, MIN_BLOCK_HEIGHT, Deployment
-from codex_node.stores import metrics
 from codex_node.utils.trackedtasks import TrackedTasks
 
 if TYPE_CHECKING:
@@ -95,7 +95,7 @@ class EmbeddedChain:
         block_time: int = 1,
         clock: Clock | None = None,
         sync: bool = True,
-        registry: CollectorRegistry | None = REGISTRY,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         if block_time < 0:
             raise ValueError(f"block_time must be 0 (no mining task) or more seconds, got {block_time}")
@@ -167,7 +167,6 @@ class EmbeddedChain:
             await self.stop()
             raise
         self._unregister = metrics.register(
-            "embedded-chain",
             metrics.LiveCollector(self._metrics, ("codex_embedded_chain_head", "codex_embedded_chain_mined_blocks")),
             self._registry,
         )

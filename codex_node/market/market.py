@@ -35,7 +35,7 @@ from codex_node.market.types import (
 )
 
 if TYPE_CHECKING:
-    from codex_node.proofs import StorageProof
+    from codex_node.data.proof import StorageProof
 
 E = TypeVar("E", bound=MarketEvent)
 

@@ -70,7 +70,7 @@ if TYPE_CHECKING:
     from web3 import AsyncWeb3
     from web3.contract import AsyncContract
 
-    from codex_node.proofs import StorageProof
+    from codex_node.data.proof import StorageProof
     from codex_node.stores.kv import KVStore
 
 log = structlog.get_logger(__name__)

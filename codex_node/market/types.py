@@ -161,6 +161,19 @@ class MarketplaceConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ChainInfo:
+    """The chain a running node works with: its id, the contracts, and the node's own account.
+
+    A domain value (the marketplace builds it once it knows its chain); the API turns it into its wire model.
+    """
+
+    chain_id: int
+    marketplace_address: str
+    token_address: str
+    node_address: str
+
+
+@dataclass(frozen=True, slots=True)
 class Periodicity:
     """Proof periods: period ``p`` covers ``[p*seconds, (p+1)*seconds)``."""
 

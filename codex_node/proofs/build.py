@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from codex_node.data.merkle import Buffer, keccak256
+from codex_node.data.proof import CELL_SIZE, StorageProof
 from codex_node.errors import ProofDataError
-from codex_node.proofs.proof import CELL_SIZE, StorageProof
 from codex_node.proofs.sampling import sample_indices
 from codex_node.proofs.trees import DatasetTree, SlotTree
 

@@ -28,17 +28,17 @@ from dataclasses import dataclass, replace
 
 import structlog
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
-from prometheus_client.registry import REGISTRY, CollectorRegistry
+from prometheus_client.registry import CollectorRegistry
 
+from codex_node import metrics
+from codex_node.data.proof import StorageProof
 from codex_node.data.slots import cid_from_bytes
 from codex_node.errors import InvalidCidError, ProofDataError
 from codex_node.market.types import Slot
 from codex_node.proofs.build import build_proof
-from codex_node.proofs.proof import StorageProof
 from codex_node.proofs.sampling import sample_indices
 from codex_node.proofs.slotdata import BlockReader, SlottedDataset, dataset_tree, open_dataset, read_cells, slot_tree
 from codex_node.proofs.trees import DatasetTree, SlotTree
-from codex_node.stores import metrics
 
 log = structlog.get_logger(__name__)
 
@@ -86,7 +86,7 @@ class Prover:
         *,
         samples: int,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
-        registry: CollectorRegistry | None = REGISTRY,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         if not 1 <= samples <= 255:
             raise ValueError(f"proof samples must be 1..255 (a uint8 the contract refuses as 0), got {samples}")
@@ -98,7 +98,7 @@ class Prover:
         self._datasets: OrderedDict[_DatasetKey, DatasetTree] = OrderedDict()
         self._cached_bytes = 0
         self._build_lock = asyncio.Lock()
-        self._unregister = metrics.register("prover", metrics.LiveCollector(self._metrics, _METRIC_NAMES), registry)
+        self._unregister = metrics.register(metrics.LiveCollector(self._metrics, _METRIC_NAMES), registry)
 
     # --- SlotProver --------------------------------------------------------------------------------------------
 

@@ -18,10 +18,10 @@ from typing import Protocol
 
 from codex_node.data.cid import Cid
 from codex_node.data.manifest import Manifest
+from codex_node.data.proof import CELL_SIZE, CELLS_PER_BLOCK
 from codex_node.data.slots import BLOCK_SIZE, SlotLayout, cid_bytes, pad_block
 from codex_node.errors import BlockNotFoundError, CorruptBlockError, ProofDataError
 from codex_node.market.types import Content
-from codex_node.proofs.proof import CELL_SIZE, CELLS_PER_BLOCK
 from codex_node.proofs.trees import DatasetTree, SlotTree, block_leaves
 
 READ_BATCH = 16

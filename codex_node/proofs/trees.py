@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from codex_node.data.merkle import Buffer, MerkleTree, hash_chunks
+from codex_node.data.proof import CELL_SIZE
 from codex_node.data.slots import ZERO_BLOCK, pad_block
-from codex_node.proofs.proof import CELL_SIZE
 
 
 def cell_leaves(data: Buffer) -> bytes:

@@ -23,8 +23,8 @@ from __future__ import annotations
 from typing import Protocol
 
 from codex_node.data.merkle import keccak256, root_from_path, tree_depth
+from codex_node.data.proof import CELL_SIZE, StorageProof
 from codex_node.errors import InvalidCellProofError, InvalidProofError, InvalidProofShapeError, InvalidSlotProofError
-from codex_node.proofs.proof import CELL_SIZE, StorageProof
 from codex_node.proofs.sampling import sample_index
 
 

@@ -18,12 +18,13 @@ Decisions (MARKETPLACE.md §3 and §5; each differs from nim-codex on purpose):
 - **Workers are plain loops**: a ``seen`` item pauses the queue and goes back, and the worker carries on (defect
   #11 lost a worker each time). A failing callback is logged; a worker only ends when the queue is stopped.
 
-Structure: two binary heaps over the same live items — a min-heap on ``(key, seq)`` for popping the best and a
-min-heap on the negated ``(key, seq)`` for evicting the worst — with lazy deletion through a ``live`` index, so
-push, pop and eviction are O(log n) amortized and deletes are O(1) (by request: O(slots of that request)). The
-worst-heap only exists while the queue is at least half full: it is built (O(n)) the first time an eviction is
-needed and dropped when the queue has drained to half, so a queue that never fills pays for one heap only, and the
-build cost is amortized over the ≥ n/2 pushes needed to fill it again.
+Structure: two :class:`~codex_node.utils.lazyheap.LazyHeap` over the same items, keyed by slot — one on
+``(key, seq)`` for popping the best and one on the negated ``(key, seq)`` for evicting the worst — so push, pop and
+eviction are O(log n) amortized and deletes are O(1) (by request: O(slots of that request)). The worst-heap only
+exists while the queue is at least half full: it is built (O(n)) the first time an eviction is needed and dropped
+when the queue has drained below half, so a queue that never fills pays for one heap only, and the build cost is
+amortized over the ≥ n/2 pushes needed to fill it again. This class keeps the policy: order, bounds, ``seen``,
+pausing and the workers.
 
 This module must never touch the chain or the reservations: deciding whether a slot can be sold is the caller's job.
 """
@@ -31,8 +32,8 @@ This module must never touch the chain or the reservations: deciding whether a s
 from __future__ import annotations
 
 import asyncio
-import heapq
 import itertools
+import operator
 import random
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -45,6 +46,7 @@ from prometheus_client import CollectorRegistry, Gauge
 from codex_node.clock import Clock
 from codex_node.errors import ConfigError, QueueNotRunningError, SlotQueueItemExistsError, SlotsOutOfRangeError
 from codex_node.market.types import Ask, RequestId, StorageRequested
+from codex_node.utils.lazyheap import LazyHeap
 from codex_node.utils.trackedtasks import TrackedTasks
 
 log = structlog.get_logger(__name__)
@@ -175,12 +177,14 @@ def item_for_slot(
     )
 
 
-# An entry is (*key, seq, item) in the best-heap and (*worst_key, -seq, item) in the worst-heap: flat tuples, because
-# heapq compares nested tuples about twice as slowly. ``seq`` is unique per push, so comparisons never reach the item,
-# and ``live`` maps each queued slot to its current best-heap entry.
-_Entry = tuple[int, int, int, "int | Fraction", int, int, int, SlotQueueItem]
+# An entry is (*key, seq, ident, item) in the best-heap and (*worst_key, -seq, ident, item) in the worst-heap: flat
+# tuples, because heapq compares nested tuples about twice as slowly. ``seq`` is unique per push, so comparisons never
+# reach the ident or the item; the ident is in the tuple so that the heaps find it with a C-level itemgetter.
+_Entry = tuple[int, int, int, "int | Fraction", int, int, int, tuple[RequestId, int], SlotQueueItem]
 _SEQ: Final = 6
-_ITEM: Final = 7
+_IDENT: Final = 7
+_ITEM: Final = 8
+_ident = operator.itemgetter(_IDENT)
 
 
 class SlotQueue:
@@ -209,9 +213,8 @@ class SlotQueue:
         self.max_size = max_size
         self.max_workers = max_workers
         self._clock = clock
-        self._best: list[_Entry] = []
-        self._worst: list[_Entry] | None = None  # see the module docstring: only while at least half full
-        self._live: dict[tuple[RequestId, int], _Entry] = {}
+        self._best: LazyHeap[tuple[RequestId, int], _Entry] = LazyHeap(_ident)
+        self._worst: LazyHeap[tuple[RequestId, int], _Entry] | None = None  # only while at least half full
         self._by_request: dict[RequestId, set[int]] = {}
         self._seq = itertools.count()
         self._unpaused = asyncio.Event()
@@ -231,11 +234,11 @@ class SlotQueue:
     # --- state for metrics and the API ------------------------------------------------------------------------
 
     def __len__(self) -> int:
-        return len(self._live)
+        return len(self._best)
 
     def __contains__(self, ident: object) -> bool:
         """``(request_id, slot_index) in queue``."""
-        return ident in self._live
+        return ident in self._best
 
     @property
     def busy_workers(self) -> int:
@@ -251,7 +254,7 @@ class SlotQueue:
 
     def items(self) -> list[SlotQueueItem]:
         """A snapshot of the queued items, best first."""
-        return [e[_ITEM] for e in sorted(self._live.values())]
+        return [e[_ITEM] for e in sorted(self._best.entries())]
 
     def __iter__(self) -> Iterator[SlotQueueItem]:
         return iter(self.items())
@@ -268,15 +271,15 @@ class SlotQueue:
         """
         if self._stopped:
             raise QueueNotRunningError("slot queue is stopped")
-        if item.ident in self._live:
+        live = self._best.live
+        if item.ident in live:
             raise SlotQueueItemExistsError(f"slot {item.request_id.hex()}/{item.slot_index} is already queued")
-        if len(self._live) >= self.max_size:
-            worst = self._peek_worst()
+        if len(live) >= self.max_size:
+            evicted = self._peek_worst()
             # (key, seq) of the new item would be larger than any queued one's, so on equal keys the newcomer loses.
-            if item.key >= worst[:_SEQ]:
+            if item.key >= evicted.key:
                 log.debug("slot queue full, item dropped", request_id=item.request_id.hex(), slot_index=item.slot_index)
                 return False
-            evicted = worst[_ITEM]
             self._remove(evicted.ident)
             log.debug(
                 "slot queue full, lowest-priority item evicted",
@@ -295,12 +298,8 @@ class SlotQueue:
     def pop_nowait(self) -> SlotQueueItem | None:
         """Remove and return the best item, or ``None`` when the queue is empty. Ignores pausing."""
         best = self._best
-        live = self._live
-        while best:
-            entry = heapq.heappop(best)
+        while (entry := best.pop()) is not None:
             item = entry[_ITEM]
-            if live.get(item.ident) is not entry:
-                continue  # deleted or evicted earlier; its entry was left behind (lazy deletion)
             self._forget(item)
             if self._clock is not None and item.expires_at <= self._clock.now():
                 log.debug("expired slot dropped", request_id=item.request_id.hex(), slot_index=item.slot_index)
@@ -331,17 +330,13 @@ class SlotQueue:
 
     def clear_seen_flags(self) -> None:
         """Mark every item unseen (an availability changed, so all of them deserve another look)."""
-        if not any(e[_ITEM].seen for e in self._live.values()):
+        if not any(e[_ITEM].seen for e in self._best.entries()):
             return
-        entries = list(self._live.values())
-        self._best = []
+        # Same slots, same push order (seq), new keys: rebuild both heaps at once (O(n)); the index by request holds.
+        self._best = LazyHeap(
+            _ident, (_entry(e[_ITEM].with_seen(False), e[_SEQ]) if e[_ITEM].seen else e for e in self._best.entries())
+        )
         self._worst = None
-        self._live.clear()
-        self._by_request.clear()
-        for entry in entries:
-            item, seq = entry[_ITEM], entry[_SEQ]
-            self._insert(item.with_seen(False) if item.seen else item, seq, heapify_later=True)
-        heapq.heapify(self._best)
 
     def pause(self) -> None:
         self._unpaused.clear()
@@ -360,7 +355,8 @@ class SlotQueue:
         self._tasks.reopen()
         for n in range(self.max_workers):
             self._tasks.spawn(self._worker(n, on_process_slot), name=f"slotqueue-worker-{n}")
-        log.info("slot queue started", max_size=self.max_size, max_workers=self.max_workers)
+        # Not "max_size": the log renders keys ending in "size" as bytes, and this is a number of slots.
+        log.info("slot queue started", capacity=self.max_size, max_workers=self.max_workers)
 
     async def stop(self) -> None:
         """Cancel every worker (and the slot processing it awaits) and wait until all have ended."""
@@ -413,59 +409,47 @@ class SlotQueue:
 
     # --- heap internals -------------------------------------------------------------------------------------------
 
-    def _insert(self, item: SlotQueueItem, seq: int, *, heapify_later: bool = False) -> None:
-        entry: _Entry = item.key + (seq, item)  # noqa: RUF005 - concatenation is ~2x faster than unpacking here
-        self._live[item.ident] = entry
+    def _insert(self, item: SlotQueueItem, seq: int) -> None:
+        self._best.push(item.key + (seq, item.ident, item))  # noqa: RUF005 - _entry, inlined: the hot path
         indices = self._by_request.get(item.request_id)
         if indices is None:
             self._by_request[item.request_id] = {item.slot_index}
         else:
             indices.add(item.slot_index)
-        if heapify_later:
-            self._best.append(entry)
-        else:
-            heapq.heappush(self._best, entry)
         if self._worst is not None:
-            heapq.heappush(self._worst, item.worst_key + (-seq, item))  # noqa: RUF005 - hot path, as above
+            self._worst.push(_worst_entry(item, seq))
         self._not_empty.set()
 
     def _forget(self, item: SlotQueueItem) -> None:
-        live = self._live
-        del live[item.ident]
+        """Drop what the queue keeps about ``item`` beside the best-heap (already out of it)."""
         indices = self._by_request[item.request_id]
         indices.discard(item.slot_index)
         if not indices:
             del self._by_request[item.request_id]
-        # Lazy deletion leaves dead entries behind: in the worst-heap after every pop, in the best-heap after every
-        # delete or eviction. Rebuilding once dead entries outnumber live ones keeps memory O(len), O(1) amortized.
-        limit = 2 * len(live) + 32
-        if len(self._best) > limit:
-            self._best = list(live.values())
-            heapq.heapify(self._best)
-        if self._worst is not None and len(self._worst) > limit:
-            self._worst = self._build_worst() if 2 * len(live) >= self.max_size else None
+        if self._worst is not None:
+            self._worst.remove(item.ident)
+            if 2 * len(self._best) < self.max_size:
+                self._worst = None  # drained below half: evictions are far off again
 
     def _remove(self, ident: tuple[RequestId, int]) -> bool:
-        entry = self._live.get(ident)
+        entry = self._best.remove(ident)
         if entry is None:
             return False
         self._forget(entry[_ITEM])
         return True
 
-    def _peek_worst(self) -> _Entry:
-        """The live entry with the largest ``(key, seq)``, as a best-heap entry. The queue must not be empty."""
+    def _peek_worst(self) -> SlotQueueItem:
+        """The queued item with the largest ``(key, seq)``. The queue must not be empty."""
         if self._worst is None:
-            self._worst = self._build_worst()
-        worst = self._worst
-        live = self._live
-        while True:
-            top = worst[0]
-            entry = live.get(top[_ITEM].ident)
-            if entry is not None and entry[_SEQ] == -top[_SEQ]:
-                return entry
-            heapq.heappop(worst)
+            self._worst = LazyHeap(_ident, (_worst_entry(e[_ITEM], e[_SEQ]) for e in self._best.entries()))
+        top = self._worst.peek()
+        assert top is not None, "the queue is not empty"
+        return top[_ITEM]
 
-    def _build_worst(self) -> list[_Entry]:
-        heap: list[_Entry] = [e[_ITEM].worst_key + (-e[_SEQ], e[_ITEM]) for e in self._live.values()]  # noqa: RUF005
-        heapq.heapify(heap)
-        return heap
+
+def _entry(item: SlotQueueItem, seq: int) -> _Entry:
+    return item.key + (seq, item.ident, item)  # noqa: RUF005 - concatenation is ~2x faster than unpacking here
+
+
+def _worst_entry(item: SlotQueueItem, seq: int) -> _Entry:
+    return item.worst_key + (-seq, item.ident, item)  # noqa: RUF005 - hot path, as above

@@ -11,7 +11,7 @@ This module owns exactly one task and never calls agents itself.
 from __future__ import annotations
 
 import asyncio
-import heapq
+import operator
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -20,6 +20,7 @@ from codex_node.clock import Clock
 from codex_node.errors import CodexError
 from codex_node.market.market import Market
 from codex_node.market.types import RequestId, RequestState
+from codex_node.utils.lazyheap import LazyHeap
 from codex_node.utils.trackedtasks import TrackedTasks
 
 log = structlog.get_logger(__name__)
@@ -35,8 +36,8 @@ class CancellationTimers:
         self._market = market
         self._clock = clock
         self._on_cancelled = on_cancelled
-        self._deadlines: dict[RequestId, int] = {}
-        self._heap: list[tuple[int, RequestId]] = []
+        # (deadline, request id) per watched request; forgetting one leaves its entry behind (lazy deletion).
+        self._deadlines: LazyHeap[RequestId, tuple[int, RequestId]] = LazyHeap(operator.itemgetter(1))
         self._changed = asyncio.Event()
         self._tasks = TrackedTasks("cancellation-timers")
 
@@ -44,7 +45,8 @@ class CancellationTimers:
         return len(self._deadlines)
 
     def deadline(self, request_id: RequestId) -> int | None:
-        return self._deadlines.get(request_id)
+        entry = self._deadlines.get(request_id)
+        return None if entry is None else entry[0]
 
     def start(self) -> None:
         self._tasks.reopen()
@@ -60,32 +62,25 @@ class CancellationTimers:
         self._arm(request_id, expires_at + 1)
 
     def forget(self, request_id: RequestId) -> None:
-        """The request started, or no agent cares any more. Its heap entry is dropped lazily."""
-        self._deadlines.pop(request_id, None)
+        """The request started, or no agent cares any more."""
+        self._deadlines.remove(request_id)
 
     def _arm(self, request_id: RequestId, at: int) -> None:
-        self._deadlines[request_id] = at
-        heapq.heappush(self._heap, (at, request_id))
+        self._deadlines.push((at, request_id))
         self._changed.set()
 
     async def _loop(self) -> None:
         while True:
-            self._drop_stale_heads()
-            if not self._heap:
+            first = self._deadlines.peek()
+            if first is None:
                 await self._wait_for_change()
                 continue
-            at = self._heap[0][0]
+            at, request_id = first
             if self._clock.now() < at:
                 await self._sleep_until(at)
                 continue
-            _, request_id = heapq.heappop(self._heap)
-            del self._deadlines[request_id]
+            self._deadlines.remove(request_id)
             await self._check(request_id)
-
-    def _drop_stale_heads(self) -> None:
-        # Entries of forgotten or re-armed requests stay in the heap until they reach its head.
-        while self._heap and self._deadlines.get(self._heap[0][1]) != self._heap[0][0]:
-            heapq.heappop(self._heap)
 
     async def _wait_for_change(self) -> None:
         self._changed.clear()

@@ -133,7 +133,9 @@ class BlockFiles:
         for cid in cids:
             dirs[self.unlink(cid)] = None
         if dirs:
-            self._flush(dirs)
+            # A shard directory may never have been made (a put that failed first, e.g. on a full disk): nothing
+            # was removed from it, so there is nothing to flush.
+            self._flush(dirs, missing_ok=True)
 
     def remove_temps(self, cids: Iterable[Cid]) -> None:
         """Unlink only the temp files of these blocks (their final files are kept)."""
@@ -203,9 +205,9 @@ class BlockFiles:
 
     # --- durability -------------------------------------------------------------------------------------------
 
-    def _flush(self, dirs: Iterable[Path]) -> None:
+    def _flush(self, dirs: Iterable[Path], *, missing_ok: bool = False) -> None:
         if self.sync == "fsync":
-            self.sync_dirs(dirs)
+            self._parallel(_fsync_dir_if_present if missing_ok else _fsync_dir, list(dirs))
         elif self.sync == "syncfs" and _syncfs is not None and _syncfs(self._root_fd) != 0:
             err = ctypes.get_errno()
             raise OSError(err, f"syncfs failed: {os.strerror(err)}")
@@ -239,3 +241,8 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _fsync_dir_if_present(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        _fsync_dir(path)

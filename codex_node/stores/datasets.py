@@ -3,8 +3,8 @@
 The stream is cut into groups of ``group_blocks`` blocks (:func:`~codex_node.data.chunker.rechunk`). While a
 few groups are hashed, written, flushed and committed in worker threads, the next one is read from the stream,
 so network, hashing and disk overlap. Each group is one metadata batch that also records the upload's references
-(``RepoStore.put_upload_group``); the manifest is stored last, and only then do the references become the
-dataset's. If anything fails before that — quota, a client that disconnects, cancellation, a crash — the
+(:class:`~codex_node.stores.uploads.UploadSession`); the manifest is stored last, and only then do the references
+become the dataset's. If anything fails before that — quota, a client that disconnects, cancellation, a crash — the
 upload's references are dropped and blocks nobody else holds are deleted, now or at the next start.
 
 Memory use is bounded by ``groups_in_flight + 1`` groups (4 MiB each by default) plus 32 bytes per block for the
@@ -23,6 +23,7 @@ from codex_node.data.chunker import rechunk
 from codex_node.data.cid import Cid
 from codex_node.data.manifest import BLOCK_SIZE, Manifest
 from codex_node.stores.repostore import RepoStore
+from codex_node.stores.uploads import UploadSession
 
 log = structlog.get_logger(__name__)
 
@@ -47,7 +48,7 @@ async def store_dataset(
     next one's hashing. Raises whatever stopped the upload (e.g. :class:`~codex_node.errors.QuotaNotEnoughError`)
     after removing its blocks.
     """
-    upload = repo.new_upload()
+    upload = UploadSession(repo)
     digests = bytearray()
     received = 0  # bytes read from the stream, whole groups or not: what an aborted upload reports
     size = 0
@@ -66,7 +67,7 @@ async def store_dataset(
         async for group in rechunk(counted(), block_size * group_blocks):
             if len(pending) >= groups_in_flight:
                 digests += await pending.popleft()
-            pending.append(asyncio.create_task(repo.put_upload_group(upload, seq, group, block_size, ttl)))
+            pending.append(asyncio.create_task(upload.put_group(seq, group, block_size, ttl)))
             size += len(group)
             seq += 1
         while pending:
@@ -74,7 +75,7 @@ async def store_dataset(
         manifest = Manifest.build(
             bytes(digests), dataset_size=size, block_size=block_size, filename=filename, mimetype=mimetype
         )
-        cid = await repo.finish_upload(upload, manifest, ttl)
+        cid = await upload.finish(manifest, ttl)
         finished = True
     except BaseException as e:  # noted for the log line, then re-raised as it is
         stopped_by = e
@@ -87,7 +88,7 @@ async def store_dataset(
                 for task in pending:
                     if not task.cancelled():
                         task.exception()  # retrieved here; the error that stopped the upload propagates instead
-            await repo.abort_upload(upload)
+            await upload.abort()
             log.info("upload aborted", bytes_received=received, reason=type(stopped_by).__name__)
     log.info("dataset stored", cid=cid.text, size=size, blocks=manifest.block_count)
     return cid

@@ -17,6 +17,7 @@ from typing import Protocol
 import plyvel
 
 from codex_node.errors import KVError
+from codex_node.stores.diskspace import disk_full, is_disk_full
 
 
 class WriteBatch(Protocol):
@@ -93,6 +94,7 @@ class LevelDBStore:
 
     def __init__(self, path: Path, *, sync: bool = True) -> None:
         self._db = open_leveldb(path, "metadata store")
+        self._path = path
         self._sync = sync
         self._closed = False
         # plyvel is thread-safe, but close() while another thread iterates crashes LevelDB; the lock keeps
@@ -132,6 +134,8 @@ class LevelDBStore:
                         else:
                             wb.put(key.encode(), value)
             except plyvel.Error as e:
+                if is_disk_full(e):
+                    raise disk_full(self._path) from e
                 raise KVError(f"metadata write failed: {e}") from e
 
     def iterate(

@@ -16,11 +16,11 @@ from collections.abc import Iterator
 
 import structlog
 from prometheus_client.core import CounterMetricFamily, Metric
-from prometheus_client.registry import REGISTRY, CollectorRegistry
+from prometheus_client.registry import CollectorRegistry
 
+from codex_node import metrics
 from codex_node.clock import Clock
 from codex_node.errors import StoreError
-from codex_node.stores import metrics
 from codex_node.stores.repostore import RepoStore
 from codex_node.utils.trackedtasks import TrackedTasks
 
@@ -41,7 +41,7 @@ class BlockMaintainer:
         *,
         interval: int = DEFAULT_INTERVAL,
         batch_size: int = DEFAULT_BATCH_SIZE,
-        registry: CollectorRegistry | None = REGISTRY,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         if interval <= 0 or batch_size <= 0:
             raise ValueError(f"interval ({interval}) and batch size ({batch_size}) must be positive")
@@ -54,7 +54,6 @@ class BlockMaintainer:
         self.cycles = 0
         self._tasks = TrackedTasks("block maintainer")
         self._unregister = metrics.register(
-            "maintenance",
             metrics.LiveCollector(self._metrics, ("codex_maintenance_passes", "codex_maintenance_deleted_blocks")),
             registry,
         )

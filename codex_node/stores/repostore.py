@@ -29,6 +29,9 @@ Dropping the last dataset reference deletes a block unless it is standalone; exp
 dataset references it — a referenced block goes with its dataset, whose manifest is stored last and so never
 expires before its blocks. Raising a manifest's expiry therefore keeps the whole dataset.
 
+Upload sessions (a dataset stored group by group) are in ``stores/uploads.py``; the records and their keys in
+``stores/blockmeta.py``.
+
 Threading: metadata is changed only under one lock, by short synchronous methods (quota, expiry, lookups) that
 may be called from the event loop; everything touching files is ``async`` and runs in worker threads.
 """
@@ -36,33 +39,36 @@ may be called from the event loop; everything touching files is ``async`` and ru
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TypeVar
 
 import structlog
 from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import REGISTRY, CollectorRegistry
+from prometheus_client.registry import CollectorRegistry
 
+from codex_node import metrics
 from codex_node.clock import Clock
-from codex_node.data.cid import DIGEST_SIZE, Cid, block_cid, block_cid_from_digest, manifest_cid, parse_cid
+from codex_node.data.cid import DIGEST_SIZE, Cid, block_cid_from_digest, parse_cid
 from codex_node.data.manifest import Manifest, ManifestInfo
-from codex_node.errors import BlockNotFoundError, CorruptBlockError, StoreError, ValidationError
-from codex_node.stores import metrics
+from codex_node.errors import BlockNotFoundError, CorruptBlockError, ValidationError
 from codex_node.stores.blockfiles import BlockFiles, Buffer
+from codex_node.stores.blockmeta import (
+    MANIFEST_PREFIX,
+    PENDING_PREFIX,
+    RELEASE_PREFIX,
+    TOTAL_KEY,
+    TTL_PREFIX,
+    BlockMeta,
+    MetaTx,
+)
+from codex_node.stores.diskspace import disk_full, is_disk_full, warn_if_quota_exceeds_disk
 from codex_node.stores.kv import KVStore, WriteBatch
 from codex_node.stores.quota import QUOTA_KEY, Quota
 
 log = structlog.get_logger(__name__)
-
-TTL_PREFIX = "meta/ttl/"
-PENDING_PREFIX = "meta/pending/"
-MANIFEST_PREFIX = "meta/manifest/"
-RELEASE_PREFIX = "meta/release/"
-TOTAL_KEY = "meta/total"
 
 # Digests per release record written when a dataset is deleted (32 KiB values).
 _RELEASE_RECORD_DIGESTS = 1024
@@ -74,62 +80,7 @@ _EXPIRY_BATCH = 4096
 _T = TypeVar("_T")
 
 
-@dataclass(frozen=True, slots=True)
-class BlockMeta:
-    """Per-block metadata. ``expiry`` is a Unix timestamp: the block may be deleted once ``now >= expiry``."""
-
-    expiry: int
-    size: int
-    ref_count: int = 0
-    standalone: bool = False
-
-    def encode(self) -> bytes:
-        return json.dumps(
-            {"expiry": self.expiry, "size": self.size, "refCount": self.ref_count, "standalone": self.standalone},
-            separators=(",", ":"),
-        ).encode()
-
-    @classmethod
-    def decode(cls, raw: bytes) -> BlockMeta:
-        try:
-            d = json.loads(raw)
-            return cls(int(d["expiry"]), int(d["size"]), int(d["refCount"]), bool(d.get("standalone", False)))
-        except (ValueError, KeyError, TypeError, AttributeError) as e:
-            raise StoreError(f"corrupt block metadata: {e}") from e
-
-
-class _Tx:
-    """Metadata changes staged under the store lock, written as one batch by ``RepoStore._commit``."""
-
-    def __init__(self, kv: KVStore, batch: WriteBatch | None = None) -> None:
-        self.kv = kv
-        self.batch: WriteBatch = kv.batch() if batch is None else batch
-        self.metas: dict[str, BlockMeta | None] = {}
-        self.used = 0
-        self.reserved = 0
-        self.blocks = 0
-
-    def meta(self, text: str) -> BlockMeta | None:
-        if text in self.metas:
-            return self.metas[text]
-        raw = self.kv.get(TTL_PREFIX + text)
-        return None if raw is None else BlockMeta.decode(raw)
-
-    def add(self, text: str, meta: BlockMeta) -> None:
-        self.metas[text] = meta
-        self.used += meta.size
-        self.blocks += 1
-
-    def update(self, text: str, meta: BlockMeta) -> None:
-        self.metas[text] = meta
-
-    def remove(self, text: str, meta: BlockMeta) -> None:
-        self.metas[text] = None
-        self.used -= meta.size
-        self.blocks -= 1
-
-
-async def _in_thread(fn: Callable[..., _T], *args: object) -> _T:
+async def in_thread(fn: Callable[..., _T], *args: object) -> _T:
     """Run ``fn`` in a worker thread and, if cancelled, wait for the thread before re-raising.
 
     A thread cannot be stopped; letting the caller go on (e.g. to clean up an aborted upload) while the thread
@@ -158,7 +109,7 @@ class RepoStore:
         clock: Clock,
         quota_max: int,
         block_ttl: int,
-        registry: CollectorRegistry | None = REGISTRY,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self.kv = kv
         self.files = files
@@ -179,10 +130,11 @@ class RepoStore:
             quota = Quota(quota_max, quota.used, quota.reserved)
             kv.put(QUOTA_KEY, quota.encode())
         self._quota = quota
+        warn_if_quota_exceeds_disk(files.root, quota.max, quota.used)
         total = kv.get(TOTAL_KEY)
         self._total = 0 if total is None else int(total)
         self._recover()
-        self._unregister = metrics.register("repostore", metrics.LiveCollector(self._metrics, _METRIC_NAMES), registry)
+        self._unregister = metrics.register(metrics.LiveCollector(self._metrics, _METRIC_NAMES), registry)
 
     # --- quota (sync: quick, callable from the event loop) -------------------------------------------------------
 
@@ -239,17 +191,17 @@ class RepoStore:
 
     async def ensure_expiry_many(self, cids: Iterable[Cid], expiry: int) -> int:
         """:meth:`ensure_expiry` for many blocks in few batches; missing blocks are skipped. Returns the count found."""
-        return await _in_thread(self._change_expiry, list(cids), expiry, False)
+        return await in_thread(self._change_expiry, list(cids), expiry, False)
 
     async def set_expiry_many(self, cids: Iterable[Cid], expiry: int) -> int:
         """:meth:`set_expiry` for many blocks in few batches; missing blocks are skipped. Returns the count found."""
-        return await _in_thread(self._change_expiry, list(cids), expiry, True)
+        return await in_thread(self._change_expiry, list(cids), expiry, True)
 
     def _change_expiry(self, cids: Sequence[Cid], expiry: int, lower: bool) -> int:
         found = 0
         for start in range(0, len(cids), _EXPIRY_BATCH):
             with self._lock:
-                tx = _Tx(self.kv)
+                tx = MetaTx(self.kv)
                 for cid in cids[start : start + _EXPIRY_BATCH]:
                     meta = tx.meta(cid.text)
                     if meta is None:
@@ -283,7 +235,7 @@ class RepoStore:
 
         Raises :class:`CorruptBlockError` if ``data`` does not hash to ``cid``, :class:`QuotaNotEnoughError`.
         """
-        added, _ = await _in_thread(self._put_verified, [(cid, data)], ttl, None, 0)
+        added, _ = await in_thread(self._put_verified, [(cid, data)], ttl, None, 0)
         return added == 1
 
     async def put_blocks(
@@ -302,7 +254,7 @@ class RepoStore:
         Raises :class:`CorruptBlockError`, :class:`ValidationError`, :class:`QuotaNotEnoughError` (nothing stored,
         ``batch`` not written).
         """
-        _, added_bytes = await _in_thread(self._put_verified, list(blocks), ttl, batch, reserved_delta)
+        _, added_bytes = await in_thread(self._put_verified, list(blocks), ttl, batch, reserved_delta)
         return added_bytes
 
     def _put_verified(
@@ -313,77 +265,28 @@ class RepoStore:
                 raise ValidationError(f"cannot store {cid}: only raw and dag-json blocks under sha2-256")
             if not cid.matches(data):
                 raise CorruptBlockError(f"data does not match {cid}")
-        return self._put(blocks, ttl=ttl, ref=False, standalone=True, batch=batch, reserved_delta=reserved_delta)
+        return self.write_blocks(
+            blocks, ttl=ttl, ref=False, standalone=True, batch=batch, reserved_delta=reserved_delta
+        )
 
-    def new_upload(self) -> str:
-        """An id for :meth:`put_upload_group` / :meth:`finish_upload` / :meth:`abort_upload`."""
-        return uuid.uuid4().hex
-
-    async def put_upload_group(self, upload: str, seq: int, data: Buffer, block_size: int, ttl: int | None) -> bytes:
-        """Cut ``data`` into blocks, store them as referenced by ``upload``; return their digests in order.
-
-        The references are recorded under ``meta/release/<upload>/`` in the same batch, so an upload that never
-        finishes (error, disconnect, crash) drops them and leaves no block behind.
-        """
-        return await _in_thread(self._put_upload_group, upload, seq, data, block_size, ttl)
-
-    def _put_upload_group(self, upload: str, seq: int, data: Buffer, block_size: int, ttl: int | None) -> bytes:
-        view = memoryview(data)
-        blocks = []
-        digests = bytearray()
-        for i in range(0, len(view), block_size):
-            cid = block_cid(view[i : i + block_size])  # hashing a memoryview slice copies nothing
-            blocks.append((cid, view[i : i + block_size]))
-            digests += cid.digest
-        record = bytes(digests)
-
-        def extra(tx: _Tx) -> None:
-            tx.batch.put(f"{RELEASE_PREFIX}{upload}/{seq:010d}", record)
-
-        self._put(blocks, ttl=ttl, ref=True, standalone=False, extra=extra)
-        return record
-
-    async def finish_upload(self, upload: str, manifest: Manifest, ttl: int | None) -> Cid:
-        """Store the manifest of a finished upload and keep the upload's references; return the manifest CID."""
-        return await _in_thread(self._finish_upload, upload, manifest, ttl)
-
-    def _finish_upload(self, upload: str, manifest: Manifest, ttl: int | None) -> Cid:
-        encoded = manifest.encode()
-        cid = manifest_cid(encoded)
-        prefix = f"{RELEASE_PREFIX}{upload}/"
-        existed = False
-
-        def extra(tx: _Tx) -> None:
-            nonlocal existed
-            # The same bytes were uploaded before: one manifest, so its blocks keep only the references it already
-            # holds, and this upload's are dropped below (or by recovery, if we crash first).
-            existed = self._has(cid.text)
-            if not existed:
-                tx.batch.put(MANIFEST_PREFIX + cid.text, manifest.info.encode())
-                for key, _ in self.kv.iterate(prefix):
-                    tx.batch.delete(key)
-
-        self._put([(cid, encoded)], ttl=ttl, ref=False, standalone=True, extra=extra)
-        if existed:
-            self._release_job(upload)
-        return cid
-
-    async def abort_upload(self, upload: str) -> None:
-        """Drop an unfinished upload's references, deleting the blocks nothing else holds."""
-        await _in_thread(self._release_job, upload)
-
-    def _put(
+    def write_blocks(
         self,
         blocks: Sequence[tuple[Cid, Buffer]],
         *,
         ttl: int | None,
         ref: bool,
         standalone: bool,
-        extra: Callable[[_Tx], None] | None = None,
+        extra: Callable[[MetaTx], None] | None = None,
         batch: WriteBatch | None = None,
         reserved_delta: int = 0,
     ) -> tuple[int, int]:
-        """Store ``blocks``; return the number of new blocks and bytes. The module docstring lists the steps."""
+        """Store ``blocks``; return the number of new blocks and bytes. The module docstring lists the steps.
+
+        The one write path of the store (blocking: call it from a worker thread). Each block gains a dataset
+        reference if ``ref``, and is marked ``standalone`` if asked; ``extra`` adds its own operations to the same
+        metadata batch, under the store lock, after the blocks' records are staged (an upload's reference records,
+        ``stores/uploads.py``); ``batch`` and ``reserved_delta``: see :meth:`put_blocks`.
+        """
         unique = {cid.text: (cid, data) for cid, data in reversed(blocks)}
         with self._cond:
             self._cond.wait_for(lambda: self._deleting.isdisjoint(unique) and self._busy.isdisjoint(unique))
@@ -403,10 +306,15 @@ class RepoStore:
         committed = False
         try:
             if to_write:
-                self.files.store(to_write)
+                try:
+                    self.files.store(to_write)
+                except OSError as e:
+                    if is_disk_full(e):  # the files written so far are removed below, like any failed put's
+                        raise disk_full(self.files.root, new_bytes) from e
+                    raise
             with self._lock:
                 expiry = self.clock.now() + (self.block_ttl if ttl is None else ttl)
-                tx = _Tx(self.kv, batch)
+                tx = MetaTx(self.kv, batch)
                 tx.reserved = reserved_delta
                 for cid, data in blocks:
                     meta = tx.meta(cid.text)
@@ -460,14 +368,14 @@ class RepoStore:
         if not self.has_block(cid):
             raise BlockNotFoundError(f"block not found: {cid}")
         if cid.is_manifest:
-            await _in_thread(self._delete_manifest, cid, None)
+            await in_thread(self._delete_manifest, cid, None)
         else:
-            await _in_thread(self._delete_blocks, [cid], None, True)
+            await in_thread(self._delete_blocks, [cid], None, True)
 
     async def delete_expired(self, cids: Sequence[Cid], now: int) -> int:
         """Delete those of ``cids`` whose expiry is at or before ``now``, except blocks a dataset references;
         an expired manifest goes with its dataset's references. Returns how many of ``cids`` were deleted."""
-        return await _in_thread(self._delete_expired, list(cids), now)
+        return await in_thread(self._delete_expired, list(cids), now)
 
     def _delete_expired(self, cids: list[Cid], now: int) -> int:
         deleted = self._delete_blocks([c for c in cids if not c.is_manifest], now, False)
@@ -478,7 +386,7 @@ class RepoStore:
 
     def _delete_blocks(self, cids: Sequence[Cid], expired_at: int | None, refuse_referenced: bool) -> int:
         with self._lock:
-            tx = _Tx(self.kv)
+            tx = MetaTx(self.kv)
             removed = []
             for cid in cids:
                 meta = tx.meta(cid.text)
@@ -510,7 +418,7 @@ class RepoStore:
             manifest = None
         job = uuid.uuid4().hex
         with self._lock:
-            tx = _Tx(self.kv)
+            tx = MetaTx(self.kv)
             meta = tx.meta(cid.text)
             if meta is None or cid.text in self._busy or cid.text in self._deleting:
                 return 0
@@ -526,11 +434,11 @@ class RepoStore:
             self._commit(tx)
             self._deleting.add(cid.text)
         self._unlink_and_clear([cid], [cid])
-        self._release_job(job)
+        self.release_job(job)
         log.info("dataset deleted", cid=cid.text, blocks=0 if manifest is None else manifest.block_count)
         return 1
 
-    def _release_job(self, job: str) -> None:
+    def release_job(self, job: str) -> None:
         """Drop the references listed under ``meta/release/<job>/``, deleting blocks left unreferenced."""
         prefix = f"{RELEASE_PREFIX}{job}/"
         while True:
@@ -538,7 +446,7 @@ class RepoStore:
                 records = list(self.kv.iterate(prefix, limit=_RELEASE_RECORDS_PER_BATCH))
                 if not records:
                     return
-                tx = _Tx(self.kv)
+                tx = MetaTx(self.kv)
                 removed = []
                 for key, value in records:
                     for i in range(0, len(value), DIGEST_SIZE):
@@ -652,7 +560,7 @@ class RepoStore:
     def _has(self, text: str) -> bool:
         return self.kv.get(TTL_PREFIX + text) is not None
 
-    def _commit(self, tx: _Tx) -> None:
+    def _commit(self, tx: MetaTx) -> None:
         """Write ``tx`` with the quota and count it implies; caller holds the lock. Nothing changes on error."""
         changed = tx.used or tx.reserved
         quota = self._quota.change(used=tx.used, reserved=tx.reserved) if changed else self._quota
@@ -682,7 +590,7 @@ class RepoStore:
             self.kv.write(batch)
         jobs = 0
         while first := next(self.kv.iterate(RELEASE_PREFIX, limit=1), None):
-            self._release_job(first[0][len(RELEASE_PREFIX) :].split("/", 1)[0])
+            self.release_job(first[0][len(RELEASE_PREFIX) :].split("/", 1)[0])
             jobs += 1
         if markers or jobs:
             log.info("repo recovered", pending=len(markers), orphans=len(orphans), release_jobs=jobs)

@@ -48,7 +48,7 @@ from codex_node.market.types import (
 )
 
 if TYPE_CHECKING:
-    from codex_node.proofs import StorageProof
+    from codex_node.data.proof import StorageProof
 
 BLOCK_SIZE = 65_536
 """Slot sizes must be whole blocks (docs/storage-proofs.md)."""

@@ -45,7 +45,7 @@ from codex_node.market.types import (
 from codex_node.testing.mockledger import MARKETPLACE_ADDRESS, MarketLedger, ProofVerifier
 
 if TYPE_CHECKING:
-    from codex_node.proofs import StorageProof
+    from codex_node.data.proof import StorageProof
 
 log = structlog.get_logger(__name__)
 

@@ -11,8 +11,8 @@ import pytest
 
 from codex_node import buildinfo, logutils
 from codex_node.api.app import API_PREFIX, create_app
-from codex_node.api.schemas import ChainInfo
 from codex_node.config import NodeConfig
+from codex_node.market.types import ChainInfo
 
 NIM_CODEX_KEYS = {"id", "addrs", "repo", "spr", "announceAddresses", "table", "codex"}
 

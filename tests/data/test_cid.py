@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from multiformats import CID, multihash
 
 from codex_node.data.cid import (
+    CODEX_MANIFEST,
     CODEX_ROOT,
     DAG_JSON,
     RAW,
@@ -16,11 +17,12 @@ from codex_node.data.cid import (
     make_cid,
     manifest_cid,
     parse_cid,
+    protected_manifest_cid,
 )
 from codex_node.errors import InvalidCidError
 
 
-@given(st.binary(max_size=256), st.sampled_from([RAW, DAG_JSON, CODEX_ROOT]))
+@given(st.binary(max_size=256), st.sampled_from([RAW, DAG_JSON, CODEX_MANIFEST, CODEX_ROOT]))
 def test_text_form_equals_multiformats_encoding(data: bytes, codec: int) -> None:
     digest = hashlib.sha256(data).digest()
     ours = make_cid(codec, SHA2_256, digest)
@@ -28,7 +30,7 @@ def test_text_form_equals_multiformats_encoding(data: bytes, codec: int) -> None
     assert ours.text == str(theirs)
 
 
-@given(st.binary(max_size=256), st.sampled_from([RAW, DAG_JSON, CODEX_ROOT]))
+@given(st.binary(max_size=256), st.sampled_from([RAW, DAG_JSON, CODEX_MANIFEST, CODEX_ROOT]))
 def test_parse_round_trips_every_cid_we_make(data: bytes, codec: int) -> None:
     cid = make_cid(codec, SHA2_256, hashlib.sha256(data).digest())
     assert parse_cid(cid.text) == cid
@@ -50,6 +52,18 @@ def test_manifest_cid_uses_dag_json() -> None:
     assert CID.decode(cid.text).codec.name == "dag-json"
     assert cid.is_manifest
     assert not cid.is_block
+
+
+def test_protected_manifest_cid_uses_codex_manifest_and_is_storable() -> None:
+    cid = protected_manifest_cid(b"{}")
+    assert CID.decode(cid.text).codec.name == "codex-manifest"
+    assert cid.codec == CODEX_MANIFEST == 0xCD01
+    assert cid.is_protected_manifest
+    assert cid.is_storable
+    assert cid.matches(b"{}")
+    assert not cid.is_manifest
+    assert not cid.is_block
+    assert not manifest_cid(b"{}").is_protected_manifest
 
 
 def test_other_spellings_parse_to_the_canonical_text() -> None:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from codex_node.data.merkle import (
     ZERO_HASH,
     ZERO_SUBTREES,
+    Frontier,
     MerkleTree,
     hash_chunks,
     keccak256,
@@ -142,3 +143,40 @@ def test_from_leaves_refuses_a_short_leaf() -> None:
 def test_path_of_a_leaf_out_of_range_raises(index: int) -> None:
     with pytest.raises(IndexError):
         MerkleTree.from_leaves(random_leaves(3)).path(index)
+
+
+@settings(max_examples=150, deadline=None)
+@given(n=st.integers(1, 300))
+def test_frontier_root_equals_the_tree_root(n: int) -> None:
+    leaves = random_leaves(n)
+    frontier = Frontier()
+    for leaf in leaves:
+        frontier.push(leaf)
+    assert frontier.count == n
+    assert frontier.root() == MerkleTree.from_leaves(leaves).root
+
+
+@settings(max_examples=40, deadline=None)
+@given(groups=st.integers(1, 40), base=st.integers(0, 3))
+def test_frontier_over_aligned_subtree_roots_equals_the_tree_over_their_leaves(groups: int, base: int) -> None:
+    leaves = random_leaves(groups << base)
+    frontier = Frontier(base)
+    for g in range(groups):
+        frontier.push(MerkleTree.from_leaves(leaves[g << base : (g + 1) << base]).root)
+    assert frontier.root() == MerkleTree.from_leaves(leaves).root
+
+
+def test_frontier_root_can_be_read_midway_and_pushing_goes_on() -> None:
+    leaves = random_leaves(7)
+    frontier = Frontier()
+    for i, leaf in enumerate(leaves, 1):
+        frontier.push(leaf)
+        assert frontier.root() == MerkleTree.from_leaves(leaves[:i]).root
+
+
+def test_frontier_refuses_an_empty_tree_and_a_short_node() -> None:
+    frontier = Frontier()
+    with pytest.raises(ValueError, match="at least one"):
+        frontier.root()
+    with pytest.raises(ValueError, match="32 bytes"):
+        frontier.push(bytes(31))

@@ -13,6 +13,7 @@ from eth_account import Account
 from web3 import AsyncWeb3
 from web3.providers.eth_tester import AsyncEthereumTesterProvider
 
+from codex_node.cli import check_files
 from codex_node.config import load_node_config
 from codex_node.errors import ConfigError, DeploymentFileError, TransactionError
 from codex_node.market.deployment import (
@@ -105,8 +106,9 @@ def test_the_deployment_flag_names_the_bad_field(tmp_path: Path) -> None:
     del doc["token"]
     path.write_text(json.dumps(doc))
     flags = {"eth_provider": "http://127.0.0.1:8545", "eth_account": MARKETPLACE, "deployment": str(path)}
+    config = load_node_config(flags, {})  # configuration checks the JSON; the fields are the chain layer's
     with pytest.raises(ConfigError, match=r"--deployment: .*field 'token' is missing"):
-        load_node_config(flags, {})
+        check_files(config)  # what `codex-node run` does before anything starts
 
 
 # --- the dev configuration -------------------------------------------------------------------------------------

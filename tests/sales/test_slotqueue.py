@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import logging
 import random
 from collections.abc import Awaitable, Callable
 
 import pytest
+import structlog
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
@@ -16,6 +19,7 @@ from codex_node.errors import (
     SlotQueueItemExistsError,
     SlotsOutOfRangeError,
 )
+from codex_node.logutils import configure_logging
 from codex_node.market.types import Ask, RequestId, StorageRequested
 from codex_node.sales.slotqueue import SlotQueue, SlotQueueItem, item_for_slot, items_for_request
 from codex_node.testing.fakeclock import FakeClock
@@ -501,3 +505,20 @@ async def test_gauges_report_length_and_busy_workers() -> None:
     assert registry.get_sample_value("codex_slotqueue_busy_workers") == 1
     await q.stop()
     assert registry.get_sample_value("codex_slotqueue_busy_workers") == 0
+
+
+async def test_the_start_line_gives_the_capacity_as_a_count_not_bytes() -> None:
+    out = io.StringIO()
+    saved, root = structlog.get_config(), logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    configure_logging("info", "text", stream=out, cache=False)
+    try:
+        q = SlotQueue(max_size=128, max_workers=1)
+        q.start(Processor())
+        await q.stop()
+    finally:
+        structlog.configure(**saved)
+        root.handlers, root.level = handlers, level
+    line = next(x for x in out.getvalue().splitlines() if "slot queue started" in x)
+    assert "capacity=128 " in line + " "
+    assert "128B" not in line

@@ -104,9 +104,9 @@ class CrashingFiles(BlockFiles):
         self.switch.step(f"unlink {cid}")
         return super().unlink(cid)
 
-    def _flush(self, dirs: Iterable[Path]) -> None:
+    def _flush(self, dirs: Iterable[Path], *, missing_ok: bool = False) -> None:
         self.switch.step("flush")
-        super()._flush(dirs)
+        super()._flush(dirs, missing_ok=missing_ok)
 
     def read(self, cid: Cid) -> bytes:
         self.switch.alive()

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 from conftest import MakeRepo
+from prometheus_client.registry import REGISTRY
 from repo_invariants import check_invariants
 
 from codex_node.data.cid import CODEX_ROOT, SHA2_256, block_cid, make_cid
@@ -18,6 +19,7 @@ from codex_node.errors import (
 )
 from codex_node.stores.blockfiles import BlockFiles, SyncMode
 from codex_node.stores.kv import LevelDBStore
+from codex_node.stores.maintenance import BlockMaintainer
 from codex_node.stores.quota import Quota
 from codex_node.stores.repostore import PENDING_PREFIX, RepoStore
 from codex_node.testing.fakeclock import FakeClock
@@ -301,3 +303,12 @@ async def test_store_survives_reopen_on_leveldb_with_each_flush_mode(
     check_invariants(repo)
     repo.close()
     kv.close()
+
+
+def test_a_repo_or_maintainer_given_no_registry_registers_no_metrics_anywhere(tmp_path: Path) -> None:
+    clock = FakeClock()
+    for quota in (1 << 20, 2 << 20):  # two stores in one process: no clash, nothing on the process-wide registry
+        repo = RepoStore(MemoryKV(), BlockFiles(tmp_path / str(quota)), clock=clock, quota_max=quota, block_ttl=60)
+        BlockMaintainer(repo, clock)
+    assert REGISTRY.get_sample_value("codex_repostore_bytes_max") is None
+    assert REGISTRY.get_sample_value("codex_maintenance_passes_total") is None

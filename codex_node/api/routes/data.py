@@ -127,6 +127,7 @@ def _content_disposition(filename: str) -> str:
     responses={
         200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "The dataset's CID"},
         422: {"description": "Over the storage quota, or an invalid Content-Type / Content-Disposition"},
+        507: {"description": "The data dir's disk is full (nothing of the upload is kept)"},
     },
     openapi_extra={
         "requestBody": {

@@ -12,8 +12,8 @@ import structlog
 from fastapi import APIRouter, Query
 
 from codex_node import buildinfo, logutils
-from codex_node.api.schemas import CodexInfo, DebugInfo, LocalNode, LogLevel, Table, error_responses
-from codex_node.api.services import ServicesDep
+from codex_node.api.schemas import ChainInfo, CodexInfo, DebugInfo, LocalNode, LogLevel, Table, error_responses
+from codex_node.api.services import NodeView, ServicesDep
 from codex_node.errors import InvalidInputError
 
 log = structlog.get_logger(__name__)
@@ -39,8 +39,15 @@ async def debug_info(services: ServicesDep) -> DebugInfo:
         ),
         codex=CodexInfo(version=buildinfo.version(), revision=buildinfo.revision(), contracts=buildinfo.contracts()),
         marketplace=config.chain_mode,
-        chain=node.chain if node is not None else None,
+        chain=_chain_info(node),
     )
+
+
+def _chain_info(node: NodeView | None) -> ChainInfo | None:
+    """The wire form of the node's chain (a domain value of the market)."""
+    if node is None or node.chain is None:
+        return None
+    return ChainInfo.model_validate(node.chain, from_attributes=True)
 
 
 @router.post(
@@ -49,11 +56,10 @@ async def debug_info(services: ServicesDep) -> DebugInfo:
     responses=error_responses(400, s400="Unknown log level"),
 )
 async def set_log_level(
-    level: Annotated[str, Query(description="trace, debug, info, notice, warn, error or fatal")],
+    level: Annotated[str, Query(description="debug, info, warning, error or critical (or trace, notice, warn, fatal)")],
 ) -> LogLevel:
     try:
-        name = logutils.set_level(level)
+        name = logutils.change_level(level)  # logs "log level changed" with the old and new level
     except ValueError as e:
         raise InvalidInputError(str(e)) from None
-    log.info("log level changed", level=name)
     return LogLevel(level=name)
