@@ -82,7 +82,7 @@ class AsyncCodexClient:
             content = _counted(content, length, on_progress)
         headers = wire.upload_headers(filename if filename is not None else name, mimetype, length)
         op = ops.UPLOAD
-        body = await self._send(op, op.path, content=content, headers=headers, ok=op.ok, limit=wire.MAX_CID_BYTES)
+        body = await self._send(op, op.path, content=content, headers=headers, limit=wire.MAX_CID_BYTES)
         return wire.parse_cid(body)
 
     async def download(
@@ -193,7 +193,7 @@ class AsyncCodexClient:
 
     async def _run(self, call: ops.Call[T]) -> T:
         op = call.operation
-        body = await self._send(op, call.path, params=call.params, json=call.json, ok=op.ok, limit=wire.MAX_JSON_BYTES)
+        body = await self._send(op, call.path, params=call.params, json=call.json, limit=wire.MAX_JSON_BYTES)
         return call.parse(body)
 
     async def _send(
@@ -201,7 +201,6 @@ class AsyncCodexClient:
         op: ops.Operation,
         path: str,
         *,
-        ok: int,
         limit: int,
         params: Mapping[str, str] | None = None,
         json: Mapping[str, object] | None = None,
@@ -214,13 +213,13 @@ class AsyncCodexClient:
                 op.method, path, params=params, json=json, content=content, headers=headers
             ) as response:
                 status = response.status_code
-                if status == ok:
+                if status == op.ok:
                     body = await self._read(response, limit, "answer")
                 else:
                     body = await self._read(response, wire.MAX_ERROR_BYTES, "error answer")
         except httpx.HTTPError as e:
             raise wire.transport_error(e, op.method, path, self.api_url) from e
-        if status != ok:
+        if status != op.ok:
             raise wire.error_for(status, response.headers, body, method=op.method, path=path)
         return body
 

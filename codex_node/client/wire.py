@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 from email.message import Message
-from typing import TypeVar
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -29,9 +28,6 @@ from codex_node.client.errors import (
     printable_line,
 )
 from codex_node.client.models import DownloadInfo
-from codex_node.client.operations import Call
-
-T = TypeVar("T")
 
 DEFAULT_API_URL = "http://127.0.0.1:8080/api/codex/v1"
 """The API of a node run with the default flags on this host."""
@@ -107,17 +103,6 @@ def content_length(headers: httpx.Headers) -> int | None:
     if value is None or not value.isdigit() or len(value) > 20:
         return None
     return int(value)
-
-
-def body_limit(status: int, ok: int) -> tuple[int, str]:
-    return (MAX_JSON_BYTES, "answer") if status == ok else (MAX_ERROR_BYTES, "error answer")
-
-
-def result(call: Call[T], status: int, headers: httpx.Headers, body: bytes) -> T:
-    """The parsed success body of ``call``, or the typed error of ``status``."""
-    if status != call.operation.ok:
-        raise error_for(status, headers, body, method=call.operation.method, path=call.path)
-    return call.parse(body)
 
 
 def error_for(status: int, headers: httpx.Headers, body: bytes, *, method: str, path: str) -> ClientError:
