@@ -163,10 +163,10 @@ class RecordingHooks:
     filled: list[SalesAgent] = field(default_factory=list)
     cleaned: list[tuple[SalesAgent, int, bool]] = field(default_factory=list)
 
-    def on_filled(self, agent: SalesAgent) -> None:
+    def worker_released(self, agent: SalesAgent) -> None:
         self.filled.append(agent)
 
-    async def on_clean_up(self, agent: SalesAgent, returned_collateral: int, reprocess: bool) -> None:
+    async def sale_ended(self, agent: SalesAgent, returned_collateral: int, reprocess: bool) -> None:
         self.cleaned.append((agent, returned_collateral, reprocess))
 
 
