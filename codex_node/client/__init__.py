@@ -44,6 +44,7 @@ from codex_node.client.errors import (
 )
 from codex_node.client.models import (
     Availability,
+    BooksCheck,
     Dataset,
     DebugInfo,
     DownloadInfo,
@@ -66,6 +67,7 @@ __all__ = [
     "AsyncDownload",
     "Availability",
     "BadRequestError",
+    "BooksCheck",
     "ClientClosedRequestError",
     "ClientError",
     "CodexClient",

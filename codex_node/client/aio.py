@@ -20,7 +20,17 @@ import httpx
 
 from codex_node.client import operations as ops
 from codex_node.client import wire
-from codex_node.client.models import Availability, Dataset, DebugInfo, DownloadInfo, Reservation, Slot, SlotSale, Space
+from codex_node.client.models import (
+    Availability,
+    BooksCheck,
+    Dataset,
+    DebugInfo,
+    DownloadInfo,
+    Reservation,
+    Slot,
+    SlotSale,
+    Space,
+)
 from codex_node.client.sync import Progress
 
 T = TypeVar("T")
@@ -188,6 +198,10 @@ class AsyncCodexClient:
 
     async def set_log_level(self, level: str) -> str:
         return await self._run(ops.set_log_level(level))
+
+    async def debug_books(self) -> BooksCheck:
+        """Whether the sales books balance (the node's own check of its accounting)."""
+        return await self._run(ops.debug_books())
 
     # --- the one way requests go --------------------------------------------------------------------------------
 

@@ -199,6 +199,13 @@ class LogLevel(ClientModel):
     level: str
 
 
+class BooksCheck(ClientModel):
+    """Whether the availability, reservation and quota books balance; ``problems`` names each broken rule."""
+
+    balanced: bool
+    problems: list[str]
+
+
 # --- downloads ----------------------------------------------------------------------------------------------------
 
 

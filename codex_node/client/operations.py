@@ -24,6 +24,7 @@ import pydantic
 from codex_node.client.errors import MalformedResponseError
 from codex_node.client.models import (
     Availability,
+    BooksCheck,
     DataList,
     Dataset,
     DebugInfo,
@@ -91,6 +92,8 @@ SET_LOG_LEVEL = Operation(
     "set_log_level",
 )
 
+DEBUG_BOOKS = Operation("debug_books_api_codex_v1_debug_books_get", "GET", "/debug/books", 200, "debug_books")
+
 OPERATIONS: tuple[Operation, ...] = (
     LIST_DATA,
     UPLOAD,
@@ -106,6 +109,7 @@ OPERATIONS: tuple[Operation, ...] = (
     LIST_RESERVATIONS,
     DEBUG_INFO,
     SET_LOG_LEVEL,
+    DEBUG_BOOKS,
 )
 """Every operation the clients run; ``operationId`` → client method is the table the tests check."""
 
@@ -167,6 +171,7 @@ _PARSE_AVAILABILITIES = _json(list[Availability])
 _PARSE_AVAILABILITY = _json(Availability)
 _PARSE_RESERVATIONS = _json(list[Reservation])
 _PARSE_DEBUG_INFO = _json(DebugInfo)
+_PARSE_BOOKS = _json(BooksCheck)
 
 
 def _datasets(body: bytes) -> list[Dataset]:
@@ -271,3 +276,7 @@ def debug_info() -> Call[DebugInfo]:
 
 def set_log_level(level: str) -> Call[str]:
     return Call(SET_LOG_LEVEL, SET_LOG_LEVEL.path, _level, params={"level": level})
+
+
+def debug_books() -> Call[BooksCheck]:
+    return Call(DEBUG_BOOKS, DEBUG_BOOKS.path, _PARSE_BOOKS)

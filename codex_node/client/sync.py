@@ -19,7 +19,17 @@ import httpx
 
 from codex_node.client import operations as ops
 from codex_node.client import wire
-from codex_node.client.models import Availability, Dataset, DebugInfo, DownloadInfo, Reservation, Slot, SlotSale, Space
+from codex_node.client.models import (
+    Availability,
+    BooksCheck,
+    Dataset,
+    DebugInfo,
+    DownloadInfo,
+    Reservation,
+    Slot,
+    SlotSale,
+    Space,
+)
 
 T = TypeVar("T")
 
@@ -196,6 +206,10 @@ class CodexClient:
 
     def set_log_level(self, level: str) -> str:
         return self._run(ops.set_log_level(level))
+
+    def debug_books(self) -> BooksCheck:
+        """Whether the sales books balance (the node's own check of its accounting)."""
+        return self._run(ops.debug_books())
 
     # --- the one way requests go --------------------------------------------------------------------------------
 

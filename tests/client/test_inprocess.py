@@ -126,6 +126,8 @@ async def test_422_carries_the_nodes_message(node: AsyncCodexClient) -> None:
 async def test_without_a_marketplace_the_sales_operations_are_503(node: AsyncCodexClient) -> None:
     with pytest.raises(ServiceUnavailableError):
         await node.list_availabilities()
+    with pytest.raises(ServiceUnavailableError):
+        await node.debug_books()
 
 
 async def test_debug_info_and_log_level(node: AsyncCodexClient) -> None:
@@ -162,9 +164,9 @@ async def market_node() -> AsyncIterator[Node]:
 async def test_availabilities_reservations_and_slots(market_node: Node) -> None:
     async with in_process(market_node.app) as c:
         created = await c.create_availability(
-            total_size=10 * BLOCK, duration=7200, min_price_per_byte_per_second=1, total_collateral=2**200
+            total_size=10 * BLOCK, duration=7200, min_price_per_byte_per_second=1, total_collateral=10**12
         )
-        assert created.total_collateral == 2**200
+        assert created.total_collateral == 10**12
         assert created.free_size == 10 * BLOCK
         await c.update_availability(created.id, enabled=False, total_size=12 * BLOCK)
         [listed] = await c.list_availabilities()

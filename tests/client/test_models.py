@@ -36,6 +36,7 @@ MODEL_OF_SCHEMA: dict[str, type[BaseModel]] = {
     "CodexInfo": models.CodexInfo,
     "ChainInfo": models.ChainInfo,
     "LogLevel": models.LogLevel,
+    "BooksCheck": models.BooksCheck,
 }
 
 
