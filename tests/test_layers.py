@@ -35,13 +35,14 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("proofs",),
     ("sales", "purchasing", "peers", "blockexchange"),
     ("monitor",),
-    ("api",),
+    ("api", "client"),
     ("marketplace", "node"),
-    ("cli", "deploycmd", "statuscmd", "keycmd"),
+    ("cli", "deploycmd", "clientcli", "statuscmd", "keycmd"),
 )
 """ARCHITECTURE.md's layers, lowest first. ``buildinfo`` (version and revision) sits with the generic helpers,
 ``blockexchange`` with ``peers`` (the network), ``monitor`` (the operator's readings and alerts) between sales and
-the API that serves them, and the CLI subcommands (``deploycmd``, ``statuscmd``, ``keycmd``) with ``cli``."""
+the API that serves them, ``client`` (the API's other end) with ``api``, and the CLI subcommands (``deploycmd``,
+``clientcli``, ``statuscmd``, ``keycmd``) with ``cli``."""
 
 FAKES: dict[str, str] = {
     "testing": "__init__",
