@@ -27,7 +27,8 @@ from codex_node.sales.slotqueue import SlotQueue
 from codex_node.testing.fakeclock import FakeClock
 from codex_node.testing.fakequota import FakeQuotaLedger
 from codex_node.testing.memorykv import MemoryKV
-from codex_node.testing.mockmarket import MockMarket, account as mock_account
+from codex_node.testing.mockmarket import MockMarket
+from codex_node.testing.mockmarket import account as mock_account
 
 API = "/api/codex/v1"
 BLOCK = 65_536
@@ -164,7 +165,8 @@ async def test_the_ledger_pages_newest_first(node: Node, api: httpx.AsyncClient)
     second = (await api.get(f"{API}/account/ledger", params={"limit": 2, "before": first["next"]})).json()
     assert [e["amount"] for e in second["entries"]] == ["3", "2"]
     last = (await api.get(f"{API}/account/ledger", params={"limit": 2, "before": second["next"]})).json()
-    assert [e["amount"] for e in last["entries"]] == ["1"] and last["next"] is None
+    assert [e["amount"] for e in last["entries"]] == ["1"]
+    assert last["next"] is None
 
 
 async def test_a_ledger_page_over_the_limit_is_422_and_a_malformed_one_400(api: httpx.AsyncClient) -> None:
@@ -182,7 +184,8 @@ async def test_the_history_lists_an_ignored_sale_with_the_rule_that_failed(node:
     await post_request(node)
     page = (await api.get(f"{API}/sales/history", params={"state": "ignored"})).json()
     [sale] = page["sales"]
-    assert sale["outcome"] == "ignored" and sale["state"] == "SaleIgnored"
+    assert sale["outcome"] == "ignored"
+    assert sale["state"] == "SaleIgnored"
     assert "failed duration (duration 3600 vs availability duration 60)" in sale["reason"]
     assert [t["to"] for t in sale["transitions"]] == ["SalePreparing", "SaleIgnored"]
     assert (await api.get(f"{API}/sales/history/{sale['id']}")).json() == sale

@@ -66,7 +66,8 @@ def test_pages_go_newest_first_and_continue_before_the_last_id() -> None:
     assert [e.id for e in ledger.page(before=1, limit=3)] == [0]
     reopened = EarningsLedger(kv, FakeClock())  # ids continue after a restart
     entry = reopened.record(EntryKind.PAYOUT, REQ, 1, fact="next")
-    assert entry is not None and entry.id == 7
+    assert entry is not None
+    assert entry.id == 7
 
 
 def test_a_failed_write_records_nothing_and_the_fact_can_be_recorded_later() -> None:
@@ -75,7 +76,8 @@ def test_a_failed_write_records_nothing_and_the_fact_can_be_recorded_later() -> 
     kv.fail_next_write()
     with pytest.raises(KVError):
         ledger.record(EntryKind.PAYOUT, REQ, 5, fact="x")
-    assert ledger.totals().earned == 0 and list(ledger) == []
+    assert ledger.totals().earned == 0
+    assert list(ledger) == []
     assert ledger.record(EntryKind.PAYOUT, REQ, 5, fact="x") is not None
     assert ledger.totals().earned == 5
 

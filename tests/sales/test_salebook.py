@@ -50,7 +50,8 @@ def test_a_resumed_sale_keeps_its_record_and_a_new_sale_of_the_same_slot_gets_a_
     again = after_restart.begin(slot(1), REQ, 1)
     assert again == first + 1
     errored = after_restart.get(first)
-    assert errored is not None and (errored.outcome, errored.error) == ("errored", "SaleError('repair')")
+    assert errored is not None
+    assert (errored.outcome, errored.error) == ("errored", "SaleError('repair')")
 
 
 def test_proofs_are_kept_with_their_margin() -> None:
@@ -106,7 +107,8 @@ def test_a_page_stays_fast_with_ten_thousand_sales(tmp_path: object) -> None:
         page = book.page(limit=50)
         filtered = book.page(outcome="active", before=5000, limit=50)
         elapsed = time.perf_counter() - began
-        assert len(page) == 50 and len(filtered) == 50
+        assert len(page) == 50
+        assert len(filtered) == 50
         assert all(r.outcome == "active" and r.id < 5000 for r in filtered)
         assert elapsed < 0.2, f"two pages took {elapsed:.3f}s"
     finally:

@@ -30,13 +30,15 @@ async def test_a_whole_sale_records_posting_payout_and_return_that_add_up_to_the
     assert kinds(world)["collateralReturned"] == 3 * WORLD_ASK.collateral_per_slot
     assert kinds(world)["payout"] == change > 0
     assert "slashed" not in kinds(world)
-    assert world.sales is not None and world.sales.book is not None
+    assert world.sales is not None
+    assert world.sales.book is not None
     sales = world.sales.book.page(outcome="finished")
     assert sorted(s.slot_index for s in sales) == [0, 1, 2]
     for sale in sales:
         assert sale.request_id == request.id
         assert [t.to_state for t in sale.transitions][-2:] == ["SalePayout", "SaleFinished"]
-        assert sale.proofs and all(p.result == "submitted" and p.margin >= 0 for p in sale.proofs)
+        assert sale.proofs
+        assert all(p.result == "submitted" and p.margin >= 0 for p in sale.proofs)
         money = world.earnings.of_sale(sale.id)
         assert {e.kind for e in money} == {EntryKind.COLLATERAL_POSTED, EntryKind.PAYOUT, EntryKind.COLLATERAL_RETURNED}
     await world.stop()
@@ -76,7 +78,8 @@ async def test_a_restart_records_no_money_twice(world: World) -> None:
     assert world.states() == []
     assert world.earnings is not None
     assert world.earnings.totals().net_flow == await world.host.token_balance(world.host.signer) - before
-    assert world.sales is not None and world.sales.book is not None
+    assert world.sales is not None
+    assert world.sales.book is not None
     assert len(world.sales.book.page()) == 3
     await world.stop()
 
@@ -86,7 +89,8 @@ async def test_an_ignored_sale_names_the_rule_that_failed(world: World) -> None:
     await world.create_availability(size=BLOCK)  # a slot is two blocks: too small
     await world.post_request()
     await world.advance(30)
-    assert world.sales is not None and world.sales.book is not None
+    assert world.sales is not None
+    assert world.sales.book is not None
     ignored = world.sales.book.page(outcome="ignored")
     assert ignored
     assert ignored[0].reason is not None

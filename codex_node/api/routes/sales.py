@@ -397,7 +397,11 @@ def _sale_read(record: SaleRecord, ledger: EarningsLedger | None) -> SaleRead:
     "/sales/history",
     summary="Every sale this node started, newest first, with its transitions, proofs and money",
     responses=error_responses(
-        400, 422, 503, s400="An unknown state, or limit/since/before not an integer", s422="limit/since/before out of range"
+        400,
+        422,
+        503,
+        s400="An unknown state, or limit/since/before not an integer",
+        s422="limit/since/before out of range",
     ),
 )
 async def list_sale_history(
