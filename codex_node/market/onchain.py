@@ -360,8 +360,10 @@ class OnChainMarket:
         """Wei the node's account holds (``sales.account.GasWallet``)."""
         return int(await self._view("balance", self._shared.w3.eth.get_balance(to_checksum_address(self._address))))
 
-    async def submit_proof(self, slot_id: SlotId, proof: StorageProof) -> None:
-        await self._transact("submitProof", slot_id, proof.to_abi())
+    async def submit_proof(self, slot_id: SlotId, proof: StorageProof) -> int:
+        sent = await self._transact("submitProof", slot_id, proof.to_abi())
+        block = await self._view("reading the proof's block", self._shared.w3.eth.get_block(sent.block_number))
+        return (await self.periodicity()).period_of(int(block["timestamp"]))
 
     # --- proofs and validation --------------------------------------------------------------------------------
 

@@ -391,10 +391,11 @@ class MockMarket:
         await self._commit()
         return payment
 
-    async def submit_proof(self, slot_id: SlotId, proof: StorageProof) -> None:
+    async def submit_proof(self, slot_id: SlotId, proof: StorageProof) -> int:
         await self._enter("submit_proof", slot_id, proof)
-        self._ledger.submit_proof(self._signer, slot_id, proof)
+        period = self._ledger.submit_proof(self._signer, slot_id, proof)
         await self._commit()
+        return period
 
     # --- proofs and validation --------------------------------------------------------------------------------
 
