@@ -8,6 +8,7 @@ slots and the request fails. What the node posted is lost; the ledger says so an
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from pathlib import Path
 from typing import Any
@@ -28,11 +29,13 @@ from e2ekit import (
     slot_ids,
 )
 
+from codex_node.cli import main
 from codex_node.config import NodeConfig
 from codex_node.data.cid import parse_cid
 from codex_node.market.types import Request, RequestState
 from codex_node.node import Node
 from codex_node.proofs.slotdata import dataset_commitment
+from codex_node.sales.ledger import TOTALS_KEY, EntryKind, LedgerTotals
 
 pytestmark = pytest.mark.slow
 
@@ -53,7 +56,9 @@ async def no_active_sales(api: httpx.AsyncClient) -> bool:
     return (await api.get("/sales/history", params={"state": "active"})).json()["sales"] == []
 
 
-async def test_a_paid_sale_s_ledger_adds_up_to_the_balance_change(tmp_path: Path) -> None:
+async def test_a_paid_sale_s_ledger_adds_up_to_the_balance_change(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     node = Node(NodeConfig(data_dir=tmp_path / "data", api_port=0))
     await node.start()
     try:
@@ -95,6 +100,24 @@ async def test_a_paid_sale_s_ledger_adds_up_to_the_balance_change(tmp_path: Path
                 assert sale["proofs"], "the periodic proofs are in the sale's record"
                 assert all(p["result"] == "submitted" for p in sale["proofs"])
                 assert all(0 <= p["margin"] <= PERIODS.seconds for p in sale["proofs"])
+
+            # codex-node check finds nothing wrong, reading every block back; then a ledger total out of step.
+            capsys.readouterr()
+            assert await asyncio.to_thread(main, ["check", "--api-url", node.api_url, "--read-blocks"], {}) == 0
+            # The node in this process logs to the same stdout: keep the command's own lines.
+            printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith(("ok ", "PROBLEM"))]
+            assert [line.split(":")[0] for line in printed] == [
+                "ok      books",
+                "ok      repo",
+                "ok      slots",
+                "ok      ledger",
+            ]
+            kv = node.kv
+            assert kv is not None
+            totals = mp.ledger.totals()
+            kv.put(TOTALS_KEY, LedgerTotals({**totals.by_kind, EntryKind.PAYOUT: totals.earned + 1}).encode())
+            assert await asyncio.to_thread(main, ["check", "--api-url", node.api_url], {}) == 1
+            assert "PROBLEM ledger: total payout " in capsys.readouterr().out
     finally:
         await node.stop()
 
@@ -127,7 +150,12 @@ async def test_a_slashed_sale_s_ledger_adds_up_to_the_balance_change(tmp_path: P
             change = await market.token_balance(await market.get_signer()) - before
             assert change < 0
 
-            entries = await ledger_entries(api)
+            async def all_recorded() -> list[dict[str, Any]] | None:
+                # The ending state is in the history as it is entered; the loss is recorded by its clean-up.
+                entries = await ledger_entries(api)
+                return entries if len(entries) == 2 * SLOTS else None
+
+            entries = await eventually(all_recorded, what="the lost collateral recorded")
             assert sum(int(e["flow"]) for e in entries) == change
             account = (await api.get("/account")).json()
             assert int(account["totals"]["lost"]) == -change  # all that was posted, nothing came back
