@@ -36,7 +36,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("sales", "purchasing", "peers", "blockexchange"),
     ("api",),
     ("marketplace", "node"),
-    ("cli", "deploycmd"),
+    ("cli", "deploycmd", "checkcmd"),
 )
 """ARCHITECTURE.md's layers, lowest first. ``buildinfo`` (version and revision) sits with the generic helpers,
 ``blockexchange`` with ``peers`` (the network), and ``deploycmd`` (a CLI subcommand) with ``cli``."""
