@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
 
 from codex_node.api.errors import install_error_handlers
 from codex_node.api.routes import account, sales
@@ -18,6 +19,7 @@ from codex_node.api.services import Services, provide
 from codex_node.data.cid import block_cid
 from codex_node.data.slots import cid_bytes
 from codex_node.market.types import Ask, Content, Request, RequestId, Slot
+from codex_node.sales.account import AccountMetrics
 from codex_node.sales.context import OnBlocks
 from codex_node.sales.history import SaleHistory
 from codex_node.sales.ledger import EarningsLedger, EntryKind
@@ -75,6 +77,7 @@ class Node:
     client: MockMarket
     sales: Sales
     ledger: EarningsLedger
+    registry: CollectorRegistry
 
 
 @pytest.fixture
@@ -101,9 +104,15 @@ async def node() -> AsyncIterator[Node]:
     app.include_router(sales.router, prefix=API)
     app.include_router(account.router, prefix=API)
     install_error_handlers(app)
-    provide(app, Services(sales=s, reservations=reservations, market=market, ledger=ledger))
+    registry = CollectorRegistry()
+    provide(
+        app,
+        Services(
+            sales=s, reservations=reservations, market=market, ledger=ledger, account_metrics=AccountMetrics(registry)
+        ),
+    )
     await s.start()
-    yield Node(app, market, client, s, ledger)
+    yield Node(app, market, client, s, ledger, registry)
     await s.stop()
 
 
@@ -150,6 +159,9 @@ async def test_account_shows_balances_promised_collateral_and_ledger_totals(node
     assert body["collateralLocked"] == "0"
     assert body["totals"]["earned"] == "70"
     assert body["totals"]["byKind"]["payout"] == "70"
+    # The same figures, as of this read, for Prometheus.
+    assert node.registry.get_sample_value("codex_account_token_balance") == FUNDS
+    assert node.registry.get_sample_value("codex_account_collateral_promised") == 10_000_000
 
 
 def _rid() -> RequestId:

@@ -3,9 +3,12 @@ and the sale book tells each sale's story (outcome, reason, proofs, money)."""
 
 from __future__ import annotations
 
+import structlog
+from prometheus_client import CollectorRegistry
 from salesworld import BLOCK, WORLD_ASK, World
 
 from codex_node.market.types import RequestState, slot_id
+from codex_node.sales.account import LedgerCollector
 from codex_node.sales.ledger import EntryKind
 
 
@@ -95,4 +98,32 @@ async def test_an_ignored_sale_names_the_rule_that_failed(world: World) -> None:
     assert ignored
     assert ignored[0].reason is not None
     assert "failed size (slot size 131072 vs free size 65536)" in ignored[0].reason
+    await world.stop()
+
+
+async def test_every_state_change_is_logged_with_the_slot_id(world: World) -> None:
+    await world.start()
+    await world.create_availability()
+    with structlog.testing.capture_logs() as logs:
+        request = await world.post_request()
+        await world.until_states(["Proving"] * 3, limit=7200)
+    changes = [e for e in logs if e["event"] == "sale state"]
+    assert len(changes) >= 3 * 6  # Preparing … Proving, for each of the three slots
+    slots = {slot_id(request.id, i).hex() for i in range(3)}
+    assert {e["slot_id"] for e in changes} == slots
+    assert all("sale_id" in e for e in changes)
+    await world.stop()
+
+
+async def test_the_ledger_totals_are_exported_as_metrics(world: World) -> None:
+    await world.start()
+    await world.create_availability()
+    await world.post_request()
+    await world.until_states(["Proving"] * 3, limit=7200)
+    assert world.earnings is not None
+    registry = CollectorRegistry()
+    registry.register(LedgerCollector(world.earnings))
+    posted = registry.get_sample_value("codex_ledger_total", {"kind": "collateralPosted"})
+    assert posted == 3 * WORLD_ASK.collateral_per_slot
+    assert registry.get_sample_value("codex_ledger_total", {"kind": "payout"}) == 0
     await world.stop()
