@@ -113,3 +113,23 @@ def test_a_page_stays_fast_with_ten_thousand_sales(tmp_path: object) -> None:
         assert elapsed < 0.2, f"two pages took {elapsed:.3f}s"
     finally:
         kv.close()
+
+
+def test_a_sale_that_did_not_resume_after_a_restart_is_ended_as_errored() -> None:
+    kv = MemoryKV()
+    book = SaleBook(kv, FakeClock())
+    gone = book.begin(slot(1), REQ, 1)
+    book.transition(gone, None, "SaleDownloading", "start")
+    resumed = book.begin(slot(2), REQ, 2)
+    book.transition(resumed, None, "SaleProving", "start")
+    after = SaleBook(kv, FakeClock())
+    assert after.end_orphans({slot(2)}) == [gone]
+    record = after.get(gone)
+    assert record is not None
+    assert (record.outcome, record.state) == ("errored", "SaleErrored")
+    assert record.error is not None
+    assert "did not resume" in record.error
+    still = after.get(resumed)
+    assert still is not None
+    assert still.outcome == "active"
+    assert after.end_orphans({slot(2)}) == []

@@ -127,3 +127,23 @@ async def test_the_ledger_totals_are_exported_as_metrics(world: World) -> None:
     assert posted == 3 * WORLD_ASK.collateral_per_slot
     assert registry.get_sample_value("codex_ledger_total", {"kind": "payout"}) == 0
     await world.stop()
+
+
+async def test_a_restart_ends_the_records_of_sales_that_do_not_resume(world: World) -> None:
+    await world.start()
+    await world.create_availability()
+    await world.post_request()
+    await world.until_states(["Proving"] * 3, limit=7200)
+    assert world.sales is not None
+    book = world.sales.book
+    assert book is not None
+    stray = book.begin(slot_id(b"\x09" * 32, 0), b"\x09" * 32, 0)  # type: ignore[arg-type]  # a sale never resumed
+    await world.stop()
+    await world.start()
+    assert world.sales is not None
+    assert world.sales.book is not None
+    record = world.sales.book.get(stray)
+    assert record is not None
+    assert record.outcome == "errored"
+    assert [r.outcome for r in world.sales.book.page(outcome="active")] == ["active"] * 3
+    await world.stop()
