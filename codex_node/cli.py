@@ -245,7 +245,33 @@ DOWNLOAD = Command(
     epilog=_CLIENT_EPILOG,
 )
 
-COMMANDS: tuple[Command, ...] = (RUN, DEPLOY, UPLOAD, DOWNLOAD, STATUS, KEYGEN, ACCOUNT)
+
+# --- check (codex_node/checkcmd.py) -------------------------------------------------------------------------------
+
+
+def _check_arguments(parser: argparse.ArgumentParser) -> None:
+    from codex_node import checkcmd
+
+    checkcmd.add_arguments(parser)
+
+
+def _check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from codex_node import checkcmd
+
+    return checkcmd.run(args, env)
+
+
+CHECK = Command(
+    name="check",
+    help="check a running node: books, quota against blocks, hosted slots against the chain, ledger",
+    description="Ask the node at --api-url to check its books, its repo's quota against its blocks, every slot it "
+    "hosts against the chain, and its earnings ledger; print each problem.",
+    add_arguments=_check_arguments,
+    run=_check,
+    epilog="Exit codes: 0 no problem, 1 problems found or the node could not be asked, 2 invalid flags.",
+)
+
+COMMANDS: tuple[Command, ...] = (RUN, DEPLOY, UPLOAD, DOWNLOAD, STATUS, CHECK, KEYGEN, ACCOUNT)
 
 
 def build_parser(commands: Sequence[Command] = COMMANDS) -> argparse.ArgumentParser:

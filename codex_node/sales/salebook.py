@@ -230,6 +230,29 @@ class SaleBook:
         self._kv.write(batch)
         return new
 
+    def end_orphans(self, running: set[SlotId]) -> list[int]:
+        """At start-up, once every sale that goes on has begun again: end the sales still marked active whose slot
+        no sale runs for (the node stopped during them and they did not resume). They end ``errored``, saying so.
+        Returns their ids."""
+        ended = []
+        for key, raw in self._kv.iterate(ACTIVE_PREFIX):
+            if SlotId(bytes.fromhex(key[len(ACTIVE_PREFIX) :])) in running:
+                continue
+            sale_id = int(raw)
+            record = self.get(sale_id)
+            if record is None:
+                self._kv.delete(key)
+                continue
+            self.transition(
+                sale_id,
+                record.state or None,
+                "SaleErrored",
+                "restart",
+                error="the node stopped during this sale and it did not resume (its reservation was ended)",
+            )
+            ended.append(sale_id)
+        return ended
+
     def proof(self, sale_id: int, proof: ProofRecord) -> None:
         old = self.get(sale_id)
         if old is None:

@@ -248,6 +248,14 @@ class Sales:
                 stored=reservation.downloaded > 0,
             )
             self._new_sale(data).start(Resuming())
+        if self.history is not None:
+            try:
+                orphans = self.history.book.end_orphans(set(self._sales))
+            except CodexError as e:
+                log.warning("could not end the sale records the restart left open", error=repr(e))
+            else:
+                if orphans:
+                    log.info("sale records ended at start-up: their sales did not resume", sales=orphans)
 
     async def _still_fillable(self, reservation: Reservation) -> Request | None:
         """The request of a reservation whose slot we do not host, if the sale can still fill it: the request is

@@ -22,6 +22,7 @@ from codex_node.sales.accounting import check_books
 from codex_node.sales.availability import Availability, AvailabilityTerms
 from codex_node.sales.context import OnBlocks
 from codex_node.sales.history import SaleHistory
+from codex_node.sales.ledger import EarningsLedger
 from codex_node.sales.metrics import SalesMetrics
 from codex_node.sales.reservations import Reservations
 from codex_node.sales.sales import Sales
@@ -116,6 +117,7 @@ class World:
     simulate_proof_failures: int = 0
     requests: list[Request] = field(default_factory=list)
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    earnings: EarningsLedger | None = None
 
     def __post_init__(self) -> None:
         self.data = LedgerDataSource(self)
@@ -125,6 +127,7 @@ class World:
         self.ledger = self.ledger.reopen()
         self.registry = CollectorRegistry()
         self.reservations = Reservations(self.ledger)
+        self.earnings = EarningsLedger(self.kv, self.clock)
         self.queue = SlotQueue(16, self.max_workers, clock=self.clock)
         self.sales = Sales(
             market=self.host,
@@ -137,6 +140,7 @@ class World:
             metrics=SalesMetrics(self.registry),
             simulate_proof_failures=self.simulate_proof_failures,
             rng=self.rng,
+            ledger=self.earnings,
         )
         await self.sales.start()
         return self.sales

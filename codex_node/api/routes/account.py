@@ -105,7 +105,9 @@ async def get_account(
 @router.get(
     "/account/ledger",
     summary="The earnings ledger, newest first, one page at a time",
-    responses=error_responses(400, 503, s400="limit or before out of range"),
+    responses=error_responses(
+        400, 422, 503, s400="limit or before not an integer", s422="limit or before out of range"
+    ),
 )
 async def get_ledger(
     ledger: LedgerDep,

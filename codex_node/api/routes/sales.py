@@ -396,7 +396,13 @@ def _sale_read(record: SaleRecord, ledger: EarningsLedger | None) -> SaleRead:
 @router.get(
     "/sales/history",
     summary="Every sale this node started, newest first, with its transitions, proofs and money",
-    responses=error_responses(400, 503, s400="An unknown state, or limit/since/before out of range"),
+    responses=error_responses(
+        400,
+        422,
+        503,
+        s400="An unknown state, or limit/since/before not an integer",
+        s422="limit/since/before out of range",
+    ),
 )
 async def list_sale_history(
     sales: SalesDep,
@@ -422,7 +428,9 @@ async def list_sale_history(
 @router.get(
     "/sales/history/{saleId}",
     summary="One sale of the history",
-    responses=error_responses(400, 404, 503, s400="Malformed sale id", s404="No such sale (or pruned)"),
+    responses=error_responses(
+        400, 404, 422, 503, s400="Malformed sale id", s404="No such sale (or pruned)", s422="A negative sale id"
+    ),
 )
 async def get_sale_history(
     sales: SalesDep, services: ServicesDep, sale_id: Annotated[int, Path(alias="saleId", ge=0)]

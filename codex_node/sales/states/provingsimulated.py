@@ -34,6 +34,7 @@ class ProvingSimulated(Proving):
             credited = await agent.context.market.submit_proof(agent.slot_id, agent.context.prover.corrupt(proof))
         except ProofInvalidError:
             agent.log.info("simulated proof failure: wrong proof rejected", period=period)
+            self.deliberately_failed = "simulated proof failure: wrong proof rejected"
             return period  # this period is deliberately left unproven: no second attempt
         agent.log.warning("simulated proof failure: wrong proof was accepted", period=credited)
         return credited
