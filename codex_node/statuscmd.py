@@ -54,7 +54,7 @@ class NodeApi:
     """GETs from a running node's API (JSON), with its bearer token."""
 
     def __init__(self, url: str, token: bytes | None = None, transport: httpx.BaseTransport | None = None) -> None:
-        self.url = url.rstrip("/")
+        self.url = url.rstrip("/").removesuffix(API_PREFIX)  # the upload/download commands' form names the prefix
         headers = {"Authorization": f"Bearer {token.decode()}"} if token is not None else {}
         self._client = httpx.Client(
             base_url=self.url + API_PREFIX, headers=headers, timeout=TIMEOUT, transport=transport

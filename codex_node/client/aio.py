@@ -21,15 +21,20 @@ import httpx
 from codex_node.client import operations as ops
 from codex_node.client import wire
 from codex_node.client.models import (
+    Alerts,
     Availability,
     BooksCheck,
     Dataset,
     DebugInfo,
     DownloadInfo,
+    HealthReport,
+    ProofMarginItem,
     Reservation,
+    SalesStates,
     Slot,
     SlotSale,
     Space,
+    SpaceSample,
 )
 from codex_node.client.sync import Progress
 
@@ -202,6 +207,24 @@ class AsyncCodexClient:
     async def debug_books(self) -> BooksCheck:
         """Whether the sales books balance (the node's own check of its accounting)."""
         return await self._run(ops.debug_books())
+
+    # --- the operator's view ------------------------------------------------------------------------------------
+
+    async def health(self) -> HealthReport:
+        """Readiness with its checks (a node that is not ready raises ``ServiceUnavailableError``)."""
+        return await self._run(ops.health())
+
+    async def alerts(self) -> Alerts:
+        return await self._run(ops.alerts())
+
+    async def space_history(self, since: int = 0, limit: int = 1440) -> list[SpaceSample]:
+        return await self._run(ops.space_history(since, limit))
+
+    async def proof_margins(self, limit: int = 512) -> list[ProofMarginItem]:
+        return await self._run(ops.proof_margins(limit))
+
+    async def sales_states(self) -> SalesStates:
+        return await self._run(ops.sales_states())
 
     # --- the one way requests go --------------------------------------------------------------------------------
 

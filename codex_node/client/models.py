@@ -206,6 +206,56 @@ class BooksCheck(ClientModel):
     problems: list[str]
 
 
+# --- the operator's view: health, alerts, samples, margins, sales by state -------------------------------------
+
+
+class HealthCheck(ClientModel):
+    name: str
+    ok: bool
+    detail: str
+
+
+class HealthReport(ClientModel):
+    """``GET /health`` when the node is ready (a node that is not answers 503: ``ServiceUnavailableError``)."""
+
+    live: bool
+    ready: bool
+    checks: list[HealthCheck]
+
+
+class AlertItem(ClientModel):
+    key: str
+    severity: str
+    message: str
+    since: int
+
+
+class Alerts(ClientModel):
+    active: list[AlertItem]
+    checked_at: int | None
+
+
+class SpaceSample(ClientModel):
+    at: int
+    quota_max_bytes: int
+    quota_used_bytes: int
+    quota_reserved_bytes: int
+    disk_free_bytes: int | None
+
+
+class ProofMarginItem(ClientModel):
+    at: int
+    slot_id: str
+    period: int
+    margin_seconds: int
+    period_seconds: int
+
+
+class SalesStates(ClientModel):
+    agents: dict[str, int]
+    outcomes: dict[str, int]
+
+
 # --- downloads ----------------------------------------------------------------------------------------------------
 
 

@@ -23,17 +23,22 @@ import pydantic
 
 from codex_node.client.errors import MalformedResponseError
 from codex_node.client.models import (
+    Alerts,
     Availability,
     BooksCheck,
     DataList,
     Dataset,
     DebugInfo,
     Exists,
+    HealthReport,
     LogLevel,
+    ProofMarginItem,
     Reservation,
+    SalesStates,
     Slot,
     SlotSale,
     Space,
+    SpaceSample,
 )
 
 T = TypeVar("T")
@@ -93,6 +98,13 @@ SET_LOG_LEVEL = Operation(
 )
 
 DEBUG_BOOKS = Operation("debug_books_api_codex_v1_debug_books_get", "GET", "/debug/books", 200, "debug_books")
+HEALTH = Operation("health_api_codex_v1_health_get", "GET", "/health", 200, "health")
+ALERTS = Operation("alerts_api_codex_v1_alerts_get", "GET", "/alerts", 200, "alerts")
+SPACE_HISTORY = Operation("space_history_api_codex_v1_space_history_get", "GET", "/space/history", 200, "space_history")
+PROOF_MARGINS = Operation(
+    "proof_margins_api_codex_v1_sales_proof_margins_get", "GET", "/sales/proof-margins", 200, "proof_margins"
+)
+SALES_STATES = Operation("sales_states_api_codex_v1_sales_states_get", "GET", "/sales/states", 200, "sales_states")
 
 OPERATIONS: tuple[Operation, ...] = (
     LIST_DATA,
@@ -110,6 +122,11 @@ OPERATIONS: tuple[Operation, ...] = (
     DEBUG_INFO,
     SET_LOG_LEVEL,
     DEBUG_BOOKS,
+    HEALTH,
+    ALERTS,
+    SPACE_HISTORY,
+    PROOF_MARGINS,
+    SALES_STATES,
 )
 """Every operation the clients run; ``operationId`` → client method is the table the tests check."""
 
@@ -172,6 +189,11 @@ _PARSE_AVAILABILITY = _json(Availability)
 _PARSE_RESERVATIONS = _json(list[Reservation])
 _PARSE_DEBUG_INFO = _json(DebugInfo)
 _PARSE_BOOKS = _json(BooksCheck)
+_PARSE_HEALTH = _json(HealthReport)
+_PARSE_ALERTS = _json(Alerts)
+_PARSE_SPACE_HISTORY = _json(list[SpaceSample])
+_PARSE_PROOF_MARGINS = _json(list[ProofMarginItem])
+_PARSE_SALES_STATES = _json(SalesStates)
 
 
 def _datasets(body: bytes) -> list[Dataset]:
@@ -280,3 +302,25 @@ def set_log_level(level: str) -> Call[str]:
 
 def debug_books() -> Call[BooksCheck]:
     return Call(DEBUG_BOOKS, DEBUG_BOOKS.path, _PARSE_BOOKS)
+
+
+def health() -> Call[HealthReport]:
+    return Call(HEALTH, HEALTH.path, _PARSE_HEALTH)
+
+
+def alerts() -> Call[Alerts]:
+    return Call(ALERTS, ALERTS.path, _PARSE_ALERTS)
+
+
+def space_history(since: int = 0, limit: int = 1440) -> Call[list[SpaceSample]]:
+    return Call(
+        SPACE_HISTORY, SPACE_HISTORY.path, _PARSE_SPACE_HISTORY, params={"since": str(since), "limit": str(limit)}
+    )
+
+
+def proof_margins(limit: int = 512) -> Call[list[ProofMarginItem]]:
+    return Call(PROOF_MARGINS, PROOF_MARGINS.path, _PARSE_PROOF_MARGINS, params={"limit": str(limit)})
+
+
+def sales_states() -> Call[SalesStates]:
+    return Call(SALES_STATES, SALES_STATES.path, _PARSE_SALES_STATES)

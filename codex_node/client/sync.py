@@ -20,15 +20,20 @@ import httpx
 from codex_node.client import operations as ops
 from codex_node.client import wire
 from codex_node.client.models import (
+    Alerts,
     Availability,
     BooksCheck,
     Dataset,
     DebugInfo,
     DownloadInfo,
+    HealthReport,
+    ProofMarginItem,
     Reservation,
+    SalesStates,
     Slot,
     SlotSale,
     Space,
+    SpaceSample,
 )
 
 T = TypeVar("T")
@@ -210,6 +215,24 @@ class CodexClient:
     def debug_books(self) -> BooksCheck:
         """Whether the sales books balance (the node's own check of its accounting)."""
         return self._run(ops.debug_books())
+
+    # --- the operator's view ------------------------------------------------------------------------------------
+
+    def health(self) -> HealthReport:
+        """Readiness with its checks (a node that is not ready raises ``ServiceUnavailableError``)."""
+        return self._run(ops.health())
+
+    def alerts(self) -> Alerts:
+        return self._run(ops.alerts())
+
+    def space_history(self, since: int = 0, limit: int = 1440) -> list[SpaceSample]:
+        return self._run(ops.space_history(since, limit))
+
+    def proof_margins(self, limit: int = 512) -> list[ProofMarginItem]:
+        return self._run(ops.proof_margins(limit))
+
+    def sales_states(self) -> SalesStates:
+        return self._run(ops.sales_states())
 
     # --- the one way requests go --------------------------------------------------------------------------------
 

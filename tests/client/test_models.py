@@ -37,6 +37,13 @@ MODEL_OF_SCHEMA: dict[str, type[BaseModel]] = {
     "ChainInfo": models.ChainInfo,
     "LogLevel": models.LogLevel,
     "BooksCheck": models.BooksCheck,
+    "HealthReport": models.HealthReport,
+    "HealthCheck": models.HealthCheck,
+    "Alerts": models.Alerts,
+    "AlertItem": models.AlertItem,
+    "SpaceSample": models.SpaceSample,
+    "ProofMarginItem": models.ProofMarginItem,
+    "SalesStates": models.SalesStates,
 }
 
 
