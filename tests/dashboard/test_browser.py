@@ -24,6 +24,7 @@ pytestmark = pytest.mark.slow
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "dashboard-screenshots"
 PAGES = ("overview", "storage", "availabilities", "sales", "purchases", "explain")
 WAIT = 30
+TOKEN = "dashboard-browser-token-0123456789"
 
 
 @pytest.fixture(scope="module")
@@ -174,3 +175,37 @@ def test_every_page_loads_and_an_availability_is_created_through_the_form(node: 
     errors = _js_errors(driver, expected_statuses=(422,))
     assert errors == [], f"JavaScript console errors: {errors}"
     assert sorted(p.stem for p in SCREENSHOTS.glob("*.png")) == sorted(PAGES)
+
+
+def test_a_node_with_a_token_gets_it_typed_into_the_page_once(
+    tmp_path_factory: pytest.TempPathFactory, driver: Any
+) -> None:
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    base = tmp_path_factory.mktemp("dashboard-token")
+    token_file = base / "api-token"
+    token_file.write_text(TOKEN)
+    token_file.chmod(0o600)
+    node = start_node(base / "data", "--api-token", str(token_file))
+    try:
+        driver.get("about:blank")
+        driver.get_log("browser")  # forget the first test's entries
+        origin = _origin(node)
+        _show(driver, origin, "overview")  # the page itself needs no token; its data does
+        form = driver.find_element(By.ID, "token-form")
+        assert form.is_displayed()
+        assert "API token" in driver.find_element(By.CSS_SELECTOR, "main .error").text
+        driver.find_element(By.ID, "token").send_keys(TOKEN)
+        form.find_element(By.CSS_SELECTOR, "button").click()
+        # The page renders again once the token is in: wait for the new overview (elements of the old one go stale).
+        WebDriverWait(driver, WAIT, ignored_exceptions=(StaleElementReferenceException,)).until(
+            lambda d: d.find_element(By.ID, "ready").text == "ready" if d.find_elements(By.ID, "ready") else False
+        )
+        _show(driver, origin, "storage")  # the token stays for the tab's other pages
+        assert [e.text for e in driver.find_elements(By.CSS_SELECTOR, "main .error") if e.text] == []
+        errors = _js_errors(driver, expected_statuses=(401,))
+        assert errors == [], f"JavaScript console errors: {errors}"
+    finally:
+        node.stop()
