@@ -23,14 +23,20 @@ import pydantic
 
 from codex_node.client.errors import MalformedResponseError
 from codex_node.client.models import (
+    Account,
     Availability,
     BooksCheck,
     DataList,
     Dataset,
     DebugInfo,
     Exists,
+    LedgerPage,
     LogLevel,
+    NodeCheck,
+    RequestMatch,
     Reservation,
+    Sale,
+    SalesPage,
     Slot,
     SlotSale,
     Space,
@@ -93,6 +99,22 @@ SET_LOG_LEVEL = Operation(
 )
 
 DEBUG_BOOKS = Operation("debug_books_api_codex_v1_debug_books_get", "GET", "/debug/books", 200, "debug_books")
+ACCOUNT = Operation("get_account_api_codex_v1_account_get", "GET", "/account", 200, "account")
+LEDGER = Operation("get_ledger_api_codex_v1_account_ledger_get", "GET", "/account/ledger", 200, "ledger")
+SALE_HISTORY = Operation(
+    "list_sale_history_api_codex_v1_sales_history_get", "GET", "/sales/history", 200, "sale_history"
+)
+SALE = Operation(
+    "get_sale_history_api_codex_v1_sales_history__saleId__get", "GET", "/sales/history/{saleId}", 200, "sale"
+)
+MATCH_REQUEST = Operation(
+    "match_request_api_codex_v1_sales_requests__requestId__match_get",
+    "GET",
+    "/sales/requests/{requestId}/match",
+    200,
+    "match_request",
+)
+DEBUG_CHECK = Operation("debug_check_api_codex_v1_debug_check_get", "GET", "/debug/check", 200, "debug_check")
 
 OPERATIONS: tuple[Operation, ...] = (
     LIST_DATA,
@@ -110,6 +132,12 @@ OPERATIONS: tuple[Operation, ...] = (
     DEBUG_INFO,
     SET_LOG_LEVEL,
     DEBUG_BOOKS,
+    ACCOUNT,
+    LEDGER,
+    SALE_HISTORY,
+    SALE,
+    MATCH_REQUEST,
+    DEBUG_CHECK,
 )
 """Every operation the clients run; ``operationId`` → client method is the table the tests check."""
 
@@ -172,6 +200,12 @@ _PARSE_AVAILABILITY = _json(Availability)
 _PARSE_RESERVATIONS = _json(list[Reservation])
 _PARSE_DEBUG_INFO = _json(DebugInfo)
 _PARSE_BOOKS = _json(BooksCheck)
+_PARSE_ACCOUNT = _json(Account)
+_PARSE_LEDGER = _json(LedgerPage)
+_PARSE_SALES = _json(SalesPage)
+_PARSE_SALE = _json(Sale)
+_PARSE_MATCH = _json(RequestMatch)
+_PARSE_CHECK = _json(NodeCheck)
 
 
 def _datasets(body: bytes) -> list[Dataset]:
@@ -280,3 +314,40 @@ def set_log_level(level: str) -> Call[str]:
 
 def debug_books() -> Call[BooksCheck]:
     return Call(DEBUG_BOOKS, DEBUG_BOOKS.path, _PARSE_BOOKS)
+
+
+def _query(**values: object) -> dict[str, str]:
+    """The query parameters given (``None``: not sent); booleans as ``true``/``false``."""
+    out = {}
+    for name, value in values.items():
+        if value is None:
+            continue
+        out[name] = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    return out
+
+
+def account() -> Call[Account]:
+    return Call(ACCOUNT, ACCOUNT.path, _PARSE_ACCOUNT)
+
+
+def ledger(limit: int = 50, before: int | None = None) -> Call[LedgerPage]:
+    return Call(LEDGER, LEDGER.path, _PARSE_LEDGER, params=_query(limit=limit, before=before))
+
+
+def sale_history(
+    state: str | None = None, since: int | None = None, before: int | None = None, limit: int = 50
+) -> Call[SalesPage]:
+    params = _query(state=state, since=since, before=before, limit=limit)
+    return Call(SALE_HISTORY, SALE_HISTORY.path, _PARSE_SALES, params=params)
+
+
+def sale(sale_id: int) -> Call[Sale]:
+    return Call(SALE, fill(SALE, saleId=str(sale_id)), _PARSE_SALE)
+
+
+def match_request(request_id: str) -> Call[RequestMatch]:
+    return Call(MATCH_REQUEST, fill(MATCH_REQUEST, requestId=request_id), _PARSE_MATCH)
+
+
+def debug_check(verify: bool = False) -> Call[NodeCheck]:
+    return Call(DEBUG_CHECK, DEBUG_CHECK.path, _PARSE_CHECK, params=_query(verify=verify))
