@@ -21,6 +21,7 @@ import httpx
 from codex_node.client import operations as ops
 from codex_node.client import wire
 from codex_node.client.models import (
+    Account,
     Alerts,
     Availability,
     BooksCheck,
@@ -28,8 +29,13 @@ from codex_node.client.models import (
     DebugInfo,
     DownloadInfo,
     HealthReport,
+    LedgerPage,
+    NodeCheck,
     ProofMarginItem,
+    RequestMatch,
     Reservation,
+    Sale,
+    SalesPage,
     SalesStates,
     Slot,
     SlotSale,
@@ -225,6 +231,33 @@ class AsyncCodexClient:
 
     async def sales_states(self) -> SalesStates:
         return await self._run(ops.sales_states())
+
+    async def account(self) -> Account:
+        """The wallet (token and gas balances), where the collateral sits, and the earnings ledger's totals."""
+        return await self._run(ops.account())
+
+    async def ledger(self, limit: int = 50, before: int | None = None) -> LedgerPage:
+        """A page of the earnings ledger, newest first; ``before``: the previous page's ``next``."""
+        return await self._run(ops.ledger(limit, before))
+
+    async def sale_history(
+        self, state: str | None = None, since: int | None = None, before: int | None = None, limit: int = 50
+    ) -> SalesPage:
+        """A page of every sale the node started, newest first (``state``: active, finished, cancelled, failed,
+        ignored or errored; ``since``: started at or after, unix seconds; ``before``: the previous page's ``next``)."""
+        return await self._run(ops.sale_history(state, since, before, limit))
+
+    async def sale(self, sale_id: int) -> Sale:
+        """One sale of the history, with its transitions, proofs and money."""
+        return await self._run(ops.sale(sale_id))
+
+    async def match_request(self, request_id: str) -> RequestMatch:
+        """Would the node take this live request now? Per availability and per matching rule."""
+        return await self._run(ops.match_request(request_id))
+
+    async def debug_check(self, verify: bool = False) -> NodeCheck:
+        """The node's check of its books, repo, hosted slots and ledger (``verify``: read every block back)."""
+        return await self._run(ops.debug_check(verify))
 
     # --- the one way requests go --------------------------------------------------------------------------------
 

@@ -256,6 +256,138 @@ class SalesStates(ClientModel):
     outcomes: dict[str, int]
 
 
+# --- the operator's view: account, ledger, sales history, request explainer, check --------------------------------
+
+
+def _signed(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith("-"):
+        return -_amount(value[1:])
+    return _amount(value)
+
+
+SignedAmount = Annotated[int, BeforeValidator(_signed)]
+"""A token flow: a decimal string that may start with ``-``."""
+
+
+class LedgerTotals(ClientModel):
+    earned: Amount
+    lost: Amount
+    net_flow: SignedAmount
+    by_kind: dict[str, Amount]
+
+
+class Account(ClientModel):
+    """The node's wallet, where its collateral sits, and the ledger's totals."""
+
+    address: str
+    token_balance: Amount
+    gas_balance: Amount | None
+    collateral_locked: Amount
+    collateral_promised: Amount
+    collateral_reserved: Amount
+    hosted_slots: int
+    totals: LedgerTotals
+
+
+class LedgerEntry(ClientModel):
+    id: int
+    at: int
+    kind: str
+    amount: Amount
+    flow: SignedAmount
+    request_id: str
+    slot_index: int | None = None
+    sale_id: int | None = None
+    note: str = ""
+
+
+class LedgerPage(ClientModel):
+    entries: list[LedgerEntry]
+    next: int | None
+    """Pass as ``before`` for the next (older) page; ``None`` on the last."""
+
+
+class SaleProof(ClientModel):
+    period: int
+    started_at: int
+    landed_at: int
+    time_to_land: int
+    margin: int
+    result: str
+    error: str | None = None
+
+
+class SaleMoney(ClientModel):
+    kind: str
+    amount: Amount
+    flow: SignedAmount
+    at: int
+
+
+class Sale(ClientModel):
+    """One sale of the history: outcome, reason or error, transitions, proofs, money."""
+
+    id: int
+    slot_id: str
+    request_id: str
+    slot_index: int
+    state: str
+    outcome: str
+    started_at: int
+    updated_at: int
+    ended_at: int | None = None
+    reason: str | None = None
+    error: str | None = None
+    transitions: list[SaleTransition]
+    proofs: list[SaleProof]
+    money: list[SaleMoney]
+    net_flow: SignedAmount
+
+
+class SalesPage(ClientModel):
+    sales: list[Sale]
+    next: int | None
+
+
+class RuleCheck(ClientModel):
+    rule: str
+    passed: bool
+    detail: str
+
+
+class AvailabilityMatch(ClientModel):
+    id: str
+    matches: bool
+    rules: list[RuleCheck]
+
+
+class RequestMatch(ClientModel):
+    """Whether the node would take a live request, and why, per availability and per rule."""
+
+    request_id: str
+    request_state: str | None
+    would_take: bool
+    reasons: list[str]
+    notes: list[str]
+    chosen_availability: str | None
+    slot_collateral: Amount
+    wallet_balance: Amount
+    availabilities: list[AvailabilityMatch]
+
+
+class CheckPart(ClientModel):
+    name: str
+    checked: int
+    problems: list[str]
+
+
+class NodeCheck(ClientModel):
+    """``codex-node check``'s answer: ``ok`` when no part found a problem."""
+
+    ok: bool
+    parts: list[CheckPart]
+
+
 # --- downloads ----------------------------------------------------------------------------------------------------
 
 

@@ -23,6 +23,7 @@ import pydantic
 
 from codex_node.client.errors import MalformedResponseError
 from codex_node.client.models import (
+    Account,
     Alerts,
     Availability,
     BooksCheck,
@@ -31,9 +32,14 @@ from codex_node.client.models import (
     DebugInfo,
     Exists,
     HealthReport,
+    LedgerPage,
     LogLevel,
+    NodeCheck,
     ProofMarginItem,
+    RequestMatch,
     Reservation,
+    Sale,
+    SalesPage,
     SalesStates,
     Slot,
     SlotSale,
@@ -105,6 +111,22 @@ PROOF_MARGINS = Operation(
     "proof_margins_api_codex_v1_sales_proof_margins_get", "GET", "/sales/proof-margins", 200, "proof_margins"
 )
 SALES_STATES = Operation("sales_states_api_codex_v1_sales_states_get", "GET", "/sales/states", 200, "sales_states")
+ACCOUNT = Operation("get_account_api_codex_v1_account_get", "GET", "/account", 200, "account")
+LEDGER = Operation("get_ledger_api_codex_v1_account_ledger_get", "GET", "/account/ledger", 200, "ledger")
+SALE_HISTORY = Operation(
+    "list_sale_history_api_codex_v1_sales_history_get", "GET", "/sales/history", 200, "sale_history"
+)
+SALE = Operation(
+    "get_sale_history_api_codex_v1_sales_history__saleId__get", "GET", "/sales/history/{saleId}", 200, "sale"
+)
+MATCH_REQUEST = Operation(
+    "match_request_api_codex_v1_sales_requests__requestId__match_get",
+    "GET",
+    "/sales/requests/{requestId}/match",
+    200,
+    "match_request",
+)
+DEBUG_CHECK = Operation("debug_check_api_codex_v1_debug_check_get", "GET", "/debug/check", 200, "debug_check")
 
 OPERATIONS: tuple[Operation, ...] = (
     LIST_DATA,
@@ -122,11 +144,17 @@ OPERATIONS: tuple[Operation, ...] = (
     DEBUG_INFO,
     SET_LOG_LEVEL,
     DEBUG_BOOKS,
-    HEALTH,
+    ACCOUNT,
     ALERTS,
-    SPACE_HISTORY,
+    DEBUG_CHECK,
+    HEALTH,
+    LEDGER,
+    MATCH_REQUEST,
     PROOF_MARGINS,
+    SALE,
+    SALE_HISTORY,
     SALES_STATES,
+    SPACE_HISTORY,
 )
 """Every operation the clients run; ``operationId`` → client method is the table the tests check."""
 
@@ -194,6 +222,12 @@ _PARSE_ALERTS = _json(Alerts)
 _PARSE_SPACE_HISTORY = _json(list[SpaceSample])
 _PARSE_PROOF_MARGINS = _json(list[ProofMarginItem])
 _PARSE_SALES_STATES = _json(SalesStates)
+_PARSE_ACCOUNT = _json(Account)
+_PARSE_LEDGER = _json(LedgerPage)
+_PARSE_SALES = _json(SalesPage)
+_PARSE_SALE = _json(Sale)
+_PARSE_MATCH = _json(RequestMatch)
+_PARSE_CHECK = _json(NodeCheck)
 
 
 def _datasets(body: bytes) -> list[Dataset]:
@@ -324,3 +358,40 @@ def proof_margins(limit: int = 512) -> Call[list[ProofMarginItem]]:
 
 def sales_states() -> Call[SalesStates]:
     return Call(SALES_STATES, SALES_STATES.path, _PARSE_SALES_STATES)
+
+
+def _query(**values: object) -> dict[str, str]:
+    """The query parameters given (``None``: not sent); booleans as ``true``/``false``."""
+    out = {}
+    for name, value in values.items():
+        if value is None:
+            continue
+        out[name] = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    return out
+
+
+def account() -> Call[Account]:
+    return Call(ACCOUNT, ACCOUNT.path, _PARSE_ACCOUNT)
+
+
+def ledger(limit: int = 50, before: int | None = None) -> Call[LedgerPage]:
+    return Call(LEDGER, LEDGER.path, _PARSE_LEDGER, params=_query(limit=limit, before=before))
+
+
+def sale_history(
+    state: str | None = None, since: int | None = None, before: int | None = None, limit: int = 50
+) -> Call[SalesPage]:
+    params = _query(state=state, since=since, before=before, limit=limit)
+    return Call(SALE_HISTORY, SALE_HISTORY.path, _PARSE_SALES, params=params)
+
+
+def sale(sale_id: int) -> Call[Sale]:
+    return Call(SALE, fill(SALE, saleId=str(sale_id)), _PARSE_SALE)
+
+
+def match_request(request_id: str) -> Call[RequestMatch]:
+    return Call(MATCH_REQUEST, fill(MATCH_REQUEST, requestId=request_id), _PARSE_MATCH)
+
+
+def debug_check(verify: bool = False) -> Call[NodeCheck]:
+    return Call(DEBUG_CHECK, DEBUG_CHECK.path, _PARSE_CHECK, params=_query(verify=verify))

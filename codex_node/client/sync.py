@@ -20,6 +20,7 @@ import httpx
 from codex_node.client import operations as ops
 from codex_node.client import wire
 from codex_node.client.models import (
+    Account,
     Alerts,
     Availability,
     BooksCheck,
@@ -27,8 +28,13 @@ from codex_node.client.models import (
     DebugInfo,
     DownloadInfo,
     HealthReport,
+    LedgerPage,
+    NodeCheck,
     ProofMarginItem,
+    RequestMatch,
     Reservation,
+    Sale,
+    SalesPage,
     SalesStates,
     Slot,
     SlotSale,
@@ -233,6 +239,33 @@ class CodexClient:
 
     def sales_states(self) -> SalesStates:
         return self._run(ops.sales_states())
+
+    def account(self) -> Account:
+        """The wallet (token and gas balances), where the collateral sits, and the earnings ledger's totals."""
+        return self._run(ops.account())
+
+    def ledger(self, limit: int = 50, before: int | None = None) -> LedgerPage:
+        """A page of the earnings ledger, newest first; ``before``: the previous page's ``next``."""
+        return self._run(ops.ledger(limit, before))
+
+    def sale_history(
+        self, state: str | None = None, since: int | None = None, before: int | None = None, limit: int = 50
+    ) -> SalesPage:
+        """A page of every sale the node started, newest first (``state``: active, finished, cancelled, failed,
+        ignored or errored; ``since``: started at or after, unix seconds; ``before``: the previous page's ``next``)."""
+        return self._run(ops.sale_history(state, since, before, limit))
+
+    def sale(self, sale_id: int) -> Sale:
+        """One sale of the history, with its transitions, proofs and money."""
+        return self._run(ops.sale(sale_id))
+
+    def match_request(self, request_id: str) -> RequestMatch:
+        """Would the node take this live request now? Per availability and per matching rule."""
+        return self._run(ops.match_request(request_id))
+
+    def debug_check(self, verify: bool = False) -> NodeCheck:
+        """The node's check of its books, repo, hosted slots and ledger (``verify``: read every block back)."""
+        return self._run(ops.debug_check(verify))
 
     # --- the one way requests go --------------------------------------------------------------------------------
 

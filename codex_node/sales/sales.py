@@ -64,7 +64,7 @@ from codex_node.sales.availability import Availability, Reservation
 from codex_node.sales.context import SalesContext, SalesData, SlotProver
 from codex_node.sales.datasource import SlotDataSource
 from codex_node.sales.history import SaleHistory
-from codex_node.sales.ledger import EarningsLedger
+from codex_node.sales.ledger import EarningsLedger, EntryKind
 from codex_node.sales.metrics import SalesMetrics
 from codex_node.sales.proofmargin import ProofMargins
 from codex_node.sales.reservations import Reservations
@@ -235,7 +235,12 @@ class Sales:
                 reservation=held.get((slot.request.id, slot.slot_index)),
                 filled=True,
             )
-            self._new_sale(data).start(Unknown())
+            agent = self._new_sale(data)
+            if data.reservation is not None:
+                # The node may have stopped between its fill and the ledger's record of it: the chain says the
+                # fill went through, the reservation says what it posted, and the ledger records it once.
+                agent.record_money(EntryKind.COLLATERAL_POSTED, data.reservation.collateral)
+            agent.start(Unknown())
         for sid, (reservation, request) in resumable.items():
             if sid in self._sales:
                 continue

@@ -44,6 +44,19 @@ MODEL_OF_SCHEMA: dict[str, type[BaseModel]] = {
     "SpaceSample": models.SpaceSample,
     "ProofMarginItem": models.ProofMarginItem,
     "SalesStates": models.SalesStates,
+    "AccountRead": models.Account,
+    "LedgerTotalsRead": models.LedgerTotals,
+    "LedgerPage": models.LedgerPage,
+    "LedgerEntryRead": models.LedgerEntry,
+    "SalesPage": models.SalesPage,
+    "SaleRead": models.Sale,
+    "ProofRead": models.SaleProof,
+    "SaleMoneyRead": models.SaleMoney,
+    "RequestMatchRead": models.RequestMatch,
+    "AvailabilityMatchRead": models.AvailabilityMatch,
+    "RuleRead": models.RuleCheck,
+    "NodeCheck": models.NodeCheck,
+    "CheckPart": models.CheckPart,
 }
 
 

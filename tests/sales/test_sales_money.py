@@ -147,3 +147,21 @@ async def test_a_restart_ends_the_records_of_sales_that_do_not_resume(world: Wor
     assert record.outcome == "errored"
     assert [r.outcome for r in world.sales.book.page(outcome="active")] == ["active"] * 3
     await world.stop()
+
+
+async def test_a_fill_whose_record_was_lost_in_a_crash_is_recorded_when_its_sale_resumes(world: World) -> None:
+    await world.start()
+    await world.create_availability()
+    await world.post_request()
+    await world.until_states(["Proving"] * 3, limit=7200)
+    await world.stop()
+    for key, _ in list(world.kv.iterate("meta/ledger/")):  # as if the node died before each fill's record
+        world.kv.delete(key)
+    await world.start()
+    assert world.earnings is not None
+    assert world.earnings.totals().of(EntryKind.COLLATERAL_POSTED) == 3 * WORLD_ASK.collateral_per_slot
+    await world.stop()
+    await world.start()  # and only once
+    assert world.earnings is not None
+    assert world.earnings.totals().of(EntryKind.COLLATERAL_POSTED) == 3 * WORLD_ASK.collateral_per_slot
+    await world.stop()

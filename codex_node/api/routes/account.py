@@ -67,7 +67,9 @@ class AccountRead(CamelModel):
 class LedgerEntryRead(CamelModel):
     id: int
     at: int = Field(description="Unix seconds (chain time)")
-    kind: EntryKind
+    kind: str = Field(
+        description="collateralPosted, collateralReturned, payout, slashed, purchasePayment or purchaseRefund"
+    )
     amount: str
     flow: str = Field(description="The entry's effect on the token balance: amount with its sign (0 for slashed)")
     request_id: str
@@ -80,7 +82,7 @@ class LedgerEntryRead(CamelModel):
         return cls(
             id=e.id,
             at=e.at,
-            kind=e.kind,
+            kind=e.kind.value,
             amount=str(e.amount),
             flow=str(e.flow),
             request_id=hex0x(e.request_id),

@@ -2,7 +2,7 @@
 
 Four parts, each a list of problems (``sales/checkup.py`` says what each looks at): the books
 (``accounting.check_books``, with the repo's stored bytes recounted), the repo's quota and block count against its
-block records (``readBlocks=true`` also reads every block back from disk: as slow as reading the whole repo), every
+block records (``verify=true`` also reads every block back from disk: as slow as reading the whole repo), every
 slot the chain lists as ours or a sale holds against the chain, and the ledger's totals against its entries.
 """
 
@@ -43,11 +43,9 @@ async def debug_check(
     market: MarketDep,
     sales: SalesDep,
     reservations: ReservationsDep,
-    read_blocks: Annotated[
-        bool, Query(alias="readBlocks", description="Also read every block back from disk (slow)")
-    ] = False,
+    verify: Annotated[bool, Query(description="Also read every block back from disk and check it (slow)")] = False,
 ) -> NodeCheck:
-    facts = await repo_facts(repo, read_blocks=read_blocks)
+    facts = await repo_facts(repo, read_blocks=verify)
     quota = repo.quota()
     availabilities = await reservations.availabilities()
     held = await reservations.all_reservations()
