@@ -139,7 +139,7 @@ HOSTILE: dict[str, tuple[bytes, str]] = {
     "truncated half": (RAW[: len(RAW) // 2], "not JSON"),
     "a list": (b"[]", "JSON object"),
     "a number": (b"1", "JSON object"),
-    "deep nesting": (b"[" * 20_000 + b"]" * 20_000, "at most"),  # over the size cap: never parsed
+    "deep nesting": (b"[" * 40_000 + b"]" * 40_000, "at most"),  # over the size cap: never parsed
     "nesting under the cap": (b"[" * 10_000 + b"]" * 10_000, "far more than"),  # whatever the recursion limit
     "many objects": (b"[" + b"{}," * 900 + b"{}]", "far more than"),
     "huge number": (RAW.replace(b'"ecK":3', b'"ecK":' + b"9" * 5000), "not JSON"),  # int parsing limit

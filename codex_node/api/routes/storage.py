@@ -66,7 +66,7 @@ class StorageRequestCreation(StrictBody):
     tolerance: Annotated[int, Field(ge=1, le=MAX_NODES)] = Field(1, description="Slots that may be lost (M)")
 
 
-class PurchaseRead(CamelModel):
+class Purchase(CamelModel):
     state: str = Field(description="pending, submitted, started, finished, failed, cancelled, errored or unknown")
     error: str | None = None
     request: StorageRequest | None = None
@@ -74,7 +74,7 @@ class PurchaseRead(CamelModel):
     history: list[HistoryRead] = Field(default_factory=list, description="The purchase's transitions, oldest first")
 
     @classmethod
-    def of(cls, record: PurchaseRecord, history: list[Transition]) -> PurchaseRead:
+    def of(cls, record: PurchaseRecord, history: list[Transition]) -> Purchase:
         return cls(
             state=record.state,
             error=record.error,
@@ -98,16 +98,20 @@ def _request_id(text: str) -> RequestId:
     summary="Erasure-code a dataset and request storage for it; returns the purchase id",
     responses={
         200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "The purchase id (hex)"},
-        **error_responses(
-            400,
-            404,
-            422,
-            503,
-            s400="Malformed CID or body",
-            s404="The dataset is not stored on this node",
-            s422="A rule of the body broken, a dataset too small for K blocks, a wallet short of the price, or "
-            "the marketplace refused the request",
-        ),
+        # Descriptions only: the app gives error answers the JSON error body (a model here would be text/plain).
+        **{
+            status: {"description": response["description"]}
+            for status, response in error_responses(
+                400,
+                404,
+                422,
+                503,
+                s400="Malformed CID or body",
+                s404="The dataset is not stored on this node",
+                s422="A rule of the body broken, a dataset too small for K blocks, a wallet short of the price, or "
+                "the marketplace refused the request",
+            ).items()
+        },
     },
 )
 async def request_storage(
@@ -200,6 +204,6 @@ async def list_purchases(purchasing: PurchasingDep) -> list[str]:
     summary="One purchase: its state, error, request and transition history",
     responses=error_responses(400, 404, 503, s400="Malformed purchase id", s404="No such purchase"),
 )
-async def get_purchase(purchasing: PurchasingDep, id: Annotated[str, Path()]) -> PurchaseRead:
+async def get_purchase(purchasing: PurchasingDep, id: Annotated[str, Path()]) -> Purchase:
     request_id = _request_id(id)
-    return PurchaseRead.of(purchasing.get(request_id), purchasing.history(request_id))
+    return Purchase.of(purchasing.get(request_id), purchasing.history(request_id))
