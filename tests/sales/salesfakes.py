@@ -229,7 +229,12 @@ class SalesEnv:
 
 
 def _fake_verifier(proof: StorageProof, target: ProofTarget) -> bool:
-    return not cast(FakeProof, proof).wrong
+    """Like the contract: a proof verifies only against the challenge it was made for.
+
+    ``FakeProof(b"")`` is a fill of a test's own making whose challenge does not matter: it always verifies.
+    """
+    fake = cast(FakeProof, proof)
+    return not fake.wrong and fake.challenge in (b"", target.challenge)
 
 
 async def make_env(ask: Ask = ASK) -> SalesEnv:

@@ -18,7 +18,7 @@ from codex_node.sales.states.ignored import Ignored
 if TYPE_CHECKING:
     from codex_node.proofs import StorageProof
 
-PROOF = cast("StorageProof", FakeProof(b"c" * 32))
+PROOF = cast("StorageProof", FakeProof(b""))  # any challenge
 
 
 def test_cancel_and_fail_hooks_and_slot_filled_ignored_since_it_may_be_our_own_fill() -> None:
