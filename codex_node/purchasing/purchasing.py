@@ -65,11 +65,9 @@ class Purchasing:
         record = PurchaseRecord(request, "pending")
         self.store.save(record)
         machine = self._run(record, PurchasePending())
-        try:
-            state = await machine.wait_for_state(lambda s: s.api_name != "pending")
-        except BaseException:
-            await self._forget(machine)
-            raise
+        # Cancelled here (the node stops), the machine goes on until Purchasing stops it: the request may be in
+        # flight, so the record stays and a restart settles it from the chain (submitted, or errored).
+        state = await machine.wait_for_state(lambda s: s.api_name != "pending")
         if isinstance(state, PurchaseErrored):
             await self._forget(machine)
             if machine.failure is not None:

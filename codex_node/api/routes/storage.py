@@ -179,9 +179,11 @@ async def request_storage(
     except ContractRevertError as e:
         await release(repo, protected)
         raise ValidationError(f"the marketplace refused the request: {e}") from e
-    except BaseException:
+    except Exception:
         await release(repo, protected)
         raise
+    # Cancelled while posting (the node stops): the request may be on chain already, so its slots stay (a restart
+    # settles the purchase from the chain; unused slots expire with the repo's TTL).
     log.info(
         "storage requested",
         request_id=record.id.hex(),
