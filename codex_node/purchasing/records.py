@@ -18,10 +18,14 @@ import json
 from dataclasses import dataclass, replace
 from typing import Any
 
+import structlog
+
 from codex_node.clock import Clock
 from codex_node.errors import CorruptBlockError
 from codex_node.market.types import Address, Ask, Content, Request, RequestId
 from codex_node.stores.kv import KVStore
+
+log = structlog.get_logger(__name__)
 
 PURCHASES_PREFIX = "meta/purchasing/purchases/"
 HISTORY_PREFIX = "meta/purchasing/history/"
@@ -102,7 +106,14 @@ class PurchaseStore:
         return None if raw is None else PurchaseRecord.decode(raw)
 
     def all(self) -> list[PurchaseRecord]:
-        return [PurchaseRecord.decode(raw) for _, raw in self._kv.iterate(PURCHASES_PREFIX)]
+        """Every readable record; a corrupt one is logged and skipped (one bad record must not stop the node)."""
+        out = []
+        for key, raw in self._kv.iterate(PURCHASES_PREFIX):
+            try:
+                out.append(PurchaseRecord.decode(raw))
+            except CorruptBlockError as e:
+                log.warning("purchase record unreadable: skipped", key=key, error=str(e))
+        return out
 
     def ids(self) -> list[RequestId]:
         return [RequestId(bytes.fromhex(key[len(PURCHASES_PREFIX) :])) for key, _ in self._kv.iterate(PURCHASES_PREFIX)]

@@ -212,3 +212,17 @@ async def test_nothing_left_to_withdraw_counts_as_withdrawn(world: World) -> Non
         assert world.metric("codex_purchase_tokens_returned_total") == 0
     finally:
         await resumed.stop()
+
+
+async def test_a_corrupt_record_is_skipped_at_start_and_the_others_resume(world: World) -> None:
+    request = a_request(CLIENT)
+    await world.purchasing.purchase(request)
+    await world.purchasing.stop()
+    world.kv.put("meta/purchasing/purchases/" + "ab" * 32, b"{not json")
+    resumed = world.restart()
+    await resumed.start()
+    try:
+        await state_of(world, request, "submitted")
+        assert resumed.machine(request.id) is not None
+    finally:
+        await resumed.stop()
