@@ -9,7 +9,7 @@ import asyncio
 import json
 import os
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from codex_node.config import NodeConfig
 from codex_node.data.cid import parse_cid
 from codex_node.data.manifest import BLOCK_SIZE
 from codex_node.data.slots import cid_from_bytes
-from codex_node.errors import ContractRevertError
+from codex_node.errors import ContractRevertError, SlotDataError
 from codex_node.market.types import RequestId, RequestState
 from codex_node.proofs.slotdata import dataset_commitment
 from codex_node.purchasing import protect
@@ -298,3 +298,34 @@ async def test_a_client_that_leaves_while_encoding_cancels_it_and_nothing_stays(
     assert world.stored() == before
     assert world.purchasing.ids() == []
     assert world.market.calls("request_storage") == []
+
+
+async def test_a_refused_second_request_for_the_same_dataset_keeps_the_first_ones_slots(world: World) -> None:
+    cid = await upload(world, 4)
+    async with world.api() as api:
+        first = await api.post(f"/storage/request/{cid}", json=BODY)
+        assert first.status_code == 200, first.text
+        after_first = world.stored()
+        world.market.fail_next("request_storage", ContractRevertError("InsufficientFunds"))
+        second = await api.post(f"/storage/request/{cid}", json=BODY)  # same slots, same protected manifest
+        assert second.status_code == 422
+    assert world.stored() == after_first
+    on_chain = await world.market.get_request(RequestId(bytes.fromhex(first.text[2:])))
+    assert on_chain is not None
+    commitment = await dataset_commitment(world.repo, cid_from_bytes(on_chain.content.cid), 3)
+    assert commitment.merkle_root == on_chain.content.merkle_root
+
+
+async def test_the_data_source_refuses_a_protected_dataset_the_request_does_not_describe(world: World) -> None:
+    cid = await upload(world, 4)
+    async with world.api() as api:
+        r = await api.post(f"/storage/request/{cid}", json=BODY)
+    on_chain = await world.market.get_request(RequestId(bytes.fromhex(r.text[2:])))
+    assert on_chain is not None
+    lying = replace(on_chain, ask=replace(on_chain.ask, slot_size=on_chain.ask.slot_size * 2))
+
+    async def on_blocks(n: int) -> None:
+        raise AssertionError("nothing may be secured")
+
+    with pytest.raises(SlotDataError, match="slots of"):
+        await LocalSlotDataSource(world.repo).fetch(lying, 0, world.clock.now() + 10, on_blocks)
