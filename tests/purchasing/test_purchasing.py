@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from codex_node.data.proof import StorageProof
 from codex_node.errors import CodexError, ContractRevertError
-from codex_node.market.types import Ask, Content, Request, RequestState
+from codex_node.market.types import Ask, Content, Request, RequestFailed, RequestState
 from codex_node.purchasing.metrics import PurchaseMetrics
 from codex_node.purchasing.purchasing import Purchasing
 from codex_node.purchasing.records import PurchaseRecord
@@ -226,3 +226,18 @@ async def test_a_corrupt_record_is_skipped_at_start_and_the_others_resume(world:
         assert resumed.machine(request.id) is not None
     finally:
         await resumed.stop()
+
+
+async def test_a_started_request_that_fails_is_followed_on_its_event_and_the_price_withdrawn(world: World) -> None:
+    request = a_request(CLIENT)
+    await world.purchasing.purchase(request)
+    world.clock.advance(10)  # filled late: something is left to withdraw (the contract checks that first)
+    await world.fill_all(request)
+    await state_of(world, request, "started")
+    # The ledger fails a request once too many slots are forcibly freed (missed proofs marked by validators); the
+    # state is set directly here, and the event alone must wake the purchase (no clock deadline passes).
+    world.market._ledger._contexts[request.id].state = RequestState.FAILED
+    await world.market.emit(RequestFailed(request.id))
+    await state_of(world, request, "failed")
+    assert history(world, request) == ["pending", "submitted", "started", "failed"]
+    assert await world.market.token_balance(CLIENT) == FUNDS  # a failed request returns its whole price
