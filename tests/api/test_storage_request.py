@@ -22,6 +22,7 @@ from codex_node.api.app import API_PREFIX, create_app
 from codex_node.api.disconnect import CLIENT_GONE
 from codex_node.api.routes import storage
 from codex_node.api.services import Services, provide
+from codex_node.client import AsyncCodexClient, UnprocessableError
 from codex_node.config import NodeConfig
 from codex_node.data.cid import parse_cid
 from codex_node.data.manifest import BLOCK_SIZE
@@ -329,3 +330,22 @@ async def test_the_data_source_refuses_a_protected_dataset_the_request_does_not_
 
     with pytest.raises(SlotDataError, match="slots of"):
         await LocalSlotDataSource(world.repo).fetch(lying, 0, world.clock.now() + 10, on_blocks)
+
+
+async def test_the_client_requests_storage_and_reads_purchases(world: World) -> None:
+    cid = await upload(world, 4)
+    transport = httpx.ASGITransport(app=world.app)
+    async with AsyncCodexClient(f"http://localhost{API_PREFIX}", transport=transport) as client:
+        pid = await client.request_storage(
+            cid, duration=3600, price_per_byte_per_second=1, proof_probability=1, collateral_per_byte=1, expiry=600
+        )
+        assert await client.list_purchases() == [pid]
+        purchase = await client.get_purchase(pid)
+        assert (purchase.state, purchase.request_id) == ("submitted", pid)
+        assert purchase.request is not None
+        assert purchase.request.ask.slots == 3
+        assert [t.to_state for t in purchase.history] == ["pending", "submitted"]
+        with pytest.raises(UnprocessableError, match="must be less than duration"):
+            await client.request_storage(
+                cid, duration=600, price_per_byte_per_second=1, proof_probability=1, collateral_per_byte=1, expiry=600
+            )
