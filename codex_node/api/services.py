@@ -20,6 +20,7 @@ from codex_node.config import DEFAULTS, NodeConfig
 from codex_node.errors import CodexError, MarketUnavailableError
 from codex_node.market.market import Market
 from codex_node.monitor.monitor import Monitor
+from codex_node.purchasing.purchasing import Purchasing
 from codex_node.sales.account import AccountMetrics
 from codex_node.sales.ledger import EarningsLedger
 from codex_node.sales.reservations import Reservations
@@ -73,6 +74,7 @@ class Services:
     market: Market | None = None
     sales: Sales | None = None
     reservations: Reservations | None = None
+    purchasing: Purchasing | None = None
     dataset_holds: DatasetHolds | None = None
     dev_chain: DevChain | None = None
     monitor: Monitor | None = None
@@ -134,6 +136,12 @@ def get_ledger(services: ServicesDep) -> EarningsLedger:
     return services.ledger
 
 
+def get_purchasing(services: ServicesDep) -> Purchasing:
+    if services.purchasing is None:
+        raise _no_marketplace("purchases")
+    return services.purchasing
+
+
 def get_dev_chain(services: ServicesDep) -> DevChain:
     if services.dev_chain is None:
         raise _no_marketplace("the embedded chain's dev routes")
@@ -150,6 +158,7 @@ RepoDep = Annotated[RepoStore, Depends(get_repo)]
 MarketDep = Annotated[Market, Depends(get_market)]
 SalesDep = Annotated[Sales, Depends(get_sales)]
 ReservationsDep = Annotated[Reservations, Depends(get_reservations)]
+PurchasingDep = Annotated[Purchasing, Depends(get_purchasing)]
 DevChainDep = Annotated[DevChain, Depends(get_dev_chain)]
 MonitorDep = Annotated[Monitor, Depends(get_monitor)]
 LedgerDep = Annotated[EarningsLedger, Depends(get_ledger)]

@@ -14,6 +14,7 @@ of them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -36,6 +37,7 @@ from codex_node.client.models import (
     LogLevel,
     NodeCheck,
     ProofMarginItem,
+    Purchase,
     RequestMatch,
     Reservation,
     Sale,
@@ -127,6 +129,15 @@ MATCH_REQUEST = Operation(
     "match_request",
 )
 DEBUG_CHECK = Operation("debug_check_api_codex_v1_debug_check_get", "GET", "/debug/check", 200, "debug_check")
+REQUEST_STORAGE = Operation(
+    "request_storage_api_codex_v1_storage_request__cid__post", "POST", "/storage/request/{cid}", 200, "request_storage"
+)
+LIST_PURCHASES = Operation(
+    "list_purchases_api_codex_v1_storage_purchases_get", "GET", "/storage/purchases", 200, "list_purchases"
+)
+GET_PURCHASE = Operation(
+    "get_purchase_api_codex_v1_storage_purchases__id__get", "GET", "/storage/purchases/{id}", 200, "get_purchase"
+)
 
 OPERATIONS: tuple[Operation, ...] = (
     LIST_DATA,
@@ -155,6 +166,9 @@ OPERATIONS: tuple[Operation, ...] = (
     SALE_HISTORY,
     SALES_STATES,
     SPACE_HISTORY,
+    REQUEST_STORAGE,
+    LIST_PURCHASES,
+    GET_PURCHASE,
 )
 """Every operation the clients run; ``operationId`` → client method is the table the tests check."""
 
@@ -228,6 +242,17 @@ _PARSE_SALES = _json(SalesPage)
 _PARSE_SALE = _json(Sale)
 _PARSE_MATCH = _json(RequestMatch)
 _PARSE_CHECK = _json(NodeCheck)
+
+_PARSE_PURCHASE_IDS = _json(list[str])
+_PARSE_PURCHASE = _json(Purchase)
+_PURCHASE_ID = re.compile(r"0x[0-9a-f]{64}")
+
+
+def _purchase_id(body: bytes) -> str:
+    text = body.decode("ascii", errors="replace").strip()
+    if not _PURCHASE_ID.fullmatch(text):
+        raise MalformedResponseError(f"the node's answer is not a purchase id: {text[:80]!r}")
+    return text
 
 
 def _datasets(body: bytes) -> list[Dataset]:
@@ -395,3 +420,34 @@ def match_request(request_id: str) -> Call[RequestMatch]:
 
 def debug_check(verify: bool = False) -> Call[NodeCheck]:
     return Call(DEBUG_CHECK, DEBUG_CHECK.path, _PARSE_CHECK, params=_query(verify=verify))
+
+
+def request_storage(
+    cid: str,
+    *,
+    duration: int,
+    price_per_byte_per_second: int,
+    proof_probability: int,
+    collateral_per_byte: int,
+    expiry: int,
+    nodes: int = 3,
+    tolerance: int = 1,
+) -> Call[str]:
+    body = {
+        "duration": duration,
+        "pricePerBytePerSecond": str(price_per_byte_per_second),
+        "proofProbability": str(proof_probability),
+        "collateralPerByte": str(collateral_per_byte),
+        "expiry": expiry,
+        "nodes": nodes,
+        "tolerance": tolerance,
+    }
+    return Call(REQUEST_STORAGE, fill(REQUEST_STORAGE, cid=cid), _purchase_id, json=body)
+
+
+def list_purchases() -> Call[list[str]]:
+    return Call(LIST_PURCHASES, LIST_PURCHASES.path, _PARSE_PURCHASE_IDS)
+
+
+def get_purchase(purchase_id: str) -> Call[Purchase]:
+    return Call(GET_PURCHASE, fill(GET_PURCHASE, id=purchase_id), _PARSE_PURCHASE)

@@ -57,6 +57,7 @@ MODEL_OF_SCHEMA: dict[str, type[BaseModel]] = {
     "RuleRead": models.RuleCheck,
     "NodeCheck": models.NodeCheck,
     "CheckPart": models.CheckPart,
+    "Purchase": models.Purchase,
 }
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.e2ekit import COLLATERAL_PER_BYTE, DURATION, EXPIRY, PRICE, SLOTS, dataset
+from tests.e2e.e2ekit import COLLATERAL_PER_BYTE, SLOTS, dataset, request_body
 from tests.harness.browser import find_or_install_chromium, start_driver
 from tests.harness.nodeprocess import NodeProcess, start_node
 
@@ -85,20 +85,11 @@ def _get(url: str) -> Any:
 
 
 def _storage_request(node: NodeProcess) -> dict[str, Any]:
-    """A dataset uploaded to the node and the embedded chain's client asking to store it (dev route)."""
+    """A dataset uploaded to the node, and the node's own account asking the market to store it (a purchase)."""
     cid = _post(f"{node.api}/data", dataset(), "application/octet-stream").decode()
-    body = {
-        "slots": SLOTS,
-        "duration": DURATION,
-        "expiry": EXPIRY,
-        "pricePerBytePerSecond": str(PRICE),
-        "proofProbability": "1",
-        "collateralPerByte": str(COLLATERAL_PER_BYTE),
-        "maxSlotLoss": 1,
-    }
-    return dict(
-        json.loads(_post(f"{node.api}/debug/chain/request/{cid}", json.dumps(body).encode(), "application/json"))
-    )
+    request_id = _post(f"{node.api}/storage/request/{cid}", json.dumps(request_body()).encode(), "application/json")
+    request: dict[str, Any] = _get(f"{node.api}/storage/purchases/{request_id.decode()}")["request"]
+    return request
 
 
 def _until(condition: Any, what: str, timeout: float = 90.0) -> Any:

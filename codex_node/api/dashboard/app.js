@@ -328,10 +328,20 @@ async function purchases() {
     return [h("h2", {}, "Purchases"), h("p", { class: "muted", id: "purchases-missing" },
       "This node has no purchases route yet (GET /storage/purchases): purchases will be listed here once it has.")];
   }
-  const list = await api("/storage/purchases");
-  const items = Array.isArray(list) ? list : (list.items || []);
-  return [h("h2", {}, "Purchases"), table(["id", "state", "details"], items.map(p => [h("code", {}, short(typeof p === "string" ? p : p.id || p.requestId)),
-    typeof p === "string" ? "" : (p.state || ""), typeof p === "string" ? "" : h("code", {}, JSON.stringify(p).slice(0, 160))]))];
+  const ids = await api("/storage/purchases");
+  const shown = ids.slice(-PAGE_SIZE).reverse(); // the newest page: one request per purchase shown, never all
+  const details = await Promise.all(shown.map(id => optional(() => api("/storage/purchases/" + id))));
+  const rows = shown.map((id, i) => {
+    const p = details[i];
+    if (p instanceof Error) return [h("code", {}, short(id)), "—", errorBox(p)];
+    const r = p.request;
+    return [h("code", {}, short(id)), h("strong", {}, p.state),
+      r ? `${r.ask.slots} slots × ${bytes(r.ask.slotSize)}, ${r.ask.duration} s, ${r.ask.pricePerBytePerSecond}/byte/s` : "",
+      p.error || (p.history.length ? p.history[p.history.length - 1].to + " at " + when(p.history[p.history.length - 1].at) : "")];
+  });
+  return [h("h2", {}, "Purchases"),
+    h("p", { class: "muted" }, `${ids.length} purchase(s); the newest ${shown.length} shown.`),
+    table(["request", "state", "ask", "last change / error"], rows)];
 }
 
 async function explain() {
