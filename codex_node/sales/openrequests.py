@@ -90,9 +90,9 @@ class OpenRequests:
     def remember(self, request_id: RequestId, ask: Ask, expires_at: int) -> None:
         """Remember a request seen on chain (idempotent); drop the expired ones and, past the cap, the one that
         expires first — all in one write."""
-        known = self._all()
-        if request_id in known:
+        if request_id in self._all():
             return
+        known = dict(self._all())  # applied only once the write succeeded
         now = self._clock.now()
         if expires_at < now:
             return  # an old event of the catch-up: nothing left to sell
@@ -114,12 +114,14 @@ class OpenRequests:
                 max_requests=self._max,
             )
         self._kv.write(batch)
+        self._known = known
 
     def forget(self, request_id: RequestId) -> None:
         """The request is no longer open (fulfilled, cancelled, failed, expired); a no-op if not remembered."""
         known = self._all()
-        if known.pop(request_id, None) is not None:
+        if request_id in known:
             self._kv.delete(_key(request_id))
+            del known[request_id]
 
     def _all(self) -> dict[RequestId, OpenRequest]:
         if self._known is None:

@@ -333,24 +333,24 @@ class Sales:
             self.open_requests.remember(event.request_id, event.ask, event.expires_at)
 
     async def _on_request_fulfilled(self, event: RequestFulfilled) -> None:
-        self._forget_open(event.request_id)
         self.queue.delete_request(event.request_id)
         self.timers.forget(event.request_id)
+        self._forget_open(event.request_id)
 
     async def _on_request_failed(self, event: RequestFailed) -> None:
-        self._forget_open(event.request_id)
         self.queue.delete_request(event.request_id)
         for agent in self.agents_of(event.request_id):
             agent.on_failed()
+        self._forget_open(event.request_id)
 
     async def _on_request_cancelled(self, event: RequestCancelled) -> None:
         await self._on_request_expired(event.request_id)
 
     async def _on_request_expired(self, request_id: RequestId) -> None:
-        self._forget_open(request_id)
         self.queue.delete_request(request_id)
         for agent in self.agents_of(request_id):
             agent.on_cancelled()
+        self._forget_open(request_id)
 
     async def _on_slot_filled(self, event: SlotFilled) -> None:
         self.queue.delete(event.request_id, event.slot_index)
@@ -379,6 +379,7 @@ class Sales:
         self.queue.delete(event.request_id, event.slot_index)
 
     def _forget_open(self, request_id: RequestId) -> None:
+        # Last in each handler: a store that cannot write must not keep the queue and the agents from hearing it.
         if self.open_requests is not None:
             self.open_requests.forget(request_id)
 

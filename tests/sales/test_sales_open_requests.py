@@ -10,12 +10,13 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, cast
 
+import pytest
 import structlog
 from salesfakes import BLOCK, FakeProof
 from salesworld import WORLD_ASK, World, make_world
 
-from codex_node.errors import ChainError
-from codex_node.market.types import RequestFailed, RequestId, RequestState
+from codex_node.errors import ChainError, KVError
+from codex_node.market.types import RequestCancelled, RequestFailed, RequestId, RequestState
 from codex_node.sales.openrequests import PREFIX, OpenRequests
 from codex_node.testing.fakeclock import FakeClock
 from codex_node.testing.memorykv import MemoryKV
@@ -110,9 +111,11 @@ async def test_the_end_events_forget_a_remembered_request(world: World) -> None:
     await world.start()
     filled = await world.post_request()
     failed = await world.post_request()
+    cancelled = await world.post_request()
     await world.settle()
-    assert remembered(world) == {filled.id, failed.id}
+    assert remembered(world) == {filled.id, failed.id, cancelled.id}
     await world.host.emit(RequestFailed(failed.id))
+    await world.host.emit(RequestCancelled(cancelled.id))
     await world.settle()
     assert remembered(world) == {filled.id}
     await world.create_availability(size=12 * BLOCK)
@@ -181,3 +184,14 @@ def test_a_corrupt_record_is_skipped_and_logged() -> None:
 
 def _rid(n: int) -> RequestId:
     return RequestId(bytes([n]) * 32)
+
+
+def test_a_failed_write_remembers_nothing_and_the_next_sighting_writes_it() -> None:
+    kv, clock = MemoryKV(), FakeClock(now=1000)
+    requests = OpenRequests(kv, clock)
+    kv.fail_next_write()
+    with pytest.raises(KVError):
+        requests.remember(_rid(1), WORLD_ASK, 2000)
+    assert _rid(1) not in requests
+    requests.remember(_rid(1), WORLD_ASK, 2000)  # the catch-up's or a replayed event
+    assert [r.request_id for r in OpenRequests(kv, clock).all()] == [_rid(1)]
