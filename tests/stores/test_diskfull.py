@@ -21,7 +21,7 @@ from structlog.testing import capture_logs
 
 from codex_node.api.errors import install_error_handlers
 from codex_node.api.routes.data import router
-from codex_node.data.cid import Cid
+from codex_node.api.services import Services, provide
 from codex_node.errors import DiskFullError
 from codex_node.stores.blockfiles import BlockFiles, Buffer
 from codex_node.stores.datasets import store_dataset
@@ -42,26 +42,25 @@ class FullDiskFiles(BlockFiles):
         super().__init__(root, sync="none")
         self.room = room
 
-    def create_temp(self, cid: Cid, data: Buffer) -> int:
+    def _write_region(self, fd: int, offset: int, buffers: list[Buffer]) -> None:
+        data = b"".join(bytes(b) for b in buffers)
         if len(data) <= self.room:
             self.room -= len(data)
-            return super().create_temp(cid, data)
-        fd = super().create_temp(cid, memoryview(data)[: self.room])  # a partial temp file, as a real disk leaves
-        os.close(fd)
+            return super()._write_region(fd, offset, buffers)
+        super()._write_region(fd, offset, [data[: self.room]])  # a partial write, as a real disk leaves
         self.room = 0
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
-def files_on_disk(root: Path) -> list[str]:
-    return sorted(p.name for p in (root / "blocks").rglob("*") if p.is_file())
+def files_on_disk(root: Path) -> list[tuple[str, int]]:
+    return sorted((p.name, p.stat().st_size) for p in (root / "packs").rglob("*") if p.is_file())
 
 
 def app_for(repo: RepoStore) -> FastAPI:
     app = FastAPI()
     app.include_router(router, prefix=API)
     install_error_handlers(app)
-    app.state.repo = repo
-    app.state.dataset_holds = None
+    provide(app, Services(repo=repo))
     return app
 
 
