@@ -60,6 +60,7 @@ from codex_node.clock import Clock
 from codex_node.data.cid import DIGEST_SIZE, Cid, block_cid_from_digest, parse_cid
 from codex_node.data.manifest import Manifest, ManifestInfo
 from codex_node.errors import BlockNotFoundError, CorruptBlockError, StoreError, ValidationError
+from codex_node.stores import migration
 from codex_node.stores.blockfiles import BlockFiles, Buffer, Location
 from codex_node.stores.blockmeta import (
     LAYOUT_KEY,
@@ -67,7 +68,7 @@ from codex_node.stores.blockmeta import (
     MANIFEST_PREFIX,
     NEXT_PACK_KEY,
     PACK_PREFIX,
-    PENDING_PREFIX,
+    PENDING_PREFIX,  # noqa: F401 (re-exported: the old layout's markers, for tests)
     RELEASE_PREFIX,
     TOTAL_KEY,
     TTL_PREFIX,
@@ -657,8 +658,6 @@ class RepoStore:
     def _recover(self) -> None:
         """Finish what a crash interrupted: cut pack tails back to their records, drop empty packs, then finish
         release jobs. Reads the pack records and the jobs only, never the index."""
-        if self.kv.get(LAYOUT_KEY) != LAYOUT_PACKS:
-            self._check_layout()
         self._packs = {
             int(key[len(PACK_PREFIX) :], 16): PackRecord.decode(value) for key, value in self.kv.iterate(PACK_PREFIX)
         }
@@ -667,6 +666,11 @@ class RepoStore:
         empty = [pid for pid, r in self._packs.items() if r.count == 0]
         cut = sum(self.files.truncate(pid, r.size) for pid, r in self._packs.items() if r.count)
         self._drop_empty(empty)
+        if self.kv.get(LAYOUT_KEY) != LAYOUT_PACKS:
+            if migration.needs_conversion(self):
+                migration.convert(self)
+            else:
+                self.kv.put(LAYOUT_KEY, LAYOUT_PACKS)  # a new data dir
         jobs = 0
         while first := next(self.kv.iterate(RELEASE_PREFIX, limit=1), None):
             self.release_job(first[0][len(RELEASE_PREFIX) :].split("/", 1)[0])
@@ -674,16 +678,13 @@ class RepoStore:
         if empty or cut or jobs:
             log.info("repo recovered", empty_packs=len(empty), tail_bytes_cut=cut, release_jobs=jobs)
 
-    def _check_layout(self) -> None:
-        """A data dir without the layout mark: a new one (mark it) or one of the file-per-block layout."""
-        legacy = next(self.kv.iterate(TTL_PREFIX, limit=1), None) or next(
-            self.kv.iterate(PENDING_PREFIX, limit=1), None
-        )
-        if (legacy is not None and legacy[0].startswith(PENDING_PREFIX)) or (
-            legacy is not None and BlockMeta.decode(legacy[1]).pack == 0
-        ):
-            raise StoreError(f"{self.files.root} holds blocks in the old file-per-block layout")
-        self.kv.put(LAYOUT_KEY, LAYOUT_PACKS)
+    def commit_staged(self, stage: Callable[[MetaTx], None]) -> None:
+        """Run ``stage`` on a new transaction under the store lock and commit it (for the data dir conversion)."""
+        with self._lock:
+            tx = MetaTx(self.kv)
+            stage(tx)
+            emptied = self._commit(tx)
+        self._drop_empty(emptied)
 
     def _metrics(self) -> Iterator[Metric]:
         q = self._quota
