@@ -1,6 +1,10 @@
-"""The block maintainer: deletes expired blocks, one page of the store per interval.
+"""The block maintainer: deletes expired blocks, whole packs first, then one page of the store per interval.
 
-Every ``interval`` seconds (from the injected :class:`~codex_node.clock.Clock`) a pass looks at the next
+Each pass first deletes the sealed pack files whose blocks have all expired, each in one step (one batch for its
+index entries, then the file: ``RepoStore.delete_expired_packs``), and then walks a page of the index for the
+blocks left (in open packs, referenced by expired datasets, or with a lowered expiry).
+
+Every ``interval`` seconds (from the injected :class:`~codex_node.clock.Clock`) the page walk looks at the next
 ``batch_size`` blocks in key order and deletes those whose expiry has come (``expiry <= now``; an expired
 manifest takes its dataset's references with it). The place in the key space is kept in LevelDB
 (``meta/maintenance/cursor``) so a restart resumes where the last pass stopped instead of starting over; a short
@@ -52,9 +56,13 @@ class BlockMaintainer:
         self.passes = 0
         self.deleted = 0
         self.cycles = 0
+        self.deleted_packs = 0
         self._tasks = TrackedTasks("block maintainer")
         self._unregister = metrics.register(
-            metrics.LiveCollector(self._metrics, ("codex_maintenance_passes", "codex_maintenance_deleted_blocks")),
+            metrics.LiveCollector(
+                self._metrics,
+                ("codex_maintenance_passes", "codex_maintenance_deleted_blocks", "codex_maintenance_deleted_packs"),
+            ),
             registry,
         )
 
@@ -67,6 +75,9 @@ class BlockMaintainer:
     async def run_pass(self) -> int:
         """Look at the next page of blocks and delete the expired ones; return how many were deleted."""
         now = self.clock.now()
+        packs, in_packs = await self.repo.delete_expired_packs(now)
+        self.deleted_packs += packs
+        self.deleted += in_packs
         page = await asyncio.to_thread(self.repo.expiry_page, self.cursor, self.batch_size)
         expired = [cid for cid, meta in page if meta.expiry <= now]
         deleted = await self.repo.delete_expired(expired, now) if expired else 0
@@ -80,7 +91,7 @@ class BlockMaintainer:
         self.deleted += deleted
         if deleted:
             log.info("expired blocks deleted", deleted=deleted, examined=len(page))
-        return deleted
+        return deleted + in_packs
 
     async def start(self) -> None:
         self._tasks.reopen()
@@ -106,4 +117,9 @@ class BlockMaintainer:
         yield CounterMetricFamily("codex_maintenance_passes", "Block maintenance passes run", value=self.passes)
         yield CounterMetricFamily(
             "codex_maintenance_deleted_blocks", "Expired blocks deleted by maintenance", value=self.deleted
+        )
+        yield CounterMetricFamily(
+            "codex_maintenance_deleted_packs",
+            "Sealed pack files deleted whole because all their blocks expired",
+            value=self.deleted_packs,
         )

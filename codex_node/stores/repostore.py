@@ -397,6 +397,53 @@ class RepoStore:
                 deleted += self._delete_manifest(cid, now)
         return deleted
 
+    async def delete_expired_packs(self, now: int, limit: int = 64) -> tuple[int, int]:
+        """Delete whole sealed packs whose blocks have all expired (none referenced by a dataset, no manifest): each
+        pack's entries go in one batch, then its file. Returns (packs, blocks) deleted. Seals first the open packs
+        of expiry buckets that have passed."""
+        return await in_thread(self._delete_expired_packs, now, limit)
+
+    def _delete_expired_packs(self, now: int, limit: int) -> tuple[int, int]:
+        self.files.seal_before(self.files.bucket(now))
+        with self._lock:
+            candidates = [pid for pid, r in self._packs.items() if r.count and r.max_expiry <= now]
+        packs = blocks = 0
+        for pid in candidates:
+            if packs >= limit:
+                break
+            if not self.files.is_sealed(pid):
+                continue
+            deleted = self._delete_pack_if_expired(pid, now)
+            if deleted:
+                packs += 1
+                blocks += deleted
+        if packs:
+            log.info("expired packs deleted", packs=packs, blocks=blocks)
+        return packs, blocks
+
+    def _delete_pack_if_expired(self, pid: int, now: int) -> int:
+        with self._lock:
+            record = self._packs.get(pid)
+        if record is None:
+            return 0
+        try:
+            entries = list(self.files.walk(pid, record.size))
+        except FileNotFoundError:
+            log.exception("pack file of expired blocks is missing", pack=pid)
+            return 0
+        with self._lock:
+            tx = MetaTx(self.kv)
+            for text, loc in entries:
+                meta = tx.meta(text)
+                if meta is None or meta.location != loc:
+                    continue  # deleted, or moved: dead bytes
+                if meta.expiry > now or meta.ref_count > 0 or text in self._busy or parse_cid(text).is_manifest:
+                    return 0  # not all expired: the per-block pass and compaction handle this pack
+                tx.remove(text, meta)
+            emptied = self._commit(tx)
+        self._drop_empty(emptied)
+        return -tx.blocks
+
     def _delete_blocks(self, cids: Sequence[Cid], expired_at: int | None, refuse_referenced: bool) -> int:
         with self._lock:
             tx = MetaTx(self.kv)
