@@ -10,7 +10,8 @@ manifest takes its dataset's references with it). The place in the key space is 
 (``meta/maintenance/cursor``) so a restart resumes where the last pass stopped instead of starting over; a short
 page means the end of the key space was reached, and the next pass starts a new cycle from the beginning.
 
-It never decides what is expired on its own: the block metadata says so.
+It never decides what is expired on its own: the block metadata says so. Beside it, on the same interval, a second
+task compacts sparse packs (``stores/compaction.py``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from prometheus_client.registry import CollectorRegistry
 from codex_node import metrics
 from codex_node.clock import Clock
 from codex_node.errors import StoreError
+from codex_node.stores.compaction import Compactor
 from codex_node.stores.repostore import RepoStore
 from codex_node.utils.trackedtasks import TrackedTasks
 
@@ -46,6 +48,7 @@ class BlockMaintainer:
         interval: int = DEFAULT_INTERVAL,
         batch_size: int = DEFAULT_BATCH_SIZE,
         registry: CollectorRegistry | None = None,
+        compactor: Compactor | None = None,
     ) -> None:
         if interval <= 0 or batch_size <= 0:
             raise ValueError(f"interval ({interval}) and batch size ({batch_size}) must be positive")
@@ -57,11 +60,18 @@ class BlockMaintainer:
         self.deleted = 0
         self.cycles = 0
         self.deleted_packs = 0
+        self.compactor = Compactor(repo) if compactor is None else compactor
         self._tasks = TrackedTasks("block maintainer")
         self._unregister = metrics.register(
             metrics.LiveCollector(
                 self._metrics,
-                ("codex_maintenance_passes", "codex_maintenance_deleted_blocks", "codex_maintenance_deleted_packs"),
+                (
+                    "codex_maintenance_passes",
+                    "codex_maintenance_deleted_blocks",
+                    "codex_maintenance_deleted_packs",
+                    "codex_compaction_packs",
+                    "codex_compaction_bytes_moved",
+                ),
             ),
             registry,
         )
@@ -96,6 +106,7 @@ class BlockMaintainer:
     async def start(self) -> None:
         self._tasks.reopen()
         self._tasks.spawn(self._loop(), name="block-maintainer")
+        self._tasks.spawn(self._compact_loop(), name="pack-compactor")
 
     async def stop(self) -> None:
         await self._tasks.cancel_all()
@@ -113,6 +124,14 @@ class BlockMaintainer:
                 # atomic or recorded, so the store stays consistent.
                 log.exception("maintenance pass failed")
 
+    async def _compact_loop(self) -> None:
+        while True:
+            await self.clock.wait_until(self.clock.now() + self.interval)
+            try:
+                await self.compactor.run_pass()
+            except (StoreError, OSError):
+                log.exception("compaction pass failed")  # every step is crash-safe; retried next interval
+
     def _metrics(self) -> Iterator[Metric]:
         yield CounterMetricFamily("codex_maintenance_passes", "Block maintenance passes run", value=self.passes)
         yield CounterMetricFamily(
@@ -122,4 +141,10 @@ class BlockMaintainer:
             "codex_maintenance_deleted_packs",
             "Sealed pack files deleted whole because all their blocks expired",
             value=self.deleted_packs,
+        )
+        yield CounterMetricFamily(
+            "codex_compaction_packs", "Sparse pack files rewritten and deleted", value=self.compactor.packs_compacted
+        )
+        yield CounterMetricFamily(
+            "codex_compaction_bytes_moved", "Live block bytes copied by compaction", value=self.compactor.bytes_moved
         )

@@ -444,6 +444,63 @@ class RepoStore:
         self._drop_empty(emptied)
         return -tx.blocks
 
+    # --- compaction (blocking: ``stores/compaction.py`` calls these from worker threads) -----------------------------
+
+    def live_records(self, pid: int) -> list[tuple[str, Location]]:
+        """The records of pack ``pid`` that an index entry points at, in pack order."""
+        with self._lock:
+            record = self._packs.get(pid)
+        if record is None:
+            return []
+        live = []
+        for text, loc in self.files.walk(pid, record.size):
+            meta = self.block_meta_text(text)
+            if meta is not None and meta.location == loc:
+                live.append((text, loc))
+        return live
+
+    def move_blocks(self, records: Sequence[tuple[str, Location]]) -> int:
+        """Copy these records to the open packs of their blocks' expiry buckets, then point their entries there in
+        one batch; return the bytes moved. A block deleted or moved meanwhile keeps its state (the copy is dead)."""
+        by_bucket: dict[int, list[tuple[Cid, Location, int, bytes]]] = {}
+        for text, loc in records:
+            meta = self.block_meta_text(text)
+            if meta is None or meta.location != loc:
+                continue
+            cid = parse_cid(text)
+            data = self.files.read(loc)
+            if len(data) != loc.length or not cid.matches(data):
+                log.error("block in a pack does not match its CID: left where it is", cid=text, pack=loc.pack)
+                continue
+            by_bucket.setdefault(self.files.bucket(meta.expiry), []).append((cid, loc, meta.expiry, data))
+        placed: list[tuple[Cid, Location, Location]] = []
+        packs: set[int] = set()
+        try:
+            for items in by_bucket.values():
+                new = self.files.append(items[0][2], [(cid, data) for cid, _, _, data in items])
+                packs.update(loc.pack for loc in new)
+                placed += [(cid, old, loc) for (cid, old, _, _), loc in zip(items, new, strict=True)]
+            with self._lock:
+                tx = MetaTx(self.kv)
+                moved = 0
+                for cid, old, loc in placed:
+                    tx.pack_ends[loc.pack] = max(tx.pack_ends.get(loc.pack, 0), loc.offset + loc.length)
+                    meta = tx.meta(cid.text)
+                    if meta is not None and meta.location == old:
+                        tx.update(cid.text, replace(meta, pack=loc.pack, offset=loc.offset))
+                        moved += loc.length
+                emptied = self._commit(tx)
+        finally:
+            self.files.done(sorted(packs))
+        self._drop_empty(emptied)
+        return moved
+
+    def drop_if_empty(self, pid: int) -> bool:
+        """Delete pack ``pid`` if no block is left in it; return whether it is gone."""
+        self._drop_empty([pid])
+        with self._lock:
+            return pid not in self._packs
+
     def _delete_blocks(self, cids: Sequence[Cid], expired_at: int | None, refuse_referenced: bool) -> int:
         with self._lock:
             tx = MetaTx(self.kv)
