@@ -239,7 +239,7 @@ def profile_ingest(data: bytearray, work: Path, sync: str, t_raw: float, show: b
     files._sync = timed(f"flush packs ({sync})", files._sync)  # type: ignore[method-assign]
     kv.write = timed("LevelDB batch writes (sync)", kv.write)  # type: ignore[method-assign]
     kv.get = timed("LevelDB gets", kv.get)  # type: ignore[method-assign]
-    uploads.block_cid = timed("sha256 + CID", cidmod.block_cid)
+    uploads.block_cid = timed("sha256 + CID", cidmod.block_cid)  # type: ignore[attr-defined]
     repo = RepoStore(kv, files, clock=SystemClock(), quota_max=4 * len(data), block_ttl=3600, registry=None)
     view = memoryview(data)
 
