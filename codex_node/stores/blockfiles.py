@@ -140,7 +140,8 @@ class BlockFiles:
                     raise
                 pack.size = offset
                 if pack.size >= self.pack_limit:
-                    self._seal(pack)
+                    with self._lock:  # lock order: a pack's lock, then the allocation lock
+                        self._seal(pack)
             self._sync(pack.fd)
         except BaseException:
             self.done([pack.id])
@@ -204,7 +205,7 @@ class BlockFiles:
             os.fdatasync(fd)
 
     def _seal(self, pack: _Pack) -> None:
-        """No more appends to ``pack``; caller holds ``self._lock`` or the pack's own lock."""
+        """No more appends to ``pack``; caller holds ``self._lock``."""
         if self._open.get(pack.bucket) is pack:
             del self._open[pack.bucket]
         pack.sealed = True

@@ -39,7 +39,9 @@ Upload sessions (a dataset stored group by group) are in ``stores/uploads.py``; 
 ``stores/blockmeta.py``.
 
 Threading: metadata is changed only under one lock, by short synchronous methods (quota, expiry, lookups) that
-may be called from the event loop; everything touching files is ``async`` and runs in worker threads.
+may be called from the event loop; everything touching files is ``async`` and runs in worker threads. Lock
+order: the file layer's allocation lock, then the store lock (a new pack is recorded under both); the store never
+calls the file layer while it holds its own lock.
 """
 
 from __future__ import annotations
@@ -750,9 +752,10 @@ class RepoStore:
                 continue  # an append is in flight; whoever finishes it drops the pack if it stays empty
             with self._lock:
                 record = self._packs.get(pid)
-                if record is None or record.count != 0:  # a put committed into it before it was retired
-                    self.files.unretire(pid)
-                    continue
+                still_used = record is None or record.count != 0  # a put committed into it before it was retired
+            if still_used:
+                self.files.unretire(pid)  # outside the store lock: the file layer calls into it under its own
+                continue
             self.files.delete_pack(pid)
             with self._lock:
                 self.kv.delete(pack_key(pid))
@@ -796,7 +799,7 @@ class RepoStore:
         yield GaugeMetricFamily("codex_repostore_bytes_used", "Bytes of stored blocks", value=q.used)
         yield GaugeMetricFamily("codex_repostore_bytes_reserved", "Bytes reserved for sales", value=q.reserved)
         yield GaugeMetricFamily("codex_repostore_bytes_max", "Storage quota in bytes", value=q.max)
-        packs = list(self._packs.values())
+        packs = list(self.pack_records().values())
         yield GaugeMetricFamily("codex_repostore_packs", "Pack files holding blocks", value=len(packs))
         yield GaugeMetricFamily(
             "codex_repostore_pack_dead_bytes",
