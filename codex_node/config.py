@@ -32,6 +32,7 @@ import platformdirs
 from codex_node.errors import ConfigError
 from codex_node.logutils import LOG_FORMATS, parse_level
 from codex_node.units import format_duration, format_size, parse_duration, parse_size
+from codex_node.utils.redact import redact_url, register_url
 
 ENV_PREFIX = "CODEX_"
 
@@ -218,11 +219,12 @@ def _url(schemes: Sequence[str]) -> Callable[[str], str]:
         value = text.strip()
         parts = urlsplit(value)
         if parts.scheme not in schemes or not parts.hostname:
-            raise ValueError(f"'{text}' is not a URL of the form {'|'.join(schemes)}://host:port")
+            raise ValueError(f"'{redact_url(text)}' is not a URL of the form {'|'.join(schemes)}://host:port")
         try:
             parts.port  # noqa: B018 - raises on a non-numeric port
         except ValueError:
-            raise ValueError(f"'{text}' has an invalid port") from None
+            raise ValueError(f"'{redact_url(text)}' has an invalid port") from None
+        register_url(value)  # from now on no log line or error shows its credentials (utils/redact.py)
         return value.rstrip("/")
 
     return parse

@@ -7,8 +7,9 @@
 The account flags are the ``run`` command's (same parsing, same environment variables, same refusal of a key
 file that group or others may read); ``--output`` also writes the JSON to a file that ``run --deployment``
 reads. The marketplace gets the dev configuration (:data:`~codex_node.market.deployment.DEV_CONFIG`). A young
-dev chain (Hardhat) is first mined past block 256. Bad flags raise :class:`ConfigError` (exit 2); failures of
-the chain raise :class:`ChainError` (exit 1); both are one line, never a traceback.
+dev chain (Hardhat) is first mined past block 256. Bad flags and an unreachable provider raise
+:class:`ConfigError` (exit 2); failures of the chain raise :class:`ChainError` (exit 1); both are one line, never
+a traceback, and show the provider URL redacted (``utils/redact.py``).
 """
 
 from __future__ import annotations
@@ -97,6 +98,7 @@ async def deploy_with(chosen: DeploySettings) -> Deployment:
     """Deploy with the chosen account; any failure of the chain becomes a one-line :class:`ChainError`."""
     from codex_node.market.deployment import DEV_CONFIG, deploy
     from codex_node.market.provider import account, connect, one_line
+    from codex_node.utils.redact import redact_text, redact_url
 
     deployer = account(chosen.key_file, chosen.account)
     try:
@@ -105,4 +107,4 @@ async def deploy_with(chosen: DeploySettings) -> Deployment:
     except CodexError:
         raise
     except Exception as e:  # a provider failing outside a transaction (handshake, disconnect): one line, no trace
-        raise ChainError(f"deploying to {chosen.provider} failed: {one_line(e)}") from e
+        raise ChainError(f"deploying to {redact_url(chosen.provider)} failed: {redact_text(one_line(e))}") from e

@@ -34,6 +34,7 @@ may carry a web3, plyvel or FastAPI type: callers catch our types, never a libra
     │   │   ├── BytesOutOfBoundsError    a reservation or availability would go below zero / above its size
     │   │   ├── UntilOutOfBoundsError    ``until`` before a hosted slot's end
     │   │   ├── CollateralOutOfBoundsError
+    │   │   │   └── WalletBalanceError   the wallet's tokens cannot cover the collateral offered or a slot's fill
     │   │   ├── AvailabilityNotFoundError (also a NotFoundError)
     │   │   └── ReservationNotFoundError (also a NotFoundError)
     │   ├── SlotQueueError
@@ -201,6 +202,10 @@ class UntilOutOfBoundsError(ReservationsError):
 
 class CollateralOutOfBoundsError(ReservationsError):
     """Not enough remaining collateral, or collateral would go negative."""
+
+
+class WalletBalanceError(CollateralOutOfBoundsError):
+    """The node's wallet holds fewer tokens than the collateral offered (or a slot's fill) needs."""
 
 
 class SlotQueueError(SalesError):

@@ -33,6 +33,7 @@ import structlog
 from structlog.types import EventDict, Processor, WrappedLogger
 
 from codex_node.units import format_size
+from codex_node.utils.redact import RedactFilter, redact_text
 
 _log = structlog.get_logger(__name__)
 
@@ -191,6 +192,13 @@ def add_logger_name(logger: WrappedLogger, _method_name: str, event_dict: EventD
     return event_dict
 
 
+def redact_line(_logger: WrappedLogger, _method_name: str, event_dict: EventDict) -> EventDict | str:
+    """The rendered line without provider secrets (``utils/redact.py``); the last processor of every chain, so it
+    receives the renderer's string (typed as structlog types every processor)."""
+    line: object = event_dict
+    return redact_text(line) if isinstance(line, str) else event_dict
+
+
 # --- configuration -----------------------------------------------------------------------------------------------
 
 
@@ -239,7 +247,7 @@ def configure_logging(
         add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
-    render = _renderer(fmt, out)
+    render = [*_renderer(fmt, out), redact_line]  # the finished line: tracebacks and library texts included
     structlog.configure(
         processors=[filter_level, *shared, *render],
         logger_factory=_Factory(out),
@@ -247,6 +255,7 @@ def configure_logging(
         cache_logger_on_first_use=cache,
     )
     handler = logging.StreamHandler(out)
+    handler.addFilter(RedactFilter())
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,

@@ -48,6 +48,7 @@ from codex_node.sales.reservations import Reservations
 from codex_node.sales.sales import Sales
 from codex_node.sales.slotqueue import SlotQueue
 from codex_node.utils.parts import Closing
+from codex_node.utils.redact import redact_url
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -170,7 +171,7 @@ async def start_marketplace(
     )
     log.info(
         "marketplace started",
-        chain="embedded" if chain is not None else config.eth_provider,
+        chain="embedded" if chain is not None else redact_url(config.eth_provider or ""),
         chain_id=found.chain_id,
         marketplace=deployment.marketplace,
         node_address=address,

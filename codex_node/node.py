@@ -41,6 +41,7 @@ from codex_node.api.services import DevChain, Services, provide
 from codex_node.clock import Clock, SystemClock
 from codex_node.config import NodeConfig
 from codex_node.errors import ConfigError
+from codex_node.market import provider
 from codex_node.market.types import ChainInfo
 from codex_node.marketplace import MarketplaceParts, start_marketplace
 from codex_node.stores.blockfiles import BlockFiles
@@ -127,6 +128,9 @@ class Node:
             endpoint.bind()
             await self._parts.start("metrics address", Closing(endpoint.release))
 
+        if c.chain_mode == "remote" and c.eth_provider is not None:
+            # Before the data dir exists: an unreachable --eth-provider is one line (exit 2) and leaves nothing.
+            await provider.check_reachable(c.eth_provider)
         c.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         lock = DataDirLock(c.data_dir)
         lock.acquire()  # a second node on the same data dir stops here, told the first one's pid

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from codex_node.cli import EXIT_FAILURE, EXIT_USAGE, build_parser, main
+from codex_node.cli import EXIT_USAGE, build_parser, main
 from codex_node.deploycmd import settings
 from codex_node.market.deployment import Deployment
 from tests.harness import hardhat
@@ -106,16 +106,16 @@ def test_the_flags_may_come_from_the_environment(key_file: Path) -> None:
     assert chosen.output is None
 
 
-# --- the chain: exit 1, one line ---------------------------------------------------------------------------------
+# --- the chain: one line (exit 2 when the provider cannot be reached, 1 when the deployment fails) ----------------
 
 
-def test_an_unreachable_provider_exits_1_with_one_line() -> None:
+def test_an_unreachable_provider_exits_2_with_one_line_naming_the_flag() -> None:
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     result = run_cli("deploy", "--eth-provider", f"http://127.0.0.1:{port}", "--eth-account", HARDHAT_ACCOUNT_0)
-    assert result.returncode == EXIT_FAILURE, result.stderr
-    assert_one_line(result.stderr, "cannot reach --eth-provider", str(port))
+    assert result.returncode == EXIT_USAGE, result.stderr
+    assert_one_line(result.stderr, "--eth-provider: cannot reach", str(port), "connection refused")
     assert result.stdout == ""
 
 

@@ -19,7 +19,7 @@ from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from codex_node.config import NodeConfig
 from codex_node.errors import ChainMismatchError, ConfigError
-from codex_node.market.deployment import DEV_CONFIG, Deployment, deploy
+from codex_node.market.deployment import DEV_CONFIG, Deployment, deploy, mint
 from codex_node.market.types import Address
 from codex_node.node import Node
 from tests.harness import hardhat
@@ -50,6 +50,14 @@ async def deploy_to(url: str, deployer: str) -> Deployment:
     w3: AsyncWeb3[Any] = AsyncWeb3(AsyncHTTPProvider(url))
     try:
         return await deploy(w3, deployer, DEV_CONFIG)
+    finally:
+        await w3.provider.disconnect()
+
+
+async def mint_to(url: str, deployment: Deployment, minter: str, to: str, amount: int) -> None:
+    w3: AsyncWeb3[Any] = AsyncWeb3(AsyncHTTPProvider(url))
+    try:
+        await mint(w3, deployment, minter, to, amount)
     finally:
         await w3.provider.disconnect()
 
@@ -86,6 +94,10 @@ async def test_a_node_runs_on_a_remote_chain_with_a_deployment_file(
                 "nodeAddress": chain.accounts[2],
             }
             body = {"totalSize": 65536, "duration": 3600, "minPricePerBytePerSecond": "1", "totalCollateral": "10"}
+            refused = await api.post("/sales/availability", json=body)  # the node's account holds no tokens yet
+            assert refused.status_code == 422
+            assert "the wallet holds 0 tokens" in refused.json()["error"]
+            await mint_to(chain.url, expected, chain.accounts[0], chain.accounts[2], 10)
             assert (await api.post("/sales/availability", json=body)).status_code == 201
             assert (await api.get("/debug/chain")).status_code == 404  # the dev routes are for the embedded chain
 

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import zfec
 
 from codex_node.data.merkle import Buffer, Frontier, MerkleTree, hash_chunks
+from codex_node.data.proof import CELL_SIZE
 from codex_node.data.slots import BLOCK_SIZE, ZERO_BLOCK
 from codex_node.errors import (
     ErasureDataError,
@@ -44,8 +45,6 @@ from codex_node.errors import (
     SlotRootMismatchError,
 )
 
-CELL_SIZE = 2048
-"""Bytes per proof cell (``proofs.proof.CELL_SIZE``; a test keeps the two equal: data/ never imports proofs/)."""
 BLOCK_LEVEL = (BLOCK_SIZE // CELL_SIZE).bit_length() - 1
 """The slot-tree level of a block's subtree root: a 64 KiB block is 32 = 2**5 cells."""
 MAX_SLOTS = 256

@@ -24,8 +24,18 @@ below a threshold (so a crash between steps, or a new key, heals at the next sta
 While running, a task owned by the chain mines an empty block every ``block_time`` seconds of the injected
 Clock, so on-chain time moves like a real chain's (``block_time=0``: only transactions and :meth:`mine` make
 blocks). Block timestamps are ``max(parent + 1, clock.now() + offset)``; :meth:`travel_to` sets the offset so
-the chain stays where it jumped to and moves on at the clock's pace. The offset is not persisted: after a
-restart the chain resumes at ``max(parent + 1, clock.now())``.
+the chain stays where it jumped to and moves on at the clock's pace. The offset is kept in the chain's database
+(written before the jump's block, so a crash between the two still leaves the chain where it jumped to): after a
+restart the chain goes on at once from ``clock.now() + offset`` instead of waiting for the wall clock to catch up
+with its head. A chain whose head is far ahead of the clock with no offset stored (made by a version that did not
+keep it) takes the head's lead as its offset.
+
+Write failures (a full disk): a write the chain's database refuses poisons it (``chaindb.py``: LevelDB would drop
+every later write at the next open). The chain then reopens its database and rebuilds py-evm and eth-tester on
+it before anything else runs, so a block is seen (by the event stream, the API) only once it is on disk. While
+the database cannot be reopened every operation raises :class:`~codex_node.errors.ChainError` and is retried by
+its caller; the mining task logs one warning line at most every :data:`FAILURE_WARNING_INTERVAL` seconds of the
+Clock (not a traceback per tick) and one line when mining works again.
 
 Concurrency: eth-tester and py-evm are synchronous and not thread-safe, so every chain operation (each JSON-RPC
 request of ``w3``, each mining tick, each time jump) runs on one worker thread, one at a time, in the order
@@ -37,6 +47,8 @@ A caller cancelled while its request runs does not stop it (as with a remote nod
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import os
 import secrets
 import time
@@ -55,10 +67,10 @@ from web3 import AsyncWeb3
 from codex_node import metrics
 from codex_node.clock import Clock, SystemClock
 from codex_node.config import read_private_key
-from codex_node.errors import ChainError, DeploymentFileError
+from codex_node.errors import ChainError, DeploymentFileError, KVError
 from codex_node.market import deployment as deploying
 from codex_node.market import evmbackend
-from codex_node.market.chaindb import LevelChainDB
+from codex_node.market.chaindb import ChainDBWriteError, LevelChainDB
 from codex_node.market.deployment import DEV_CONFIG, MIN_BLOCK_HEIGHT, Deployment
 from codex_node.utils.trackedtasks import TrackedTasks
 
@@ -80,6 +92,16 @@ MIN_TOKENS: Final = 10**23
 GENESIS_LEAD: Final = MIN_BLOCK_HEIGHT + 60
 """Genesis is stamped this many seconds in the past, so the first 257 blocks (a second apart) end before now."""
 
+MAX_TIMESTAMP: Final = 253_402_300_799
+"""The last second of year 9999: :meth:`EmbeddedChain.travel_to` goes no further (py-evm breaks on 2**256)."""
+OFFSET_KEY: Final = b"codex-node:time-offset"
+"""Key of the time-travel offset (decimal seconds) in the chain's database; py-evm's keys never look like it."""
+LEGACY_LEAD: Final = 600
+"""A head more than this many seconds ahead of the clock with no offset stored was moved there by time travel."""
+
+FAILURE_WARNING_INTERVAL: Final = 60
+"""Seconds of the Clock between two warnings of a mining task that keeps failing."""
+
 NODE_KEY_FILE: Final = "node.key"
 DEPLOYMENT_FILE: Final = "deployment.json"
 DB_DIR: Final = "db"
@@ -96,7 +118,9 @@ class EmbeddedChain:
         clock: Clock | None = None,
         sync: bool = True,
         registry: CollectorRegistry | None = None,
+        open_db: Callable[[Path, bool], LevelChainDB] | None = None,
     ) -> None:
+        """``open_db(path, sync)``: the database (tests inject a fault-injecting one)."""
         if block_time < 0:
             raise ValueError(f"block_time must be 0 (no mining task) or more seconds, got {block_time}")
         self.path = path
@@ -104,6 +128,7 @@ class EmbeddedChain:
         self._clock: Clock = clock or SystemClock()
         self._sync = sync
         self._registry = registry
+        self._open_db = open_db or (lambda path, sync: LevelChainDB(path, sync=sync))
         self._offset = 0
         self._executor: ThreadPoolExecutor | None = None
         self._accepting = False
@@ -120,6 +145,10 @@ class EmbeddedChain:
         """Number of the latest block (updated after each operation; read by metrics)."""
         self.blocks_mined = 0
         """Blocks the mining task made."""
+        self.failed_ticks = 0
+        """Mining ticks that failed (a full disk); counted in the metrics."""
+        self._failing_since: int | None = None
+        self._last_warning: int | None = None
         self.dev_accounts: tuple[LocalAccount, ...] = tuple(Account.from_key(k) for k in evmbackend.DEV_ACCOUNT_KEYS)
         """The genesis-funded dev accounts; [0] deploys, [1] is :attr:`client_account`."""
 
@@ -167,7 +196,14 @@ class EmbeddedChain:
             await self.stop()
             raise
         self._unregister = metrics.register(
-            metrics.LiveCollector(self._metrics, ("codex_embedded_chain_head", "codex_embedded_chain_mined_blocks")),
+            metrics.LiveCollector(
+                self._metrics,
+                (
+                    "codex_embedded_chain_head",
+                    "codex_embedded_chain_mined_blocks",
+                    "codex_embedded_chain_mining_failures",
+                ),
+            ),
             self._registry,
         )
         self._tasks.reopen()
@@ -212,9 +248,20 @@ class EmbeddedChain:
         """Mine a block stamped ``timestamp`` (later than the latest block); later blocks continue from there at
         the clock's pace."""
 
+        if timestamp > MAX_TIMESTAMP:
+            raise ValueError(f"cannot travel to {timestamp}: later than {MAX_TIMESTAMP} (the end of year 9999)")
+
         def jump() -> None:
-            evmbackend.mine_at(self._tester_(), self._backend_(), timestamp)
-            self._offset = timestamp - self._clock.now()
+            latest = int(self._backend_().chain.get_canonical_head().timestamp)
+            if timestamp <= latest:
+                raise ValueError(f"cannot travel to {timestamp}: the latest block is at {latest}")
+            previous = self._offset
+            self._set_offset(timestamp - self._clock.now())  # first: a crash after it still lands there
+            try:
+                evmbackend.mine_at(self._tester_(), self._backend_(), timestamp)
+            except BaseException:
+                self._set_offset(previous)
+                raise
             self._update_head()
 
         await self._call(jump)
@@ -229,7 +276,31 @@ class EmbeddedChain:
         """Run ``fn`` on the chain's worker thread, after everything submitted before it."""
         if not self._accepting or self._executor is None:
             raise ChainError("the embedded chain is not running")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(self._guarded, fn))
+
+    def _guarded(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on a sound database: reopen it first after a failed write, and right after ``fn``'s own."""
+        if self._db is not None and self._db.failure is not None:
+            self._recover()
+        try:
+            return fn()
+        except ChainDBWriteError as e:
+            with contextlib.suppress(ChainError):  # still failing: the next operation tries again
+                self._recover()  # the state shown from now on is the one on disk
+            raise ChainError(f"the embedded chain could not write its database: {e}") from e
+
+    def _recover(self) -> None:
+        db = _started(self._db)
+        try:
+            db.reopen()
+        except KVError as e:
+            raise ChainError(f"the embedded chain's database is unavailable: {e}") from e
+        chain, _created = evmbackend.open_chain(db, self._now, self._clock.now() - GENESIS_LEAD)
+        self._tester, self._backend = evmbackend.new_tester(chain)
+        if self._w3 is not None:
+            cast(evmbackend.WorkerProvider, self._w3.provider).ethereum_tester = self._tester
+        self._update_head()
+        log.info("embedded chain: database reopened after a failed write", block=self.head)
 
     async def _rpc(self, request: Callable[[], T]) -> T:
         def run() -> T:
@@ -244,10 +315,11 @@ class EmbeddedChain:
         return self._clock.now() + self._offset
 
     def _open(self) -> bool:
-        self._db = LevelChainDB(self.path / DB_DIR, sync=self._sync)
+        self._db = self._open_db(self.path / DB_DIR, self._sync)
         chain, created = evmbackend.open_chain(self._db, self._now, self._clock.now() - GENESIS_LEAD)
         self._tester, self._backend = evmbackend.new_tester(chain)
         self._genesis_hash = bytes(chain.get_canonical_block_header_by_number(BlockNumber(0)).hash)
+        self._offset = self._stored_offset(int(chain.get_canonical_head().timestamp))
         self._update_head()
         if self.head < MIN_BLOCK_HEIGHT - 1:
             # Up to block 256 a second apart from the back-dated genesis: they end before now. Not fsynced one by
@@ -259,6 +331,21 @@ class EmbeddedChain:
                 self._db.sync = self._sync
             self._update_head()
         return created
+
+    def _stored_offset(self, head_timestamp: int) -> int:
+        raw = _started(self._db).get(OFFSET_KEY)
+        if raw is not None:
+            return int(raw)
+        lead = head_timestamp - self._clock.now()
+        if lead > LEGACY_LEAD:
+            log.info("embedded chain: head ahead of the clock, going on from it", lead_seconds=lead)
+            self._set_offset(lead)
+            return lead
+        return 0
+
+    def _set_offset(self, offset: int) -> None:
+        _started(self._db)[OFFSET_KEY] = str(offset).encode()
+        self._offset = offset
 
     def _mine(self, blocks: int) -> None:
         evmbackend.mine(self._tester_(), self._backend_(), self._now, blocks)
@@ -324,12 +411,38 @@ class EmbeddedChain:
             await self._clock.wait_until(self._clock.now() + self.block_time)
             try:
                 mined = await self._call(self._tick)
-            except ChainError:
-                return  # stopping
-            except Exception:  # a failed tick (disk full, LevelDB error) is retried at the next one
-                log.exception("embedded chain: mining a block failed")
+            except Exception as e:  # noqa: BLE001 - a failed tick (disk full, a bug) is retried at the next one
+                if not self._accepting:
+                    return  # stopping
+                self._tick_failed(e)
             else:
                 self.blocks_mined += mined
+                if self._failing_since is not None:
+                    log.info(
+                        "embedded chain: mining recovered",
+                        block=self.head,
+                        failed_ticks=self.failed_ticks,
+                        seconds=self._clock.now() - self._failing_since,
+                    )
+                    self._failing_since = self._last_warning = None
+
+    def _tick_failed(self, e: Exception) -> None:
+        """Count the failure; warn on the first and then at most every :data:`FAILURE_WARNING_INTERVAL` s."""
+        now = self._clock.now()
+        self.failed_ticks += 1
+        if self._failing_since is None:
+            self._failing_since = now
+        if self._last_warning is not None and now - self._last_warning < FAILURE_WARNING_INTERVAL:
+            return
+        self._last_warning = now
+        log.warning(
+            "embedded chain: mining failed, retrying every block",
+            error=" ".join(str(e).split()) or type(e).__name__,
+            error_type=type(e).__name__,
+            failing_seconds=now - self._failing_since,
+            failed_ticks=self.failed_ticks,
+            next_warning_in=FAILURE_WARNING_INTERVAL,
+        )
 
     def _tick(self) -> int:
         """Mine a block unless the chain is ahead of the clock (a burst of transactions, a block a second each,
@@ -345,6 +458,11 @@ class EmbeddedChain:
             "codex_embedded_chain_mined_blocks",
             "Empty blocks mined by the embedded chain's timer",
             value=self.blocks_mined,
+        )
+        yield CounterMetricFamily(
+            "codex_embedded_chain_mining_failures",
+            "Mining ticks of the embedded chain that failed (a full disk)",
+            value=self.failed_ticks,
         )
 
 

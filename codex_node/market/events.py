@@ -9,7 +9,8 @@ websockets. Logs are delivered once the block is ``confirmations`` deep (0: as s
 Invariants:
 
 - The cursor is ``(block, log_index)`` of the first log not delivered yet, stored at
-  ``meta/chain/cursor/<contract address>``. It is written after all handlers of a log have returned, and
+  ``meta/chain/cursor/<contract address>`` (JSON, with its anchor's hash and the recent anchors, in one write;
+  the older ``block:index`` form is still read). It is written after all handlers of a log have returned, and
   after each page (the page's blocks are then fully delivered). No ``await`` separates a log's last handler from
   the cursor write, so a restart never delivers a log twice unless the process died (or the task was cancelled)
   while that log's handlers ran. :meth:`~EventStream.stop` waits for the log being delivered to finish.
@@ -20,15 +21,24 @@ Invariants:
   subscribed only ("future events").
 - Every head seen is reported to the block listeners (the on-chain clock) before its logs are delivered.
 
-Reorganisations deeper than ``confirmations`` are not handled: logs already delivered are not taken back.
+Reorganisations and lost blocks: the cursor carries the hash of its *anchor*, the last block whose logs were
+delivered (``block - 1``, or ``block`` itself while inside it), and the stream remembers the hashes of the last
+:data:`RECENT_BLOCKS` anchors with it. Before every poll (so also at start) the anchor is checked against the
+chain; when the chain has another block there, or none (a remote chain reorganised, Hardhat ``evm_revert``, an
+embedded chain that came back shorter), the stream rewinds to the last remembered block the chain still has and
+delivers again from the block after it. Handlers are idempotent, so a log delivered twice does no harm; logs of
+blocks that left the chain are not taken back. A reorganisation deeper than the remembered anchors rewinds to the
+oldest of them (with a warning). Anchor hashes are read before the logs they cover, so a reorganisation between
+the two reads is found at the next poll.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import structlog
@@ -52,28 +62,64 @@ CURSOR_PREFIX: Final = "meta/chain/cursor/"
 DEFAULT_PAGE_SIZE: Final = 1000
 DEFAULT_POLL_INTERVAL: Final = 1.0
 MAX_RETRY_DELAY: Final = 30.0
+RECENT_BLOCKS: Final = 64
+"""Anchors (block number and hash) remembered with the cursor: how deep a reorganisation the stream rewinds
+exactly; a deeper one rewinds to the oldest of them."""
 
 
 @dataclass(frozen=True, slots=True, order=True)
 class Cursor:
-    """The first log not delivered yet: ``log_index`` within ``block``."""
+    """The first log not delivered yet: ``log_index`` within ``block``; ``anchor_hash`` is the hash of the
+    :attr:`anchor` block as the stream saw it (``None``: unknown, e.g. a cursor stored by an older version)."""
 
     block: int
     log_index: int = 0
+    anchor_hash: bytes | None = field(default=None, compare=False)
 
-    def encode(self) -> bytes:
-        return f"{self.block}:{self.log_index}".encode()
+    @property
+    def anchor(self) -> int:
+        """The last block whose logs were (at least partly) delivered."""
+        return self.block if self.log_index > 0 else self.block - 1
 
     @classmethod
     def decode(cls, raw: bytes) -> Cursor:
-        block, _, index = raw.decode().partition(":")
-        return cls(int(block), int(index or 0))
+        """A cursor stored by :meth:`EventStream` (JSON with the anchors) or by an older version (``block:index``)."""
+        return _decode_stored(raw)[0]
 
 
 @dataclass(frozen=True, slots=True)
 class ChainHead:
     number: int
     timestamp: int
+    hash: bytes = field(default=b"", repr=False)
+    parent_hash: bytes = field(default=b"", repr=False)
+
+
+Anchor = tuple[int, bytes]
+"""A block number and the hash the stream saw there."""
+
+
+def _encode_stored(cursor: Cursor, recent: list[Anchor]) -> bytes:
+    return json.dumps(
+        {
+            "block": cursor.block,
+            "log_index": cursor.log_index,
+            "anchor_hash": cursor.anchor_hash.hex() if cursor.anchor_hash is not None else None,
+            "recent": [[number, block_hash.hex()] for number, block_hash in recent],
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+def _decode_stored(raw: bytes) -> tuple[Cursor, list[Anchor]]:
+    text = raw.decode()
+    if not text.startswith("{"):
+        block, _, index = text.partition(":")
+        return Cursor(int(block), int(index or 0)), []
+    data = json.loads(text)
+    anchor_hash = bytes.fromhex(data["anchor_hash"]) if data.get("anchor_hash") else None
+    recent = [(int(number), bytes.fromhex(block_hash)) for number, block_hash in data.get("recent", [])]
+    return Cursor(int(data["block"]), int(data["log_index"]), anchor_hash), recent
 
 
 BlockListener = Callable[[ChainHead], None]
@@ -92,6 +138,11 @@ class EventMetrics:
             "codex_chain_cursor_block", "First block whose events are not all delivered yet", registry=registry
         )
         self.head_block = Gauge("codex_chain_head_block", "Latest block seen", registry=registry)
+        self.rewinds = Counter(
+            "codex_chain_event_rewinds",
+            "Times the event stream found the chain changed under its cursor and delivered again",
+            registry=registry,
+        )
 
 
 @dataclass(eq=False, slots=True)
@@ -141,8 +192,9 @@ class EventStream:
         self._poll_interval = poll_interval
         self._stop_grace = stop_grace
         self._metrics = metrics if metrics is not None else EventMetrics()
+        self._start_block = start_block
         stored = kv.get(self._key)
-        self._cursor = Cursor.decode(stored) if stored is not None else Cursor(start_block)
+        self._cursor, self._recent = _decode_stored(stored) if stored is not None else (Cursor(start_block), [])
         self._subscribers: list[_Subscriber] = []
         self._listeners: list[BlockListener] = []
         self._head: ChainHead | None = None
@@ -244,21 +296,77 @@ class EventStream:
 
     async def _poll_once(self) -> None:
         head = await self._observe_head()
+        if not await self._anchor_on_chain(head):
+            await self._rewind(head)
         target = head.number - self._confirmations
         while self._cursor.block <= target and not self._stopping:
             end = min(target, self._cursor.block + self._page_size - 1)
+            end_hash = head.hash if end == head.number else await self._block_hash(end)  # before the logs
             for chain_log in await self._logs(self._cursor.block, end):
                 if chain_log.position < (self._cursor.block, self._cursor.log_index):
                     continue  # delivered before a restart
                 await self._deliver(chain_log)
-                await self._advance(Cursor(chain_log.block_number, chain_log.log_index + 1))
+                await self._advance(Cursor(chain_log.block_number, chain_log.log_index + 1, chain_log.block_hash))
                 if self._stopping:
                     return
-            await self._advance(Cursor(end + 1))
+            await self._advance(Cursor(end + 1, 0, end_hash))
+
+    async def _anchor_on_chain(self, head: ChainHead) -> bool:
+        """Whether the chain still has the cursor's anchor block (unknown anchors are taken as there)."""
+        cursor = self._cursor
+        if cursor.anchor_hash is None or cursor.anchor < 0:
+            return True
+        if cursor.anchor > head.number:
+            return False  # the chain is shorter than what was delivered
+        if cursor.anchor == head.number:
+            return head.hash == cursor.anchor_hash
+        if cursor.anchor == head.number - 1:
+            return head.parent_hash == cursor.anchor_hash
+        return await self._block_hash(cursor.anchor) == cursor.anchor_hash
+
+    async def _rewind(self, head: ChainHead) -> None:
+        """Move the cursor back to the block after the last remembered anchor the chain still has."""
+        common: Anchor | None = None
+        for number, block_hash in reversed(self._recent):
+            if number <= head.number and await self._block_hash(number) == block_hash:
+                common = (number, block_hash)
+                break
+        if common is not None:
+            cursor = Cursor(common[0] + 1, 0, common[1])
+        else:  # deeper than what is remembered: from the oldest remembered block (or the start), unchecked
+            oldest = self._recent[0][0] if self._recent else self._start_block
+            cursor = Cursor(min(oldest, self._cursor.block))
+            log.warning(
+                "chain reorganised deeper than the blocks the event stream remembers",
+                remembered=len(self._recent),
+                from_block=cursor.block,
+            )
+        log.warning(
+            "chain changed under the event stream: delivering again",
+            contract=self._address,
+            cursor=self._cursor.block,
+            from_block=cursor.block,
+            head=head.number,
+        )
+        self._recent = [anchor for anchor in self._recent if anchor[0] < cursor.block]
+        self._store(cursor)
+        self._metrics.rewinds.inc()
+
+    async def _block_hash(self, number: int) -> bytes | None:
+        """The hash of block ``number``, or None when the chain has no such block."""
+        try:
+            block = await self._w3.eth.get_block(number)
+        except Exception as e:  # web3 raises BlockNotFound, or the node's own error, for a missing block
+            if number > int(await self._query("reading the block number", self._w3.eth.block_number)):
+                return None
+            raise ChainError(f"reading block {number} failed: {' '.join(str(e).split())}") from e
+        return bytes(block["hash"])
 
     async def _observe_head(self) -> ChainHead:
         block = await self._query("reading the latest block", self._w3.eth.get_block("latest"))
-        head = ChainHead(int(block["number"]), int(block["timestamp"]))
+        head = ChainHead(
+            int(block["number"]), int(block["timestamp"]), bytes(block["hash"]), bytes(block["parentHash"])
+        )
         if self._head is None or head.number > self._head.number:
             self._head = head
             self._metrics.head_block.set(head.number)
@@ -309,11 +417,16 @@ class EventStream:
     async def _advance(self, cursor: Cursor) -> None:
         if cursor <= self._cursor:
             return
-        self._kv.put(self._key, cursor.encode())  # synchronous: nothing can interleave with the last handler
-        self._cursor = cursor
-        self._metrics.cursor_block.set(cursor.block)
+        if cursor.anchor_hash is not None and (not self._recent or self._recent[-1][0] < cursor.anchor):
+            self._recent = [*self._recent[-(RECENT_BLOCKS - 1) :], (cursor.anchor, cursor.anchor_hash)]
+        self._store(cursor)  # synchronous: nothing can interleave with the last handler
         async with self._progress:
             self._progress.notify_all()
+
+    def _store(self, cursor: Cursor) -> None:
+        self._kv.put(self._key, _encode_stored(cursor, self._recent))
+        self._cursor = cursor
+        self._metrics.cursor_block.set(cursor.block)
 
     async def _query(self, what: str, awaitable: Awaitable[Any]) -> Any:
         try:
@@ -326,6 +439,7 @@ def _chain_log(raw: LogReceipt) -> ChainLog:
     return ChainLog(
         block_number=int(raw["blockNumber"]),
         log_index=int(raw["logIndex"]),
+        block_hash=bytes(raw["blockHash"]) if raw.get("blockHash") is not None else None,
         topics=tuple(bytes(t) for t in raw["topics"]),
         data=bytes(raw["data"]),
     )

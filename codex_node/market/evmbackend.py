@@ -20,7 +20,6 @@ Everything here runs on the worker thread; nothing here is async except the prov
 from __future__ import annotations
 
 import ast
-import functools
 import itertools
 import secrets
 from collections.abc import Awaitable, Callable
@@ -195,7 +194,8 @@ class WorkerProvider(AsyncEthereumTesterProvider):
     async def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
         request_id = str(self._next_id)
         self._next_id += 1
-        return await self._run(functools.partial(handle_request, self.ethereum_tester, method, params, request_id))
+        # The tester is read on the worker thread: the chain replaces it when it reopens its database.
+        return await self._run(lambda: handle_request(self.ethereum_tester, method, params, request_id))
 
 
 def handle_request(tester: EthereumTester, method: str, params: Any, request_id: str) -> RPCResponse:

@@ -45,6 +45,8 @@ class ChainLog:
     log_index: int
     topics: tuple[bytes, ...]
     data: bytes
+    block_hash: bytes | None = None
+    """The hash of the log's block (the event stream's cursor keeps it to notice reorganisations)."""
 
     @property
     def position(self) -> tuple[int, int]:

@@ -126,7 +126,13 @@ class Market(Protocol):
 
     async def free_slot(self, slot_id: SlotId) -> None: ...
 
-    async def submit_proof(self, slot_id: SlotId, proof: StorageProof) -> None: ...
+    async def submit_proof(self, slot_id: SlotId, proof: StorageProof) -> int:
+        """Submit a proof of the current challenge; return the period it was credited to.
+
+        That is the period of the block the proof landed in, which is not always the period it was built in: a
+        proof built at the end of one period can be mined in the next and count for that one.
+        """
+        ...
 
     # --- proofs and validation ---
     async def is_proof_required(self, slot_id: SlotId) -> bool: ...

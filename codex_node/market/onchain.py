@@ -351,8 +351,10 @@ class OnChainMarket:
     async def free_slot(self, slot_id: SlotId) -> None:
         await self._transact("freeSlot", slot_id)
 
-    async def submit_proof(self, slot_id: SlotId, proof: StorageProof) -> None:
-        await self._transact("submitProof", slot_id, proof.to_abi())
+    async def submit_proof(self, slot_id: SlotId, proof: StorageProof) -> int:
+        sent = await self._transact("submitProof", slot_id, proof.to_abi())
+        block = await self._view("reading the proof's block", self._shared.w3.eth.get_block(sent.block_number))
+        return (await self.periodicity()).period_of(int(block["timestamp"]))
 
     # --- proofs and validation --------------------------------------------------------------------------------
 

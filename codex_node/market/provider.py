@@ -1,20 +1,24 @@
 """A remote chain for ``run`` and ``deploy``: the JSON-RPC connection and the account the node acts as.
 
 :func:`connect` yields an ``AsyncWeb3`` on ``--eth-provider`` (http(s) or ws(s)) once the node has answered, so an
-unreachable provider is one :class:`~codex_node.errors.ChainError` line naming the flag, not a failure deep inside
-the first real call. :func:`account` turns ``--eth-private-key FILE`` / ``--eth-account ADDRESS`` into what
+unreachable provider is one :class:`~codex_node.errors.ConfigError` line naming the flag (the CLI exits 2, as for
+a taken port), not a failure deep inside the first real call. The URL may carry a credential (``user:password@``,
+an API key in the path or query): it is registered with ``utils/redact.py`` before web3 sees it, and every message
+here shows it redacted. :func:`account` turns ``--eth-private-key FILE`` / ``--eth-account ADDRESS`` into what
 the transaction senders take.
 """
 
 from __future__ import annotations
 
+import errno
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from codex_node.config import read_private_key
-from codex_node.errors import ChainError, ConfigError
+from codex_node.errors import ConfigError
+from codex_node.utils.redact import redact_text, redact_url, register_url
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -26,8 +30,15 @@ async def connect(url: str, *, request_timeout: float = 30.0) -> AsyncIterator[A
     """An AsyncWeb3 on ``url`` that has answered once, disconnected on exit."""
     from web3 import AsyncHTTPProvider, AsyncWeb3, WebSocketProvider
 
+    register_url(url)  # web3 logs the URL with each request at debug level, and aiohttp puts it in its errors
     if url.startswith(("ws://", "wss://")):
-        async with AsyncWeb3(WebSocketProvider(url, request_timeout=request_timeout)) as ws:
+        async with AsyncExitStack() as stack:
+            try:
+                ws = await stack.enter_async_context(
+                    AsyncWeb3(WebSocketProvider(url, request_timeout=request_timeout, max_connection_retries=2))
+                )
+            except Exception as e:  # the handshake: web3 wraps the OS error in its own type
+                raise _unreachable(url, e) from e
             await _reachable(ws, url)
             yield ws
         return
@@ -46,11 +57,35 @@ async def connect(url: str, *, request_timeout: float = 30.0) -> AsyncIterator[A
         await http.provider.disconnect()
 
 
+async def check_reachable(url: str, *, request_timeout: float = 10.0) -> None:
+    """Raise :class:`ConfigError` (``--eth-provider``) unless the node at ``url`` answers a request."""
+    async with connect(url, request_timeout=request_timeout):
+        pass
+
+
 async def _reachable(w3: AsyncWeb3[Any], url: str) -> None:
     try:
         await w3.eth.chain_id
     except Exception as e:  # web3 and aiohttp raise many unrelated types for an unreachable node
-        raise ChainError(f"cannot reach --eth-provider {url}: {one_line(e)}") from e
+        raise _unreachable(url, e) from e
+
+
+def _unreachable(url: str, e: BaseException) -> ConfigError:
+    return ConfigError("--eth-provider", f"cannot reach {redact_url(url)}: {unreachable_reason(e)}")
+
+
+def unreachable_reason(e: BaseException) -> str:
+    """Why a connection failed, in a few words: the OS error under the library's wrappers when there is one."""
+    seen: BaseException | None = e
+    while seen is not None:
+        if isinstance(seen, ConnectionRefusedError) or getattr(seen, "errno", None) == errno.ECONNREFUSED:
+            return "connection refused (is the node running, and on that port?)"
+        if isinstance(seen, TimeoutError):
+            return "no answer in time"
+        if isinstance(seen, OSError) and seen.strerror:
+            return redact_text(seen.strerror.lower())
+        seen = seen.__cause__ or seen.__context__
+    return redact_text(one_line(e))
 
 
 def account(key_file: Path | None, address: str | None) -> LocalAccount | str:

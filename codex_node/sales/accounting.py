@@ -16,7 +16,7 @@ This module must never do I/O or read a clock.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import fields, replace
+from dataclasses import dataclass, fields, replace
 
 from codex_node.errors import (
     BytesOutOfBoundsError,
@@ -24,7 +24,7 @@ from codex_node.errors import (
     UntilOutOfBoundsError,
     ValidationError,
 )
-from codex_node.market.types import RequestId
+from codex_node.market.types import RequestId, SlotState
 from codex_node.sales.availability import Availability, AvailabilityPatch, AvailabilityTerms, Reservation
 
 
@@ -168,24 +168,120 @@ def lower_collateral(
     )
 
 
-def end_reservation(
-    availability: Availability, reservation: Reservation, returned_collateral: int | None
-) -> Availability:
+@dataclass(frozen=True, slots=True)
+class SlotOnChain:
+    """What the chain says about a sale's slot when the sale ends (read after any ``freeSlot`` of the ending)."""
+
+    state: SlotState
+    hosted: bool
+    """The contract names this node as the slot's host (``getHost``; it stays set once the slot is paid)."""
+    held: int = 0
+    """The slot's ``currentCollateral``: what the contract holds for the host, and what a payout sent back."""
+
+
+def collateral_back(reservation: Reservation, chain: SlotOnChain | None, *, filled: bool | None) -> int:
+    """The collateral that returns to the availability when ``reservation``'s sale ends. The one place this is
+    decided: the ending states (through ``SalesAgent.end_sale``) and the start-up clean-up of leftover
+    reservations both call it.
+
+    ``chain`` is the slot as read at the end (``None``: it could not be read). ``filled`` says whether this node's
+    fill is known to have gone through: ``True``/``False`` for a running agent, ``None`` at start-up for a
+    reservation whose sale is over (nobody remembers).
+
+    - We host the slot and it is **paid**: the payout sent ``held`` back (capped at what the reservation
+      committed; a repair fill committed less than the contract pays back, the difference was its reward).
+    - We host it in any other state: the collateral is in the contract — kept for good (request failed), or
+      still there because the sale is abandoned or its collection failed; a restart that still finds the slot
+      in ``mySlots`` resumes it and collects then. Nothing comes back now.
+    - We do not host it and our fill went through: we were slashed out (repair). Nothing comes back.
+    - At start-up (``filled`` unknown), a slot in repair whose reservation holds no bytes any more was stored in
+      full and then, most likely, lost to slashing: nothing comes back.
+    - Otherwise the collateral never went on chain, and all of it comes back (nim-codex returned none, §5 #4/#5).
+      The same when the chain cannot be read and no fill of ours is known.
+    """
+    committed = reservation.collateral
+    if chain is None:
+        return 0 if filled else committed
+    if chain.hosted:
+        return max(0, min(chain.held, committed)) if chain.state == SlotState.PAID else 0
+    if filled:
+        return 0
+    if filled is None and chain.state == SlotState.REPAIR and reservation.size == 0:
+        return 0
+    return committed
+
+
+def end_reservation(availability: Availability, reservation: Reservation, returned_collateral: int) -> Availability:
     """The availability once ``reservation``'s sale has ended, whatever the ending. Quota change: none.
 
     All the slot's bytes come back, once (defect #9 returned the downloaded ones twice): the part never
     downloaded straight to ``free_size`` (it is still reserved), the downloaded part to ``returning_size`` until
-    the quota has room for it again (:func:`reclaim`). Collateral comes back as ``returned_collateral``, capped at
-    what the reservation committed; ``None`` means all of it (the collateral never went on chain, defects #4, #5).
+    the quota has room for it again (:func:`reclaim`). Collateral comes back as ``returned_collateral`` (decided by
+    :func:`collateral_back`), capped at what the reservation committed.
     """
-    committed = reservation.collateral
-    returned = committed if returned_collateral is None else max(0, min(returned_collateral, committed))
+    returned = max(0, min(returned_collateral, reservation.collateral))
     return replace(
         availability,
         free_size=availability.free_size + reservation.size,
         returning_size=availability.returning_size + reservation.downloaded,
         total_remaining_collateral=availability.total_remaining_collateral + returned,
     )
+
+
+def check_books(
+    availabilities: Sequence[Availability],
+    reservations: Sequence[Reservation],
+    *,
+    reserved: int | None = None,
+    used: int | None = None,
+    stored: int | None = None,
+    quota_max: int | None = None,
+) -> list[str]:
+    """Every way the books break ARCHITECTURE.md rule 1 (and the collateral rules above); ``[]`` when they balance.
+
+    ``reserved``/``used``/``quota_max`` are the repo quota's and ``stored`` the sum of the stored blocks' sizes; each
+    is checked when given (``None``: the caller cannot say, e.g. a check of the records alone). The one
+    statement of the invariant: the tests, the debug route and any operator check use it.
+    """
+    problems: list[str] = []
+    by_availability: dict[bytes, list[Reservation]] = {a.id: [] for a in availabilities}
+    for r in reservations:
+        name = f"reservation {r.id.hex()}"
+        if r.availability_id not in by_availability:
+            problems.append(f"{name}: its availability {r.availability_id.hex()} does not exist")
+            continue
+        by_availability[r.availability_id].append(r)
+        if not 0 <= r.size <= r.slot_size:
+            problems.append(f"{name}: size {r.size} is outside 0..slotSize {r.slot_size}")
+        if r.collateral < 0:
+            problems.append(f"{name}: collateral {r.collateral} is negative")
+    for a in availabilities:
+        name = f"availability {a.id.hex()}"
+        held = by_availability[a.id]
+        if a.free_size < 0 or a.returning_size < 0:
+            problems.append(f"{name}: freeSize {a.free_size} or returningSize {a.returning_size} is negative")
+        in_slots = sum(r.slot_size for r in held)
+        if a.free_size + a.returning_size + in_slots != a.total_size:
+            problems.append(
+                f"{name}: freeSize {a.free_size} + returningSize {a.returning_size} + slot bytes {in_slots} "
+                f"!= totalSize {a.total_size}"
+            )
+        if a.total_remaining_collateral < 0:
+            problems.append(f"{name}: remaining collateral {a.total_remaining_collateral} is negative")
+        committed = sum(r.collateral for r in held)
+        if a.total_remaining_collateral + committed > a.total_collateral:
+            problems.append(
+                f"{name}: remaining collateral {a.total_remaining_collateral} + committed {committed} "
+                f"> totalCollateral {a.total_collateral}"
+            )
+    expected = sum(a.free_size for a in availabilities) + sum(r.size for r in reservations)
+    if reserved is not None and reserved != expected:
+        problems.append(f"quota: reserved {reserved} != Σ freeSize + Σ reservation size {expected}")
+    if used is not None and stored is not None and used != stored:
+        problems.append(f"quota: used {used} != the {stored} bytes stored")
+    if quota_max is not None and used is not None and reserved is not None and used + reserved > quota_max:
+        problems.append(f"quota: used {used} + reserved {reserved} > max {quota_max}")
+    return problems
 
 
 def reclaim(availability: Availability, nbytes: int) -> tuple[Availability, int]:

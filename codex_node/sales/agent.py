@@ -1,8 +1,9 @@
 """One sales agent per slot: an async state machine that carries a sale from Preparing (or Unknown) to its end.
 
 The agent routes the three chain events it can receive to its current state's pure hooks, turns an unexpected
-error of a ``run`` into ``Errored``, and ends the sale exactly once: block expiry lowered to the contract end,
-then ``Sales`` returns the reservation's bytes and the collateral that came back.
+error of a ``run`` into ``Errored``, and ends the sale exactly once: block expiry lowered to the contract end, the
+collateral that came back decided from the slot's on-chain state (``accounting.collateral_back``), then ``Sales``
+returns the reservation's bytes and that collateral.
 
 An agent never decides which events it receives: ``Sales`` routes them through an index. It never stops itself
 either: ``Sales`` stops and drops it after the clean-up.
@@ -11,17 +12,29 @@ either: ``Sales`` stops and drops it after the clean-up.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import structlog
 
 from codex_node.errors import CodexError, SaleError
+from codex_node.market.market import Market
 from codex_node.market.types import Request, RequestId, Slot, SlotId, slot_id
+from codex_node.sales.accounting import SlotOnChain, collateral_back
 from codex_node.sales.context import SalesContext, SalesData
 from codex_node.sales.states.base import SaleState
 from codex_node.sales.states.errored import Errored
-from codex_node.utils.asyncstatemachine import Machine, TransitionListener
+from codex_node.utils.asyncstatemachine import Machine, State, TransitionListener
 
 log = structlog.get_logger(__name__)
+
+
+async def read_slot_on_chain(market: Market, sid: SlotId) -> SlotOnChain:
+    """The facts ``accounting.collateral_back`` decides on: the slot's state, whether we host it, what it holds."""
+    state = await market.slot_state(sid)
+    host = await market.get_host(sid)
+    hosted = host is not None and host == await market.get_signer()
+    held = await market.current_collateral(sid) if hosted else 0
+    return SlotOnChain(state, hosted, held)
 
 
 def _cancelled(state: SaleState) -> SaleState | None:
@@ -91,25 +104,27 @@ class SalesAgent(Machine[SaleState]):
         """The collateral the reservation took from the availability (0 without a reservation)."""
         return 0 if self.data.reservation is None else self.data.reservation.collateral
 
-    def unposted_collateral(self) -> int:
-        """Collateral to return when the sale ends without any coming back from the contract.
+    async def slot_on_chain(self) -> SlotOnChain | None:
+        """The slot as the chain sees it now (``None`` if it cannot be read): what decides the collateral back."""
+        try:
+            return await read_slot_on_chain(self.context.market, self.slot_id)
+        except CodexError as e:
+            self.log.warning("could not read the slot's state at the end of the sale", error=repr(e))
+            return None
 
-        All of the reserved collateral if it never went on chain; nothing if it did (then only what the
-        contract pays back returns, read by the state that collects it).
-        """
-        return 0 if self.data.collateral_posted else self.reserved_collateral()
+    def worker_released(self) -> None:
+        """The slot is ours: the slot-queue worker may take other slots."""
+        self.context.hooks.worker_released(self)
 
-    def mark_filled(self) -> None:
-        self.context.hooks.on_filled(self)
-
-    async def end_sale(self, returned_collateral: int, *, reprocess: bool = False) -> None:
-        """End the sale once: lower the slot's block expiry to the contract end, then hand back to Sales.
+    async def end_sale(self, *, reprocess: bool = False) -> int:
+        """End the sale once: lower the slot's block expiry to the contract end, decide the collateral that came
+        back, then hand back to Sales. Returns that collateral (0 on a repeated call).
 
         Lowering comes first: if the node dies between the two steps, the restart's reservation clean-up still
         returns the bytes, whereas the other order could leave the blocks with their sale expiry forever.
         """
         if self._ended:
-            return
+            return 0
         self._ended = True
         data = self.data
         if data.stored and data.request is not None:
@@ -120,12 +135,29 @@ class SalesAgent(Machine[SaleState]):
             except CodexError as e:
                 # The accounting below must still happen; the blocks then live until their earlier expiry.
                 self.log.warning("could not lower the slot's block expiry", error=repr(e))
-        await self.context.hooks.on_clean_up(self, returned_collateral, reprocess)
+        returned = 0
+        if data.reservation is not None:
+            returned = collateral_back(data.reservation, await self.slot_on_chain(), filled=data.filled)
+        await self.context.hooks.sale_ended(self, returned, reprocess)
+        return returned
 
     # --- machine --------------------------------------------------------------------------------------------------
 
+    async def perform(self, state: SaleState) -> State[Any] | None:
+        hold = self.context.hold
+        if hold is None:
+            return await state.run(self)
+        if hold.applies(state.api_name, after=False):
+            self.log.warning("sale parked by the test hold", state=state.api_name, when="before")
+            await hold.park()
+        result = await state.run(self)
+        if hold.applies(state.api_name, after=True):
+            self.log.warning("sale parked by the test hold", state=state.api_name, when="after")
+            await hold.park()
+        return result
+
     def on_run_error(self, state: SaleState, error: Exception) -> SaleState | None:
-        if state.ends_sale:
+        if state.terminal:
             # An ending that itself failed must not loop through Errored again; Sales drops the agent anyway.
             self.log.error("sale clean-up failed", state=state.name, error=repr(error))
             return None

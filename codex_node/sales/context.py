@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from codex_node.sales.availability import Availability, Reservation
     from codex_node.sales.datasource import SlotDataSource
     from codex_node.sales.slotqueue import SlotQueueItem
+    from codex_node.sales.testhold import SaleHold
 
 
 OnBlocks = Callable[[int], Awaitable[None]]
@@ -80,11 +81,11 @@ class CancellationTimers(Protocol):
 class AgentHooks(Protocol):
     """How an agent reports back to ``Sales``."""
 
-    def on_filled(self, agent: SalesAgent) -> None:
+    def worker_released(self, agent: SalesAgent) -> None:
         """The slot is filled by this host: the slot-queue worker may go."""
         ...
 
-    async def on_clean_up(self, agent: SalesAgent, returned_collateral: int, reprocess: bool) -> None:
+    async def sale_ended(self, agent: SalesAgent, returned_collateral: int, reprocess: bool) -> None:
         """The sale ended: return the reservation's bytes and ``returned_collateral`` and forget the agent."""
         ...
 
@@ -102,13 +103,15 @@ class SalesContext:
     hooks: AgentHooks
     simulate_proof_failures: int = 0
     """Submit a wrong proof every N-th period (0: never). For tests of slashing and validation only."""
+    hold: SaleHold | None = None
+    """Park sales in one state (subprocess tests that kill the node there only; ``sales.testhold``)."""
 
 
 class SalesData:
     """What one agent knows about its sale. Mutated only by the agent's states."""
 
     __slots__ = (
-        "collateral_posted",
+        "filled",
         "request",
         "request_id",
         "reservation",
@@ -125,13 +128,17 @@ class SalesData:
         request: Request | None = None,
         reservation: Reservation | None = None,
         slot_queue_item: SlotQueueItem | None = None,
+        filled: bool = False,
+        stored: bool = False,
     ) -> None:
         self.request_id = request_id
         self.slot_index = slot_index
         self.request = request
         self.reservation = reservation
         self.slot_queue_item = slot_queue_item
-        self.collateral_posted = False
-        """Our collateral sits in the contract (fillSlot went through, or the chain says we host the slot)."""
-        self.stored = False
+        self.filled = filled
+        """This node's ``fillSlot`` went through (Filling saw it, or the sale was resumed from ``mySlots``). Only
+        what the chain cannot say any more (after a repair took the slot away) is read from it: see
+        ``accounting.collateral_back``."""
+        self.stored = stored
         """The slot's blocks were secured in the repo with a sale expiry that must be lowered when the sale ends."""

@@ -98,10 +98,22 @@ class Reservations:
         new_id: Callable[[], bytes] = lambda: secrets.token_bytes(32),
     ) -> None:
         self._ledger = ledger
-        self.on_availability_saved = on_availability_saved
-        """Sales sets this to clear the slot queue's seen flags and unpause it."""
+        self._saved_listeners: list[OnAvailabilitySaved] = []
+        if on_availability_saved is not None:
+            self._saved_listeners.append(on_availability_saved)
         self._new_id = new_id
         self._lock = asyncio.Lock()
+
+    def listen_saved(self, listener: OnAvailabilitySaved) -> Callable[[], None]:
+        """Call ``listener`` after every save that could admit new slots (``accounting.admits_more``); returns the
+        function that stops it. ``Sales`` listens while it runs, to give the waiting slots another look."""
+        self._saved_listeners.append(listener)
+
+        def stop() -> None:
+            if listener in self._saved_listeners:
+                self._saved_listeners.remove(listener)
+
+        return stop
 
     # --- availabilities -----------------------------------------------------------------------------------------
 
@@ -265,15 +277,13 @@ class Reservations:
         self._saved(old, new)
         return lowered
 
-    async def delete_reservation(
-        self, reservation_id: bytes, availability_id: bytes, returned_collateral: int | None = None
-    ) -> bool:
+    async def delete_reservation(self, reservation_id: bytes, availability_id: bytes, returned_collateral: int) -> bool:
         """End a sale's reservation: every byte and ``returned_collateral`` go back to the availability, once.
 
-        ``returned_collateral``: what came back from the contract (capped at what the reservation committed);
-        ``None`` returns all the committed collateral (it never went on chain). Downloaded bytes return through
-        ``returningSize`` if the quota cannot take them yet. Returns ``False`` if the reservation was already gone,
-        so a repeated clean-up returns nothing twice (nim-codex #1099).
+        ``returned_collateral``: what came back (``accounting.collateral_back`` decides it), capped at what the
+        reservation committed. Downloaded bytes return through ``returningSize`` if the quota cannot take them yet.
+        Returns ``False`` if the reservation was already gone, so a repeated clean-up returns nothing twice
+        (nim-codex #1099).
         """
         async with self._lock:
             ended = self._end_reservation(availability_id, reservation_id, returned_collateral)
@@ -309,18 +319,17 @@ class Reservations:
         self,
         active_slot_ids: Collection[SlotId],
         *,
-        returned_collateral: Callable[[Reservation], int | None] | None = None,
+        returned_collateral: Callable[[Reservation], int],
     ) -> int:
         """At start-up: end every reservation whose slot is not active on chain, returning its bytes and collateral
-        (nim-codex returned neither, defect #5). ``returned_collateral`` may say, per reservation, how much
-        collateral came back (e.g. 0 for a slot we were slashed out of); by default all of it does.
-        Returns how many reservations were deleted."""
+        (nim-codex returned neither, defect #5); ``returned_collateral`` says, per reservation, how much collateral
+        came back (``accounting.collateral_back``). Returns how many reservations were deleted."""
         active = set(active_slot_ids)
         deleted = 0
         for reservation in await self.all_reservations():
             if slot_id(reservation.request_id, reservation.slot_index) in active:
                 continue
-            returned = None if returned_collateral is None else returned_collateral(reservation)
+            returned = returned_collateral(reservation)
             if await self.delete_reservation(reservation.id, reservation.availability_id, returned):
                 deleted += 1
         if deleted:
@@ -334,7 +343,7 @@ class Reservations:
         return self._ledger.kv
 
     def _end_reservation(
-        self, availability_id: bytes, reservation_id: bytes, returned_collateral: int | None
+        self, availability_id: bytes, reservation_id: bytes, returned_collateral: int
     ) -> tuple[Availability, Availability] | None:
         raw = self._kv.get(reservation_key(availability_id, reservation_id))
         if raw is None:
@@ -376,14 +385,14 @@ class Reservations:
         raise AssertionError("unreachable: the last try reclaims nothing")
 
     def _saved(self, old: Availability | None, new: Availability) -> None:
-        callback = self.on_availability_saved
-        if callback is None or not accounting.admits_more(old, new):
+        if not self._saved_listeners or not accounting.admits_more(old, new):
             return
-        try:
-            callback(new)
-        except Exception:
-            # The record is written; a failing listener must not turn a successful operation into an error.
-            log.exception("availability-saved callback failed", availability_id=new.id.hex())
+        for listener in list(self._saved_listeners):
+            try:
+                listener(new)
+            except Exception:
+                # The record is written; a failing listener must not turn a successful operation into an error.
+                log.exception("availability-saved callback failed", availability_id=new.id.hex())
 
     def _read_availability(self, availability_id: bytes) -> Availability:
         raw = self._kv.get(availability_key(availability_id))

@@ -5,15 +5,20 @@ cancellation timer service, the market subscriptions. It
 
 - turns chain events into slot-queue changes and routes them to the agents they concern, through an index keyed
   by ``(requestId, slotIndex)`` and by ``requestId`` — never by asking every agent;
-- holds a slot-queue worker only until its agent reports the slot Filled or the sale cleaned up;
+- keeps one :class:`_Sale` record per sale (its agent, the slot-queue worker waiting on it, the availability-save
+  count when that worker took the slot), indexed by slot id and by request id;
+- holds a slot-queue worker only until its agent reports the slot Filled (``worker_released``) or the sale ended;
 - counts availability saves: a sale that found no availability goes back to the queue *seen* only if no
   availability was saved since its worker took the slot (else the save, which cleared the seen flags of the
   queued slots while this one was out, would be lost on it and the paused queue would never try it again);
-- ends every sale through :meth:`on_clean_up`: the reservation's bytes and the collateral that came back return
+- ends every sale through :meth:`sale_ended`: the reservation's bytes and the collateral that came back return
   to the availability in one atomic write (and not at all a second time), the slot may go back to the queue, and
   the agent is stopped and dropped;
-- on start, resumes every slot the chain says we host through ``Unknown`` and ends the reservations of slots that
-  are not active any more, returning their bytes and collateral; then subscribes to the market's events.
+- on start, resumes every slot the chain says we host through ``Unknown``, resumes through ``Resuming`` (keeping
+  their reservations) the sales that were stopped before their fill while their slot can still be filled, and
+  ends every other reservation, returning its bytes and the collateral ``accounting.collateral_back`` decides;
+  then subscribes to the market's events. Resumed sales run beside the slot-queue workers, not in one: at most
+  ``max_workers`` of them were in progress when the node stopped.
 
 Requests posted while the node was down are not looked up here (the Market has no query for open requests): they
 arrive as ``StorageRequested`` in the event stream's catch-up, which the composition root starts only after
@@ -29,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -38,6 +44,7 @@ from codex_node.errors import CodexError, QueueNotRunningError, SlotQueueItemExi
 from codex_node.market.market import Market, Subscription
 from codex_node.market.types import (
     MarketEvent,
+    Request,
     RequestCancelled,
     RequestFailed,
     RequestFulfilled,
@@ -51,7 +58,8 @@ from codex_node.market.types import (
     StorageRequested,
     slot_id,
 )
-from codex_node.sales.agent import SalesAgent
+from codex_node.sales.accounting import collateral_back
+from codex_node.sales.agent import SalesAgent, read_slot_on_chain
 from codex_node.sales.availability import Availability, Reservation
 from codex_node.sales.context import SalesContext, SalesData, SlotProver
 from codex_node.sales.datasource import SlotDataSource
@@ -61,14 +69,30 @@ from codex_node.sales.reservations import Reservations
 from codex_node.sales.slotqueue import SlotQueue, SlotQueueItem, item_for_slot, items_for_request
 from codex_node.sales.states.base import SaleState
 from codex_node.sales.states.preparing import Preparing
+from codex_node.sales.states.resuming import Resuming
 from codex_node.sales.states.unknown import Unknown
+from codex_node.sales.testhold import SaleHold
 from codex_node.sales.timers import CancellationTimers
 from codex_node.utils.asyncstatemachine import Machine, State
 from codex_node.utils.trackedtasks import TrackedTasks
 
 log = structlog.get_logger(__name__)
 
-AgentKey = tuple[RequestId, int]
+
+@dataclass(eq=False, slots=True)
+class _Sale:
+    """One sale in progress: its agent and, while a slot-queue worker waits on it, that worker's release."""
+
+    agent: SalesAgent
+    worker: asyncio.Event | None = None
+    """Set to let the worker go (the slot is Filled or the sale ended); ``None`` for sales no worker waits on."""
+    saves_when_taken: int | None = None
+    """The availability-save count when the worker took the slot (see the module docstring)."""
+
+    def release_worker(self) -> None:
+        if self.worker is not None:
+            self.worker.set()
+            self.worker = None
 
 
 class Sales:
@@ -87,6 +111,7 @@ class Sales:
         metrics: SalesMetrics | None = None,
         simulate_proof_failures: int = 0,
         rng: random.Random | None = None,
+        hold: SaleHold | None = None,
     ) -> None:
         self.market = market
         self.clock = clock
@@ -104,14 +129,13 @@ class Sales:
             timers=self.timers,
             hooks=self,
             simulate_proof_failures=simulate_proof_failures,
+            hold=hold if hold is not None else SaleHold.from_env(),
         )
         self._rng = rng or random.Random()
-        self._agents: dict[AgentKey, SalesAgent] = {}
-        self._by_request: dict[RequestId, set[int]] = {}
-        self._by_slot: dict[SlotId, SalesAgent] = {}
-        self._workers: dict[AgentKey, asyncio.Event] = {}
+        self._sales: dict[SlotId, _Sale] = {}
+        self._by_request: dict[RequestId, set[SlotId]] = {}
         self._availability_saves = 0
-        self._saves_when_taken: dict[AgentKey, int] = {}
+        self._stop_listening: Callable[[], None] | None = None
         self._subscriptions: list[Subscription] = []
         self._tasks = TrackedTasks("sales")
         self.running = False
@@ -122,12 +146,12 @@ class Sales:
         """Resume hosted slots, start the queue and the timers, and follow the chain."""
         self._tasks.reopen()
         await self._load()
-        self.reservations.on_availability_saved = self._on_availability_saved
+        self._stop_listening = self.reservations.listen_saved(self._on_availability_saved)
         self.queue.start(self._process_slot)
         self.timers.start()
         await self._subscribe()
         self.running = True
-        log.info("sales started", resumed=len(self._agents))
+        log.info("sales started", resumed=len(self._sales))
 
     async def stop(self) -> None:
         """Stop following the chain, stop the queue, the timers and every agent; wait for all of it."""
@@ -135,10 +159,12 @@ class Sales:
         subscriptions, self._subscriptions = self._subscriptions, []
         for subscription in subscriptions:
             await subscription.unsubscribe()
-        self.reservations.on_availability_saved = None
+        if self._stop_listening is not None:
+            self._stop_listening()
+            self._stop_listening = None
         await self.queue.stop()
         await self.timers.stop()
-        agents = list(self._agents.values())
+        agents = [sale.agent for sale in self._sales.values()]
         for agent in agents:
             self._forget(agent)
         await asyncio.gather(*(agent.stop() for agent in agents))
@@ -148,58 +174,100 @@ class Sales:
     # --- queries (API) ------------------------------------------------------------------------------------------
 
     def agents(self) -> list[SalesAgent]:
-        return list(self._agents.values())
+        return [sale.agent for sale in self._sales.values()]
 
     def agent(self, slot: SlotId) -> SalesAgent | None:
-        return self._by_slot.get(slot)
+        sale = self._sales.get(slot)
+        return None if sale is None else sale.agent
 
     def agents_of(self, request_id: RequestId) -> list[SalesAgent]:
-        return [self._agents[(request_id, i)] for i in self._by_request.get(request_id, ())]
+        return [self._sales[sid].agent for sid in self._by_request.get(request_id, ())]
 
     # --- start-up -----------------------------------------------------------------------------------------------
 
     async def _load(self) -> None:
-        """Resume the slots we host (chain truth) and end the reservations of all others."""
+        """Resume the slots we host (chain truth) and the sales stopped before their fill; end all other
+        reservations."""
         market = self.market
         active = {}
         for sid in await market.my_slots():
             slot = await market.get_active_slot(sid)
             if slot is not None:
                 active[sid] = slot
-        leftovers = [r for r in await self.reservations.all_reservations() if _slot_of(r) not in active]
+        resumable: dict[SlotId, tuple[Reservation, Request]] = {}
+        for r in await self.reservations.all_reservations():
+            sid = _slot_of(r)
+            if sid not in active and sid not in resumable:
+                request = await self._still_fillable(r)
+                if request is not None:
+                    resumable[sid] = (r, request)
+        leftovers = [
+            r for r in await self.reservations.all_reservations() if _slot_of(r) not in active | resumable.keys()
+        ]
         returned = {r.id: await self._collateral_back(r) for r in leftovers}
         await self.reservations.delete_inactive_reservations(
-            active.keys(), returned_collateral=lambda r: returned.get(r.id)
+            active.keys() | resumable.keys(), returned_collateral=lambda r: returned[r.id]
         )
         held = {(r.request_id, r.slot_index): r for r in await self.reservations.all_reservations()}
-        for slot in active.values():
-            key = (slot.request.id, slot.slot_index)
-            if key in self._agents:
+        for sid, slot in active.items():
+            if sid in self._sales:
                 continue
-            data = SalesData(slot.request.id, slot.slot_index, request=slot.request, reservation=held.get(key))
-            self._new_agent(data).start(Unknown())
+            data = SalesData(
+                slot.request.id,
+                slot.slot_index,
+                request=slot.request,
+                reservation=held.get((slot.request.id, slot.slot_index)),
+                filled=True,
+            )
+            self._new_sale(data).start(Unknown())
+        for sid, (reservation, request) in resumable.items():
+            if sid in self._sales:
+                continue
+            # Blocks of this sale may carry its expiry already: its end must lower them again.
+            data = SalesData(
+                request.id,
+                reservation.slot_index,
+                request=request,
+                reservation=reservation,
+                stored=reservation.downloaded > 0,
+            )
+            self._new_sale(data).start(Resuming())
 
-    async def _collateral_back(self, reservation: Reservation) -> int | None:
-        """How much of a leftover reservation's collateral is back in our hands (``None``: all of it).
-
-        The reservation's slot is no longer ours on chain. If the contract paid it out, its collateral came back
-        with the payout; if its request failed while we hosted it, the contract kept it; if it went to repair
-        after we had stored all of it, we were most likely slashed out of it. Otherwise it never left.
-        """
+    async def _still_fillable(self, reservation: Reservation) -> Request | None:
+        """The request of a reservation whose slot we do not host, if the sale can still fill it: the request is
+        open, the slot free (or in repair) and its deadline not passed. ``None`` otherwise, or when the chain
+        cannot say (the reservation then ends as before)."""
+        market = self.market
         sid = _slot_of(reservation)
         try:
-            state = await self.market.slot_state(sid)
-            ours = await self.market.get_host(sid) == await self.market.get_signer()
-            if state == SlotState.PAID and ours:
-                return await self.market.current_collateral(sid)
+            request = await market.get_request(reservation.request_id)
+            if request is None:
+                return None
+            state = await market.request_state(reservation.request_id)
+            if state == RequestState.NEW:
+                deadline = await market.request_expires_at(reservation.request_id)
+            elif state == RequestState.STARTED:
+                deadline = await market.request_end(reservation.request_id)
+            else:
+                return None
+            if self.clock.now() >= deadline:
+                return None
+            if await market.slot_state(sid) not in (SlotState.FREE, SlotState.REPAIR):
+                return None
+        except CodexError as e:
+            log.warning("could not check whether a stopped sale can go on", slot_id=sid.hex(), error=repr(e))
+            return None
+        return request
+
+    async def _collateral_back(self, reservation: Reservation) -> int:
+        """How much of a leftover reservation's collateral is back in our hands (``accounting.collateral_back``)."""
+        sid = _slot_of(reservation)
+        try:
+            on_chain = await read_slot_on_chain(self.market, sid)
         except CodexError as e:
             log.warning("could not read a leftover slot's state", slot_id=sid.hex(), error=repr(e))
-            return None
-        if state == SlotState.FAILED and ours:
-            return 0
-        if state == SlotState.REPAIR and reservation.size == 0:
-            return 0
-        return None
+            return collateral_back(reservation, None, filled=None)
+        return collateral_back(reservation, on_chain, filled=None)
 
     async def _subscribe(self) -> None:
         handlers: list[tuple[type[Any], Callable[[Any], Awaitable[None]]]] = [
@@ -238,9 +306,9 @@ class Sales:
 
     async def _on_slot_filled(self, event: SlotFilled) -> None:
         self.queue.delete(event.request_id, event.slot_index)
-        agent = self._agents.get((event.request_id, event.slot_index))
-        if agent is not None:
-            agent.on_slot_filled()
+        sale = self._sales.get(slot_id(event.request_id, event.slot_index))
+        if sale is not None:
+            sale.agent.on_slot_filled()
 
     async def _on_slot_freed(self, event: SlotFreed) -> None:
         market = self.market
@@ -264,7 +332,7 @@ class Sales:
 
     def _push(self, items: Iterable[SlotQueueItem]) -> None:
         for item in items:
-            if item.ident in self._agents:
+            if slot_id(item.request_id, item.slot_index) in self._sales:
                 continue  # already selling this slot (e.g. an event replayed after a restart)
             try:
                 self.queue.push(item)
@@ -282,61 +350,53 @@ class Sales:
     # --- agents -------------------------------------------------------------------------------------------------
 
     async def _process_slot(self, item: SlotQueueItem) -> None:
-        """One slot-queue worker's job: run the slot's sale until it is Filled or cleaned up."""
-        key = item.ident
-        if key in self._agents:
+        """One slot-queue worker's job: run the slot's sale until it is Filled or ended."""
+        if slot_id(item.request_id, item.slot_index) in self._sales:
             return
         released = asyncio.Event()
-        self._workers[key] = released
-        self._saves_when_taken[key] = self._availability_saves
-        agent = self._new_agent(SalesData(item.request_id, item.slot_index, slot_queue_item=item))
-        try:
-            agent.start(Preparing())
-            await released.wait()
-        finally:
-            if self._workers.get(key) is released:
-                del self._workers[key]
+        data = SalesData(item.request_id, item.slot_index, slot_queue_item=item)
+        agent = self._new_sale(data, worker=released, saves_when_taken=self._availability_saves)
+        agent.start(Preparing())
+        await released.wait()
 
-    def _new_agent(self, data: SalesData) -> SalesAgent:
+    def _new_sale(
+        self, data: SalesData, *, worker: asyncio.Event | None = None, saves_when_taken: int | None = None
+    ) -> SalesAgent:
         agent = SalesAgent(self.context, data, [self._on_transition])
-        self._agents[agent.key] = agent
-        self._by_request.setdefault(data.request_id, set()).add(data.slot_index)
-        self._by_slot[agent.slot_id] = agent
+        self._sales[agent.slot_id] = _Sale(agent, worker, saves_when_taken)
+        self._by_request.setdefault(data.request_id, set()).add(agent.slot_id)
         return agent
 
-    def _forget(self, agent: SalesAgent) -> bool:
-        """Drop ``agent`` from every index and free its worker; ``False`` if it was not indexed (any more)."""
-        data = agent.data
-        key = agent.key
-        if self._agents.get(key) is not agent:
-            return False
-        del self._agents[key]
-        del self._by_slot[agent.slot_id]
-        indices = self._by_request[data.request_id]
-        indices.discard(data.slot_index)
-        if not indices:
-            del self._by_request[data.request_id]
-            self.timers.forget(data.request_id)
+    def _forget(self, agent: SalesAgent) -> _Sale | None:
+        """Drop ``agent``'s sale from both indexes and free its worker; ``None`` if it was not indexed (any more)."""
+        sale = self._sales.get(agent.slot_id)
+        if sale is None or sale.agent is not agent:
+            return None
+        del self._sales[agent.slot_id]
+        request_id = agent.data.request_id
+        slots = self._by_request[request_id]
+        slots.discard(agent.slot_id)
+        if not slots:
+            del self._by_request[request_id]
+            self.timers.forget(request_id)
         if self.metrics is not None:
             self.metrics.agent_removed(agent.state)
-        self._saves_when_taken.pop(key, None)
-        worker = self._workers.pop(key, None)
-        if worker is not None:
-            worker.set()
-        return True
+        sale.release_worker()
+        return sale
 
-    def on_filled(self, agent: SalesAgent) -> None:
-        """:class:`~codex_node.sales.context.AgentHooks`: the worker is free for other slots."""
-        worker = self._workers.pop(agent.key, None)
-        if worker is not None:
-            worker.set()
+    def worker_released(self, agent: SalesAgent) -> None:
+        """:class:`~codex_node.sales.context.AgentHooks`: the slot is filled; its worker is free for other slots."""
+        sale = self._sales.get(agent.slot_id)
+        if sale is not None and sale.agent is agent:
+            sale.release_worker()
 
-    async def on_clean_up(self, agent: SalesAgent, returned_collateral: int, reprocess: bool) -> None:
+    async def sale_ended(self, agent: SalesAgent, returned_collateral: int, reprocess: bool) -> None:
         """:class:`~codex_node.sales.context.AgentHooks`: end the sale's books, then drop the agent."""
         data = agent.data
-        forgotten = False
-        # An availability saved since the worker took the slot may be the one this sale did not find.
-        missed_save = self._saves_when_taken.get(agent.key, self._availability_saves) != self._availability_saves
+        sale: _Sale | None = self._sales.get(agent.slot_id)
+        # An availability saved since the worker took the slot may be the one this sale did not find. Counted
+        # before this sale's own return below, which is a save too.
+        missed_save = sale is not None and sale.saves_when_taken not in (None, self._availability_saves)
         try:
             reservation = data.reservation
             if reservation is not None:
@@ -344,17 +404,16 @@ class Sales:
                     reservation.id, reservation.availability_id, returned_collateral
                 )
         finally:
-            # Sales.stop() forgets every agent before stopping it; a clean-up racing with it leaves the rest to it.
-            forgotten = self._forget(agent)
-            if forgotten:
+            # Sales.stop() forgets every agent before stopping it; an ending racing with it leaves the rest to it.
+            sale = self._forget(agent)
+            if sale is not None:
                 if self.history is not None:
                     self.history.ended(agent.slot_id, data.request_id, data.slot_index)
                 # Not awaited: this runs inside the agent's own state task, which the agent's stop() cancels.
                 self._tasks.spawn(agent.stop(), name="sales-agent-stop")
         item = data.slot_queue_item
-        if forgotten and reprocess and item is not None and self.running:
-            # Back in the queue as seen: it is tried again once an availability changes, or at once (unseen) if
-            # one changed while this sale was looking.
+        if sale is not None and reprocess and item is not None and self.running:
+            # Back unseen (tried at once) after a missed save, else seen (tried once an availability changes).
             self._push([item.with_seen(not missed_save)])
 
     def _on_transition(
@@ -389,6 +448,6 @@ def _guarded(handler: Callable[[Any], Awaitable[None]]) -> Callable[[MarketEvent
         try:
             await handler(event)
         except CodexError as e:
-            log.warning("sales event handler failed", event=type(event).__name__, error=repr(e))
+            log.warning("sales event handler failed", market_event=type(event).__name__, error=repr(e))
 
     return guarded

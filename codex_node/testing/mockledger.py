@@ -392,7 +392,8 @@ class MarketLedger:
         elif state == SlotState.FILLED:
             self._forcibly_free(slot, record)
 
-    def submit_proof(self, sender: Address, slot: SlotId, proof: StorageProof) -> None:
+    def submit_proof(self, sender: Address, slot: SlotId, proof: StorageProof) -> int:
+        """Credit ``proof`` to the current period and return that period."""
         record = self._slots.get(slot)
         if record is None:
             raise revert("UnknownRequest")
@@ -405,6 +406,7 @@ class MarketLedger:
         self._verify(slot, self._requests[record.request_id], record.slot_index, proof)
         proofs.received.add(period)
         self._outbox.append(ProofSubmitted(slot))
+        return period
 
     def _pay_out(self, slot: SlotId, record: _SlotRecord, end: int) -> None:
         assert record.host is not None  # only hosted slots reach a payout

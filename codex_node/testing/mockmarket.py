@@ -389,10 +389,11 @@ class MockMarket:
         self._ledger.free_slot(self._signer, slot_id)
         await self._commit()
 
-    async def submit_proof(self, slot_id: SlotId, proof: StorageProof) -> None:
+    async def submit_proof(self, slot_id: SlotId, proof: StorageProof) -> int:
         await self._enter("submit_proof", slot_id, proof)
-        self._ledger.submit_proof(self._signer, slot_id, proof)
+        period = self._ledger.submit_proof(self._signer, slot_id, proof)
         await self._commit()
+        return period
 
     # --- proofs and validation --------------------------------------------------------------------------------
 

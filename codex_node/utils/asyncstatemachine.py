@@ -13,7 +13,12 @@ Model (after nim-codex's ``asyncstatemachine``, with its lessons applied):
 - A ``run`` that raises an unexpected exception is handed to :meth:`Machine.on_run_error`, which may return a
   state to go to (a domain machine returns its error state).
 - Listeners (:class:`TransitionListener`) see every transition as ``(machine, from, to, cause)``: logging,
-  metrics and history plug in there.
+  metrics and history plug in there. A new state's ``run`` is started *before* the listeners are told.
+- **Nothing a caller plugs in can kill the scheduler**: an event function, a listener or ``on_run_error`` that
+  raises is logged and the machine goes on (the event is dropped, the other listeners still run, the state
+  stays). Without this one bad hook ended the scheduler task silently and every later event was lost.
+- **A terminal state is final**: once the machine is in a state whose ``terminal`` is true, no event and no
+  ``run`` result moves it anywhere else.
 
 This module must never import domain code.
 """
@@ -126,6 +131,10 @@ class Machine(Generic[S]):
         finally:
             self._waiters = [(p, f) for p, f in self._waiters if f is not fut]
 
+    async def perform(self, state: S) -> State[Any] | None:
+        """Run ``state``'s work. A domain machine may wrap it (before and after); the default only runs it."""
+        return await state.run(self)
+
     def on_run_error(self, state: S, error: Exception) -> S | None:
         """A state's ``run`` raised ``error``. Return a state to enter, or ``None`` to stay. Default: stay."""
         log.error("state run failed", machine=type(self).__name__, state=state.name, error=repr(error))
@@ -139,7 +148,20 @@ class Machine(Generic[S]):
     async def _schedule_loop(self) -> None:
         while True:
             event, cause = await self._queue.get()
-            next_state = event(self._state)
+            current = self._state
+            if current is not None and current.terminal:
+                log.debug("event after a terminal state dropped", machine=type(self).__name__, cause=cause)
+                continue
+            try:
+                next_state = event(current)
+            except Exception:  # a raising event hook must not end the scheduler (module doc)
+                log.exception(
+                    "state machine event failed",
+                    machine=type(self).__name__,
+                    state=None if current is None else current.name,
+                    cause=cause,
+                )
+                continue
             if next_state is not None:
                 await self._enter(next_state, cause)
 
@@ -150,23 +172,45 @@ class Machine(Generic[S]):
             running.cancel()
             await asyncio.wait([running])
         self._state = next_state
-        for listener in self._listeners:
-            listener(self, previous, next_state, cause)
-        for predicate, fut in self._waiters:
-            if not fut.done() and predicate(next_state):
-                fut.set_result(next_state)
+        # The run first: whatever a listener does, the state does its work.
         self._running = asyncio.get_running_loop().create_task(
             self._run_state(next_state), name=f"{type(self).__name__}-{next_state.name}"
         )
+        for listener in self._listeners:
+            try:
+                listener(self, previous, next_state, cause)
+            except Exception:  # a raising listener must not end the scheduler (module doc)
+                log.exception(
+                    "state machine listener failed",
+                    machine=type(self).__name__,
+                    state=next_state.name,
+                    listener=getattr(listener, "__qualname__", repr(listener)),
+                )
+        for predicate, fut in self._waiters:
+            if fut.done():
+                continue
+            try:
+                matched = predicate(next_state)
+            except Exception as e:  # noqa: BLE001 - the waiter gets its own predicate's error, the scheduler goes on
+                fut.set_exception(e)
+                continue
+            if matched:
+                fut.set_result(next_state)
 
     async def _run_state(self, state: S) -> None:
         next_state: S | None
         try:
             # A state's run returns states of its own machine's family; the cast records that.
-            next_state = cast("S | None", await state.run(self))
+            next_state = cast("S | None", await self.perform(state))
         except Exception as e:  # noqa: BLE001 - the machine owns this task; errors become a transition
-            next_state = self.on_run_error(state, e)
             cause = f"error: {type(e).__name__}"
+            try:
+                next_state = self.on_run_error(state, e)
+            except Exception:  # the machine owns this task; nobody else would see it
+                log.exception(
+                    "state machine error hook failed", machine=type(self).__name__, state=state.name, error=repr(e)
+                )
+                next_state = None
         else:
             cause = "run"
         if next_state is not None and self._started:

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from codex_node.data import proof as proof_format
 from codex_node.data.erasure import (
     BLOCK_LEVEL,
     CELL_SIZE,
@@ -29,7 +30,6 @@ from codex_node.errors import (
     SlotRootMismatchError,
     ValidationError,
 )
-from codex_node.proofs import proof as proof_format
 from codex_node.proofs.trees import DatasetTree, SlotTree
 
 B = BLOCK_SIZE

@@ -28,6 +28,7 @@ from codex_node.market.types import (
     SlotId,
     slot_id,
 )
+from tests.harness.nodeprocess import NodeProcess
 
 if TYPE_CHECKING:
     from web3 import AsyncWeb3
@@ -198,3 +199,53 @@ def proven_periods(events: list[Logged], sid: SlotId, after: int) -> set[int]:
 def expected_payout(request_ask: Ask, request_end: int, filled_at: dict[int, int]) -> int:
     """What the contract pays the host of every slot: ``(end - filledAt) × pricePerSlotPerSecond`` each."""
     return sum((request_end - at) * request_ask.price_per_slot_per_second for at in filled_at.values())
+
+
+# --- a node run as a subprocess -----------------------------------------------------------------------------------
+
+
+def proofs_logged(node: NodeProcess, request_id: RequestId, period: int) -> set[int]:
+    """Slot indices whose proof for ``period`` the node logged as submitted (after the transaction was mined)."""
+    return {
+        int(e["slot_index"])
+        for e in node.find(lambda e: e.get("event") == "proof submitted" and e.get("period") == period)
+        if e.get("request_id") == request_id.hex()
+    }
+
+
+class Driver:
+    """The test's hands on a running node: REST and the dev chain routes."""
+
+    def __init__(self, node: NodeProcess) -> None:
+        self.node = node
+        self.api = httpx.AsyncClient(base_url=node.api, timeout=30)
+
+    async def now(self) -> int:
+        r = await self.api.get("/debug/chain")
+        r.raise_for_status()
+        return int(r.json()["timestamp"])
+
+    async def travel(self, timestamp: int) -> None:
+        r = await self.api.post("/debug/chain/travel", json={"timestamp": timestamp})
+        assert r.status_code == 200, r.text
+        assert r.json()["timestamp"] >= timestamp
+
+    async def prove_in_next_period(self, request_id: RequestId) -> int:
+        period = PERIODS.period_of(await self.now()) + 1
+        await self.travel(PERIODS.period_start(period) + 1)
+
+        async def logged() -> bool:
+            return proofs_logged(self.node, request_id, period) == set(range(SLOTS))
+
+        await eventually(logged, what=f"proofs of every slot in period {period}")
+        return period
+
+    async def books(self) -> list[str]:
+        """What ``GET /debug/books`` finds wrong with the node's books (``sales.accounting.check_books``)."""
+        r = await self.api.get("/debug/books")
+        r.raise_for_status()
+        problems: list[str] = r.json()["problems"]
+        return problems
+
+    async def close(self) -> None:
+        await self.api.aclose()

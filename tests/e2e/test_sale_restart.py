@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from e2ekit import (
     COLLATERAL_PER_BYTE,
@@ -27,6 +25,7 @@ from e2ekit import (
     PRICE,
     PROVING,
     SLOTS,
+    Driver,
     availability_body,
     dataset,
     eventually,
@@ -48,66 +47,6 @@ from tests.harness.nodeprocess import NodeProcess, start_node
 pytestmark = pytest.mark.slow
 
 WALL_LIMIT = 60.0
-
-
-@pytest.fixture
-def nodes() -> Iterator[list[NodeProcess]]:
-    """Nodes a test starts; any still running at the end are killed so no process outlives the test."""
-    started: list[NodeProcess] = []
-    yield started
-    for node in started:
-        if node.running:
-            node.proc.kill()
-            node.proc.wait()
-
-
-@pytest.fixture
-async def chain_after() -> AsyncIterator[list[EmbeddedChain]]:
-    """Chains the test opens after its node stopped; stopped at the end."""
-    opened: list[EmbeddedChain] = []
-    yield opened
-    for chain in opened:
-        await chain.stop()
-
-
-def proofs_logged(node: NodeProcess, request_id: RequestId, period: int) -> set[int]:
-    """Slot indices whose proof for ``period`` the node logged as submitted (after the transaction was mined)."""
-    return {
-        int(e["slot_index"])
-        for e in node.find(lambda e: e.get("event") == "proof submitted" and e.get("period") == period)
-        if e.get("request_id") == request_id.hex()
-    }
-
-
-class Driver:
-    """The test's hands on a running node: REST and the dev chain routes."""
-
-    def __init__(self, node: NodeProcess) -> None:
-        self.node = node
-        self.api = httpx.AsyncClient(base_url=node.api, timeout=30)
-
-    async def now(self) -> int:
-        r = await self.api.get("/debug/chain")
-        r.raise_for_status()
-        return int(r.json()["timestamp"])
-
-    async def travel(self, timestamp: int) -> None:
-        r = await self.api.post("/debug/chain/travel", json={"timestamp": timestamp})
-        assert r.status_code == 200, r.text
-        assert r.json()["timestamp"] >= timestamp
-
-    async def prove_in_next_period(self, request_id: RequestId) -> int:
-        period = PERIODS.period_of(await self.now()) + 1
-        await self.travel(PERIODS.period_start(period) + 1)
-
-        async def logged() -> bool:
-            return proofs_logged(self.node, request_id, period) == set(range(SLOTS))
-
-        await eventually(logged, what=f"proofs of every slot in period {period}")
-        return period
-
-    async def close(self) -> None:
-        await self.api.aclose()
 
 
 async def test_a_node_killed_while_proving_resumes_and_is_paid(
@@ -171,11 +110,16 @@ async def test_a_node_killed_while_proving_resumes_and_is_paid(
             states = history_states(sale)
             assert states[-3:] == [PROVING, "SalePayout", "SaleFinished"]
             assert "SaleErrored" not in states
-        back = (await driver.api.get("/sales/availability")).json()
-        assert [(a["freeSize"], a["totalRemainingCollateral"]) for a in back] == [
-            (offered["freeSize"], offered["totalRemainingCollateral"])
-        ]
+        whole = [(offered["freeSize"], offered["totalRemainingCollateral"])]
+
+        async def availability_whole() -> bool:
+            # SaleFinished is reported on entering the state; its clean-up (a few chain reads) follows.
+            back = (await driver.api.get("/sales/availability")).json()
+            return [(a["freeSize"], a["totalRemainingCollateral"]) for a in back] == whole
+
+        await eventually(availability_whole, what="every byte and token back in the availability")
         assert (await driver.api.get(f"/sales/availability/{offered['id']}/reservations")).json() == []
+        assert await driver.books() == []
     finally:
         await driver.close()
     assert second.stop() == 0

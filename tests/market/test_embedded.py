@@ -24,7 +24,7 @@ from codex_node.errors import ChainError, ChainMismatchError, DeploymentFileErro
 from codex_node.market import evmbackend, identity
 from codex_node.market.chaindb import LevelChainDB
 from codex_node.market.deployment import MIN_BLOCK_HEIGHT, Deployment, artifact, token_balance
-from codex_node.market.embedded import MIN_ETHER, MIN_TOKENS, EmbeddedChain
+from codex_node.market.embedded import MIN_ETHER, MIN_TOKENS, OFFSET_KEY, EmbeddedChain
 from codex_node.market.evmbackend import DEV_CHAIN_ID
 from codex_node.testing.fakeclock import FakeClock
 from codex_node.testing.memorykv import MemoryKV
@@ -243,6 +243,55 @@ async def test_travel_to_mines_a_block_at_that_time_and_the_chain_moves_on_from_
     clock.advance(10)
     await chain.mine()
     assert await chain.latest_timestamp() == target + 10
+
+
+async def test_time_travel_survives_a_restart_and_mining_goes_on_at_once(chain_dir: Path, clock: FakeClock) -> None:
+    c = open_chain(chain_dir, clock, block_time=1)
+    await c.start()
+    target = clock.now() + 3600
+    await c.travel_to(target)
+    await c.stop()
+    clock.advance(5)  # the node was down for 5 s
+    again = open_chain(chain_dir, clock, block_time=1)
+    await again.start()
+    try:
+        head = await again.w3.eth.block_number
+        clock.advance(1)
+        await settle(again)
+        latest = await again.w3.eth.get_block("latest")
+        assert latest["number"] == head + 1  # not an hour of wall clock later
+        assert latest["timestamp"] == target + 6  # the down time passed on the chain too
+    finally:
+        await again.stop()
+
+
+async def test_a_chain_ahead_of_the_clock_without_a_stored_offset_goes_on_from_its_head(
+    chain_dir: Path, clock: FakeClock
+) -> None:
+    c = open_chain(chain_dir, clock)
+    await c.start()
+    target = clock.now() + 3600
+    await c.travel_to(target)
+    await c.stop()
+    db = LevelChainDB(chain_dir / "db", sync=False)  # a data dir of a version that did not keep the offset
+    del db[OFFSET_KEY]
+    db.close()
+    again = open_chain(chain_dir, clock, block_time=1)
+    await again.start()
+    try:
+        await settle(again)  # the mining task waits on the clock
+        clock.advance(1)
+        await settle(again)
+        assert await again.latest_timestamp() == target + 1
+    finally:
+        await again.stop()
+
+
+async def test_travel_beyond_year_9999_is_refused_and_the_chain_keeps_working(chain: EmbeddedChain) -> None:
+    with pytest.raises(ValueError, match="year 9999"):
+        await chain.travel_to(2**256)
+    await chain.mine()
+    await chain.travel_to(await chain.latest_timestamp() + 10)
 
 
 async def test_travelling_backwards_is_refused(chain: EmbeddedChain) -> None:

@@ -283,14 +283,14 @@ async def test_host_submits_one_proof_per_required_period(market_env: MarketEnv)
     sid = slot_id(request.id, 0)
     recorder = await EventRecorder.on(env.client)
 
-    await env.advance_to_required_proof(sid)
-    await host.submit_proof(sid, await env.valid_proof(request, 0))
+    period = await env.advance_to_required_proof(sid)
+    assert await host.submit_proof(sid, await env.valid_proof(request, 0)) == period  # the period it counts for
     assert await recorder.wait_for(1) == [ProofSubmitted(sid)]
     with reverts("ProofAlreadySubmitted"):
         await host.submit_proof(sid, await env.valid_proof(request, 0))
 
-    await env.advance_to_required_proof(sid)
-    await host.submit_proof(sid, await env.valid_proof(request, 0))
+    period = await env.advance_to_required_proof(sid)
+    assert await host.submit_proof(sid, await env.valid_proof(request, 0)) == period
     assert await recorder.wait_for(2) == [ProofSubmitted(sid), ProofSubmitted(sid)]
 
 

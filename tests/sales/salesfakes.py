@@ -163,10 +163,10 @@ class RecordingHooks:
     filled: list[SalesAgent] = field(default_factory=list)
     cleaned: list[tuple[SalesAgent, int, bool]] = field(default_factory=list)
 
-    def on_filled(self, agent: SalesAgent) -> None:
+    def worker_released(self, agent: SalesAgent) -> None:
         self.filled.append(agent)
 
-    async def on_clean_up(self, agent: SalesAgent, returned_collateral: int, reprocess: bool) -> None:
+    async def sale_ended(self, agent: SalesAgent, returned_collateral: int, reprocess: bool) -> None:
         self.cleaned.append((agent, returned_collateral, reprocess))
 
 
@@ -229,7 +229,12 @@ class SalesEnv:
 
 
 def _fake_verifier(proof: StorageProof, target: ProofTarget) -> bool:
-    return not cast(FakeProof, proof).wrong
+    """Like the contract: a proof verifies only against the challenge it was made for.
+
+    ``FakeProof(b"")`` is a fill of a test's own making whose challenge does not matter: it always verifies.
+    """
+    fake = cast(FakeProof, proof)
+    return not fake.wrong and fake.challenge in (b"", target.challenge)
 
 
 async def make_env(ask: Ask = ASK) -> SalesEnv:

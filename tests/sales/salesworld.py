@@ -18,7 +18,8 @@ from salesfakes import BLOCK, FUNDS, FakeProver, _fake_verifier, until_idle
 
 from codex_node.errors import BlockNotFoundError
 from codex_node.market.types import Ask, Content, Request, SlotId, slot_id
-from codex_node.sales.availability import Availability, AvailabilityTerms, Reservation
+from codex_node.sales.accounting import check_books
+from codex_node.sales.availability import Availability, AvailabilityTerms
 from codex_node.sales.context import OnBlocks
 from codex_node.sales.history import SaleHistory
 from codex_node.sales.metrics import SalesMetrics
@@ -201,20 +202,16 @@ class World:
 
     async def books(self) -> None:
         """Assert ARCHITECTURE.md rule 1 and the collateral books on what is persisted right now."""
-        availabilities = await self.book.availabilities()
-        reservations = await self.book.all_reservations()
-        by_availability: dict[bytes, list[Reservation]] = {}
-        for r in reservations:
-            by_availability.setdefault(r.availability_id, []).append(r)
-        for a in availabilities:
-            held = by_availability.get(a.id, [])
-            assert a.free_size + a.returning_size + sum(r.slot_size for r in held) == a.total_size, (a, held)
-            assert a.total_remaining_collateral >= 0
-            assert a.total_remaining_collateral + sum(r.collateral for r in held) <= a.total_collateral
         quota = self.ledger.quota
-        assert quota.reserved == sum(a.free_size for a in availabilities) + sum(r.size for r in reservations)
-        assert quota.used == self.data.stored_bytes
-        assert quota.used + quota.reserved <= quota.max
+        problems = check_books(
+            await self.book.availabilities(),
+            await self.book.all_reservations(),
+            reserved=quota.reserved,
+            used=quota.used,
+            stored=self.data.stored_bytes,
+            quota_max=quota.max,
+        )
+        assert problems == []
 
 
 async def make_world(**kwargs: object) -> World:

@@ -78,9 +78,9 @@ async def test_unexpected_exception_in_run_becomes_errored_and_ends_the_sale(env
 async def test_end_sale_runs_once_however_often_it_is_called(env: SalesEnv) -> None:
     agent = env.agent(0)
     agent.data.stored = True
-    await agent.end_sale(5)
-    await agent.end_sale(7, reprocess=True)
-    assert env.cleaned() == (5, False)
+    assert await agent.end_sale() == ASK.collateral_per_slot  # never filled: all of it back
+    assert await agent.end_sale(reprocess=True) == 0
+    assert env.cleaned() == (ASK.collateral_per_slot, False)
     assert len(env.data_source.lowered) == 1
     assert agent.ended
 
@@ -95,15 +95,15 @@ async def test_end_sale_lowers_expiry_to_the_contract_end_before_the_clean_up(en
         order.append("lower")
         await lower(*args)  # type: ignore[arg-type]
 
-    clean = env.hooks.on_clean_up
+    clean = env.hooks.sale_ended
 
     async def clean_second(*args: object) -> None:
         order.append("clean")
         await clean(*args)  # type: ignore[arg-type]
 
     env.data_source.lower_expiry = lower_first  # type: ignore[method-assign]
-    env.hooks.on_clean_up = clean_second  # type: ignore[method-assign]
-    await agent.end_sale(0)
+    env.hooks.sale_ended = clean_second  # type: ignore[method-assign]
+    await agent.end_sale()
     assert order == ["lower", "clean"]
     assert env.data_source.lowered == [await env.market.request_end(env.request.id)]
 
@@ -113,8 +113,8 @@ async def test_end_sale_still_cleans_up_when_lowering_expiry_fails(env: SalesEnv
     agent.data.stored = True
     env.market.fail_next("request_end", ChainError("node unreachable"))
     with capture_logs() as logs:
-        await agent.end_sale(9)
-    assert env.cleaned() == (9, False)
+        await agent.end_sale()
+    assert env.cleaned() == (ASK.collateral_per_slot, False)
     assert any(e["event"] == "could not lower the slot's block expiry" for e in logs)
 
 
@@ -124,7 +124,7 @@ async def test_failing_clean_up_does_not_loop_through_errored(env: SalesEnv) -> 
     async def broken_clean_up(*_: object) -> None:
         raise ChainError("metadata store gone")
 
-    env.hooks.on_clean_up = broken_clean_up  # type: ignore[method-assign]
+    env.hooks.sale_ended = broken_clean_up  # type: ignore[method-assign]
     transitions: list[str] = []
     agent.add_listener(lambda _m, _f, to, _c: transitions.append(to.name))
     agent.start(Ignored(reprocess=False, reason="x"))

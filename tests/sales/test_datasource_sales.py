@@ -19,6 +19,7 @@ from salesfakes import FUNDS, FakeProver, _fake_verifier, until_idle
 from codex_node.data.cid import Cid
 from codex_node.data.slots import BLOCK_SIZE, SlotLayout, cid_bytes
 from codex_node.market.types import Ask, Content, Request, SlotState, slot_id
+from codex_node.sales.accounting import check_books
 from codex_node.sales.availability import AvailabilityTerms
 from codex_node.sales.datasource import LocalSlotDataSource
 from codex_node.sales.history import SaleHistory
@@ -195,9 +196,9 @@ async def test_a_request_for_data_the_node_does_not_hold_errors_and_returns_ever
     assert node.states() == []
     assert node.registry.get_sample_value("codex_sales_ended_total", {"outcome": "errored"}) == 1
     after = await node.book.get_availability(availability.id)
-    assert after.free_size + after.returning_size == availability.total_size
     assert after.total_remaining_collateral == availability.total_collateral
     assert await node.book.all_reservations() == []
+    assert check_books([after], [], reserved=repo.quota().reserved) == []
     meta = repo.block_meta(held)
     assert meta is not None
     assert meta.expiry == clock.now() + TTL

@@ -21,6 +21,7 @@ from codex_node.errors import (
     ValidationError,
 )
 from codex_node.market.types import RequestId, slot_id
+from codex_node.sales.accounting import check_books, collateral_back
 from codex_node.sales.availability import (
     Availability,
     AvailabilityPatch,
@@ -65,16 +66,11 @@ class Books:
 
     async def check(self) -> None:
         """The books of ARCHITECTURE.md rule 1, read back from the store."""
+        persisted = json.loads(self.kv.get("meta/quota/used") or b'{"used": 0, "reserved": 0}')
+        assert persisted["reserved"] == self.ledger.quota.reserved
         availabilities = await self.book.availabilities()
         reservations = await self.book.all_reservations()
-        for a in availabilities:
-            held = [r for r in reservations if r.availability_id == a.id]
-            assert a.free_size + a.returning_size + sum(r.slot_size for r in held) == a.total_size
-            assert a.total_remaining_collateral >= 0
-            assert a.total_remaining_collateral + sum(r.collateral for r in held) <= a.total_collateral
-        persisted = json.loads(self.kv.get("meta/quota/used") or b'{"used": 0, "reserved": 0}')
-        reserved = sum(a.free_size for a in availabilities) + sum(r.size for r in reservations)
-        assert persisted["reserved"] == self.ledger.quota.reserved == reserved
+        assert check_books(availabilities, reservations, reserved=persisted["reserved"]) == []
 
 
 @pytest.fixture
@@ -216,11 +212,22 @@ async def test_a_failing_callback_is_logged_and_the_operation_still_succeeds() -
     def broken(_a: Availability) -> None:
         raise RuntimeError("listener bug")
 
-    books.book.on_availability_saved = broken
+    books.book.listen_saved(broken)
     with capture_logs() as logs:
         a = await books.availability()
     assert await books.book.get_availability(a.id) == a
     assert any(e["event"] == "availability-saved callback failed" for e in logs)
+    assert books.saved == [a]  # the listeners after the broken one are still told
+
+
+async def test_a_listener_that_stopped_listening_is_not_told() -> None:
+    books = Books()
+    heard: list[Availability] = []
+    stop = books.book.listen_saved(heard.append)
+    first = await books.availability()
+    stop()
+    await books.availability()
+    assert heard == [first]
 
 
 # --- reservations -------------------------------------------------------------------------------------------------
@@ -310,7 +317,7 @@ async def test_cleanup_without_collateral_from_chain_returns_all_committed_colla
     # An errored (or ignored, or failed-before-filling) sale: its collateral never left, so all of it comes back.
     a = await books.availability(total_collateral=10 * SLOT)
     r = await books.reserve(a, cpb=2)
-    await books.book.delete_reservation(r.id, a.id)
+    await books.book.delete_reservation(r.id, a.id, collateral_back(r, None, filled=False))
     assert (await books.book.get_availability(a.id)).total_remaining_collateral == 10 * SLOT
 
 
@@ -328,7 +335,7 @@ async def test_cleanup_fires_the_saved_callback_because_bytes_came_back(books: B
     a = await books.availability()
     r = await books.reserve(a)
     books.saved.clear()
-    await books.book.delete_reservation(r.id, a.id)
+    await books.book.delete_reservation(r.id, a.id, r.collateral)
     assert [x.id for x in books.saved] == [a.id]
 
 
@@ -338,7 +345,7 @@ async def test_downloaded_bytes_wait_for_quota_room_then_return_to_the_availabil
     r = await books.reserve(a)
     await books.book.release(r.id, a.id, SLOT)
     books.ledger.store_blocks(SLOT)  # the slot's blocks are in the repo
-    await books.book.delete_reservation(r.id, a.id)
+    await books.book.delete_reservation(r.id, a.id, r.collateral)
     ended = await books.book.get_availability(a.id)
     # The blocks still count as used until maintenance deletes them, so the bytes cannot be reserved yet.
     assert (ended.free_size, ended.returning_size) == (3 * SLOT, SLOT)
@@ -358,7 +365,7 @@ async def test_returning_bytes_are_reclaimed_in_part_when_only_part_fits() -> No
     r = await books.reserve(a, size=8 * SLOT, cpb=0)
     await books.book.release(r.id, a.id, 8 * SLOT)
     books.ledger.store_blocks(8 * SLOT)
-    await books.book.delete_reservation(r.id, a.id)
+    await books.book.delete_reservation(r.id, a.id, r.collateral)
     books.ledger.delete_blocks(5 * SLOT)
     assert await books.book.reclaim_returning_bytes() == 4 * SLOT  # all (8) and half (4 ≤ 5): half fits
     assert await books.book.reclaim_returning_bytes() == SLOT  # 4, 2 refused; 1 fits
@@ -373,7 +380,9 @@ async def test_delete_inactive_reservations_returns_bytes_and_collateral_defect_
     stale = await books.reserve(a, n=2, cpb=1)
     await books.book.release(stale.id, a.id, 100)
     books.ledger.store_blocks(100)
-    deleted = await books.book.delete_inactive_reservations({slot_id(active.request_id, active.slot_index)})
+    deleted = await books.book.delete_inactive_reservations(
+        {slot_id(active.request_id, active.slot_index)}, returned_collateral=lambda r: r.collateral
+    )
     assert deleted == 1
     assert [r.id for r in await books.book.all_reservations()] == [active.id]
     a2 = await books.book.get_availability(a.id)
@@ -408,7 +417,7 @@ async def test_a_failed_write_changes_nothing_and_a_restart_sees_balanced_books(
     before = dict(books.kv.iterate(""))
     books.kv.fail_next_write()
     with pytest.raises(KVError):
-        await books.book.delete_reservation(r.id, a.id)
+        await books.book.delete_reservation(r.id, a.id, r.collateral)
     assert dict(books.kv.iterate("")) == before
     assert books.ledger.quota.reserved == 4 * SLOT  # the cache did not move either
     restarted = Books(books.kv)

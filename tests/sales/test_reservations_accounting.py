@@ -13,8 +13,9 @@ from codex_node.errors import (
     UntilOutOfBoundsError,
     ValidationError,
 )
-from codex_node.market.types import RequestId
+from codex_node.market.types import RequestId, SlotState
 from codex_node.sales import accounting
+from codex_node.sales.accounting import SlotOnChain
 from codex_node.sales.availability import (
     RESERVATIONS_PREFIX,
     Availability,
@@ -55,11 +56,7 @@ def reserve(
 
 
 def books_balance(a: Availability, held: list[Reservation]) -> bool:
-    return (
-        a.free_size + a.returning_size + sum(r.slot_size for r in held) == a.total_size
-        and a.total_remaining_collateral >= 0
-        and a.total_remaining_collateral + sum(r.collateral for r in held) <= a.total_collateral
-    )
+    return accounting.check_books([a], held) == []
 
 
 # --- records and keys -----------------------------------------------------------------------------------------------
@@ -237,16 +234,17 @@ def test_release_shrinks_the_reservation_and_the_quota_reservation() -> None:
 def test_end_reservation_returns_every_byte_once_defect_9() -> None:
     a, r = reserve(avail(), slot_size=100)
     r, _ = accounting.release(r, 30)
-    ended = accounting.end_reservation(a, r, None)
+    ended = accounting.end_reservation(a, r, r.collateral)
     # the 70 never downloaded are free again; the 30 downloaded wait for quota room; nothing counted twice
     assert (ended.free_size, ended.returning_size) == (970, 30)
     assert books_balance(ended, [])
     assert ended.free_size + ended.returning_size == ended.total_size
 
 
-def test_end_reservation_returns_all_committed_collateral_by_default_defect_4() -> None:
+def test_end_reservation_returns_all_committed_collateral_when_it_never_went_on_chain_defect_4() -> None:
     a, r = reserve(avail(), slot_size=100, cpb=2)
-    assert accounting.end_reservation(a, r, None).total_remaining_collateral == 5000
+    back = accounting.collateral_back(r, SlotOnChain(SlotState.FREE, hosted=False), filled=False)
+    assert accounting.end_reservation(a, r, back).total_remaining_collateral == 5000
 
 
 def test_end_reservation_returns_what_came_back_capped_at_what_was_committed() -> None:
@@ -365,3 +363,79 @@ def test_lower_collateral_moves_the_difference_back_and_keeps_the_books() -> Non
     assert accounting.lower_collateral(a, r, 300) == (a, r)
     with pytest.raises(CollateralOutOfBoundsError):
         accounting.lower_collateral(a, r, -1)
+
+
+# --- the collateral that comes back at the end of a sale -----------------------------------------------------------
+
+
+def chain(state: SlotState, *, hosted: bool, held: int = 0) -> SlotOnChain:
+    return SlotOnChain(state, hosted, held)
+
+
+@pytest.mark.parametrize(
+    ("on_chain", "filled", "back"),
+    [
+        # never went on chain: all of it (nim-codex returned none, defects #4 and #5)
+        (chain(SlotState.FREE, hosted=False), False, 200),
+        (chain(SlotState.FILLED, hosted=False), False, 200),  # another host won the slot
+        (chain(SlotState.CANCELLED, hosted=False), None, 200),
+        (None, False, 200),  # the chain could not be read, and no fill of ours is known
+        (None, None, 200),
+        # ours and paid: what the payout sent back, never more than was committed
+        (chain(SlotState.PAID, hosted=True, held=200), True, 200),
+        (chain(SlotState.PAID, hosted=True, held=150), None, 150),  # slashed before the payout
+        (chain(SlotState.PAID, hosted=True, held=260), True, 200),  # a repair fill committed less
+        # ours and not paid: still in the contract, or kept by it
+        (chain(SlotState.FAILED, hosted=True, held=200), True, 0),
+        (chain(SlotState.FILLED, hosted=True, held=200), True, 0),
+        (chain(SlotState.FINISHED, hosted=True, held=200), True, 0),  # freeSlot failed: not collected yet
+        (chain(SlotState.CANCELLED, hosted=True, held=200), False, 0),  # a fill mined though its call failed
+        (None, True, 0),
+        # our fill went through and the slot is not ours any more: slashed out
+        (chain(SlotState.REPAIR, hosted=False), True, 0),
+    ],
+)
+def test_collateral_back_is_decided_by_the_chain_and_the_fill(
+    on_chain: SlotOnChain | None, filled: bool | None, back: int
+) -> None:
+    _, r = reserve(avail(), slot_size=100, cpb=2)
+    assert accounting.collateral_back(r, on_chain, filled=filled) == back
+
+
+def test_at_start_up_a_fully_stored_slot_now_in_repair_returns_nothing_and_a_partial_one_everything() -> None:
+    _, r = reserve(avail(), slot_size=100, cpb=2)
+    stored, _ = accounting.release(r, 100)
+    repair = chain(SlotState.REPAIR, hosted=False)
+    assert accounting.collateral_back(stored, repair, filled=None) == 0  # most likely slashed out
+    assert accounting.collateral_back(r, repair, filled=None) == 200
+    assert accounting.collateral_back(stored, repair, filled=False) == 200  # a running agent knows it never filled
+
+
+# --- the books -------------------------------------------------------------------------------------------------------
+
+
+def test_check_books_finds_nothing_wrong_in_balanced_books() -> None:
+    a, r = reserve(avail(), slot_size=100, cpb=2)
+    r, _ = accounting.release(r, 40)
+    reserved = a.free_size + r.size
+    assert accounting.check_books([a], [r], reserved=reserved, used=40, stored=40, quota_max=reserved + 40) == []
+
+
+def test_check_books_names_every_broken_rule() -> None:
+    a, r = reserve(avail(), slot_size=100, cpb=2)
+    problems = accounting.check_books(
+        [replace(a, free_size=a.free_size + 1, total_remaining_collateral=a.total_collateral)],
+        [r, replace(r, id=b"\x09" * 32, availability_id=b"\x77" * 32)],
+        reserved=0,
+        used=5,
+        stored=4,
+        quota_max=1,
+    )
+    text = "\n".join(problems)
+    assert "does not exist" in text
+    assert "!= totalSize" in text
+    assert "> totalCollateral" in text
+    assert "quota: reserved 0" in text
+    assert "used 5 != the 4 bytes stored" in text
+    assert "> max 1" in text
+    assert len(problems) == 6

@@ -56,7 +56,7 @@ async def test_books_kept_through_the_repo_store_survive_a_reopen(tmp_path: Path
     assert [x.size for x in await book.reservations(a.id)] == [4096 - 1024]
     assert await book.reservations(b.id) == []
     assert repo.quota().reserved == QUOTA // 2 + QUOTA // 4 - 1024
-    assert await book.delete_reservation(r.id, a.id)
+    assert await book.delete_reservation(r.id, a.id, r.collateral)
     assert (await book.get_availability(a.id)).free_size == QUOTA // 2
     assert repo.quota().reserved == QUOTA // 2 + QUOTA // 4
     repo.close()

@@ -14,6 +14,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from codex_node.errors import CodexError, KVError
 from codex_node.market.types import RequestId, slot_id
+from codex_node.sales.accounting import check_books
 from codex_node.sales.availability import Availability, AvailabilityPatch, AvailabilityTerms, Reservation
 from codex_node.sales.reservations import RECLAIM_GRANULE, Reservations
 from codex_node.testing.fakequota import FakeQuotaLedger
@@ -163,8 +164,8 @@ class BooksMachine(RuleBasedStateMachine):
         assert self.kv.writes == writes + 1
         self.ledger.store_blocks(nbytes)  # the repo stores the downloaded blocks
 
-    @rule(data=st.data(), returned=st.none() | st.integers(0, 10 * G))
-    def cleanup(self, data: st.DataObject, returned: int | None) -> None:
+    @rule(data=st.data(), returned=st.integers(0, 10 * G))
+    def cleanup(self, data: st.DataObject, returned: int) -> None:
         reservations = self.reservations()
         if not reservations:
             return
@@ -189,7 +190,7 @@ class BooksMachine(RuleBasedStateMachine):
         active = {slot_id(r.request_id, r.slot_index) for r in reservations if data.draw(st.booleans())}
         ended = sum(r.downloaded for r in reservations if slot_id(r.request_id, r.slot_index) not in active)
         self.restart()
-        self.run(self.book.delete_inactive_reservations(active))
+        self.run(self.book.delete_inactive_reservations(active, returned_collateral=lambda r: r.collateral))
         self.garbage += ended
         assert len(self.reservations()) == len(active)
 
@@ -229,7 +230,7 @@ class BooksMachine(RuleBasedStateMachine):
             return self.book.release(r.id, r.availability_id, r.size)
         if op == "cleanup" and reservations:
             r = data.draw(st.sampled_from(reservations))
-            return self.book.delete_reservation(r.id, r.availability_id)
+            return self.book.delete_reservation(r.id, r.availability_id, r.collateral)
         return None
 
     def restart(self) -> None:
@@ -240,25 +241,18 @@ class BooksMachine(RuleBasedStateMachine):
 
     @invariant()
     def books_balance(self) -> None:
-        availabilities = self.availabilities()
-        reservations = self.reservations()
-        by_id = {a.id: a for a in availabilities}
-        for r in reservations:
-            assert r.availability_id in by_id
-            assert 0 <= r.size <= r.slot_size
-            assert r.collateral >= 0
-        for a in availabilities:
-            held = [r for r in reservations if r.availability_id == a.id]
-            assert a.free_size >= 0
-            assert a.returning_size >= 0
-            assert a.free_size + a.returning_size + sum(r.slot_size for r in held) == a.total_size
-            assert a.total_remaining_collateral >= 0
-            assert a.total_remaining_collateral + sum(r.collateral for r in held) <= a.total_collateral
         on_disk = FakeQuotaLedger(self.kv, QUOTA).quota
         assert on_disk == self.ledger.quota
-        assert on_disk.reserved == sum(a.free_size for a in availabilities) + sum(r.size for r in reservations)
-        assert on_disk.used == sum(r.downloaded for r in reservations) + self.garbage
-        assert on_disk.used + on_disk.reserved <= on_disk.max
+        reservations = self.reservations()
+        problems = check_books(
+            self.availabilities(),
+            reservations,
+            reserved=on_disk.reserved,
+            used=on_disk.used,
+            stored=sum(r.downloaded for r in reservations) + self.garbage,
+            quota_max=on_disk.max,
+        )
+        assert problems == []
 
 
 BooksMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)

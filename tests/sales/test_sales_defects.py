@@ -78,11 +78,13 @@ async def test_defect_5_reservations_left_by_a_crash_return_bytes_and_collateral
     """nim-codex's deleteInactiveReservations returned neither the downloaded bytes nor the collateral."""
     await world.start()
     availability = await world.create_availability()
-    await world.post_request()
+    request = await world.post_request()
     await world.settle()
     assert len(await world.book.all_reservations()) == 3  # downloaded, waiting to prove: nothing filled yet
     assert world.ledger.quota.used == 3 * WORLD_ASK.slot_size
     await world.stop()  # the crash: no clean-up runs
+    # Down until the request expired: the sales cannot go on (else they resume, tests/sales/test_sales_resume.py).
+    world.clock.set(await world.host.request_expires_at(request.id) + 1)
 
     await world.start()
     assert await world.book.all_reservations() == []
@@ -122,8 +124,8 @@ async def test_defect_9_a_repeated_clean_up_returns_the_bytes_once(world: World)
     await world.until_states(["Proving"] * 3)
     assert world.sales is not None
     agent = world.sales.agents()[0]
-    await world.sales.on_clean_up(agent, 0, False)
-    await world.sales.on_clean_up(agent, 0, False)
+    await world.sales.sale_ended(agent, 0, False)
+    await world.sales.sale_ended(agent, 0, False)
     after = await world.book.get_availability(availability.id)
     assert after.free_size + after.returning_size <= availability.total_size
     await world.books()

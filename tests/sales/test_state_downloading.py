@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from salesfakes import ASK, BLOCK, SalesEnv, assert_declared
 
 from codex_node.errors import BlockNotFoundError
@@ -55,3 +57,13 @@ async def test_without_a_reservation_there_is_nothing_to_download_into(env: Sale
     nxt = await Downloading().run(env.agent(reserved=False))
     assert isinstance(nxt, Errored)
     assert env.data_source.fetched == []
+
+
+async def test_a_resumed_download_releases_only_what_its_reservation_still_holds(env: SalesEnv) -> None:
+    """The local data source reports the whole slot again after a restart; the reservation holds only the rest."""
+    agent = env.agent(1)
+    reservation = agent.data.reservation
+    assert reservation is not None
+    agent.data.reservation = replace(reservation, size=BLOCK)  # all but one block secured before the stop
+    assert isinstance(await Downloading().run(agent), InitialProving)
+    assert sum(env.reservations.released) == BLOCK

@@ -16,19 +16,22 @@ ENDINGS = (Finished, Cancelled, Failed, Errored, Ignored)
 
 
 def test_every_ending_is_terminal_and_has_no_hooks() -> None:
-    samples = (Finished(0), Cancelled(), Failed(), Errored(SaleError("x")), Ignored(reprocess=False, reason="x"))
+    samples = (Finished(), Cancelled(), Failed(), Errored(SaleError("x")), Ignored(reprocess=False, reason="x"))
     for state in samples:
         assert state.terminal
-        assert state.ends_sale
         assert state.transitions == frozenset()
         assert (state.on_cancelled(), state.on_failed(), state.on_slot_filled()) == (None, None, None)
 
 
-async def test_finished_returns_the_collateral_it_was_given_and_lowers_expiry(env: SalesEnv) -> None:
-    agent = env.agent()
+async def test_finished_returns_the_collateral_the_payout_sent_back_and_lowers_expiry(env: SalesEnv) -> None:
+    await env.fill_all()
+    env.clock.set(await env.market.request_end(env.request.id) + 1)
+    agent = env.agent(0)
     agent.data.stored = True
-    assert await Finished(123).run(agent) is None
-    assert env.cleaned() == (123, False)
+    agent.data.filled = True
+    await env.market.free_slot(agent.slot_id)  # Payout
+    assert await Finished().run(agent) is None
+    assert env.cleaned() == (ASK.collateral_per_slot, False)
     assert env.data_source.lowered == [await env.market.request_end(env.request.id)]
     assert env.prover.forgotten == [agent.slot]
 
@@ -87,7 +90,7 @@ async def test_errored_before_filling_returns_the_collateral(env: SalesEnv) -> N
 
 async def test_errored_after_a_fill_that_was_mined_despite_the_error_returns_none(env: SalesEnv) -> None:
     await env.fill(env.market, 0)
-    agent = env.agent(0)  # collateral_posted is unknown to the agent: the fill call "failed"
+    agent = env.agent(0)  # agent.data.filled is False: the fill call "failed", but the chain names us
     await Errored(ChainError("receipt timeout")).run(agent)
     assert env.cleaned() == (0, False)
 

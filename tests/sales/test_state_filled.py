@@ -28,7 +28,6 @@ async def test_releases_the_worker_and_keeps_the_data_until_the_contract_ends(en
     assert_declared(state, nxt)
     assert env.hooks.filled == [agent]
     assert env.data_source.raised == [await env.market.request_end(env.request.id)]
-    assert agent.data.collateral_posted
 
 
 async def test_simulated_proof_failures_prove_through_proving_simulated(env: SalesEnv) -> None:

@@ -18,7 +18,7 @@ from codex_node.sales.states.ignored import Ignored
 if TYPE_CHECKING:
     from codex_node.proofs import StorageProof
 
-PROOF = cast("StorageProof", FakeProof(b"c" * 32))
+PROOF = cast("StorageProof", FakeProof(b""))  # any challenge
 
 
 def test_cancel_and_fail_hooks_and_slot_filled_ignored_since_it_may_be_our_own_fill() -> None:
@@ -38,7 +38,7 @@ async def test_fills_the_slot_with_collateral_and_moves_to_filled(env: SalesEnv)
     assert env.market.calls("fill_slot") == [(env.request.id, 1, PROOF, ASK.collateral_per_slot)]
     assert await env.market.slot_state(agent.slot_id) == SlotState.FILLED
     assert await env.market.token_balance(env.market.signer) == FUNDS - ASK.collateral_per_slot
-    assert agent.data.collateral_posted
+    assert agent.data.filled
 
 
 async def test_slot_taken_by_another_host_first_is_ignored(env: SalesEnv) -> None:
@@ -47,7 +47,7 @@ async def test_slot_taken_by_another_host_first_is_ignored(env: SalesEnv) -> Non
     agent = env.agent(0)
     nxt = await Filling(PROOF).run(agent)
     assert isinstance(nxt, Ignored)
-    assert not agent.data.collateral_posted
+    assert not agent.data.filled
 
 
 async def test_transaction_failure_is_an_error(env: SalesEnv) -> None:
@@ -56,7 +56,7 @@ async def test_transaction_failure_is_an_error(env: SalesEnv) -> None:
     agent = env.agent(0)
     nxt = await Filling(PROOF).run(agent)
     assert isinstance(nxt, Errored)
-    assert not agent.data.collateral_posted
+    assert not agent.data.filled
 
 
 async def test_repair_returns_the_collateral_discount_to_the_availability_before_filling(env: SalesEnv) -> None:

@@ -11,7 +11,7 @@ from codex_node.sales.states.finished import Finished
 from codex_node.sales.states.payout import Payout
 
 
-async def test_collects_payment_and_collateral_and_finishes_with_the_collateral(env: SalesEnv) -> None:
+async def test_collects_payment_and_collateral_and_finishes(env: SalesEnv) -> None:
     await env.fill_all()
     env.clock.set(await env.market.request_end(env.request.id) + 1)
     agent = env.agent(0)
@@ -20,7 +20,7 @@ async def test_collects_payment_and_collateral_and_finishes_with_the_collateral(
     nxt = await state.run(agent)
     assert isinstance(nxt, Finished)
     assert_declared(state, nxt)
-    assert nxt.returned_collateral == ASK.collateral_per_slot
+    assert await env.market.current_collateral(agent.slot_id) == ASK.collateral_per_slot  # what Finished returns
     assert await env.market.slot_state(agent.slot_id) == SlotState.PAID
     assert await env.market.token_balance(env.market.signer) > before
     assert before == FUNDS - 3 * ASK.collateral_per_slot

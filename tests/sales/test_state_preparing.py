@@ -15,6 +15,7 @@ from codex_node.sales.states.failed import Failed
 from codex_node.sales.states.ignored import AVAILABILITY_MISMATCH, Ignored
 from codex_node.sales.states.preparing import Preparing
 from codex_node.sales.states.slotreserving import SlotReserving
+from codex_node.testing.mockmarket import account
 
 
 def test_cancelled_event_leads_to_cancelled() -> None:
@@ -112,3 +113,16 @@ async def test_cancellation_while_the_reservation_is_written_still_records_it(en
         await task
     assert agent.data.reservation is not None
     assert agent.data.reservation == env.reservations.created[0]
+
+
+async def test_a_wallet_that_cannot_cover_the_collateral_ignores_the_slot_before_reserving_anything(
+    env: SalesEnv,
+) -> None:
+    env.market = env.client.as_account(account(9))  # a host account that holds no tokens
+    state = Preparing()
+    nxt = await state.run(env.agent(0, reserved=False))
+    assert isinstance(nxt, Ignored)
+    assert_declared(state, nxt)
+    assert nxt.reprocess  # queued again: the wallet may be funded by the time an availability changes
+    assert nxt.reason == f"the wallet holds 0 tokens, less than the slot's collateral of {ASK.collateral_per_slot}"
+    assert env.reservations.created == []

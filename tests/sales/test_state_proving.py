@@ -102,6 +102,38 @@ async def test_a_proof_refused_because_the_challenge_moved_on_is_made_again_for_
         await task
 
 
+async def test_a_proof_mined_in_the_next_period_counts_for_it_and_that_period_is_not_proven_again(
+    env: SalesEnv,
+) -> None:
+    agent, task = await start_proving(env)
+    late: list[bool] = []
+
+    async def mined_in_the_next_period() -> None:  # the challenge did not change, so the chain accepts it there
+        if not late:
+            late.append(True)
+            challenge = await env.market.get_challenge(agent.slot_id)
+            env.clock.set(await next_period_start(env) + 1)
+            env.market.set_challenge(agent.slot_id, challenge)
+
+    env.market.on_call("submit_proof", mined_in_the_next_period)
+    periodicity = await env.market.periodicity()
+    with capture_logs() as logs:
+        await next_period(env)  # into period `built`; its proof lands in `built + 1`
+        built = periodicity.period_of(env.clock.now()) - 1
+        await until_waiting(env.clock)
+    submitted = [e for e in logs if e["event"] == "proof submitted"]
+    assert [(e["period"], e.get("built_in_period")) for e in submitted] == [(built + 1, built)]
+    assert not [e for e in logs if e["event"] == "proof of this period already on chain"]
+    assert len(env.market.calls("submit_proof")) == 1  # the round of `built + 1` knew it was proven
+
+    with capture_logs() as logs:
+        await next_period(env)
+    assert [e["period"] for e in logs if e["event"] == "proof submitted"] == [built + 2]
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
 async def test_a_proof_that_lands_after_its_period_ended_is_not_made_again_for_that_period(env: SalesEnv) -> None:
     agent, task = await start_proving(env)
     landed_late: list[bool] = []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from salesfakes import SalesEnv, assert_declared
+from salesfakes import ASK, SalesEnv, assert_declared
 
 from codex_node.errors import ChainError, SlotReservationNotAllowedError
 from codex_node.sales.states.cancelled import Cancelled
@@ -11,6 +11,7 @@ from codex_node.sales.states.errored import Errored
 from codex_node.sales.states.failed import Failed
 from codex_node.sales.states.ignored import Ignored
 from codex_node.sales.states.slotreserving import SlotReserving
+from codex_node.testing.mockmarket import account
 
 
 def test_hooks_lead_to_cancelled_failed_and_ignored() -> None:
@@ -51,3 +52,15 @@ async def test_other_market_failure_is_an_error(env: SalesEnv) -> None:
     env.market.fail_next("reserve_slot", ChainError("transaction not mined"))
     nxt = await SlotReserving().run(env.agent())
     assert isinstance(nxt, Errored)
+
+
+async def test_a_wallet_that_cannot_cover_the_collateral_ignores_the_slot_before_reserving_it(env: SalesEnv) -> None:
+    env.market = env.client.as_account(account(9))  # a host account that holds no tokens
+    state = SlotReserving()
+    nxt = await state.run(env.agent(0))
+    assert isinstance(nxt, Ignored)
+    assert_declared(state, nxt)
+    assert not nxt.reprocess  # Preparing queues the slot again; here the wallet was drained meanwhile
+    assert f"less than the slot's collateral of {ASK.collateral_per_slot}" in nxt.reason
+    assert "holds 0 tokens" in nxt.reason
+    assert env.market.calls("reserve_slot") == []

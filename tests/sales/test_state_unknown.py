@@ -29,12 +29,12 @@ async def resume(agent: SalesAgent) -> SaleState | None:
     return nxt
 
 
-async def test_filled_slot_resumes_in_filled_with_collateral_posted_and_data_owned(env: SalesEnv) -> None:
+async def test_filled_slot_resumes_in_filled_with_its_fill_and_data_owned(env: SalesEnv) -> None:
     await env.fill(env.market, 0)
     agent = env.agent(0, known_request=False)
     assert isinstance(await resume(agent), Filled)
     assert agent.data.request == env.request
-    assert agent.data.collateral_posted
+    assert agent.data.filled
     assert agent.data.stored
     assert env.request.id in env.timers.watched
 

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from codex_node.utils.asyncstatemachine import Machine, State
 
@@ -202,4 +203,128 @@ async def test_starting_twice_is_refused() -> None:
     m.start(Idle())
     with pytest.raises(RuntimeError):
         m.start(Idle())
+    await m.stop()
+
+
+# --- nothing plugged in can kill the scheduler (issue 7 item 11) ---------------------------------------------------
+
+
+class Touchy(S):
+    """An event hook that raises."""
+
+    def on_poke(self) -> S | None:
+        raise ValueError("hook bug")
+
+
+def settle_on(m: M, cls: type[S]) -> Any:
+    return asyncio.wait_for(m.wait_for_state(lambda s: isinstance(s, cls)), timeout=5)
+
+
+async def test_an_event_hook_that_raises_is_logged_and_later_events_still_apply() -> None:
+    m = M()
+    m.start(Touchy())
+    await settle_on(m, Touchy)
+    with capture_logs() as logs:
+        m.schedule(poke, "bad")
+        m.schedule(lambda _s: Idle(), "good")
+        await settle_on(m, Idle)
+    assert next(e for e in logs if e["event"] == "state machine event failed")["cause"] == "bad"
+    m.schedule(poke, "poke")
+    await settle_on(m, Working)
+    await m.stop()
+
+
+async def test_a_listener_that_raises_neither_stops_the_new_states_run_nor_later_events() -> None:
+    m = M()
+    seen: list[str] = []
+
+    def bad_listener(_m: Machine[Any], _frm: State[Any] | None, to: State[Any], _cause: str) -> None:
+        raise RuntimeError(f"listener bug at {to.name}")
+
+    m.add_listener(bad_listener)
+    m.add_listener(lambda _m, _f, to, _c: seen.append(to.name))
+    with capture_logs() as logs:
+        m.start(Working())
+        await asyncio.wait_for(m.gate("started").wait(), timeout=5)  # the run started despite the listener
+        m.schedule(poke, "poke")
+        await settle_on(m, Interrupted)
+        await asyncio.wait_for(m.gate("interrupted").wait(), timeout=5)
+    assert seen == ["Working", "Interrupted"]  # the listeners after the bad one are still told
+    assert len([e for e in logs if e["event"] == "state machine listener failed"]) == 2
+    await m.stop()
+
+
+async def test_the_new_states_run_is_started_before_the_listeners_are_told() -> None:
+    m = M()
+    running_when_told: list[bool] = []
+
+    def listener(machine: Machine[Any], _frm: State[Any] | None, _to: State[Any], _cause: str) -> None:
+        running = machine._running  # the order is what this test is about
+        running_when_told.append(running is not None and not running.done())
+
+    m.add_listener(listener)
+    m.start(Working())
+    await asyncio.wait_for(m.gate("started").wait(), timeout=5)
+    assert running_when_told == [True]
+    await m.stop()
+
+
+class Resurrecting(S):
+    """A terminal state whose hook and whose run would both leave it."""
+
+    terminal = True
+
+    async def run(self, machine: M) -> S | None:
+        machine.gate("resurrecting").set()
+        await machine.gate("leave").wait()
+        return Idle()
+
+    def on_poke(self) -> S | None:
+        return Idle()
+
+
+async def test_no_event_and_no_run_result_leaves_a_terminal_state() -> None:
+    m = M()
+    m.start(Resurrecting())
+    await asyncio.wait_for(m.gate("resurrecting").wait(), timeout=5)
+    m.schedule(poke, "poke")
+    m.gate("leave").set()
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert isinstance(m.state, Resurrecting)
+    assert [t[1] for t in m.transitions] == ["Resurrecting"]
+    await m.stop()
+
+
+class RaisingErrorHook(M):
+    def on_run_error(self, state: S, error: Exception) -> S | None:
+        raise RuntimeError("error hook bug")
+
+
+async def test_an_error_hook_that_raises_is_logged_and_the_machine_goes_on() -> None:
+    m = RaisingErrorHook()
+    with capture_logs() as logs:
+        m.start(Boom())
+        await settle_on(m, Boom)
+        for _ in range(20):
+            await asyncio.sleep(0)
+    assert any(e["event"] == "state machine error hook failed" for e in logs)
+    m.schedule(lambda _s: Idle(), "later")
+    await settle_on(m, Idle)
+    await m.stop()
+
+
+async def test_a_waiter_whose_predicate_raises_gets_the_error_and_the_machine_goes_on() -> None:
+    m = M()
+
+    def bad(_s: S) -> bool:
+        raise KeyError("predicate bug")
+
+    waiter = asyncio.ensure_future(m.wait_for_state(bad))
+    await asyncio.sleep(0)
+    m.start(Idle())
+    with pytest.raises(KeyError):
+        await asyncio.wait_for(waiter, timeout=5)
+    m.schedule(poke, "poke")
+    await settle_on(m, Working)
     await m.stop()

@@ -10,11 +10,22 @@ from typing import Annotated
 
 import structlog
 from fastapi import APIRouter, Query
+from pydantic import Field
 
 from codex_node import buildinfo, logutils
-from codex_node.api.schemas import ChainInfo, CodexInfo, DebugInfo, LocalNode, LogLevel, Table, error_responses
-from codex_node.api.services import NodeView, ServicesDep
+from codex_node.api.schemas import (
+    CamelModel,
+    ChainInfo,
+    CodexInfo,
+    DebugInfo,
+    LocalNode,
+    LogLevel,
+    Table,
+    error_responses,
+)
+from codex_node.api.services import NodeView, RepoDep, ReservationsDep, ServicesDep
 from codex_node.errors import InvalidInputError
+from codex_node.sales.accounting import check_books
 
 log = structlog.get_logger(__name__)
 
@@ -63,3 +74,30 @@ async def set_log_level(
     except ValueError as e:
         raise InvalidInputError(str(e)) from None
     return LogLevel(level=name)
+
+
+# --- the books ------------------------------------------------------------------------------------------------------
+
+
+class BooksCheck(CamelModel):
+    balanced: bool = Field(description="True when no rule of the books is broken")
+    problems: list[str] = Field(description="Each broken rule, naming the record and the numbers")
+
+
+@router.get(
+    "/debug/books",
+    summary="Check the availability, reservation and quota books (ARCHITECTURE.md rule 1)",
+    responses=error_responses(503, s503="The node runs without a marketplace"),
+)
+async def debug_books(reservations: ReservationsDep, repo: RepoDep) -> BooksCheck:
+    """What ``sales.accounting.check_books`` finds on the books as persisted now; ``problems`` is empty when
+    they balance. The sum of the stored blocks' sizes is not recounted here (``quota.used`` is taken as it is)."""
+    quota = repo.quota()
+    problems = check_books(
+        await reservations.availabilities(),
+        await reservations.all_reservations(),
+        reserved=quota.reserved,
+        used=quota.used,
+        quota_max=quota.max,
+    )
+    return BooksCheck(balanced=not problems, problems=problems)

@@ -48,6 +48,7 @@ from codex_node.sales.availability import (
     hex0x,
 )
 from codex_node.sales.history import HistoryEntry, SaleHistory
+from codex_node.sales.wallet import require_offer_covered
 
 router = APIRouter(tags=["Marketplace"])
 
@@ -263,10 +264,14 @@ async def list_availabilities(reservations: ReservationsDep) -> list[SalesAvaila
         422,
         503,
         s400="Malformed JSON or a missing field",
-        s422="A size, duration, price or collateral of 0, a negative until, or not enough quota",
+        s422="A size, duration, price or collateral of 0, a negative until, not enough quota, or more collateral "
+        "than the wallet holds",
     ),
 )
-async def create_availability(reservations: ReservationsDep, body: SalesAvailability) -> SalesAvailabilityRead:
+async def create_availability(
+    reservations: ReservationsDep, market: MarketDep, body: SalesAvailability
+) -> SalesAvailabilityRead:
+    await require_offer_covered(market, reservations, body.total_collateral)
     return SalesAvailabilityRead.of(await reservations.create_availability(body))
 
 
@@ -282,11 +287,16 @@ async def create_availability(reservations: ReservationsDep, body: SalesAvailabi
         s400="Malformed id or JSON",
         s404="No such availability",
         s422="freeSize given, a size of 0, totalSize below the bytes in use, not enough quota, "
-        "or until before a hosted slot's end",
+        "until before a hosted slot's end, or raised collateral the wallet cannot cover",
     ),
 )
-async def update_availability(reservations: ReservationsDep, id: IdPath, body: SalesAvailabilityPatch) -> Response:
-    await reservations.update_availability(_id(id, "availability id"), body)
+async def update_availability(
+    reservations: ReservationsDep, market: MarketDep, id: IdPath, body: SalesAvailabilityPatch
+) -> Response:
+    availability_id = _id(id, "availability id")
+    if body.total_collateral is not None:
+        await require_offer_covered(market, reservations, body.total_collateral, availability_id=availability_id)
+    await reservations.update_availability(availability_id, body)
     return Response(status_code=204)
 
 

@@ -8,8 +8,9 @@ are tested as plain calls.
 Every state declares in ``transitions`` the names of the states its ``run`` and its hooks may return. The protocol
 test derives the sales state graph from these declarations and checks them against what the states really do.
 
-``ends_sale`` marks the states in which a sale ends: their ``run`` performs the clean-up (bytes and collateral
-back to the availability, block expiry lowered), exactly once, through :meth:`SalesAgent.end_sale`.
+``terminal`` (of the generic machine, which enforces that nothing leaves such a state) marks the states in which
+a sale ends: their ``run`` performs the clean-up (bytes and collateral back to the availability, block expiry
+lowered), exactly once, through :meth:`SalesAgent.end_sale`.
 
 A state must never catch ``asyncio.CancelledError``: entering a new state cancels the previous ``run``.
 """
@@ -20,6 +21,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, ClassVar, TypeVar
 
+from codex_node.errors import CodexError
 from codex_node.utils.asyncstatemachine import State
 
 if TYPE_CHECKING:
@@ -33,9 +35,6 @@ class SaleState(State["SalesAgent"]):
 
     transitions: ClassVar[frozenset[str]] = frozenset()
     """Names of the states that ``run`` or a hook of this state may return."""
-
-    ends_sale: ClassVar[bool] = False
-    """True for states whose ``run`` ends the sale and runs the clean-up."""
 
     api_name: ClassVar[str] = ""
     """The name the REST API reports (nim-codex's ``Sale…`` names)."""
@@ -80,3 +79,14 @@ async def complete_despite_cancel(operation: Awaitable[T], keep: Callable[[T], N
     except asyncio.CancelledError:
         await asyncio.wait([task])
         raise
+
+
+async def free_slot_if_hosted(agent: SalesAgent) -> None:
+    """``freeSlot`` if the chain names us as the slot's host: a cancelled slot pays out, a failed one leaves
+    ``mySlots``. A failure is logged, not escalated: the slot stays in ``mySlots`` and a restart resumes it through
+    Unknown, which ends here again. What came back is read afterwards (``SalesAgent.end_sale``)."""
+    try:
+        if await agent.hosts_slot():
+            await agent.context.market.free_slot(agent.slot_id)
+    except CodexError as e:
+        agent.log.warning("could not free the slot", error=repr(e))

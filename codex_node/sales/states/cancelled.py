@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-from codex_node.errors import CodexError
-from codex_node.sales.states.base import SaleState
+from codex_node.sales.states.base import SaleState, free_slot_if_hosted
 
 if TYPE_CHECKING:
     from codex_node.sales.agent import SalesAgent
@@ -18,26 +17,10 @@ if TYPE_CHECKING:
 
 class Cancelled(SaleState):
     terminal: ClassVar[bool] = True
-    ends_sale: ClassVar[bool] = True
     transitions: ClassVar[frozenset[str]] = frozenset()
 
     async def run(self, machine: SalesAgent) -> SaleState | None:
-        returned = await collect_from_contract(machine)
+        await free_slot_if_hosted(machine)
+        returned = await machine.end_sale()
         machine.log.info("sale cancelled", returned_collateral=returned)
-        await machine.end_sale(returned)
         return None
-
-
-async def collect_from_contract(agent: SalesAgent) -> int:
-    """Free the slot if we host it and return the collateral now back in our hands (see module docstring)."""
-    market = agent.context.market
-    try:
-        if not await agent.hosts_slot():
-            return agent.unposted_collateral()
-        agent.data.collateral_posted = True
-        collateral = await market.current_collateral(agent.slot_id)
-        await market.free_slot(agent.slot_id)
-    except CodexError as e:
-        agent.log.warning("could not collect the slot's payout", error=repr(e))
-        return agent.unposted_collateral()
-    return collateral

@@ -53,9 +53,16 @@ class Downloading(SaleState):
         else:
             expiry = await market.request_expires_at(request_id)
         release = agent.context.reservations.release
+        # A resumed sale's reservation holds only what was not secured before the stop, while a data source may
+        # report the whole slot again: release at most what the reservation still holds.
+        remaining = reservation.size
 
         async def on_blocks(nbytes: int) -> None:
-            await release(reservation.id, reservation.availability_id, nbytes)
+            nonlocal remaining
+            take = min(nbytes, remaining)
+            if take > 0:
+                remaining -= take
+                await release(reservation.id, reservation.availability_id, take)
 
         # From here on some blocks may carry this sale's expiry, which the sale's end must lower again.
         data.stored = True

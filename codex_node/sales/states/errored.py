@@ -1,14 +1,14 @@
 """Errored: the sale cannot go on. Ends it, returning the bytes and every bit of collateral still ours.
 
 Unlike nim-codex (which returned no collateral here, MARKETPLACE.md §5 #4), collateral that never went on chain
-goes back to the availability; collateral already in the contract comes back only through the contract.
+goes back to the availability; collateral in the contract comes back only through the contract
+(``accounting.collateral_back`` reads the chain, so a fill whose call failed but was mined counts as posted).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-from codex_node.errors import CodexError
 from codex_node.sales.states.base import SaleState
 
 if TYPE_CHECKING:
@@ -17,7 +17,6 @@ if TYPE_CHECKING:
 
 class Errored(SaleState):
     terminal: ClassVar[bool] = True
-    ends_sale: ClassVar[bool] = True
     transitions: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, error: BaseException, *, reprocess: bool = False) -> None:
@@ -26,12 +25,5 @@ class Errored(SaleState):
 
     async def run(self, machine: SalesAgent) -> SaleState | None:
         machine.log.error("sale errored", error=repr(self.error))
-        if machine.unposted_collateral() > 0:
-            try:
-                # A fill whose call failed may still have been mined; then the collateral is in the contract.
-                if await machine.hosts_slot():
-                    machine.data.collateral_posted = True
-            except CodexError as e:
-                machine.log.warning("could not check the slot's host", error=repr(e))
-        await machine.end_sale(machine.unposted_collateral(), reprocess=self.reprocess)
+        await machine.end_sale(reprocess=self.reprocess)
         return None

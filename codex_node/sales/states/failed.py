@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-from codex_node.errors import CodexError
-from codex_node.sales.states.base import SaleState
+from codex_node.sales.states.base import SaleState, free_slot_if_hosted
 
 if TYPE_CHECKING:
     from codex_node.sales.agent import SalesAgent
@@ -17,18 +16,10 @@ if TYPE_CHECKING:
 
 class Failed(SaleState):
     terminal: ClassVar[bool] = True
-    ends_sale: ClassVar[bool] = True
     transitions: ClassVar[frozenset[str]] = frozenset()
 
     async def run(self, machine: SalesAgent) -> SaleState | None:
-        try:
-            if await machine.hosts_slot():
-                machine.data.collateral_posted = True
-                await machine.context.market.free_slot(machine.slot_id)
-        except CodexError as e:
-            # Not fatal: the slot lingers in mySlots and a restart lands here again.
-            machine.log.warning("could not free the failed slot", error=repr(e))
-        returned = machine.unposted_collateral()
+        await free_slot_if_hosted(machine)
+        returned = await machine.end_sale()
         machine.log.warning("sale failed", returned_collateral=returned)
-        await machine.end_sale(returned)
         return None

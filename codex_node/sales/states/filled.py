@@ -30,10 +30,9 @@ class Filled(SaleState):
         try:
             if not await machine.hosts_slot():
                 raise SaleError("the slot is filled by another host")
-            data.collateral_posted = True
             data.stored = True
             # The worker is needed for new slots, not for the months of proving ahead.
-            machine.mark_filled()
+            machine.worker_released()
             contract_end = await machine.context.market.request_end(data.request_id)
             await machine.context.data_source.raise_expiry(machine.request, data.slot_index, contract_end)
         except CodexError as e:

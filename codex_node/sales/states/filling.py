@@ -49,7 +49,7 @@ class Filling(SaleState):
             return Ignored(reprocess=False, reason="slot no longer free")
         except CodexError as e:
             return Errored(e)
-        machine.data.collateral_posted = True
+        machine.data.filled = True
         machine.log.info("slot filled", collateral=collateral)
         return Filled()
 

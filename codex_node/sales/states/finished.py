@@ -12,13 +12,9 @@ if TYPE_CHECKING:
 
 class Finished(SaleState):
     terminal: ClassVar[bool] = True
-    ends_sale: ClassVar[bool] = True
     transitions: ClassVar[frozenset[str]] = frozenset()
 
-    def __init__(self, returned_collateral: int) -> None:
-        self.returned_collateral = returned_collateral
-
     async def run(self, machine: SalesAgent) -> SaleState | None:
-        machine.log.info("sale finished", returned_collateral=self.returned_collateral)
-        await machine.end_sale(self.returned_collateral)
+        returned = await machine.end_sale()
+        machine.log.info("sale finished", returned_collateral=returned)
         return None

@@ -16,7 +16,6 @@ if TYPE_CHECKING:
 
 class Ignored(SaleState):
     terminal: ClassVar[bool] = True
-    ends_sale: ClassVar[bool] = True
     transitions: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, *, reprocess: bool, reason: str) -> None:
@@ -25,7 +24,7 @@ class Ignored(SaleState):
 
     async def run(self, machine: SalesAgent) -> SaleState | None:
         machine.log.info("slot ignored", reason=self.reason, reprocess=self.reprocess)
-        await machine.end_sale(machine.unposted_collateral(), reprocess=self.reprocess)
+        await machine.end_sale(reprocess=self.reprocess)
         return None
 
 

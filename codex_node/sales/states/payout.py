@@ -17,10 +17,8 @@ class Payout(SaleState):
     transitions: ClassVar[frozenset[str]] = frozenset({"Finished", "Errored"})
 
     async def run(self, machine: SalesAgent) -> SaleState | None:
-        market = machine.context.market
         try:
-            collateral = await market.current_collateral(machine.slot_id)
-            await market.free_slot(machine.slot_id)
+            await machine.context.market.free_slot(machine.slot_id)
         except CodexError as e:
             return Errored(e)
-        return Finished(collateral)
+        return Finished()

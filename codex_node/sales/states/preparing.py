@@ -22,6 +22,7 @@ from codex_node.sales.states.errored import Errored
 from codex_node.sales.states.failed import Failed
 from codex_node.sales.states.ignored import AVAILABILITY_MISMATCH, Ignored
 from codex_node.sales.states.slotreserving import SlotReserving
+from codex_node.sales.wallet import short_of_collateral, wallet_balance
 
 if TYPE_CHECKING:
     from codex_node.sales.agent import SalesAgent
@@ -69,6 +70,11 @@ class Preparing(SaleState):
         )
         if availability is None:
             return Ignored(reprocess=True, reason="no availability matches")
+        # Before anything is reserved: a fill the wallet cannot pay would fail only after the download and proof.
+        collateral = await market.slot_collateral(data.request_id, data.slot_index)
+        balance = await wallet_balance(market)
+        if balance < collateral:
+            return Ignored(reprocess=True, reason=short_of_collateral(balance, collateral))
 
         def keep(reservation: Reservation) -> None:
             data.reservation = reservation

@@ -4,7 +4,8 @@ The chain decides how the sale goes on: Finished → Payout, Cancelled/Failed �
 was missed, e.g. across a restart), Repair (we were slashed out) or an unexpected Free/Paid → Errored.
 A failed proof is logged and retried next period; it must not end a sale that may still be paid. The next round
 is timed from the period a round *started* in, so a period that begins while a proof is being made is proven at
-once, not skipped.
+once, not skipped — unless the proof itself landed in that new period and was credited to it (the chain says which
+period a proof counts for; the log says that period, not the one the proof was built in).
 """
 
 from __future__ import annotations
@@ -47,7 +48,9 @@ class Proving(SaleState):
             period = periodicity.period_of(clock.now())
             state = await market.slot_state(agent.slot_id)
             if state == SlotState.FILLED:
-                await self._prove_if_required(agent, period)
+                credited = await self._prove_if_required(agent, period)
+                # A proof mined in the next period counts for that one: it is proven too, so wait it out.
+                period = max(period, credited or period)
             elif state == SlotState.FINISHED:
                 return Payout()
             elif state == SlotState.CANCELLED:
@@ -61,24 +64,26 @@ class Proving(SaleState):
             # From the period this round started in: if it ended meanwhile (a slow proof), the next round is now.
             await clock.wait_until(periodicity.period_end(period) + 1)
 
-    async def _prove_if_required(self, agent: SalesAgent, period: int) -> None:
+    async def _prove_if_required(self, agent: SalesAgent, period: int) -> int | None:
+        """Prove ``period`` if the chain asks for a proof; the period the proof was credited to, if one landed."""
         market = agent.context.market
         try:
             if not (
                 await market.is_proof_required(agent.slot_id) or await market.will_proof_be_required(agent.slot_id)
             ):
-                return
-            await self._prove(agent, period)
+                return None
+            return await self._prove(agent, period)
         except ContractRevertError as e:
             if e.error_name != "ProofAlreadySubmitted":
                 agent.log.warning("proof not submitted", period=period, error=repr(e))
-                return
+                return None
             # A restarted node proves the period it may already have proven before it stopped: nothing is missing.
             agent.log.info("proof of this period already on chain", period=period)
         except CodexError as e:
             agent.log.warning("proof not submitted", period=period, error=repr(e))
+        return None
 
-    async def _prove(self, agent: SalesAgent, period: int) -> None:
+    async def _prove(self, agent: SalesAgent, period: int) -> int | None:
         """Prove the current challenge; once more if the challenge moved on before the proof landed.
 
         The challenge points at a block hash ``pointer`` blocks back; the pointer grows by one per block and wraps
@@ -91,18 +96,23 @@ class Proving(SaleState):
         challenge = await market.get_challenge(agent.slot_id)
         proof = await agent.context.prover.prove(agent.slot, challenge)
         try:
-            await self.submit(agent, proof, period)
+            return await self.submit(agent, proof, period)
         except ProofInvalidError:
             periodicity = await market.periodicity()
             if periodicity.period_of(agent.context.clock.now()) != period:
                 agent.log.warning("period ended before its proof landed", period=period)
-                return
+                return None
             fresh = await market.get_challenge(agent.slot_id)
             if fresh == challenge:
                 raise  # the proof itself is wrong: nothing a new attempt would change
             agent.log.info("challenge changed while the proof was in flight; proving again", period=period)
-            await self.submit(agent, await agent.context.prover.prove(agent.slot, fresh), period)
+            return await self.submit(agent, await agent.context.prover.prove(agent.slot, fresh), period)
 
-    async def submit(self, agent: SalesAgent, proof: StorageProof, period: int) -> None:
-        await agent.context.market.submit_proof(agent.slot_id, proof)
-        agent.log.info("proof submitted", period=period)
+    async def submit(self, agent: SalesAgent, proof: StorageProof, period: int) -> int:
+        """Submit ``proof`` built in ``period``; log and return the period the chain credited it to."""
+        credited = await agent.context.market.submit_proof(agent.slot_id, proof)
+        if credited == period:
+            agent.log.info("proof submitted", period=credited)
+        else:  # built at the end of one period, mined in the next: it proves the next one
+            agent.log.info("proof submitted", period=credited, built_in_period=period)
+        return credited

@@ -26,14 +26,14 @@ class ProvingSimulated(Proving):
         self.every = every
         self.proofs = 0
 
-    async def submit(self, agent: SalesAgent, proof: StorageProof, period: int) -> None:
+    async def submit(self, agent: SalesAgent, proof: StorageProof, period: int) -> int:
         self.proofs += 1
         if self.proofs % self.every != 0:
-            await super().submit(agent, proof, period)
-            return
+            return await super().submit(agent, proof, period)
         try:
-            await agent.context.market.submit_proof(agent.slot_id, agent.context.prover.corrupt(proof))
+            credited = await agent.context.market.submit_proof(agent.slot_id, agent.context.prover.corrupt(proof))
         except ProofInvalidError:
             agent.log.info("simulated proof failure: wrong proof rejected", period=period)
-        else:
-            agent.log.warning("simulated proof failure: wrong proof was accepted", period=period)
+            return period  # this period is deliberately left unproven: no second attempt
+        agent.log.warning("simulated proof failure: wrong proof was accepted", period=credited)
+        return credited

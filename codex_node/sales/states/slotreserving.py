@@ -1,4 +1,11 @@
-"""SlotReserving: ask the contract for one of the slot's few reservation places (``reserveSlot``)."""
+"""SlotReserving: ask the contract for one of the slot's few reservation places (``reserveSlot``).
+
+First the wallet: a slot whose collateral the wallet cannot cover is ignored here, with its reservation's bytes and
+collateral back in the availability, rather than after its data was downloaded and proven, at ``fillSlot``.
+Preparing checks the same before it reserves anything (and queues the slot again); this second check catches a
+balance spent meanwhile and a sale resumed after a restart, and does not queue the slot again: its own return is
+an availability save, which would un-see the other waiting slots, each failing the same way in turn.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +18,7 @@ from codex_node.sales.states.downloading import Downloading
 from codex_node.sales.states.errored import Errored
 from codex_node.sales.states.failed import Failed
 from codex_node.sales.states.ignored import Ignored
+from codex_node.sales.wallet import short_of_collateral, wallet_balance
 
 if TYPE_CHECKING:
     from codex_node.sales.agent import SalesAgent
@@ -32,6 +40,10 @@ class SlotReserving(SaleState):
         market = machine.context.market
         request_id, index = machine.data.request_id, machine.data.slot_index
         try:
+            collateral = await market.slot_collateral(request_id, index)
+            balance = await wallet_balance(market)
+            if balance < collateral:
+                return Ignored(reprocess=False, reason=short_of_collateral(balance, collateral))
             if not await market.can_reserve_slot(request_id, index):
                 return Ignored(reprocess=False, reason="slot reservation not allowed")
             await market.reserve_slot(request_id, index)

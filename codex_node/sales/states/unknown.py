@@ -43,18 +43,17 @@ class Unknown(SaleState):
             if data.request is None:
                 raise SaleError("request not found on chain")
         agent.context.timers.watch(data.request_id, await market.request_expires_at(data.request_id))
-        # The slot came from mySlots, so its blocks are in the repo under this sale's expiry.
+        # The slot came from mySlots: our fill went through and its blocks are in the repo under this sale's expiry.
+        data.filled = True
         data.stored = True
         state = await market.slot_state(agent.slot_id)
-        if state != SlotState.PAID:
-            data.collateral_posted = state != SlotState.FREE
         if state == SlotState.FILLED:
             return Filled()
         if state == SlotState.FINISHED:
             return Payout()
         if state == SlotState.PAID:
-            # Paid before the crash: the collateral came back with the payout; its amount is no longer known.
-            return Finished(agent.reserved_collateral())
+            # Paid before the crash: the collateral came back with the payout (Finished reads how much).
+            return Finished()
         if state == SlotState.FAILED:
             return Failed()
         if state == SlotState.CANCELLED:
