@@ -70,7 +70,6 @@ from codex_node.stores.blockmeta import (
     MANIFEST_PREFIX,
     NEXT_PACK_KEY,
     PACK_PREFIX,
-    PENDING_PREFIX,  # noqa: F401 (re-exported: the old layout's markers, for tests)
     RELEASE_PREFIX,
     TOTAL_KEY,
     TTL_PREFIX,

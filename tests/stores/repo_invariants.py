@@ -6,17 +6,18 @@ from collections import Counter
 
 from codex_node.data.cid import parse_cid
 from codex_node.data.manifest import Manifest
-from codex_node.stores.blockmeta import PACK_PREFIX, PackRecord
-from codex_node.stores.quota import QUOTA_KEY, Quota
-from codex_node.stores.repostore import (
+from codex_node.stores.blockmeta import (
     MANIFEST_PREFIX,
+    PACK_PREFIX,
     PENDING_PREFIX,
     RELEASE_PREFIX,
     TOTAL_KEY,
     TTL_PREFIX,
     BlockMeta,
-    RepoStore,
+    PackRecord,
 )
+from codex_node.stores.quota import QUOTA_KEY, Quota
+from codex_node.stores.repostore import RepoStore
 
 
 def check_invariants(repo: RepoStore) -> None:
