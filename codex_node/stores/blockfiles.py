@@ -49,6 +49,8 @@ DEFAULT_BUCKET_SECONDS = 24 * 3600
 DEFAULT_MAX_OPEN = 16
 PACKS_DIR = "packs"
 _IOV_MAX = 512
+_MAX_NAME = 256  # longest CID text a record may hold (ours are 59 characters)
+_WALK_WINDOW = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,16 +347,25 @@ class BlockFiles:
             got -= len(buf)
 
     def walk(self, pack: int, size: int) -> Iterator[tuple[str, Location]]:
-        """``(CID text, location)`` of every record in the first ``size`` bytes of the pack."""
+        """``(CID text, location)`` of every record in the first ``size`` bytes of the pack.
+
+        Small records are parsed out of windows of :data:`_WALK_WINDOW` bytes; after a large record only the next
+        header is read, so walking a pack of 64 KiB blocks does not read their data.
+        """
         fd = os.open(self.pack_path(pack), os.O_RDONLY)
         try:
             offset = 0
+            data_len = 0
+            window, start = b"", 0  # ``window`` holds the pack's bytes from ``start`` on
             while offset + HEADER.size <= size:
-                head = os.pread(fd, HEADER.size + 256, offset)
-                magic, name_len, data_len = HEADER.unpack_from(head)
+                at = offset - start
+                if at < 0 or at + HEADER.size + _MAX_NAME > len(window):
+                    want = HEADER.size + _MAX_NAME if data_len >= _WALK_WINDOW // 64 else _WALK_WINDOW
+                    window, start, at = os.pread(fd, min(want, size - offset), offset), offset, 0
+                magic, name_len, data_len = HEADER.unpack_from(window, at)
                 if magic != MAGIC:
                     raise OSError(f"pack {pack:016x} has no record at offset {offset}")
-                name = head[HEADER.size : HEADER.size + name_len].decode("ascii", errors="replace")
+                name = window[at + HEADER.size : at + HEADER.size + name_len].decode("ascii", errors="replace")
                 data = offset + HEADER.size + name_len
                 yield name, Location(pack, data, data_len)
                 offset = data + data_len

@@ -685,28 +685,30 @@ class RepoStore:
         """
         changed = tx.used or tx.reserved
         quota = self._quota.change(used=tx.used, reserved=tx.reserved) if changed else self._quota
-        packs: dict[int, PackRecord] = {}
-
-        def record(pid: int) -> PackRecord:
-            return packs.get(pid) or self._packs.get(pid) or PackRecord()
-
+        # Per pack: [count, live, max expiry, committed size] deltas and highs, folded into records once.
+        deltas: dict[int, list[int]] = {}
         for text, meta in tx.metas.items():
             old = tx.original[text] if text in tx.original else self.block_meta_text(text)
             if old is not None and old.pack:
-                r = record(old.pack)
-                packs[old.pack] = replace(r, count=r.count - 1, live=r.live - old.size)
+                d = deltas.setdefault(old.pack, [0, 0, 0, 0])
+                d[0] -= 1
+                d[1] -= old.size
             if meta is None:
                 tx.batch.delete(TTL_PREFIX + text)
             else:
                 tx.batch.put(TTL_PREFIX + text, meta.encode())
                 if meta.pack:
-                    r = record(meta.pack)
-                    packs[meta.pack] = replace(
-                        r, count=r.count + 1, live=r.live + meta.size, max_expiry=max(r.max_expiry, meta.expiry)
-                    )
+                    d = deltas.setdefault(meta.pack, [0, 0, 0, 0])
+                    d[0] += 1
+                    d[1] += meta.size
+                    d[2] = max(d[2], meta.expiry)
         for pid, end in tx.pack_ends.items():
-            r = record(pid)
-            packs[pid] = replace(r, size=max(r.size, end))
+            d = deltas.setdefault(pid, [0, 0, 0, 0])
+            d[3] = max(d[3], end)
+        packs: dict[int, PackRecord] = {}
+        for pid, (count, live, expiry, end) in deltas.items():
+            r = self._packs.get(pid) or PackRecord()
+            packs[pid] = PackRecord(max(r.size, end), r.count + count, r.live + live, max(r.max_expiry, expiry))
         for pid, r in packs.items():
             tx.batch.put(pack_key(pid), r.encode())
         if changed:
