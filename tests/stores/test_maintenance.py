@@ -236,3 +236,17 @@ class _CountingKV(MemoryKV):
         if any(key.startswith(TTL_PREFIX) for key, _ in batch_ops(batch)):
             self.index_batches += 1
         super().write(batch)
+
+
+async def test_an_expired_dataset_in_a_sealed_pack_goes_with_its_manifest_not_by_the_pack_step(
+    make_repo: MakeRepo, clock: FakeClock, tmp_path: Path
+) -> None:
+    repo = make_repo(ttl=10, files=BlockFiles(tmp_path / "packs", sync="none", bucket_seconds=3600))
+    cid = await store_dataset(repo, _chunks(os.urandom(3 * BLOCK_SIZE)))
+    clock.advance(3600)  # sealed, and everything expired: but the blocks are referenced by the manifest
+    assert await repo.delete_expired_packs(clock.now()) == (0, 0)
+    await _maintainer(repo, clock, batch_size=100).run_pass()
+    assert not repo.has_block(cid)
+    assert repo.total_blocks == 0
+    assert list(repo.files.iter_files()) == []
+    check_invariants(repo)
