@@ -371,9 +371,9 @@ class RepoStore:
             self._inflight_bytes -= new_bytes
             self._cond.notify_all()
         if not ok:
-            # The bytes stay in their pack as dead bytes (no entry points at them); a pack left with no block
-            # goes now.
-            self._drop_empty(packs)
+            # The bytes stay in their pack as dead bytes (no entry points at them); a pack left with no block goes
+            # now — also one made for this put whose append failed (it is not in ``packs``).
+            self._drop_empty(pid for pid, r in self.pack_records().items() if r.count == 0)
 
     # --- deleting (async) ---------------------------------------------------------------------------------------
 

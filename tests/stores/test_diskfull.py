@@ -22,6 +22,7 @@ from structlog.testing import capture_logs
 from codex_node.api.errors import install_error_handlers
 from codex_node.api.routes.data import router
 from codex_node.api.services import Services, provide
+from codex_node.data.cid import block_cid
 from codex_node.errors import DiskFullError
 from codex_node.stores.blockfiles import BlockFiles, Buffer
 from codex_node.stores.datasets import store_dataset
@@ -161,3 +162,15 @@ async def test_on_a_real_full_file_system_the_upload_fails_whole_and_the_store_k
     finally:
         repo.close()
         kv.close()
+
+
+async def test_a_first_put_that_finds_the_disk_full_leaves_no_pack_behind(tmp_path: Path) -> None:
+    files = FullDiskFiles(tmp_path / "repo", room=100)
+    repo = RepoStore(MemoryKV(), files, clock=FakeClock(), quota_max=1 << 30, block_ttl=3600)
+    data = os.urandom(1000)
+    with pytest.raises(DiskFullError):
+        await repo.put_block(block_cid(data), data)
+    assert files_on_disk(files.root) == []
+    assert repo.pack_records() == {}
+    check_invariants(repo)
+    repo.close()
