@@ -11,7 +11,8 @@ process so nothing is warm in Python:
 * one maintenance pass an hour and a day later (the first half has expired): its time and how many blocks it
   deleted;
 
-and counts the files under the data dir and the time that walk takes (what ``du`` or a backup pays).
+and counts the files under the data dir, their bytes and the disk space allocated to them, and the time that walk
+takes (what ``du`` or a backup pays).
 
 Both layouts run the same script through the store's public API: run it from a checkout of the pack layout, and
 from one of the file-per-block layout (``PYTHONPATH=<old checkout> python benchmarks/scale.py …``) to compare.
@@ -110,12 +111,19 @@ def open_and_maintain(data_dir: Path) -> dict[str, float]:
 
 def files_on_disk(data_dir: Path) -> dict[str, float]:
     start = time.perf_counter()
-    count = size = 0
+    count = size = allocated = 0
     for dirpath, _, names in os.walk(data_dir):
         for name in names:
+            st = os.lstat(os.path.join(dirpath, name))
             count += 1
-            size += os.lstat(os.path.join(dirpath, name)).st_size
-    return {"files": count, "bytes_on_disk": size, "walk_seconds": time.perf_counter() - start}
+            size += st.st_size
+            allocated += st.st_blocks * 512
+    return {
+        "files": count,
+        "bytes_in_files": size,
+        "bytes_allocated": allocated,
+        "walk_seconds": time.perf_counter() - start,
+    }
 
 
 def main() -> None:
