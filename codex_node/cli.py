@@ -129,7 +129,57 @@ DEPLOY = Command(
     "Exit codes: 0 deployed, 1 the chain refused or could not be reached, 2 invalid flags.",
 )
 
-COMMANDS: tuple[Command, ...] = (RUN, DEPLOY)
+# --- upload, download (codex_node/clientcli.py: thin layers over codex_node.client) ------------------------------
+
+
+def _upload_arguments(parser: argparse.ArgumentParser) -> None:
+    from codex_node import clientcli
+
+    clientcli.add_upload_arguments(parser)
+
+
+def _upload(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from codex_node import clientcli
+
+    return clientcli.run_upload(args, env)
+
+
+def _download_arguments(parser: argparse.ArgumentParser) -> None:
+    from codex_node import clientcli
+
+    clientcli.add_download_arguments(parser)
+
+
+def _download(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from codex_node import clientcli
+
+    return clientcli.run_download(args, env)
+
+
+_CLIENT_EPILOG = (
+    "Exit codes: 0 done, 1 the node refused or could not be reached, 2 invalid flags or arguments.\n"
+    "--api-url and --api-token may also come from CODEX_API_URL and CODEX_API_TOKEN."
+)
+
+UPLOAD = Command(
+    name="upload",
+    help="upload a file to a running node; prints its CID",
+    description="Upload FILE to the node at --api-url and print the dataset's CID (a progress bar on a terminal).",
+    add_arguments=_upload_arguments,
+    run=_upload,
+    epilog=_CLIENT_EPILOG,
+)
+
+DOWNLOAD = Command(
+    name="download",
+    help="download a dataset from a running node",
+    description="Download the dataset CID from the node at --api-url to -o FILE or standard output.",
+    add_arguments=_download_arguments,
+    run=_download,
+    epilog=_CLIENT_EPILOG,
+)
+
+COMMANDS: tuple[Command, ...] = (RUN, DEPLOY, UPLOAD, DOWNLOAD)
 
 
 def build_parser(commands: Sequence[Command] = COMMANDS) -> argparse.ArgumentParser:

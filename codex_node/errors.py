@@ -56,6 +56,9 @@ may carry a web3, plyvel or FastAPI type: callers catch our types, never a libra
         │   ├── InvalidCellProofError    a cell and its path do not reach the slot root
         │   └── InvalidSlotProofError    the slot root and its path do not reach the dataset root
         └── ProofDataError               the prover lacks a slot's data, or the data does not match the request
+
+The client's errors (``client/errors.py``: ``ClientError`` and one type per error status the node answers) are a
+branch of this tree too, kept in the client package so it imports nothing of the server.
 """
 
 from __future__ import annotations

@@ -34,12 +34,13 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("market",),
     ("proofs",),
     ("sales", "purchasing", "peers", "blockexchange"),
-    ("api",),
+    ("api", "client"),
     ("marketplace", "node"),
-    ("cli", "deploycmd"),
+    ("cli", "deploycmd", "clientcli"),
 )
 """ARCHITECTURE.md's layers, lowest first. ``buildinfo`` (version and revision) sits with the generic helpers,
-``blockexchange`` with ``peers`` (the network), and ``deploycmd`` (a CLI subcommand) with ``cli``."""
+``blockexchange`` with ``peers`` (the network), ``client`` (the API's other end) with ``api``, and ``deploycmd``
+and ``clientcli`` (CLI subcommands) with ``cli``."""
 
 FAKES: dict[str, str] = {
     "testing": "__init__",

@@ -9,15 +9,19 @@ This module must never know what the values mean; records encode themselves (see
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
 import plyvel
+import structlog
 
 from codex_node.errors import KVError
 from codex_node.stores.diskspace import disk_full, is_disk_full
+
+log = structlog.get_logger(__name__)
 
 
 class WriteBatch(Protocol):
@@ -90,10 +94,17 @@ def open_leveldb(path: Path, what: str) -> plyvel.DB:
 
 
 class LevelDBStore:
-    """:class:`KVStore` on plyvel. Writes are synchronous (fsync) so an acknowledged write survives a crash."""
+    """:class:`KVStore` on plyvel. Writes are synchronous (fsync) so an acknowledged write survives a crash.
+
+    After a failed write (a full disk) the database is reopened before anything else is done with it. LevelDB
+    would otherwise go on appending to a log that may end in a torn record, and its recovery at the next open
+    drops that record together with the records after it in the same log block: writes acknowledged after the
+    failure would be lost. Reopening replays the log once and starts a fresh one. While the reopen itself fails
+    (the disk is still full), every operation fails with the reason instead.
+    """
 
     def __init__(self, path: Path, *, sync: bool = True) -> None:
-        self._db = open_leveldb(path, "metadata store")
+        self._db: plyvel.DB | None = open_leveldb(path, "metadata store")
         self._path = path
         self._sync = sync
         self._closed = False
@@ -103,19 +114,18 @@ class LevelDBStore:
 
     def get(self, key: str) -> bytes | None:
         with self._lock:
-            self._check_open()
-            value: bytes | None = self._db.get(key.encode())
+            value: bytes | None = self._live().get(key.encode())
             return value
 
     def put(self, key: str, value: bytes) -> None:
-        with self._lock:
-            self._check_open()
-            self._db.put(key.encode(), value, sync=self._sync)
+        b = _Batch()
+        b.put(key, value)
+        self.write(b)
 
     def delete(self, key: str) -> None:
-        with self._lock:
-            self._check_open()
-            self._db.delete(key.encode(), sync=self._sync)
+        b = _Batch()
+        b.delete(key)
+        self.write(b)
 
     def batch(self) -> WriteBatch:
         return _Batch()
@@ -125,15 +135,16 @@ class LevelDBStore:
         if not ops:
             return
         with self._lock:
-            self._check_open()
+            db = self._live()
             try:
-                with self._db.write_batch(sync=self._sync) as wb:
+                with db.write_batch(sync=self._sync) as wb:
                     for key, value in ops:
                         if value is None:
                             wb.delete(key.encode())
                         else:
                             wb.put(key.encode(), value)
             except plyvel.Error as e:
+                self._reopen_after_failure()
                 if is_disk_full(e):
                     raise disk_full(self._path) from e
                 raise KVError(f"metadata write failed: {e}") from e
@@ -143,12 +154,12 @@ class LevelDBStore:
     ) -> Iterator[tuple[str, bytes]]:
         # Materialise under the lock: a generator that outlives close() would touch a closed DB.
         with self._lock:
-            self._check_open()
+            db = self._live()
             p = prefix.encode()
             if start_after is not None and start_after.encode() >= p:
-                it = self._db.iterator(start=start_after.encode(), include_start=False)
+                it = db.iterator(start=start_after.encode(), include_start=False)
             else:
-                it = self._db.iterator(prefix=p)
+                it = db.iterator(prefix=p)
             out: list[tuple[str, bytes]] = []
             with it:
                 for k, v in it:
@@ -163,8 +174,28 @@ class LevelDBStore:
         with self._lock:
             if not self._closed:
                 self._closed = True
-                self._db.close()
+                if self._db is not None:
+                    self._db.close()
+                    self._db = None
 
-    def _check_open(self) -> None:
+    def _live(self) -> plyvel.DB:
+        """The open database; reopened first if a failed write left it closed (under the lock)."""
         if self._closed:
             raise KVError("metadata store is closed")
+        if self._db is None:
+            try:
+                self._db = plyvel.DB(str(self._path), create_if_missing=True)
+            except plyvel.Error as e:
+                if is_disk_full(e):
+                    raise disk_full(self._path) from e
+                raise KVError(f"metadata store unavailable since a failed write, cannot reopen it: {e}") from e
+            log.warning("metadata store reopened after a failed write", path=str(self._path))
+        return self._db
+
+    def _reopen_after_failure(self) -> None:
+        """Close the database after a failed write; the next operation reopens it (see the class docstring)."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        with contextlib.suppress(KVError):  # the disk may still be full: the next operation tries again
+            self._live()

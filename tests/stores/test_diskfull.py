@@ -19,9 +19,7 @@ from fastapi import FastAPI
 from repo_invariants import check_invariants
 from structlog.testing import capture_logs
 
-from codex_node.api.errors import install_error_handlers
-from codex_node.api.routes.data import router
-from codex_node.api.services import Services, provide
+from codex_node.api.app import create_app
 from codex_node.data.cid import block_cid
 from codex_node.errors import DiskFullError
 from codex_node.stores.blockfiles import BlockFiles, Buffer
@@ -58,16 +56,12 @@ def files_on_disk(root: Path) -> list[tuple[str, int]]:
 
 
 def app_for(repo: RepoStore) -> FastAPI:
-    app = FastAPI()
-    app.include_router(router, prefix=API)
-    install_error_handlers(app)
-    provide(app, Services(repo=repo))
-    return app
+    return create_app(repo=repo)
 
 
 @contextlib.asynccontextmanager
 async def client(repo: RepoStore) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app_for(repo)), base_url="http://t") as c:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app_for(repo)), base_url="http://localhost") as c:
         yield c
 
 

@@ -1,0 +1,282 @@
+"""Each REST operation of the node, described once: its method, path, success status and how its answer parses.
+
+Both clients (:mod:`~codex_node.client.sync`, :mod:`~codex_node.client.aio`) run these descriptions; neither
+knows a path or a model of its own. A builder function (``space()``, ``get_slot(slot_id)``) returns a
+:class:`Call`: the request to send and the parser of its success body. The two operations that stream bytes
+(upload, download) are described here too (:data:`UPLOAD`, :data:`DOWNLOAD`), their bodies being moved by the
+clients.
+
+**Adding an operation** (storage requests, purchases): add its :class:`Operation` to :data:`OPERATIONS` with the
+``operationId`` of ``openapi.yaml``, a builder here, its result model in ``models.py``, and a one-line method of
+the same name in both clients. ``tests/client/test_operations.py`` fails until the YAML's every operation has all
+of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+from urllib.parse import quote
+
+import pydantic
+
+from codex_node.client.errors import MalformedResponseError
+from codex_node.client.models import (
+    Availability,
+    BooksCheck,
+    DataList,
+    Dataset,
+    DebugInfo,
+    Exists,
+    LogLevel,
+    Reservation,
+    Slot,
+    SlotSale,
+    Space,
+)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One operation of ``openapi.yaml``: its ``operationId``, HTTP method, path under the API prefix (with
+    ``{name}`` parameters), the status that means success, and the client method that runs it."""
+
+    operation_id: str
+    method: str
+    path: str
+    ok: int
+    client_method: str
+
+
+LIST_DATA = Operation("list_data_api_codex_v1_data_get", "GET", "/data", 200, "list_data")
+UPLOAD = Operation("upload_api_codex_v1_data_post", "POST", "/data", 200, "upload")
+DOWNLOAD = Operation("download_api_codex_v1_data__cid__get", "GET", "/data/{cid}", 200, "download")
+DELETE = Operation("delete_api_codex_v1_data__cid__delete", "DELETE", "/data/{cid}", 204, "delete")
+EXISTS = Operation("exists_api_codex_v1_data__cid__exists_get", "GET", "/data/{cid}/exists", 200, "exists")
+SPACE = Operation("space_api_codex_v1_space_get", "GET", "/space", 200, "space")
+LIST_SLOTS = Operation("list_slots_api_codex_v1_sales_slots_get", "GET", "/sales/slots", 200, "list_slots")
+GET_SLOT = Operation("get_slot_api_codex_v1_sales_slots__slotId__get", "GET", "/sales/slots/{slotId}", 200, "get_slot")
+LIST_AVAILABILITIES = Operation(
+    "list_availabilities_api_codex_v1_sales_availability_get", "GET", "/sales/availability", 200, "list_availabilities"
+)
+CREATE_AVAILABILITY = Operation(
+    "create_availability_api_codex_v1_sales_availability_post",
+    "POST",
+    "/sales/availability",
+    201,
+    "create_availability",
+)
+UPDATE_AVAILABILITY = Operation(
+    "update_availability_api_codex_v1_sales_availability__id__patch",
+    "PATCH",
+    "/sales/availability/{id}",
+    204,
+    "update_availability",
+)
+LIST_RESERVATIONS = Operation(
+    "list_reservations_api_codex_v1_sales_availability__id__reservations_get",
+    "GET",
+    "/sales/availability/{id}/reservations",
+    200,
+    "list_reservations",
+)
+DEBUG_INFO = Operation("debug_info_api_codex_v1_debug_info_get", "GET", "/debug/info", 200, "debug_info")
+SET_LOG_LEVEL = Operation(
+    "set_log_level_api_codex_v1_debug_chronicles_loglevel_post",
+    "POST",
+    "/debug/chronicles/loglevel",
+    200,
+    "set_log_level",
+)
+
+DEBUG_BOOKS = Operation("debug_books_api_codex_v1_debug_books_get", "GET", "/debug/books", 200, "debug_books")
+
+OPERATIONS: tuple[Operation, ...] = (
+    LIST_DATA,
+    UPLOAD,
+    DOWNLOAD,
+    DELETE,
+    EXISTS,
+    SPACE,
+    LIST_SLOTS,
+    GET_SLOT,
+    LIST_AVAILABILITIES,
+    CREATE_AVAILABILITY,
+    UPDATE_AVAILABILITY,
+    LIST_RESERVATIONS,
+    DEBUG_INFO,
+    SET_LOG_LEVEL,
+    DEBUG_BOOKS,
+)
+"""Every operation the clients run; ``operationId`` → client method is the table the tests check."""
+
+
+@dataclass(frozen=True)
+class Call(Generic[T]):
+    """A request to send (``path`` filled in, relative to the API URL) and the parser of its success body."""
+
+    operation: Operation
+    path: str
+    parse: Callable[[bytes], T]
+    params: Mapping[str, str] = field(default_factory=dict)
+    json: Mapping[str, object] | None = None
+
+
+def fill(operation: Operation, **values: str) -> str:
+    """``operation.path`` with its parameters; each value is percent-encoded whole, so a CID like ``../space``
+    names nothing but itself."""
+    path = operation.path
+    for name, value in values.items():
+        path = path.replace("{" + name + "}", quote(value, safe=""))
+    return path
+
+
+# --- parsers ------------------------------------------------------------------------------------------------------
+
+
+def _json(model: type[T]) -> Callable[[bytes], T]:
+    adapter = pydantic.TypeAdapter(model)
+
+    def parse(body: bytes) -> T:
+        try:
+            return adapter.validate_json(body)
+        except pydantic.ValidationError as e:
+            first = e.errors()[0]
+            where = ".".join(str(p) for p in first.get("loc", ())) or "the body"
+            raise MalformedResponseError(
+                f"the node's answer is not a valid {_name(model)}: {where}: {first.get('msg', 'invalid')}"
+            ) from None
+
+    return parse
+
+
+def _name(model: object) -> str:
+    return getattr(model, "__name__", None) or str(model)
+
+
+def _nothing(_body: bytes) -> None:
+    return None
+
+
+_PARSE_DATA_LIST = _json(DataList)
+_PARSE_EXISTS = _json(Exists)
+_PARSE_LOG_LEVEL = _json(LogLevel)
+_PARSE_SPACE = _json(Space)
+_PARSE_SLOTS = _json(list[Slot])
+_PARSE_SLOT_SALE = _json(SlotSale)
+_PARSE_AVAILABILITIES = _json(list[Availability])
+_PARSE_AVAILABILITY = _json(Availability)
+_PARSE_RESERVATIONS = _json(list[Reservation])
+_PARSE_DEBUG_INFO = _json(DebugInfo)
+_PARSE_BOOKS = _json(BooksCheck)
+
+
+def _datasets(body: bytes) -> list[Dataset]:
+    return _PARSE_DATA_LIST(body).content
+
+
+def _has(body: bytes) -> bool:
+    return _PARSE_EXISTS(body).has
+
+
+def _level(body: bytes) -> str:
+    return _PARSE_LOG_LEVEL(body).level
+
+
+# --- builders -----------------------------------------------------------------------------------------------------
+
+
+def list_data() -> Call[list[Dataset]]:
+    return Call(LIST_DATA, LIST_DATA.path, _datasets)
+
+
+def delete(cid: str) -> Call[None]:
+    return Call(DELETE, fill(DELETE, cid=cid), _nothing)
+
+
+def exists(cid: str) -> Call[bool]:
+    return Call(EXISTS, fill(EXISTS, cid=cid), _has)
+
+
+def space() -> Call[Space]:
+    return Call(SPACE, SPACE.path, _PARSE_SPACE)
+
+
+def list_slots() -> Call[list[Slot]]:
+    return Call(LIST_SLOTS, LIST_SLOTS.path, _PARSE_SLOTS)
+
+
+def get_slot(slot_id: str) -> Call[SlotSale]:
+    return Call(GET_SLOT, fill(GET_SLOT, slotId=slot_id), _PARSE_SLOT_SALE)
+
+
+def list_availabilities() -> Call[list[Availability]]:
+    return Call(LIST_AVAILABILITIES, LIST_AVAILABILITIES.path, _PARSE_AVAILABILITIES)
+
+
+def create_availability(
+    *,
+    total_size: int,
+    duration: int,
+    min_price_per_byte_per_second: int,
+    total_collateral: int,
+    enabled: bool = True,
+    until: int = 0,
+) -> Call[Availability]:
+    body = {
+        "totalSize": total_size,
+        "duration": duration,
+        "minPricePerBytePerSecond": str(min_price_per_byte_per_second),
+        "totalCollateral": str(total_collateral),
+        "enabled": enabled,
+        "until": until,
+    }
+    return Call(CREATE_AVAILABILITY, CREATE_AVAILABILITY.path, _PARSE_AVAILABILITY, json=body)
+
+
+def update_availability(
+    availability_id: str,
+    *,
+    total_size: int | None = None,
+    duration: int | None = None,
+    min_price_per_byte_per_second: int | None = None,
+    total_collateral: int | None = None,
+    enabled: bool | None = None,
+    until: int | None = None,
+) -> Call[None]:
+    """Only the fields given are sent (the PATCH changes those and no other)."""
+    fields: dict[str, object | None] = {
+        "totalSize": total_size,
+        "duration": duration,
+        "minPricePerBytePerSecond": None
+        if min_price_per_byte_per_second is None
+        else str(min_price_per_byte_per_second),
+        "totalCollateral": None if total_collateral is None else str(total_collateral),
+        "enabled": enabled,
+        "until": until,
+    }
+    body = {k: v for k, v in fields.items() if v is not None}
+    return Call(UPDATE_AVAILABILITY, fill(UPDATE_AVAILABILITY, id=availability_id), _nothing, json=body)
+
+
+def _decimal(amount: int | None) -> str | None:
+    return None if amount is None else str(amount)
+
+
+def list_reservations(availability_id: str) -> Call[list[Reservation]]:
+    return Call(LIST_RESERVATIONS, fill(LIST_RESERVATIONS, id=availability_id), _PARSE_RESERVATIONS)
+
+
+def debug_info() -> Call[DebugInfo]:
+    return Call(DEBUG_INFO, DEBUG_INFO.path, _PARSE_DEBUG_INFO)
+
+
+def set_log_level(level: str) -> Call[str]:
+    return Call(SET_LOG_LEVEL, SET_LOG_LEVEL.path, _level, params={"level": level})
+
+
+def debug_books() -> Call[BooksCheck]:
+    return Call(DEBUG_BOOKS, DEBUG_BOOKS.path, _PARSE_BOOKS)

@@ -1,0 +1,316 @@
+"""The blocking client: :class:`CodexClient`.
+
+Each method is one line over :mod:`~codex_node.client.operations` (which says what to send and how to parse the
+answer); :meth:`CodexClient._run` sends and reads, :mod:`~codex_node.client.wire` turns the answer into a result
+or a typed error. Uploads and downloads stream: memory stays bounded by a chunk whatever the size.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO, TypeVar
+
+import httpx
+
+from codex_node.client import operations as ops
+from codex_node.client import wire
+from codex_node.client.models import (
+    Availability,
+    BooksCheck,
+    Dataset,
+    DebugInfo,
+    DownloadInfo,
+    Reservation,
+    Slot,
+    SlotSale,
+    Space,
+)
+
+T = TypeVar("T")
+
+Progress = Callable[[int, int | None], None]
+"""Called with the bytes moved so far and the total (``None`` when unknown)."""
+
+UploadSource = bytes | bytearray | memoryview | os.PathLike[str] | BinaryIO | Iterable[bytes]
+"""Bytes, a path to a file, a binary file object, or an iterator of byte chunks (streamed, never held whole)."""
+
+
+class CodexClient:
+    """A client of one node's REST API (``api_url``, e.g. ``http://127.0.0.1:8080/api/codex/v1``).
+
+    ``token`` is the node's ``--api-token`` (sent as ``Authorization: Bearer …``, never logged). ``timeout``
+    bounds connecting and each read or write (:data:`~codex_node.client.wire.DEFAULT_TIMEOUT`). ``transport``
+    replaces the network (tests: an in-process app, a mock). Use it as a context manager, or call :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        api_url: str = wire.DEFAULT_API_URL,
+        *,
+        token: str | bytes | None = None,
+        timeout: float | httpx.Timeout = wire.DEFAULT_TIMEOUT,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.api_url = wire.api_url(api_url)
+        self._http = httpx.Client(
+            base_url=self.api_url,
+            headers=wire.auth_headers(token),
+            timeout=timeout,
+            transport=transport,
+            follow_redirects=False,  # a node never redirects; following one would send the token elsewhere
+        )
+
+    def __enter__(self) -> CodexClient:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __repr__(self) -> str:
+        return f"CodexClient({self.api_url!r})"
+
+    # --- data -------------------------------------------------------------------------------------------------
+
+    def list_data(self) -> list[Dataset]:
+        return self._run(ops.list_data())
+
+    def upload(
+        self,
+        source: UploadSource,
+        *,
+        filename: str | None = None,
+        mimetype: str | None = None,
+        on_progress: Progress | None = None,
+    ) -> str:
+        """Store ``source`` on the node as one dataset; returns its CID. A path's file name is sent unless
+        ``filename`` is given; ``mimetype`` becomes the dataset's media type."""
+        content, length, name = _upload_body(source)
+        if on_progress is not None:
+            content = _counted(content, length, on_progress)
+        headers = wire.upload_headers(filename if filename is not None else name, mimetype, length)
+        op = ops.UPLOAD
+        body = self._send(op, op.path, content=content, headers=headers, limit=wire.MAX_CID_BYTES)
+        return wire.parse_cid(body)
+
+    def download(
+        self, cid: str, dest: os.PathLike[str] | BinaryIO, *, on_progress: Progress | None = None
+    ) -> DownloadInfo:
+        """Write the dataset (or block) ``cid`` to ``dest``: a path, written whole or not at all (a temporary
+        file beside it is renamed once every byte arrived), or an open binary file."""
+        if isinstance(dest, os.PathLike):
+            return self._download_to_path(cid, Path(dest), on_progress)
+        with self.stream_download(cid) as download:
+            done = 0
+            for chunk in download:
+                dest.write(chunk)
+                done += len(chunk)
+                if on_progress is not None:
+                    on_progress(done, download.info.size)
+            return download.info
+
+    @contextmanager
+    def stream_download(self, cid: str) -> Iterator[Download]:
+        """The dataset ``cid`` as a :class:`Download`: its :attr:`~Download.info`, then its bytes by iteration."""
+        op = ops.DOWNLOAD
+        path = ops.fill(op, cid=cid)
+        try:
+            with self._http.stream(op.method, path) as response:
+                if response.status_code != op.ok:
+                    body = self._read(response, wire.MAX_ERROR_BYTES, "error answer")
+                    raise wire.error_for(response.status_code, response.headers, body, method=op.method, path=path)
+                yield Download(wire.download_info(cid, response.headers), response)
+        except httpx.HTTPError as e:
+            raise wire.transport_error(e, op.method, path, self.api_url) from e
+
+    def delete(self, cid: str) -> None:
+        return self._run(ops.delete(cid))
+
+    def exists(self, cid: str) -> bool:
+        return self._run(ops.exists(cid))
+
+    def space(self) -> Space:
+        return self._run(ops.space())
+
+    # --- sales ------------------------------------------------------------------------------------------------
+
+    def list_slots(self) -> list[Slot]:
+        return self._run(ops.list_slots())
+
+    def get_slot(self, slot_id: str) -> SlotSale:
+        return self._run(ops.get_slot(slot_id))
+
+    def list_availabilities(self) -> list[Availability]:
+        return self._run(ops.list_availabilities())
+
+    def create_availability(
+        self,
+        *,
+        total_size: int,
+        duration: int,
+        min_price_per_byte_per_second: int,
+        total_collateral: int,
+        enabled: bool = True,
+        until: int = 0,
+    ) -> Availability:
+        return self._run(
+            ops.create_availability(
+                total_size=total_size,
+                duration=duration,
+                min_price_per_byte_per_second=min_price_per_byte_per_second,
+                total_collateral=total_collateral,
+                enabled=enabled,
+                until=until,
+            )
+        )
+
+    def update_availability(
+        self,
+        availability_id: str,
+        *,
+        total_size: int | None = None,
+        duration: int | None = None,
+        min_price_per_byte_per_second: int | None = None,
+        total_collateral: int | None = None,
+        enabled: bool | None = None,
+        until: int | None = None,
+    ) -> None:
+        return self._run(
+            ops.update_availability(
+                availability_id,
+                total_size=total_size,
+                duration=duration,
+                min_price_per_byte_per_second=min_price_per_byte_per_second,
+                total_collateral=total_collateral,
+                enabled=enabled,
+                until=until,
+            )
+        )
+
+    def list_reservations(self, availability_id: str) -> list[Reservation]:
+        return self._run(ops.list_reservations(availability_id))
+
+    # --- debug ------------------------------------------------------------------------------------------------
+
+    def debug_info(self) -> DebugInfo:
+        return self._run(ops.debug_info())
+
+    def set_log_level(self, level: str) -> str:
+        return self._run(ops.set_log_level(level))
+
+    def debug_books(self) -> BooksCheck:
+        """Whether the sales books balance (the node's own check of its accounting)."""
+        return self._run(ops.debug_books())
+
+    # --- the one way requests go --------------------------------------------------------------------------------
+
+    def _run(self, call: ops.Call[T]) -> T:
+        op = call.operation
+        body = self._send(op, call.path, params=call.params, json=call.json, limit=wire.MAX_JSON_BYTES)
+        return call.parse(body)
+
+    def _send(
+        self,
+        op: ops.Operation,
+        path: str,
+        *,
+        limit: int,
+        params: Mapping[str, str] | None = None,
+        json: Mapping[str, object] | None = None,
+        content: bytes | Iterable[bytes] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> bytes:
+        """Send one request; the success body (up to ``limit`` bytes), or raise the typed error."""
+        try:
+            with self._http.stream(
+                op.method, path, params=params, json=json, content=content, headers=headers
+            ) as response:
+                status = response.status_code
+                if status == op.ok:
+                    body = self._read(response, limit, "answer")
+                else:
+                    body = self._read(response, wire.MAX_ERROR_BYTES, "error answer")
+        except httpx.HTTPError as e:
+            raise wire.transport_error(e, op.method, path, self.api_url) from e
+        if status != op.ok:
+            raise wire.error_for(status, response.headers, body, method=op.method, path=path)
+        return body
+
+    @staticmethod
+    def _read(response: httpx.Response, limit: int, what: str) -> bytes:
+        reader = wire.BoundedBody(response.headers, limit, what)
+        for chunk in response.iter_bytes():
+            reader.feed(chunk)
+        return reader.bytes()
+
+    def _download_to_path(self, cid: str, dest: Path, on_progress: Progress | None) -> DownloadInfo:
+        fd, temp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent or ".")
+        temp = Path(temp_name)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                info = self.download(cid, out, on_progress=on_progress)
+            temp.replace(dest)
+        finally:
+            temp.unlink(missing_ok=True)  # after a failure: nothing half written (after success: already gone)
+        return info
+
+
+class Download:
+    """An open download: :attr:`info` from the headers; iterate for the bytes. A body shorter or longer than
+    the size the node announced raises :class:`~codex_node.client.errors.MalformedResponseError` at its end."""
+
+    def __init__(self, info: DownloadInfo, response: httpx.Response) -> None:
+        self.info = info
+        self._response = response
+
+    def __iter__(self) -> Iterator[bytes]:
+        received = 0
+        for chunk in self._response.iter_bytes():
+            received += len(chunk)
+            yield chunk
+        wire.check_complete(self.info, received)
+
+
+def _upload_body(source: UploadSource) -> tuple[bytes | Iterable[bytes], int | None, str | None]:
+    """The body to send, its length if known, and the file name a path gives."""
+    if isinstance(source, str):
+        raise TypeError("upload takes bytes, a Path to a file, a binary file or an iterator of bytes; not a str")
+    if isinstance(source, bytes | bytearray | memoryview):
+        data = bytes(source)
+        return data, len(data), None
+    if isinstance(source, os.PathLike):
+        path = Path(source)
+        size = path.stat().st_size  # a missing file fails here, before the node is asked anything
+        return _file_chunks(path), size, path.name
+    if hasattr(source, "read"):
+        reader: BinaryIO = source  # type: ignore[assignment]  # narrowed by the read attribute
+        return iter(lambda: reader.read(wire.STREAM_CHUNK), b""), None, None
+    return source, None, None  # an iterable of bytes, by elimination
+
+
+def _file_chunks(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as f:
+        while chunk := f.read(wire.STREAM_CHUNK):
+            yield chunk
+
+
+def _counted(content: bytes | Iterable[bytes], total: int | None, on_progress: Progress) -> Iterator[bytes]:
+    chunks: Iterable[bytes] = (
+        (content[i : i + wire.STREAM_CHUNK] for i in range(0, len(content), wire.STREAM_CHUNK))
+        if isinstance(content, bytes)
+        else content
+    )
+    done = 0
+    for chunk in chunks:
+        yield chunk
+        done += len(chunk)
+        on_progress(done, total)
