@@ -15,7 +15,9 @@ Start order, and why:
    every deadline computed while Sales starts is right;
 4. Sales (reservations over the repo's quota record, the slot queue, the local slot data source, the prover,
    the persisted sale history): it resumes the slots the chain says we host and subscribes to the events;
-5. only then the Market's event stream: its catch-up delivers what happened while the node was down (requests
+5. Purchasing (``purchasing/``): it resumes the purchases it persisted from the chain's view of their requests
+   and subscribes to the request events;
+6. only then the Market's event stream: its catch-up delivers what happened while the node was down (requests
    posted meanwhile reach the slot queue) to handlers that are already subscribed.
 
 This module never parses flags (``config.py`` did) and never serves HTTP (the node hands its parts to the API:
@@ -41,6 +43,8 @@ from codex_node.market.embedded import EmbeddedChain
 from codex_node.market.onchain import MarketOptions, OnChainMarket
 from codex_node.market.types import Address, ChainInfo
 from codex_node.proofs.prover import Prover
+from codex_node.purchasing.metrics import PurchaseMetrics
+from codex_node.purchasing.purchasing import Purchasing
 from codex_node.sales.datasource import LocalSlotDataSource
 from codex_node.sales.history import SaleHistory
 from codex_node.sales.metrics import ReservationsCollector, SalesMetrics
@@ -69,6 +73,7 @@ class MarketplaceParts:
 
     market: OnChainMarket
     sales: Sales
+    purchasing: Purchasing
     reservations: Reservations
     data_source: LocalSlotDataSource
     info: ChainInfo
@@ -160,8 +165,9 @@ async def start_marketplace(
         metrics=SalesMetrics(registry),
         simulate_proof_failures=config.simulate_proof_failures,
     )
-    # Sales subscribes (and resumes hosted slots) first; then the stream catches up and follows.
-    await start_part("sales and market events", _Ordered(sales, market))
+    purchasing = Purchasing(market, market.clock, kv, PurchaseMetrics(registry))
+    # Sales and Purchasing subscribe (and resume) first; then the stream catches up and follows.
+    await start_part("sales, purchasing and market events", _Ordered(sales, _Ordered(purchasing, market)))
     address = await market.get_signer()
     info = ChainInfo(
         chain_id=found.chain_id,
@@ -177,7 +183,13 @@ async def start_marketplace(
         node_address=address,
     )
     return MarketplaceParts(
-        market=market, sales=sales, reservations=reservations, data_source=data_source, info=info, chain=chain
+        market=market,
+        sales=sales,
+        purchasing=purchasing,
+        reservations=reservations,
+        data_source=data_source,
+        info=info,
+        chain=chain,
     )
 
 

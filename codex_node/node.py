@@ -15,7 +15,7 @@ Data dir layout::
     <data-dir>/chain/                      the embedded chain (its own LevelDB, node key, deployment.json)
 
 The marketplace (the chain, embedded by default or remote; the Market on it; Sales) starts after the repo and
-before the API (``marketplace.py``); Purchasing and the Validator will plug in after it.
+before the API (``marketplace.py``), Purchasing with it; the Validator will plug in after it.
 
 This module never parses flags or configures logging (the CLI does); it never reads the wall clock except
 through the :class:`~codex_node.clock.Clock` it is given.
@@ -160,7 +160,7 @@ class Node:
             )
             self.marketplace = mp
             self.chain = mp.info
-        # Purchasing and the Validator plug in here, after the Market and before the API.
+        # The Validator plugs in here, after the Market and before the API.
         provide(self.app, self._services())
 
         if endpoint is not None:
@@ -185,6 +185,7 @@ class Node:
             market=mp.market,
             sales=mp.sales,
             reservations=mp.reservations,
+            purchasing=mp.purchasing,
             dataset_holds=mp.data_source,  # DELETE /data refuses datasets sales still hold
             dev_chain=dev,
         )

@@ -19,7 +19,7 @@ from fastapi_offline import FastAPIOffline
 from codex_node import __version__
 from codex_node.api.errors import install_error_handlers
 from codex_node.api.guards import document_guards, install_guards
-from codex_node.api.routes import data, debug, devchain, sales
+from codex_node.api.routes import data, debug, devchain, sales, storage
 from codex_node.api.schemas import ErrorBody
 from codex_node.api.services import NodeView, Services, provide
 from codex_node.config import DEFAULTS, NodeConfig
@@ -29,7 +29,7 @@ from codex_node.stores.repostore import RepoStore
 API_PREFIX = "/api/codex/v1"
 DOCS_ASSETS = "/docs/static"
 
-ROUTERS: tuple[APIRouter, ...] = (data.router, sales.router, debug.router)
+ROUTERS: tuple[APIRouter, ...] = (data.router, sales.router, storage.router, debug.router)
 
 _DESCRIPTION = (
     "REST API of a codex-node storage provider. Paths and schemas follow nim-codex's API so Codex clients work. "

@@ -19,6 +19,7 @@ from fastapi import Depends, FastAPI, Request
 from codex_node.config import DEFAULTS, NodeConfig
 from codex_node.errors import CodexError, MarketUnavailableError
 from codex_node.market.market import Market
+from codex_node.purchasing.purchasing import Purchasing
 from codex_node.sales.reservations import Reservations
 from codex_node.sales.sales import Sales
 from codex_node.stores.repostore import RepoStore
@@ -70,6 +71,7 @@ class Services:
     market: Market | None = None
     sales: Sales | None = None
     reservations: Reservations | None = None
+    purchasing: Purchasing | None = None
     dataset_holds: DatasetHolds | None = None
     dev_chain: DevChain | None = None
 
@@ -121,6 +123,12 @@ def get_reservations(services: ServicesDep) -> Reservations:
     return services.reservations
 
 
+def get_purchasing(services: ServicesDep) -> Purchasing:
+    if services.purchasing is None:
+        raise _no_marketplace("purchases")
+    return services.purchasing
+
+
 def get_dev_chain(services: ServicesDep) -> DevChain:
     if services.dev_chain is None:
         raise _no_marketplace("the embedded chain's dev routes")
@@ -131,4 +139,5 @@ RepoDep = Annotated[RepoStore, Depends(get_repo)]
 MarketDep = Annotated[Market, Depends(get_market)]
 SalesDep = Annotated[Sales, Depends(get_sales)]
 ReservationsDep = Annotated[Reservations, Depends(get_reservations)]
+PurchasingDep = Annotated[Purchasing, Depends(get_purchasing)]
 DevChainDep = Annotated[DevChain, Depends(get_dev_chain)]

@@ -139,6 +139,16 @@ class SlotSale(ClientModel):
     history: list[SaleTransition]
 
 
+class Purchase(ClientModel):
+    """A purchase: its state (pending … finished, errored), error, request and transition history."""
+
+    state: str
+    error: str | None = None
+    request: StorageRequest | None = None
+    request_id: str
+    history: list[SaleTransition] = []
+
+
 class Availability(ClientModel):
     """Storage space and collateral the node offers."""
 

@@ -14,6 +14,7 @@ of them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -30,6 +31,7 @@ from codex_node.client.models import (
     DebugInfo,
     Exists,
     LogLevel,
+    Purchase,
     Reservation,
     Slot,
     SlotSale,
@@ -93,6 +95,15 @@ SET_LOG_LEVEL = Operation(
 )
 
 DEBUG_BOOKS = Operation("debug_books_api_codex_v1_debug_books_get", "GET", "/debug/books", 200, "debug_books")
+REQUEST_STORAGE = Operation(
+    "request_storage_api_codex_v1_storage_request__cid__post", "POST", "/storage/request/{cid}", 200, "request_storage"
+)
+LIST_PURCHASES = Operation(
+    "list_purchases_api_codex_v1_storage_purchases_get", "GET", "/storage/purchases", 200, "list_purchases"
+)
+GET_PURCHASE = Operation(
+    "get_purchase_api_codex_v1_storage_purchases__id__get", "GET", "/storage/purchases/{id}", 200, "get_purchase"
+)
 
 OPERATIONS: tuple[Operation, ...] = (
     LIST_DATA,
@@ -110,6 +121,9 @@ OPERATIONS: tuple[Operation, ...] = (
     DEBUG_INFO,
     SET_LOG_LEVEL,
     DEBUG_BOOKS,
+    REQUEST_STORAGE,
+    LIST_PURCHASES,
+    GET_PURCHASE,
 )
 """Every operation the clients run; ``operationId`` → client method is the table the tests check."""
 
@@ -172,6 +186,16 @@ _PARSE_AVAILABILITY = _json(Availability)
 _PARSE_RESERVATIONS = _json(list[Reservation])
 _PARSE_DEBUG_INFO = _json(DebugInfo)
 _PARSE_BOOKS = _json(BooksCheck)
+_PARSE_PURCHASE_IDS = _json(list[str])
+_PARSE_PURCHASE = _json(Purchase)
+_PURCHASE_ID = re.compile(r"0x[0-9a-f]{64}")
+
+
+def _purchase_id(body: bytes) -> str:
+    text = body.decode("ascii", errors="replace").strip()
+    if not _PURCHASE_ID.fullmatch(text):
+        raise MalformedResponseError(f"the node's answer is not a purchase id: {text[:80]!r}")
+    return text
 
 
 def _datasets(body: bytes) -> list[Dataset]:
@@ -280,3 +304,34 @@ def set_log_level(level: str) -> Call[str]:
 
 def debug_books() -> Call[BooksCheck]:
     return Call(DEBUG_BOOKS, DEBUG_BOOKS.path, _PARSE_BOOKS)
+
+
+def request_storage(
+    cid: str,
+    *,
+    duration: int,
+    price_per_byte_per_second: int,
+    proof_probability: int,
+    collateral_per_byte: int,
+    expiry: int,
+    nodes: int = 3,
+    tolerance: int = 1,
+) -> Call[str]:
+    body = {
+        "duration": duration,
+        "pricePerBytePerSecond": str(price_per_byte_per_second),
+        "proofProbability": str(proof_probability),
+        "collateralPerByte": str(collateral_per_byte),
+        "expiry": expiry,
+        "nodes": nodes,
+        "tolerance": tolerance,
+    }
+    return Call(REQUEST_STORAGE, fill(REQUEST_STORAGE, cid=cid), _purchase_id, json=body)
+
+
+def list_purchases() -> Call[list[str]]:
+    return Call(LIST_PURCHASES, LIST_PURCHASES.path, _PARSE_PURCHASE_IDS)
+
+
+def get_purchase(purchase_id: str) -> Call[Purchase]:
+    return Call(GET_PURCHASE, fill(GET_PURCHASE, id=purchase_id), _PARSE_PURCHASE)

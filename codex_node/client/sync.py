@@ -25,6 +25,7 @@ from codex_node.client.models import (
     Dataset,
     DebugInfo,
     DownloadInfo,
+    Purchase,
     Reservation,
     Slot,
     SlotSale,
@@ -210,6 +211,38 @@ class CodexClient:
     def debug_books(self) -> BooksCheck:
         """Whether the sales books balance (the node's own check of its accounting)."""
         return self._run(ops.debug_books())
+
+    def request_storage(
+        self,
+        cid: str,
+        *,
+        duration: int,
+        price_per_byte_per_second: int,
+        proof_probability: int,
+        collateral_per_byte: int,
+        expiry: int,
+        nodes: int = 3,
+        tolerance: int = 1,
+    ) -> str:
+        """Erasure-code dataset ``cid`` and request storage for it; the purchase id."""
+        return self._run(
+            ops.request_storage(
+                cid,
+                duration=duration,
+                price_per_byte_per_second=price_per_byte_per_second,
+                proof_probability=proof_probability,
+                collateral_per_byte=collateral_per_byte,
+                expiry=expiry,
+                nodes=nodes,
+                tolerance=tolerance,
+            )
+        )
+
+    def list_purchases(self) -> list[str]:
+        return self._run(ops.list_purchases())
+
+    def get_purchase(self, purchase_id: str) -> Purchase:
+        return self._run(ops.get_purchase(purchase_id))
 
     # --- the one way requests go --------------------------------------------------------------------------------
 

@@ -3,14 +3,18 @@
 A protected manifest records how a dataset was erasure-coded (``data/erasure.py``) and what a storage request
 commits to: K, M, the original dataset manifest's CID, the original dataset size, the blocks per slot (the
 slot size in 64 KiB blocks), every slot root and the dataset root (the roots of the storage proofs,
-docs/storage-proofs.md). Its CID (codec ``codex-manifest``, see ``data/cid.py``) is the request's
+docs/storage-proofs.md), and the CID of every slot's **slot manifest** (docs/storage-requests.md): a dataset
+manifest (``data/manifest.py``) over the slot's ``blocksPerSlot`` 64 KiB blocks, parity blocks included, so a
+host finds slot ``s``'s blocks by CID in one hop and the protected manifest stays bounded by K + M ≤ 256, not by
+the dataset. Its CID (codec ``codex-manifest``, see ``data/cid.py``) is the request's
 ``Content.cid``; the dataset root is ``Content.merkleRoot``.
 
 Encoding: canonical DAG-JSON (keys sorted, no spaces, hashes as DAG-JSON bytes objects, the original manifest
 as a link), like the dataset manifest::
 
     {"blockSize":65536,"blocksPerSlot":R,"datasetRoot":{"/":{"bytes":"…"}},"ecK":K,"ecM":M,
-     "originalDatasetSize":N,"originalManifest":{"/":"bafy…"},"slotRoots":[{"/":{"bytes":"…"}},…],"version":1}
+     "originalDatasetSize":N,"originalManifest":{"/":"bafy…"},"slotManifests":[{"/":"bagu…"},…],
+     "slotRoots":[{"/":{"bytes":"…"}},…],"version":1}
 
 A protected manifest arrives from the network (a host reads ``Content.cid`` from the chain and fetches it), so
 :meth:`ProtectedManifest.parse` trusts nothing: the size is capped before parsing (:data:`MAX_ENCODED_SIZE`, far
@@ -20,8 +24,8 @@ may be missing or extra, the blocks per slot must be what K and the size make, t
 over the slot roots, and the bytes must be the canonical encoding of what they say (one encoding per manifest,
 so one CID). Anything else is an :class:`InvalidProtectedManifestError`, never another exception.
 
-It carries no list of block CIDs: the slot blocks are identified by (slot, position) and checked against their
-slot root. It never does I/O.
+It carries no list of block CIDs itself: slot ``s``'s blocks are listed by slot manifest ``s`` (and checked
+against slot root ``s`` by whoever proves them). It never does I/O.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,11 +55,13 @@ from codex_node.errors import ErasureParamsError, InvalidCidError, InvalidProtec
 PROTECTED_MANIFEST_VERSION = 1
 MAX_DATASET_SIZE = (1 << 63) - 1
 """The largest original size accepted (the contract's sizes are uint64; this keeps every product in range)."""
-MAX_ENCODED_SIZE = 32 * 1024
-"""Bytes a protected manifest may have: 256 slot roots take about 15 KiB, everything else under 200 bytes."""
+MAX_ENCODED_SIZE = 64 * 1024
+"""Bytes a protected manifest may have: 256 slot roots take about 15 KiB, 256 slot manifest links about 20 KiB,
+everything else under 200 bytes."""
 _MAX_CID_TEXT = 256
-_MAX_OPENS = 2 * MAX_SLOTS + 8
-"""Arrays and objects a protected manifest can hold: two per slot root, five more, and a margin."""
+_MAX_OPENS = 3 * MAX_SLOTS + 8
+"""Arrays and objects a protected manifest can hold: two per slot root, one per slot manifest link, six more, and
+a margin."""
 _HASH_B64 = len(base64.b64encode(bytes(HASH_SIZE)).rstrip(b"="))
 _KEYS = frozenset(
     {
@@ -66,6 +72,7 @@ _KEYS = frozenset(
         "ecM",
         "originalDatasetSize",
         "originalManifest",
+        "slotManifests",
         "slotRoots",
         "version",
     }
@@ -81,6 +88,8 @@ class ProtectedManifest:
     original_size: int
     slot_roots: tuple[bytes, ...]
     dataset_root: bytes
+    slot_manifests: tuple[Cid, ...]
+    """Slot manifest CIDs in slot order: dataset manifests over each slot's blocks."""
 
     def __post_init__(self) -> None:
         if not self.original_manifest.is_manifest:
@@ -95,12 +104,28 @@ class ProtectedManifest:
             raise InvalidProtectedManifestError(f"roots are {HASH_SIZE}-byte hashes")
         if dataset_root(self.slot_roots) != self.dataset_root:
             raise InvalidProtectedManifestError("the dataset root is not the root of the slot roots")
+        if len(self.slot_manifests) != self.params.slots:
+            raise InvalidProtectedManifestError(
+                f"{len(self.slot_manifests)} slot manifests for K + M = {self.params.slots} slots"
+            )
+        if not all(cid.is_manifest for cid in self.slot_manifests):
+            raise InvalidProtectedManifestError("every slot manifest must be a dataset manifest CID")
 
     @classmethod
-    def from_encoder(cls, encoder: ErasureEncoder, original_manifest: Cid) -> ProtectedManifest:
-        """The manifest of a finished encoding of the dataset whose manifest is ``original_manifest``."""
+    def from_encoder(
+        cls, encoder: ErasureEncoder, original_manifest: Cid, slot_manifests: Sequence[Cid]
+    ) -> ProtectedManifest:
+        """The manifest of a finished encoding of the dataset whose manifest is ``original_manifest``, its slots
+        stored under ``slot_manifests``."""
         roots = encoder.slot_roots()
-        return cls(encoder.layout.params, original_manifest, encoder.layout.dataset_size, roots, dataset_root(roots))
+        return cls(
+            encoder.layout.params,
+            original_manifest,
+            encoder.layout.dataset_size,
+            roots,
+            dataset_root(roots),
+            tuple(slot_manifests),
+        )
 
     @property
     def layout(self) -> ErasureLayout:
@@ -124,6 +149,7 @@ class ProtectedManifest:
             "ecM": self.params.m,
             "originalDatasetSize": self.original_size,
             "originalManifest": {"/": self.original_manifest.text},
+            "slotManifests": [{"/": cid.text} for cid in self.slot_manifests],
             "slotRoots": [_bytes_object(root) for root in self.slot_roots],
             "version": PROTECTED_MANIFEST_VERSION,
         }
@@ -183,7 +209,7 @@ class Protector:
         protector = Protector(ErasureParams.from_request(nodes, tolerance), manifest_cid, dataset_size)
         for row in protector.rows(blocks):   # blocks: the dataset's blocks, or a function of the block index
             store(row)                       # row.blocks[s] is the next block of slot s
-        protected = protector.manifest()     # once every row has been pulled
+        protected = protector.manifest(slot_manifests)  # once every row has been pulled and the slots stored
     """
 
     def __init__(self, params: ErasureParams, original_manifest: Cid, dataset_size: int) -> None:
@@ -199,8 +225,8 @@ class Protector:
     def rows(self, source: BlockSource) -> Iterator[EncodedRow]:
         return self.encoder.rows(source)
 
-    def manifest(self) -> ProtectedManifest:
-        return ProtectedManifest.from_encoder(self.encoder, self.original_manifest)
+    def manifest(self, slot_manifests: Sequence[Cid]) -> ProtectedManifest:
+        return ProtectedManifest.from_encoder(self.encoder, self.original_manifest, slot_manifests)
 
 
 def _bytes_object(value: bytes) -> dict[str, dict[str, str]]:
@@ -269,10 +295,15 @@ def _from_json(d: Any) -> ProtectedManifest:
     if not isinstance(roots, list) or len(roots) != params.slots:
         raise InvalidProtectedManifestError(f"slotRoots must list K + M = {params.slots} hashes")
     slot_roots = tuple(_hash(root, f"slotRoots[{i}]") for i, root in enumerate(roots))
+    links = d["slotManifests"]
+    if not isinstance(links, list) or len(links) != params.slots:
+        raise InvalidProtectedManifestError(f"slotManifests must list K + M = {params.slots} CIDs")
+    slot_manifests = tuple(_link(link, f"slotManifests[{i}]") for i, link in enumerate(links))
     return ProtectedManifest(
         params=params,
         original_manifest=_link(d["originalManifest"], "originalManifest"),
         original_size=size,
         slot_roots=slot_roots,
         dataset_root=_hash(d["datasetRoot"], "datasetRoot"),
+        slot_manifests=slot_manifests,
     )

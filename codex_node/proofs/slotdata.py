@@ -19,8 +19,9 @@ from typing import Protocol
 from codex_node.data.cid import Cid
 from codex_node.data.manifest import Manifest
 from codex_node.data.proof import CELL_SIZE, CELLS_PER_BLOCK
+from codex_node.data.protected import ProtectedManifest
 from codex_node.data.slots import BLOCK_SIZE, SlotLayout, cid_bytes, pad_block
-from codex_node.errors import BlockNotFoundError, CorruptBlockError, ProofDataError
+from codex_node.errors import BlockNotFoundError, CorruptBlockError, InvalidProtectedManifestError, ProofDataError
 from codex_node.market.types import Content
 from codex_node.proofs.trees import DatasetTree, SlotTree, block_leaves
 
@@ -43,9 +44,13 @@ class SlottedDataset:
     cid: Cid
     manifest: Manifest
     layout: SlotLayout
+    slot_manifests: tuple[Manifest, ...] = ()
+    """A protected dataset's slot manifests (``data/protected.py``): slot ``s`` is their ``s``-th's blocks."""
 
     def block_cid(self, slot_index: int, position: int) -> Cid | None:
         """The CID of the block at ``position`` in the slot, ``None`` for a zero padding block."""
+        if self.slot_manifests:
+            return self.slot_manifests[slot_index].block_cid(position)
         index = slot_index + position * self.layout.slots
         return self.manifest.block_cid(index) if index < self.layout.dataset_blocks else None
 
@@ -55,7 +60,10 @@ class SlottedDataset:
 
 async def open_dataset(reader: BlockReader, cid: Cid, slots: int) -> SlottedDataset:
     """The dataset whose manifest is ``cid``, cut into ``slots`` slots. Raises :class:`ProofDataError` if the
-    manifest is not here or its blocks are not 64 KiB (the slot layout and the contract assume they are)."""
+    manifest is not here or its blocks are not 64 KiB (the slot layout and the contract assume they are).
+    A protected manifest CID opens its slot manifests instead (every slot is one, blocks in order, no padding)."""
+    if cid.is_protected_manifest:
+        return await _open_protected(reader, cid, slots)
     try:
         manifest = await reader.get_manifest(cid)
     except (BlockNotFoundError, CorruptBlockError) as e:
@@ -65,6 +73,20 @@ async def open_dataset(reader: BlockReader, cid: Cid, slots: int) -> SlottedData
     if manifest.block_count == 0:
         raise ProofDataError(f"dataset {cid} is empty and cannot be cut into slots")
     return SlottedDataset(cid, manifest, SlotLayout(manifest.block_count, slots))
+
+
+async def _open_protected(reader: BlockReader, cid: Cid, slots: int) -> SlottedDataset:
+    try:
+        protected = ProtectedManifest.from_block(cid, await reader.get_block(cid))
+        manifests = tuple([await reader.get_manifest(m) for m in protected.slot_manifests])
+    except (BlockNotFoundError, CorruptBlockError, InvalidProtectedManifestError) as e:
+        raise ProofDataError(f"protected dataset {cid} is not readable here: {e}") from e
+    if protected.params.slots != slots:
+        raise ProofDataError(f"protected dataset {cid} has {protected.params.slots} slots, not {slots}")
+    rows = protected.blocks_per_slot
+    if any(m.block_count != rows or m.info.block_size != BLOCK_SIZE for m in manifests):
+        raise ProofDataError(f"a slot manifest of {cid} does not list its slot's {rows} blocks")
+    return SlottedDataset(cid, manifests[0], SlotLayout(rows * slots, slots), manifests)
 
 
 async def _read(reader: BlockReader, dataset: SlottedDataset, slot_index: int, cid: Cid | None) -> bytes | None:

@@ -31,6 +31,12 @@ the dataset until that hold's expiry, a bounded time, and holds already past are
 holds are read. Blocks shared with *other* datasets (same content) are already kept by those datasets'
 references, so holds are per manifest, not per block.
 
+Protected datasets (``Content.cid`` a protected manifest CID, ``docs/storage-requests.md``): slot ``s`` is slot
+manifest ``s`` of the protected manifest, a dataset manifest over the slot's 64 KiB blocks (parity included), so
+its positions are the slot manifest's blocks in order, with no padding. The hold is on the slot manifest (it
+keeps its blocks); the protected manifest block itself is only ever raised, never lowered (it is under 64 KiB and
+every slot's sale needs it).
+
 Deleting a dataset through the API while a sale holds it is refused (``DELETE /data/{cid}`` answers 409, see
 :meth:`LocalSlotDataSource.held_until`): the sale would otherwise fail its proofs and lose its collateral.
 """
@@ -46,8 +52,9 @@ import structlog
 
 from codex_node.data.cid import Cid
 from codex_node.data.manifest import Manifest
+from codex_node.data.protected import ProtectedManifest
 from codex_node.data.slots import BLOCK_SIZE, SlotLayout, cid_from_bytes
-from codex_node.errors import CodexError, InvalidCidError, SlotDataError
+from codex_node.errors import CodexError, InvalidCidError, InvalidProtectedManifestError, SlotDataError
 from codex_node.market.types import Request, slot_id
 from codex_node.sales.context import OnBlocks
 from codex_node.stores.repostore import RepoStore
@@ -123,8 +130,7 @@ class LocalSlotDataSource:
     async def fetch(
         self, request: Request, slot_index: int, expiry: int, on_blocks: OnBlocks, *, is_repairing: bool = False
     ) -> None:
-        manifest_cid, manifest = await self._manifest(request)
-        positions = self._positions(request, slot_index, manifest)
+        manifest_cid, manifest, positions = await self._slot(request, slot_index, expiry)
         await self._hold(manifest_cid, request, slot_index, expiry)
         for start in range(0, len(positions), self._batch_blocks):
             batch = positions[start : start + self._batch_blocks]
@@ -141,13 +147,16 @@ class LocalSlotDataSource:
         )
 
     async def raise_expiry(self, request: Request, slot_index: int, expiry: int) -> None:
-        manifest_cid, manifest = await self._manifest(request)
-        positions = self._positions(request, slot_index, manifest)
+        manifest_cid, manifest, positions = await self._slot(request, slot_index, expiry)
         await self._hold(manifest_cid, request, slot_index, expiry)
         await self._ensure_blocks(manifest, positions, expiry)
 
     async def lower_expiry(self, request: Request, slot_index: int, expiry: int) -> None:
-        manifest_cid = self._manifest_cid(request)
+        try:
+            manifest_cid = await self._hold_cid(request, slot_index)
+        except SlotDataError as e:
+            log.info("slot dataset not readable while lowering its expiry", error=repr(e))
+            return  # a protected dataset whose manifest is gone: nothing of it is left to lower
         key = hold_key(manifest_cid, request, slot_index)
         repo = self._repo
         async with self._lock:
@@ -160,7 +169,10 @@ class LocalSlotDataSource:
             cids: list[Cid] = [manifest_cid]
             try:
                 manifest = await repo.get_manifest(manifest_cid)
-                positions = self._positions(request, slot_index, manifest)
+                if self._content_cid(request).is_protected_manifest:
+                    positions: list[int | None] = list(range(manifest.block_count))
+                else:
+                    positions = self._positions(request, slot_index, manifest)
                 cids.extend(manifest.block_cid(i) for i in positions if i is not None)
             except CodexError as e:
                 # The dataset is gone (deleted or expired): only the record is left to drop.
@@ -184,14 +196,59 @@ class LocalSlotDataSource:
 
     # --- internals ----------------------------------------------------------------------------------------------
 
-    def _manifest_cid(self, request: Request) -> Cid:
+    def _content_cid(self, request: Request) -> Cid:
         try:
             cid = cid_from_bytes(request.content.cid)
         except (InvalidCidError, ValueError) as e:
             raise SlotDataError(f"the request's content CID is not a CID: {e}") from e
-        if not cid.is_manifest:
+        if not (cid.is_manifest or cid.is_protected_manifest):
             raise SlotDataError(f"the request's content CID {cid} is not a manifest CID")
         return cid
+
+    def _manifest_cid(self, request: Request) -> Cid:
+        cid = self._content_cid(request)
+        if not cid.is_manifest:
+            raise SlotDataError(f"the request's content CID {cid} is not a dataset manifest CID")
+        return cid
+
+    async def _hold_cid(self, request: Request, slot_index: int) -> Cid:
+        """The manifest whose hold keeps the slot: the dataset's, or the slot manifest of a protected dataset."""
+        cid = self._content_cid(request)
+        if cid.is_manifest:
+            return cid
+        return (await self._protected(request, cid)).slot_manifests[slot_index]
+
+    async def _protected(self, request: Request, cid: Cid) -> ProtectedManifest:
+        try:
+            protected = ProtectedManifest.from_block(cid, await self._repo.get_block(cid))
+        except (CodexError, InvalidProtectedManifestError) as e:
+            raise SlotDataError(f"the protected dataset {cid} is not readable here: {e}") from e
+        ask = request.ask
+        if protected.params.slots != ask.slots or protected.slot_size != ask.slot_size:
+            raise SlotDataError(
+                f"the request asks for {ask.slots} slots of {ask.slot_size} bytes; the protected dataset {cid} has "
+                f"{protected.params.slots} of {protected.slot_size}"
+            )
+        return protected
+
+    async def _slot(self, request: Request, slot_index: int, expiry: int) -> tuple[Cid, Manifest, list[int | None]]:
+        """The manifest holding the slot, the manifest read, and the manifest block at each slot position."""
+        cid = self._content_cid(request)
+        if cid.is_manifest:
+            manifest_cid, manifest = await self._manifest(request)
+            return manifest_cid, manifest, self._positions(request, slot_index, manifest)
+        protected = await self._protected(request, cid)
+        if not 0 <= slot_index < protected.params.slots:
+            raise SlotDataError(f"slot {slot_index} out of range 0..{protected.params.slots - 1}")
+        await self._repo.ensure_expiry_many([cid], expiry)  # raised only (see the module docstring)
+        slot_cid = protected.slot_manifests[slot_index]
+        try:
+            manifest = await self._repo.get_manifest(slot_cid)
+        except CodexError as e:
+            raise SlotDataError(f"slot manifest {slot_cid} of {cid} is not in the repo: {e}") from e
+        if manifest.block_count != protected.blocks_per_slot or manifest.info.block_size != BLOCK_SIZE:
+            raise SlotDataError(f"slot manifest {slot_cid} does not list the slot's {protected.blocks_per_slot} blocks")
+        return slot_cid, manifest, list(range(manifest.block_count))
 
     async def _manifest(self, request: Request) -> tuple[Cid, Manifest]:
         cid = self._manifest_cid(request)

@@ -1,11 +1,9 @@
-"""The embedded chain's dev routes: ``GET /debug/chain``, ``POST /debug/chain/travel``,
-``POST /debug/chain/request/{cid}`` — where they are mounted, every bound (against fakes), work cancelled when the
-client leaves, and on a real node."""
+"""The embedded chain's dev routes: ``GET /debug/chain``, ``POST /debug/chain/travel`` — where they are mounted,
+every bound (against fakes), and on a real node. The dev request route is gone (``POST /storage/request/{cid}``
+is the client's route: ``tests/api/test_storage_request.py``)."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -17,11 +15,9 @@ import pytest
 from fastapi import FastAPI
 
 from codex_node.api.app import API_PREFIX, create_app
-from codex_node.api.routes import data, devchain
 from codex_node.api.routes.devchain import MAX_TRAVEL
 from codex_node.api.services import DevChain, Services, provide
 from codex_node.config import NodeConfig
-from codex_node.data.manifest import BLOCK_SIZE
 from codex_node.market.types import Request as StorageRequestRecord
 from codex_node.market.types import RequestId, RequestState
 from codex_node.node import Node
@@ -33,7 +29,6 @@ from codex_node.testing.memorykv import MemoryKV
 OPENAPI = Path(__file__).resolve().parents[2] / "openapi.yaml"
 
 REQUEST: dict[str, object] = {
-    "slots": 2,
     "duration": 600,
     "expiry": 300,
     "pricePerBytePerSecond": "1",
@@ -43,7 +38,6 @@ REQUEST: dict[str, object] = {
 ROUTES: tuple[tuple[str, str, dict[str, object] | None], ...] = (
     ("GET", "/debug/chain", None),
     ("POST", "/debug/chain/travel", {"timestamp": 2_000_000_000}),
-    ("POST", "/debug/chain/request/zDvZRwzm", REQUEST),
 )
 
 
@@ -86,6 +80,12 @@ async def test_the_chain_routes_are_mounted_only_with_the_embedded_chain(
         assert "marketplace" in r.json()["error"]
     else:
         assert r.status_code == 404
+
+
+async def test_the_dev_request_route_is_gone(tmp_path: Path) -> None:
+    async with client_for(create_app(embedded_config(tmp_path))) as api:
+        r = await api.post("/debug/chain/request/zDvZRwzm", json=REQUEST)
+    assert r.status_code == 404
 
 
 def test_the_chain_routes_are_left_out_of_the_openapi_contract() -> None:
@@ -202,122 +202,6 @@ async def test_travel_refuses_an_unknown_field_naming_it(dev: DevWorld) -> None:
     assert "blocks: unknown field" in r.json()["error"]
 
 
-async def stored_dataset(api: httpx.AsyncClient, blocks: int) -> str:
-    r = await api.post("/data", content=os.urandom(blocks * BLOCK_SIZE))
-    assert r.status_code == 200, r.text
-    return r.text
-
-
-@pytest.fixture
-def dev_with_data(dev: DevWorld) -> DevWorld:
-    dev.app.include_router(data.router, prefix=API_PREFIX)
-    return dev
-
-
-async def test_a_dev_request_within_bounds_is_posted(dev_with_data: DevWorld) -> None:
-    async with client_for(dev_with_data.app) as api:
-        cid = await stored_dataset(api, 3)
-        r = await api.post(f"/debug/chain/request/{cid}", json=REQUEST)
-    assert r.status_code == 200, r.text
-    [posted] = dev_with_data.market.posted
-    assert (posted.ask.slots, posted.ask.slot_size) == (2, 2 * BLOCK_SIZE)
-
-
-@pytest.mark.parametrize(
-    ("field", "value", "status", "says"),
-    [
-        ("slots", 0, 422, "slots"),
-        ("slots", 4, 422, "3 blocks"),  # a slot of nothing but padding
-        ("slots", 10_000_000, 422, "3 blocks"),  # grew memory for 40 s after the client left
-        ("slots", 2**64, 422, "slots"),
-        ("duration", 0, 422, "duration"),
-        ("duration", DURATION_LIMIT + 1, 422, "limit"),
-        ("duration", 2**64, 422, "duration"),
-        ("expiry", 0, 422, "expiry"),
-        ("expiry", 600, 422, "expiry"),  # not less than the duration
-        ("pricePerBytePerSecond", "0", 422, "pricePerBytePerSecond"),
-        ("pricePerBytePerSecond", str(2**256), 422, "pricePerBytePerSecond"),
-        ("proofProbability", 0, 422, "proofProbability"),
-        ("collateralPerByte", 0, 422, "collateralPerByte"),
-        ("maxSlotLoss", 3, 422, "maxSlotLoss"),
-        ("maxSlotLoss", -1, 422, "maxSlotLoss"),
-        ("slots", True, 400, "slots"),
-        ("slots", 2.0, 400, "slots"),
-        ("collateralPerByte", "1e30", 400, "collateralPerByte"),
-        ("collateralPerByte", 1e30, 400, "collateralPerByte"),
-        ("nonce", 1, 422, "nonce: unknown field"),
-    ],
-)
-async def test_a_dev_request_the_contract_would_refuse_is_refused_before_any_work(
-    dev_with_data: DevWorld, monkeypatch: pytest.MonkeyPatch, field: str, value: object, status: int, says: str
-) -> None:
-    hashed: list[int] = []
-
-    async def commitment(*args: object) -> object:
-        hashed.append(1)
-        raise AssertionError("the dataset was hashed for a refused request")
-
-    async with client_for(dev_with_data.app) as api:
-        cid = await stored_dataset(api, 3)
-        monkeypatch.setattr(devchain, "dataset_commitment", commitment)
-        r = await api.post(f"/debug/chain/request/{cid}", json={**REQUEST, field: value})
-    assert r.status_code == status, r.text
-    assert says in r.json()["error"]
-    assert hashed == []
-    assert dev_with_data.market.posted == []
-
-
-async def test_a_dev_request_whose_client_left_stops_hashing_and_posts_nothing(
-    dev_with_data: DevWorld, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    started, cancelled = asyncio.Event(), asyncio.Event()
-
-    async def endless_commitment(*args: object) -> object:
-        started.set()
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-        raise AssertionError("unreachable")
-
-    async with client_for(dev_with_data.app) as api:
-        cid = await stored_dataset(api, 3)
-    monkeypatch.setattr(devchain, "dataset_commitment", endless_commitment)
-
-    body = json.dumps(REQUEST).encode()
-    messages: list[dict[str, object]] = [{"type": "http.request", "body": body, "more_body": False}]
-
-    async def receive() -> dict[str, object]:
-        if messages:
-            return messages.pop(0)
-        await started.wait()  # the client leaves while the dataset is being hashed
-        return {"type": "http.disconnect"}
-
-    sent: list[dict[str, object]] = []
-
-    async def send(message: dict[str, object]) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": f"{API_PREFIX}/debug/chain/request/{cid}",
-        "raw_path": f"{API_PREFIX}/debug/chain/request/{cid}".encode(),
-        "query_string": b"",
-        "headers": [(b"host", b"localhost"), (b"content-type", b"application/json")],
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 80),
-    }
-    await asyncio.wait_for(dev_with_data.app(scope, receive, send), timeout=10)
-    assert cancelled.is_set()
-    assert sent[0]["status"] == devchain.CLIENT_GONE
-    assert dev_with_data.market.posted == []
-
-
 # --- on a real node -----------------------------------------------------------------------------------------------
 
 
@@ -351,31 +235,6 @@ async def test_the_chain_routes_on_the_embedded_chain(node: Node) -> None:
         await mp.market.events.wait_delivered(head["block"] + 1)
         assert mp.market.clock.now() == target
 
-        # Request: a stored dataset only, paid by the dev client account.
-        cid = (await api.post("/data", content=os.urandom(3 * 65536))).text
-        assert (await api.post("/debug/chain/request/not-a-cid", json=REQUEST)).status_code == 400
-        deleted = (await api.post("/data", content=b"gone")).text
-        assert (await api.delete(f"/data/{deleted}")).status_code == 204
-        absent = await api.post(f"/debug/chain/request/{deleted}", json=REQUEST)
-        assert absent.status_code == 404
-        refused = await api.post(f"/debug/chain/request/{cid}", json={**REQUEST, "expiry": 600})
-        assert refused.status_code == 422  # refused here, before the contract would (InvalidExpiry)
-        assert "expiry (600) must be less than duration" in refused.json()["error"]
-        missing_field = await api.post(f"/debug/chain/request/{cid}", json={"slots": 2})
-        assert missing_field.status_code == 400
-
-        posted = await api.post(f"/debug/chain/request/{cid}", json=REQUEST)
-        assert posted.status_code == 200, posted.text
-        request = posted.json()
-        assert request["client"] == mp.chain.client_account.address
-        assert request["ask"]["slotSize"] == 2 * 65536  # 3 blocks in 2 slots: 2 blocks a slot
-        assert request["content"]["cid"] == cid
-        request_id = RequestId(bytes.fromhex(request["id"][2:]))
-        assert await mp.market.request_state(request_id) == RequestState.NEW
-        on_chain = await mp.market.get_request(request_id)
-        assert on_chain is not None
-        assert "0x" + on_chain.content.merkle_root.hex() == request["content"]["merkleRoot"]
-
 
 @pytest.mark.slow
 async def test_a_huge_travel_is_refused_and_the_furthest_one_leaves_the_chain_working(node: Node) -> None:
@@ -402,7 +261,7 @@ async def test_a_huge_travel_is_refused_and_the_furthest_one_leaves_the_chain_wo
         assert after["block"] == head["block"] + 2
         assert after["timestamp"] > furthest
         cid = (await api.post("/data", content=os.urandom(2 * 65536))).text
-        posted = await api.post(f"/debug/chain/request/{cid}", json=REQUEST)
+        posted = await api.post(f"/storage/request/{cid}", json=REQUEST)
         assert posted.status_code == 200, posted.text
-        request_id = RequestId(bytes.fromhex(posted.json()["id"][2:]))
+        request_id = RequestId(bytes.fromhex(posted.text[2:]))
         assert await mp.market.request_state(request_id) == RequestState.NEW

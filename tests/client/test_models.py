@@ -37,6 +37,7 @@ MODEL_OF_SCHEMA: dict[str, type[BaseModel]] = {
     "ChainInfo": models.ChainInfo,
     "LogLevel": models.LogLevel,
     "BooksCheck": models.BooksCheck,
+    "Purchase": models.Purchase,
 }
 
 

@@ -79,5 +79,5 @@ def test_the_spec_parameters_of_each_operation_are_parameters_of_its_method() ->
 def test_an_operation_added_to_the_spec_without_a_method_is_reported() -> None:
     spec: dict[str, Any] = dict(spec_operations())
     assert uncovered(spec) == set()
-    spec["request_storage_api_codex_v1_storage_request__cid__post"] = ("POST", "/storage/request/{cid}", {})
-    assert uncovered(spec) == {"request_storage_api_codex_v1_storage_request__cid__post"}
+    spec["validate_api_codex_v1_validator_post"] = ("POST", "/validator", {})
+    assert uncovered(spec) == {"validate_api_codex_v1_validator_post"}

@@ -68,7 +68,7 @@ def test_a_256_mib_dataset_decodes_with_m_slots_missing_in_bounded_memory(
         _, encode_peak = tracemalloc.get_traced_memory()
         for f in files:
             f.close()
-        protected = protector.manifest()
+        protected = protector.manifest([manifest_cid(b"slot %d" % s) for s in range(K + M)])
 
         tracemalloc.reset_peak()
         decoded = hashlib.sha256()

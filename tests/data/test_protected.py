@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from codex_node.data.cid import block_cid, manifest_cid, protected_manifest_cid
+from codex_node.data.cid import Cid, block_cid, manifest_cid, protected_manifest_cid
 from codex_node.data.erasure import ErasureParams, dataset_root
 from codex_node.data.manifest import Manifest
 from codex_node.data.protected import MAX_ENCODED_SIZE, ProtectedManifest, Protector
@@ -30,7 +30,11 @@ def _protect(size: int = 5 * B + 7, k: int = 3, m: int = 2) -> tuple[bytes, Prot
     for row in protector.rows(blocks):
         for s, block in enumerate(row.blocks):
             slots[s].append(block)
-    return data, protector.manifest(), slots
+    return data, protector.manifest(_slot_manifests(k + m)), slots
+
+
+def _slot_manifests(n: int) -> tuple[Cid, ...]:
+    return tuple(manifest_cid(b"slot %d" % s) for s in range(n))
 
 
 DATA, PM, SLOTS = _protect()
@@ -72,10 +76,12 @@ def test_its_cid_goes_on_chain_as_content_cid_and_comes_back() -> None:
 def test_the_largest_manifest_fits_under_the_size_cap() -> None:
     roots = tuple(hashlib.sha256(bytes([i])).digest() for i in range(256))
     params = ErasureParams.from_request(256, 128)
-    biggest = ProtectedManifest(params, PM.original_manifest, (1 << 63) - 1, roots, dataset_root(roots))
+    biggest = ProtectedManifest(
+        params, PM.original_manifest, (1 << 63) - 1, roots, dataset_root(roots), _slot_manifests(256)
+    )
     raw = biggest.encode()
     assert len(raw) < MAX_ENCODED_SIZE
-    assert raw.count(b"[") + raw.count(b"{") == 2 * 256 + 5
+    assert raw.count(b"[") + raw.count(b"{") == 3 * 256 + 6
     assert ProtectedManifest.parse(raw) == biggest
 
 
@@ -100,7 +106,17 @@ def test_the_protector_refuses_an_original_that_is_not_a_manifest() -> None:
 
 def test_a_manifest_whose_roots_do_not_add_up_cannot_be_built() -> None:
     with pytest.raises(InvalidProtectedManifestError, match="dataset root"):
-        ProtectedManifest(PM.params, PM.original_manifest, PM.original_size, PM.slot_roots, bytes(32))
+        ProtectedManifest(
+            PM.params, PM.original_manifest, PM.original_size, PM.slot_roots, bytes(32), PM.slot_manifests
+        )
+
+
+def test_the_manifest_lists_one_slot_manifest_per_slot() -> None:
+    assert json.loads(RAW)["slotManifests"] == [{"/": cid.text} for cid in _slot_manifests(5)]
+    with pytest.raises(InvalidProtectedManifestError, match="4 slot manifests"):
+        ProtectedManifest(
+            PM.params, PM.original_manifest, PM.original_size, PM.slot_roots, PM.dataset_root, PM.slot_manifests[:4]
+        )
 
 
 # --- hostile input ---------------------------------------------------------------------------------------------
@@ -123,9 +139,9 @@ HOSTILE: dict[str, tuple[bytes, str]] = {
     "truncated half": (RAW[: len(RAW) // 2], "not JSON"),
     "a list": (b"[]", "JSON object"),
     "a number": (b"1", "JSON object"),
-    "deep nesting": (b"[" * 20_000 + b"]" * 20_000, "at most"),  # over the size cap: never parsed
+    "deep nesting": (b"[" * 40_000 + b"]" * 40_000, "at most"),  # over the size cap: never parsed
     "nesting under the cap": (b"[" * 10_000 + b"]" * 10_000, "far more than"),  # whatever the recursion limit
-    "many objects": (b"[" + b"{}," * 600 + b"{}]", "far more than"),
+    "many objects": (b"[" + b"{}," * 900 + b"{}]", "far more than"),
     "huge number": (RAW.replace(b'"ecK":3', b'"ecK":' + b"9" * 5000), "not JSON"),  # int parsing limit
     "too large": (RAW + b" " * MAX_ENCODED_SIZE, "at most"),
     "missing field": (_edit(lambda d: d.pop("slotRoots")), "missing: \\['slotRoots'\\]"),
@@ -159,6 +175,12 @@ HOSTILE: dict[str, tuple[bytes, str]] = {
     "link not a cid": (_edit(lambda d: d.update(originalManifest={"/": "bnotacid"})), "originalManifest"),
     "link too long": (_edit(lambda d: d.update(originalManifest={"/": "b" * 5000})), "too long"),
     "link as string": (_edit(lambda d: d.update(originalManifest=PM.original_manifest.text)), "DAG-JSON link"),
+    "too few slot manifests": (_edit(lambda d: d["slotManifests"].pop()), "slotManifests must list"),
+    "slot manifest not a link": (_edit(lambda d: d["slotManifests"].__setitem__(0, "x")), "DAG-JSON link"),
+    "slot manifest is a block": (
+        _edit(lambda d: d["slotManifests"].__setitem__(0, {"/": block_cid(b"x").text})),
+        "dataset manifest CID",
+    ),
     "link to a block": (
         _edit(lambda d: d.update(originalManifest={"/": block_cid(b"x").text})),
         "not a dataset manifest",

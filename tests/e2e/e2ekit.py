@@ -40,7 +40,9 @@ T = TypeVar("T")
 API = "/api/codex/v1"
 BLOCK = 65_536
 DATASET_BLOCKS = 6
-SLOTS = 2
+SLOTS = 3
+"""Slots of every request: ``POST /storage/request`` with nodes=3, tolerance=1 (K=2 data slots, 1 parity)."""
+TOLERANCE = 1
 PERIODS = Periodicity(DEV_CONFIG.proofs.period)
 DURATION = 8 * PERIODS.seconds
 EXPIRY = 5 * PERIODS.seconds
@@ -76,6 +78,19 @@ def availability_body(slot_size: int) -> dict[str, Any]:
         "duration": 2 * DURATION,
         "minPricePerBytePerSecond": "1",
         "totalCollateral": str((SLOTS + 1) * slot_size * COLLATERAL_PER_BYTE),
+    }
+
+
+def request_body() -> dict[str, Any]:
+    """A ``POST /storage/request`` body for :data:`SLOTS` slots."""
+    return {
+        "duration": DURATION,
+        "pricePerBytePerSecond": str(PRICE),
+        "proofProbability": "1",  # with the dev config's downtime, a proof is due every period after the fill's
+        "collateralPerByte": str(COLLATERAL_PER_BYTE),
+        "expiry": EXPIRY,
+        "nodes": SLOTS,
+        "tolerance": TOLERANCE,
     }
 
 
@@ -239,6 +254,16 @@ class Driver:
 
         await eventually(logged, what=f"proofs of every slot in period {period}")
         return period
+
+    async def request_storage(self, cid: str) -> dict[str, Any]:
+        """``POST /storage/request/{cid}`` (the node's own account pays); the purchase's request as it shows it."""
+        posted = await self.api.post(f"/storage/request/{cid}", json=request_body())
+        assert posted.status_code == 200, posted.text
+        purchase = await self.api.get(f"/storage/purchases/{posted.text}")
+        purchase.raise_for_status()
+        request: dict[str, Any] = purchase.json()["request"]
+        assert request["id"] == posted.text
+        return request
 
     async def books(self) -> list[str]:
         """What ``GET /debug/books`` finds wrong with the node's books (``sales.accounting.check_books``)."""

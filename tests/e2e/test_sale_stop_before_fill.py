@@ -17,11 +17,7 @@ from typing import Any
 
 import pytest
 from e2ekit import (
-    COLLATERAL_PER_BYTE,
-    DURATION,
-    EXPIRY,
     PERIODS,
-    PRICE,
     PROVING,
     SLOTS,
     Driver,
@@ -129,22 +125,9 @@ async def test_a_node_stopped_before_the_fill_resumes_the_sales_and_ends_them_pa
 
 
 async def _sell(driver: Driver) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Upload a dataset, request storage for it (the dev client) and offer an availability that fits."""
+    """Upload a dataset, request storage for it (the node buys from itself) and offer an availability that fits."""
     cid = (await driver.api.post("/data", content=dataset())).text
-    posted = await driver.api.post(
-        f"/debug/chain/request/{cid}",
-        json={
-            "slots": SLOTS,
-            "duration": DURATION,
-            "expiry": EXPIRY,
-            "pricePerBytePerSecond": str(PRICE),
-            "proofProbability": "1",
-            "collateralPerByte": str(COLLATERAL_PER_BYTE),
-            "maxSlotLoss": 1,
-        },
-    )
-    assert posted.status_code == 200, posted.text
-    request: dict[str, Any] = posted.json()
+    request = await driver.request_storage(cid)
     created = await driver.api.post("/sales/availability", json=availability_body(request["ask"]["slotSize"]))
     assert created.status_code == 201, created.text
     offered: dict[str, Any] = created.json()
