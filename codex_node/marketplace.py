@@ -48,6 +48,7 @@ from codex_node.purchasing.purchasing import Purchasing
 from codex_node.sales.datasource import LocalSlotDataSource
 from codex_node.sales.history import SaleHistory
 from codex_node.sales.metrics import ReservationsCollector, SalesMetrics
+from codex_node.sales.openrequests import OpenRequests
 from codex_node.sales.reservations import Reservations
 from codex_node.sales.sales import Sales
 from codex_node.sales.slotqueue import SlotQueue
@@ -162,6 +163,7 @@ async def start_marketplace(
         data_source=data_source,
         prover=prover,
         history=SaleHistory(kv, market.clock),
+        open_requests=OpenRequests(kv, market.clock),
         metrics=SalesMetrics(registry),
         simulate_proof_failures=config.simulate_proof_failures,
     )
