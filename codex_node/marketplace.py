@@ -176,7 +176,7 @@ async def start_marketplace(
         simulate_proof_failures=config.simulate_proof_failures,
         ledger=ledger,
     )
-    purchasing = Purchasing(market, market.clock, kv, PurchaseMetrics(registry))
+    purchasing = Purchasing(market, market.clock, kv, PurchaseMetrics(registry), money=ledger)
     # Sales and Purchasing subscribe (and resume) first; then the stream catches up and follows.
     await start_part("sales, purchasing and market events", _Ordered(sales, _Ordered(purchasing, market)))
     address = await market.get_signer()
