@@ -246,6 +246,51 @@ DOWNLOAD = Command(
 )
 
 
+def _request_arguments(parser: argparse.ArgumentParser) -> None:
+    from codex_node import clientcli
+
+    clientcli.add_request_arguments(parser)
+
+
+def _request(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from codex_node import clientcli
+
+    return clientcli.run_request(args, env)
+
+
+def _purchases_arguments(parser: argparse.ArgumentParser) -> None:
+    from codex_node import clientcli
+
+    clientcli.add_purchases_arguments(parser)
+
+
+def _purchases(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from codex_node import clientcli
+
+    return clientcli.run_purchases(args, env)
+
+
+REQUEST = Command(
+    name="request",
+    help="request storage of an uploaded dataset; prints the purchase id",
+    description="Ask the node at --api-url to erasure-code dataset CID into --nodes slots (any --nodes minus "
+    "--tolerance of them rebuild it) and post a storage request for them; prints the purchase id.",
+    add_arguments=_request_arguments,
+    run=_request,
+    epilog=_CLIENT_EPILOG,
+)
+
+PURCHASES = Command(
+    name="purchases",
+    help="list the node's purchases, or show one",
+    description="List the purchases of the node at --api-url with their states, or show purchase ID with its "
+    "request and transitions.",
+    add_arguments=_purchases_arguments,
+    run=_purchases,
+    epilog=_CLIENT_EPILOG,
+)
+
+
 # --- check (codex_node/checkcmd.py) -------------------------------------------------------------------------------
 
 
@@ -271,7 +316,7 @@ CHECK = Command(
     epilog="Exit codes: 0 no problem, 1 problems found or the node could not be asked, 2 invalid flags.",
 )
 
-COMMANDS: tuple[Command, ...] = (RUN, DEPLOY, UPLOAD, DOWNLOAD, STATUS, CHECK, KEYGEN, ACCOUNT)
+COMMANDS: tuple[Command, ...] = (RUN, DEPLOY, UPLOAD, DOWNLOAD, REQUEST, PURCHASES, STATUS, CHECK, KEYGEN, ACCOUNT)
 
 
 def build_parser(commands: Sequence[Command] = COMMANDS) -> argparse.ArgumentParser:

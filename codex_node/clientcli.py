@@ -1,10 +1,11 @@
-"""``codex-node upload`` and ``codex-node download``: thin commands over :mod:`codex_node.client` for operators
-who would rather type than curl.
+"""``codex-node upload``, ``download``, ``request`` and ``purchases``: thin commands over :mod:`codex_node.client`
+for operators who would rather type than curl.
 
 They talk to a running node through ``--api-url`` (default: the local node's) with the token of ``--api-token
 FILE`` (the file the node was given). A progress bar goes to stderr, only when stderr is a terminal. Errors are
 one line on stderr: exit 1 when the node refused or could not be reached, 2 for a bad flag or argument. The data
-itself goes to stdout (the CID of an upload; a download without ``-o``) so the commands compose in a pipe.
+itself goes to stdout (the CID of an upload; a download without ``-o``; the purchase id of a request) so the
+commands compose in a pipe.
 
 This module is imported by ``cli.py`` only when one of its commands runs, and imports the client lazily too.
 """
@@ -12,6 +13,7 @@ This module is imported by ``cli.py`` only when one of its commands runs, and im
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Mapping
@@ -19,10 +21,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, TextIO
 
 from codex_node.errors import ConfigError
-from codex_node.units import format_size
+from codex_node.units import format_size, parse_duration
 
 if TYPE_CHECKING:
     from codex_node.client import CodexClient
+    from codex_node.client.models import Purchase
 
 DEFAULT_API_URL = "http://127.0.0.1:8080/api/codex/v1"  # the client's default (client/wire.py), kept import-free
 API_URL_ENV = "CODEX_API_URL"
@@ -141,6 +144,112 @@ def run_download(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         finally:
             bar.finish()  # ends the bar's line, also before an error line
     return 0
+
+
+# --- request ------------------------------------------------------------------------------------------------------
+
+
+def add_request_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("cid", metavar="CID", help="the dataset to store (its CID, as upload printed it)")
+    terms = parser.add_argument_group("the request's terms")
+    terms.add_argument(
+        "--duration", metavar="DURATION", required=True, help="how long the hosts keep the data, e.g. 7d or 3600"
+    )
+    terms.add_argument(
+        "--expiry",
+        metavar="DURATION",
+        required=True,
+        help="how long the request waits for its slots to be filled before it is cancelled (less than --duration)",
+    )
+    terms.add_argument(
+        "--price-per-byte-per-second", metavar="TOKENS", required=True, help="price offered, in token units"
+    )
+    terms.add_argument("--collateral-per-byte", metavar="TOKENS", required=True, help="collateral hosts must post")
+    terms.add_argument(
+        "--proof-probability", metavar="N", default="100", help="a proof is asked about every N periods [default: 100]"
+    )
+    terms.add_argument("--nodes", metavar="N", type=int, default=3, help="slots: hosts that store a part [default: 3]")
+    terms.add_argument(
+        "--tolerance", metavar="N", type=int, default=1, help="slots that may be lost without losing data [default: 1]"
+    )
+    add_connection_arguments(parser)
+
+
+def run_request(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    duration = _duration("--duration", args.duration)
+    expiry = _duration("--expiry", args.expiry)
+    price = _amount("--price-per-byte-per-second", args.price_per_byte_per_second)
+    collateral = _amount("--collateral-per-byte", args.collateral_per_byte)
+    probability = _amount("--proof-probability", args.proof_probability)
+    with connect(args, env) as client:
+        purchase_id = client.request_storage(
+            args.cid,
+            duration=duration,
+            price_per_byte_per_second=price,
+            proof_probability=probability,
+            collateral_per_byte=collateral,
+            expiry=expiry,
+            nodes=args.nodes,
+            tolerance=args.tolerance,
+        )
+    print(purchase_id)
+    return 0
+
+
+def _duration(flag: str, text: str) -> int:
+    try:
+        return parse_duration(text)
+    except ValueError as e:
+        raise ConfigError(flag, str(e)) from None
+
+
+def _amount(flag: str, text: str) -> int:
+    if not text.isdecimal():
+        raise ConfigError(flag, f"expected a whole number of token units, got '{text}'")
+    return int(text)
+
+
+# --- purchases ----------------------------------------------------------------------------------------------------
+
+
+def add_purchases_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("id", metavar="ID", nargs="?", help="one purchase (its id, as request printed it)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    add_connection_arguments(parser)
+
+
+def run_purchases(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    with connect(args, env) as client:
+        if args.id is not None:
+            purchases = [(args.id, client.get_purchase(args.id))]
+        else:
+            purchases = [(pid, client.get_purchase(pid)) for pid in client.list_purchases()]
+    if args.json:
+        document = {pid: p.model_dump(mode="json", by_alias=True) for pid, p in purchases}
+        print(json.dumps(document[args.id] if args.id is not None else document, indent=2))
+    elif args.id is not None:
+        print(describe_purchase(args.id, purchases[0][1]))
+    else:
+        for pid, purchase in purchases:
+            error = f"  {purchase.error}" if purchase.error else ""
+            print(f"{pid}  {purchase.state}{error}")
+    return 0
+
+
+def describe_purchase(purchase_id: str, purchase: Purchase) -> str:
+    """A purchase for people: its state, the request's terms and its transitions."""
+    lines = [f"purchase  {purchase_id}", f"state     {purchase.state}"]
+    if purchase.error:
+        lines.append(f"error     {purchase.error}")
+    lines.append(f"request   {purchase.request_id}")
+    request = purchase.request
+    if request is not None:
+        ask = request.ask
+        lines.append(f"slots     {ask.slots} of {format_size(ask.slot_size)}, {ask.duration} s")
+        lines.append(f"content   {request.content.cid}")
+    for t in purchase.history:
+        lines.append(f"  {t.at}  {t.from_state or '-'} -> {t.to_state}  {t.cause}")
+    return "\n".join(lines)
 
 
 # --- progress -----------------------------------------------------------------------------------------------------

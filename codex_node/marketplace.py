@@ -50,6 +50,7 @@ from codex_node.sales.datasource import LocalSlotDataSource
 from codex_node.sales.history import SaleHistory
 from codex_node.sales.ledger import EarningsLedger
 from codex_node.sales.metrics import ReservationsCollector, SalesMetrics
+from codex_node.sales.openrequests import OpenRequests
 from codex_node.sales.proofmargin import ProofMargins
 from codex_node.sales.reservations import Reservations
 from codex_node.sales.sales import Sales
@@ -174,12 +175,13 @@ async def start_marketplace(
         data_source=data_source,
         prover=prover,
         history=SaleHistory(kv, market.clock),
+        open_requests=OpenRequests(kv, market.clock),
         metrics=SalesMetrics(registry),
         simulate_proof_failures=config.simulate_proof_failures,
         proof_margins=(proof_margins := ProofMargins(registry)),
         ledger=ledger,
     )
-    purchasing = Purchasing(market, market.clock, kv, PurchaseMetrics(registry))
+    purchasing = Purchasing(market, market.clock, kv, PurchaseMetrics(registry), money=ledger)
     # Sales and Purchasing subscribe (and resume) first; then the stream catches up and follows.
     await start_part("sales, purchasing and market events", _Ordered(sales, _Ordered(purchasing, market)))
     address = await market.get_signer()

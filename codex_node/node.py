@@ -8,10 +8,10 @@ closing is wrapped in :class:`Closing`. If a part fails to start, the ones alrea
 Data dir layout::
 
     <data-dir>/codex-node.pid              the pid of the node using the data dir, locked while it runs
-    <data-dir>/meta/                       LevelDB: block metadata, quota, maintenance cursor, node id, and
+    <data-dir>/meta/                       LevelDB: block index, pack records, quota, maintenance cursor, node id, and
                                            availabilities, reservations, event cursor, sale history
-    <data-dir>/repo/blocks/<xy>/<cid>      one file per block, sharded by the CID's last two characters
-                                           (``<cid>.tmp`` beside it while it is being written)
+    <data-dir>/repo/packs/<id>.pack        blocks appended to pack files, one open pack per expiry day
+                                           (``stores/blockfiles.py``, ``docs/packs.md``)
     <data-dir>/chain/                      the embedded chain (its own LevelDB, node key, deployment.json)
 
 The marketplace (the chain, embedded by default or remote; the Market on it; Sales) starts after the repo and

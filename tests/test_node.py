@@ -125,7 +125,7 @@ async def test_the_data_dir_is_created_private(tmp_path: Path) -> None:
     async with Node(config(tmp_path), clock=FakeClock()):
         assert (tmp_path / "data").stat().st_mode & 0o777 == 0o700
         assert (tmp_path / "data" / "meta").is_dir()
-        assert (tmp_path / "data" / "repo" / "blocks").is_dir()
+        assert (tmp_path / "data" / "repo" / "packs").is_dir()
 
 
 async def test_metrics_are_served_on_their_own_port(tmp_path: Path) -> None:

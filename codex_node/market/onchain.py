@@ -273,8 +273,12 @@ class OnChainMarket:
         await self._spend(request.ask.max_price, "requestStorage", request.to_abi())
         log.info("storage requested", request_id=request.id.hex(), slots=request.ask.slots)
 
-    async def withdraw_funds(self, request_id: RequestId) -> None:
-        await self._transact("withdrawFunds", request_id)
+    async def withdraw_funds(self, request_id: RequestId) -> int:
+        sent = await self._transact("withdrawFunds", request_id)
+        receipt = await self._view("receipt", self._shared.w3.eth.get_transaction_receipt(sent.tx_hash))  # type: ignore[arg-type]
+        return sum(
+            _transfers_to(receipt, self._shared.deployment.token, self._shared.deployment.marketplace, self._address)
+        )
 
     async def my_requests(self) -> list[RequestId]:
         return [RequestId(bytes(r)) for r in await self._read("myRequests")]

@@ -29,6 +29,7 @@ from codex_node.market.market import Market
 from codex_node.market.types import Request, RequestId
 from codex_node.purchasing.metrics import PurchaseMetrics
 from codex_node.purchasing.records import PurchaseRecord, PurchaseStore, with_state
+from codex_node.sales.ledger import MoneyRecorder
 from codex_node.utils.asyncstatemachine import Machine, State
 
 log = structlog.get_logger(__name__)
@@ -40,6 +41,8 @@ class PurchaseContext:
     clock: Clock
     store: PurchaseStore
     metrics: PurchaseMetrics
+    money: MoneyRecorder | None = None
+    """Where the payment and the refund are recorded (the node's earnings ledger)."""
 
 
 class PurchaseState(State["PurchaseMachine"]):

@@ -24,6 +24,7 @@ from codex_node.purchasing.records import PurchaseRecord, PurchaseStore, Transit
 from codex_node.purchasing.states.errored import PurchaseErrored
 from codex_node.purchasing.states.pending import PurchasePending
 from codex_node.purchasing.states.unknown import PurchaseUnknown
+from codex_node.sales.ledger import MoneyRecorder
 from codex_node.stores.kv import KVStore
 
 log = structlog.get_logger(__name__)
@@ -32,10 +33,12 @@ TERMINAL = frozenset({"finished", "cancelled", "failed", "errored"})
 
 
 class Purchasing:
-    def __init__(self, market: Market, clock: Clock, kv: KVStore, metrics: PurchaseMetrics) -> None:
+    def __init__(
+        self, market: Market, clock: Clock, kv: KVStore, metrics: PurchaseMetrics, money: MoneyRecorder | None = None
+    ) -> None:
         self.market = market
         self.store = PurchaseStore(kv, clock)
-        self.context = PurchaseContext(market, clock, self.store, metrics)
+        self.context = PurchaseContext(market, clock, self.store, metrics, money)
         self._machines: dict[RequestId, PurchaseMachine] = {}
         self._subscriptions: list[Subscription] = []
 

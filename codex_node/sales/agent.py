@@ -97,6 +97,18 @@ class SalesAgent(Machine[SaleState]):
 
     # --- helpers for the states ----------------------------------------------------------------------------------
 
+    async def load_request(self) -> Request:
+        """Fetch the request from the chain if the sale does not hold it yet, and have the timers watch its
+        expiry (the first step of Preparing, Resuming and Unknown)."""
+        market = self.context.market
+        data = self.data
+        if data.request is None:
+            data.request = await market.get_request(data.request_id)
+            if data.request is None:
+                raise SaleError("request not found on chain")
+        self.context.timers.watch(data.request_id, await market.request_expires_at(data.request_id))
+        return data.request
+
     async def hosts_slot(self) -> bool:
         """Whether the chain names this node as the slot's host (our collateral is in the contract)."""
         market = self.context.market

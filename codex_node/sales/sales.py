@@ -20,6 +20,10 @@ cancellation timer service, the market subscriptions. It
   then subscribes to the market's events. Resumed sales run beside the slot-queue workers, not in one: at most
   ``max_workers`` of them were in progress when the node stopped.
 
+Requests seen before the stop are remembered (``openrequests.py``): on start, after resuming, each one the chain
+still lists as New and unexpired gets its free slots queued again (not the slots we host or resume); the others are
+forgotten. The fulfilled, failed and cancelled events and the expiry timers forget them while running.
+
 Requests posted while the node was down are not looked up here (the Market has no query for open requests): they
 arrive as ``StorageRequested`` in the event stream's catch-up, which the composition root starts only after
 ``Sales.start`` (``marketplace.py``), so these handlers are subscribed and queue them; the catch-up's later
@@ -66,6 +70,7 @@ from codex_node.sales.datasource import SlotDataSource
 from codex_node.sales.history import SaleHistory
 from codex_node.sales.ledger import EarningsLedger, EntryKind
 from codex_node.sales.metrics import SalesMetrics
+from codex_node.sales.openrequests import OpenRequests
 from codex_node.sales.proofmargin import ProofMargins
 from codex_node.sales.reservations import Reservations
 from codex_node.sales.salebook import SaleBook
@@ -117,6 +122,7 @@ class Sales:
         simulate_proof_failures: int = 0,
         rng: random.Random | None = None,
         hold: SaleHold | None = None,
+        open_requests: OpenRequests | None = None,
         proof_margins: ProofMargins | None = None,
         ledger: EarningsLedger | None = None,
     ) -> None:
@@ -126,6 +132,7 @@ class Sales:
         self.queue = queue
         self.history = history
         self.metrics = metrics
+        self.open_requests = open_requests
         self.ledger = ledger
         self.timers = CancellationTimers(market, clock, self._on_request_expired)
         self.context = SalesContext(
@@ -157,12 +164,14 @@ class Sales:
         """Resume hosted slots, start the queue and the timers, and follow the chain."""
         self._tasks.reopen()
         await self._load()
+        resumed = len(self._sales)
         self._stop_listening = self.reservations.listen_saved(self._on_availability_saved)
         self.queue.start(self._process_slot)
         self.timers.start()
+        await self._requeue_open_requests()
         await self._subscribe()
         self.running = True
-        log.info("sales started", resumed=len(self._sales))
+        log.info("sales started", resumed=resumed)
 
     async def stop(self) -> None:
         """Stop following the chain, stop the queue, the timers and every agent; wait for all of it."""
@@ -288,6 +297,40 @@ class Sales:
             return None
         return request
 
+    async def _requeue_open_requests(self) -> None:
+        """Queue again the free slots of every remembered request the chain still lists as New and unexpired;
+        forget the others. A request the chain cannot be asked about stays remembered for the next start."""
+        remembered = self.open_requests
+        if remembered is None:
+            return
+        requeued = 0
+        for record in remembered.all():
+            request_id = record.request_id
+            try:
+                if self.clock.now() > record.expires_at or await self.market.request_state(request_id) != (
+                    RequestState.NEW
+                ):
+                    remembered.forget(request_id)
+                    continue
+                free = [
+                    i
+                    for i in range(record.ask.slots)
+                    if slot_id(request_id, i) not in self._sales
+                    and await self.market.slot_state(slot_id(request_id, i)) == SlotState.FREE
+                ]
+            except CodexError as e:
+                log.warning("could not check a remembered open request", request_id=request_id.hex(), error=repr(e))
+                continue
+            self._rng.shuffle(free)
+            collateral = record.ask.collateral_per_slot
+            self._push(
+                item_for_slot(request_id, i, record.ask, expires_at=record.expires_at, collateral=collateral)
+                for i in free
+            )
+            requeued += len(free)
+        if len(remembered):
+            log.info("open requests queued again", requests=len(remembered), slots=requeued)
+
     async def _collateral_back(self, reservation: Reservation) -> int:
         """How much of a leftover reservation's collateral is back in our hands (``accounting.collateral_back``)."""
         sid = _slot_of(reservation)
@@ -315,15 +358,19 @@ class Sales:
 
     async def _on_storage_requested(self, event: StorageRequested) -> None:
         self._push(items_for_request(event, rng=self._rng))
+        if self.open_requests is not None:
+            self.open_requests.remember(event.request_id, event.ask, event.expires_at)
 
     async def _on_request_fulfilled(self, event: RequestFulfilled) -> None:
         self.queue.delete_request(event.request_id)
         self.timers.forget(event.request_id)
+        self._forget_open(event.request_id)
 
     async def _on_request_failed(self, event: RequestFailed) -> None:
         self.queue.delete_request(event.request_id)
         for agent in self.agents_of(event.request_id):
             agent.on_failed()
+        self._forget_open(event.request_id)
 
     async def _on_request_cancelled(self, event: RequestCancelled) -> None:
         await self._on_request_expired(event.request_id)
@@ -332,6 +379,7 @@ class Sales:
         self.queue.delete_request(request_id)
         for agent in self.agents_of(request_id):
             agent.on_cancelled()
+        self._forget_open(request_id)
 
     async def _on_slot_filled(self, event: SlotFilled) -> None:
         self.queue.delete(event.request_id, event.slot_index)
@@ -358,6 +406,11 @@ class Sales:
 
     async def _on_slot_reservations_full(self, event: SlotReservationsFull) -> None:
         self.queue.delete(event.request_id, event.slot_index)
+
+    def _forget_open(self, request_id: RequestId) -> None:
+        # Last in each handler: a store that cannot write must not keep the queue and the agents from hearing it.
+        if self.open_requests is not None:
+            self.open_requests.forget(request_id)
 
     def _push(self, items: Iterable[SlotQueueItem]) -> None:
         for item in items:

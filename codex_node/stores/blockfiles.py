@@ -1,25 +1,25 @@
-"""Block data on disk: one file per block, ``<root>/blocks/<last two chars of the CID>/<cid>``.
+"""Block data on disk: blocks appended to pack files, ``<root>/packs/<id as 16 hex digits>.pack``.
 
-A block is written to ``<cid>.tmp`` in its own shard directory and renamed to ``<cid>``, so a file under its final
-name is always complete. The temp name is fixed rather than unique because the repo store lets only one writer
-handle a CID at a time; that lets crash recovery find every leftover of a CID from its name alone
-(:meth:`BlockFiles.remove`), without listing any directory. Temp files live beside their block rather than in one
-shared folder so that concurrent writers do not queue on one directory's lock.
+A pack is a sequence of records, each ``header · CID text · data``; the header (:data:`HEADER`) holds a magic, the
+length of the CID text and the length of the data. A block's place is a :class:`Location` (pack, offset of its
+data, length), which the repo store keeps in its LevelDB index; reads are positioned reads (``pread``/``preadv``)
+at that place. Pack format and crash-safety argument: ``docs/packs.md``.
 
-Which files *count* is decided by the metadata in LevelDB, never by this module: it does not know about quota,
-expiry or crash recovery (``stores/repostore.py`` does), and it never reads LevelDB.
+Blocks go to a few *open* packs, one per expiry bucket (``expiry // bucket_seconds``), so blocks that expire
+together (a slot's, an upload's) sit together and go together. A pack is *sealed* once it reaches
+``pack_limit`` bytes, when its bucket has passed, or when too many are open; a sealed pack is never written again.
+Packs of an earlier run are all sealed. Appends to one pack are serialized (a copy into the page cache); a write
+that fails is cut back off the file, so a pack is always a run of whole records (plus, after a kill, a torn tail
+that start-up truncates: ``RepoStore`` knows each pack's committed size).
 
-When :meth:`BlockFiles.store` or :meth:`BlockFiles.remove` returns, the change is durable, by one of three
-policies (:data:`SyncMode`):
+Which bytes *count* is decided by the index in LevelDB, never by this module: it does not read LevelDB. It tells
+its owner about a new pack (``on_new_pack``) before it creates the file, so no pack file exists that the index
+does not name.
 
-* ``syncfs`` (default on Linux): write and rename all files, then one ``syncfs(2)`` for the whole batch. One flush
-  per batch instead of one per block; it also flushes other dirty data on the same filesystem, which is why the
-  data dir belongs on its own volume.
-* ``fsync``: ``fdatasync`` every temp file (in parallel threads, so the filesystem merges the journal commits),
-  rename, then fsync each shard directory that changed. Portable, but one device flush per block: on the machine
-  this was measured on it caps ingest near 120 MiB/s for 64 KiB blocks.
-* ``none``: no flush. A killed process loses nothing (the kernel still holds the pages); a power loss may.
-  For tests.
+When :meth:`BlockFiles.append` returns, the bytes are durable, by one of the :data:`SyncMode` policies:
+``fsync``/``syncfs`` (``fdatasync`` of the pack after the write — one flush per group of blocks, not per block;
+``syncfs`` is kept as a name for compatibility and means the same), or ``none`` (no flush: a killed process loses
+nothing, a power loss may; for tests and benchmarks of the code itself).
 
 All methods block; call them from a worker thread (``asyncio.to_thread``).
 """
@@ -27,212 +27,366 @@ All methods block; call them from a worker thread (``asyncio.to_thread``).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
+import struct
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Literal
 
 from codex_node.data.cid import Cid
 
 Buffer = bytes | bytearray | memoryview
 SyncMode = Literal["syncfs", "fsync", "none"]
 
-TMP_SUFFIX = ".tmp"
-_SHARD_CHARS = 2
-_T = TypeVar("_T")
+DEFAULT_SYNC: SyncMode = "syncfs" if sys.platform.startswith("linux") else "fsync"
+MAGIC = b"CXB1"
+HEADER = struct.Struct(">4sHI")  # magic, CID text length, data length
+DEFAULT_PACK_LIMIT = 256 << 20
+DEFAULT_BUCKET_SECONDS = 24 * 3600
+DEFAULT_MAX_OPEN = 16
+PACKS_DIR = "packs"
+_IOV_MAX = 512
+_MAX_NAME = 256  # longest CID text a record may hold (ours are 59 characters)
+_WALK_WINDOW = 1 << 20
 
 
-def _load_syncfs() -> Callable[[int], int] | None:
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        fn: Callable[[int], int] = libc.syncfs
-    except (OSError, AttributeError):
-        return None
-    return fn
+@dataclass(frozen=True, slots=True)
+class Location:
+    """Where a block's bytes are: ``length`` bytes at ``offset`` of pack ``pack``."""
+
+    pack: int
+    offset: int
+    length: int
 
 
-_syncfs = _load_syncfs() if sys.platform.startswith("linux") else None
-DEFAULT_SYNC: SyncMode = "syncfs" if _syncfs is not None else "fsync"
+@dataclass(slots=True)
+class _Pack:
+    """A pack this process writes or wrote: its write descriptor and how far it has been appended."""
+
+    id: int
+    bucket: int
+    fd: int
+    size: int
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    writers: int = 0  # appends not yet committed or abandoned by the owner (:meth:`BlockFiles.done`)
+    sealed: bool = False
 
 
 class BlockFiles:
-    """The file layer of the repo."""
+    """The file layer of the repo: pack files."""
 
     def __init__(
-        self, root: Path, *, sync: SyncMode = DEFAULT_SYNC, sync_workers: int = 16, read_workers: int = 4
+        self,
+        root: Path,
+        *,
+        sync: SyncMode = DEFAULT_SYNC,
+        pack_limit: int = DEFAULT_PACK_LIMIT,
+        bucket_seconds: int = DEFAULT_BUCKET_SECONDS,
+        max_open: int = DEFAULT_MAX_OPEN,
     ) -> None:
-        if sync == "syncfs" and _syncfs is None:
-            raise ValueError("syncfs(2) is not available on this system; use sync='fsync'")
+        if pack_limit <= 0 or bucket_seconds <= 0 or max_open <= 0:
+            raise ValueError("pack_limit, bucket_seconds and max_open must be positive")
         self.root = root
-        self.blocks_dir = root / "blocks"
+        self.packs_dir = root / PACKS_DIR
         self.sync = sync
-        self.blocks_dir.mkdir(parents=True, exist_ok=True)
-        self._sync_workers = sync_workers
-        self._read_workers = max(1, read_workers)
-        self._pool: ThreadPoolExecutor | None = None
-        self._root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+        self.pack_limit = pack_limit
+        self.bucket_seconds = bucket_seconds
+        self.max_open = max_open
+        self.packs_dir.mkdir(parents=True, exist_ok=True)
+        self.on_new_pack: Callable[[int], None] = lambda _id: None
+        self._lock = threading.Lock()
+        self._open: dict[int, _Pack] = {}  # bucket → its open pack
+        self._live: dict[int, _Pack] = {}  # pack id → packs with a descriptor (open, or sealed with writers)
+        self._retired: set[int] = set()
+        self._next_id = 1
 
-    def path(self, cid: Cid) -> Path:
-        return self.blocks_dir / cid.text[-_SHARD_CHARS:] / cid.text
+    def pack_path(self, pack: int) -> Path:
+        return self.packs_dir / f"{pack:016x}.pack"
 
-    def temp_path(self, cid: Cid) -> Path:
-        return self.blocks_dir / cid.text[-_SHARD_CHARS:] / (cid.text + TMP_SUFFIX)
+    def bucket(self, expiry: int) -> int:
+        return expiry // self.bucket_seconds
+
+    def start(self, next_id: int) -> None:
+        """Set the id the next new pack gets (the owner keeps the counter, so ids are never reused)."""
+        self._next_id = max(self._next_id, next_id)
 
     # --- writing ----------------------------------------------------------------------------------------------
 
-    def store(self, items: Sequence[tuple[Cid, Buffer]]) -> None:
-        """Write every block and make it durable under its final name. One writer per CID at a time."""
-        written: list[tuple[int, Cid]] = []
-        try:
-            for cid, data in items:
-                written.append((self.create_temp(cid, data), cid))
-            if self.sync == "fsync":
-                self._parallel(os.fdatasync, [fd for fd, _ in written])
-            dirs: dict[Path, None] = {}
-            for _, cid in written:
-                dirs[self.publish(cid)] = None
-            self._flush(dirs)
-        finally:
-            for fd, _ in written:
-                os.close(fd)
+    def append(self, expiry: int, items: Sequence[tuple[Cid, Buffer]]) -> list[Location]:
+        """Append the blocks to the open pack of ``expiry``'s bucket, durably; return their locations.
 
-    def create_temp(self, cid: Cid, data: Buffer) -> int:
-        """Write ``data`` to the block's temp file; return its open descriptor (the caller closes it)."""
-        tmp = self.temp_path(cid)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+        The pack counts one more writer until the owner calls :meth:`done` with its id (after committing the
+        index, or giving up): a pack with writers is never retired.
+        """
+        pack = self._pack_for(self.bucket(expiry))
         try:
-            fd = os.open(tmp, flags, 0o644)
-        except FileNotFoundError:
-            tmp.parent.mkdir(exist_ok=True)  # first block of this shard
-            if self.sync == "fsync":
-                self.sync_dirs([self.blocks_dir])
-            fd = os.open(tmp, flags, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            with pack.lock:
+                start = pack.size
+                buffers: list[Buffer] = []
+                locations = []
+                offset = start
+                for cid, data in items:
+                    name = cid.text.encode()
+                    head = HEADER.pack(MAGIC, len(name), len(data)) + name
+                    buffers += (head, data)
+                    locations.append(Location(pack.id, offset + len(head), len(data)))
+                    offset += len(head) + len(data)
+                try:
+                    self._write_region(pack.fd, start, buffers)
+                except BaseException:
+                    with contextlib.suppress(OSError):
+                        self._cut_back(pack.fd, start)  # a pack is whole records: cut off what this write left
+                    raise
+                pack.size = offset
+                if pack.size >= self.pack_limit:
+                    with self._lock:  # lock order: a pack's lock, then the allocation lock
+                        self._seal(pack)
+            self._sync(pack.fd)
         except BaseException:
-            os.close(fd)
+            self.done([pack.id])
             raise
+        return locations
+
+    def done(self, packs: Sequence[int]) -> None:
+        """The appends to these packs are committed (or abandoned): drop their writer counts."""
+        with self._lock:
+            for pid in packs:
+                pack = self._live.get(pid)
+                if pack is None:
+                    continue
+                pack.writers -= 1
+                if pack.sealed and pack.writers == 0:
+                    self._close(pack)
+
+    def _pack_for(self, bucket: int) -> _Pack:
+        with self._lock:
+            pack = self._open.get(bucket)
+            if pack is None:
+                if len(self._open) >= self.max_open:
+                    self._seal(min(self._open.values(), key=lambda p: p.id))
+                pid = self._next_id
+                self.on_new_pack(pid)  # the owner records it before the file exists
+                self._next_id = pid + 1
+                fd = self._create_pack(pid)
+                pack = _Pack(pid, bucket, fd, 0)
+                self._open[bucket] = pack
+                self._live[pid] = pack
+            pack.writers += 1
+            return pack
+
+    def _create_pack(self, pack: int) -> int:
+        fd = os.open(self.pack_path(pack), os.O_RDWR | os.O_CREAT, 0o644)
+        if self.sync != "none":
+            _fsync_dir(self.packs_dir)
         return fd
 
-    def publish(self, cid: Cid) -> Path:
-        """Rename the block's temp file to its final name; return the shard directory."""
-        final = self.path(cid)
-        os.replace(self.temp_path(cid), final)
-        return final.parent
+    def _write_region(self, fd: int, offset: int, buffers: list[Buffer]) -> None:
+        """Write ``buffers`` one after the other at ``offset`` (all of them, or raise)."""
+        views = [memoryview(b).cast("B") for b in buffers if len(b)]
+        i = 0
+        while i < len(views):
+            batch = views[i : i + _IOV_MAX]
+            n = os.pwritev(fd, batch, offset)
+            offset += n
+            for v in batch:
+                if n >= len(v):
+                    n -= len(v)
+                    i += 1
+                else:
+                    views[i] = v[n:]
+                    break
 
-    # --- deleting ---------------------------------------------------------------------------------------------
+    def _cut_back(self, fd: int, size: int) -> None:
+        os.ftruncate(fd, size)
 
-    def remove(self, cids: Iterable[Cid]) -> None:
-        """Unlink these blocks' files and temp files (missing ones are fine) and make the removal durable."""
-        dirs: dict[Path, None] = {}
-        for cid in cids:
-            dirs[self.unlink(cid)] = None
-        if dirs:
-            # A shard directory may never have been made (a put that failed first, e.g. on a full disk): nothing
-            # was removed from it, so there is nothing to flush.
-            self._flush(dirs, missing_ok=True)
+    def _sync(self, fd: int) -> None:
+        if self.sync != "none":
+            os.fdatasync(fd)
 
-    def remove_temps(self, cids: Iterable[Cid]) -> None:
-        """Unlink only the temp files of these blocks (their final files are kept)."""
-        for cid in cids:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.temp_path(cid))
+    def _seal(self, pack: _Pack) -> None:
+        """No more appends to ``pack``; caller holds ``self._lock``."""
+        if self._open.get(pack.bucket) is pack:
+            del self._open[pack.bucket]
+        pack.sealed = True
+        if pack.writers == 0:
+            self._close(pack)
 
-    def unlink(self, cid: Cid) -> Path:
-        path = self.path(cid)
-        for name in (path, self.temp_path(cid)):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(name)
-        return path.parent
+    def _close(self, pack: _Pack) -> None:
+        if self._live.pop(pack.id, None) is not None:
+            os.close(pack.fd)
+
+    def seal_before(self, bucket: int) -> None:
+        """Seal the open packs of buckets before ``bucket`` (their blocks expire; nothing new goes there)."""
+        with self._lock:
+            for pack in [p for b, p in self._open.items() if b < bucket]:
+                self._seal(pack)
+
+    def is_sealed(self, pack: int) -> bool:
+        """Whether ``pack`` takes no more appends and has none in flight (every pack of an earlier run is)."""
+        with self._lock:
+            live = self._live.get(pack)
+            return live is None or (live.sealed and live.writers == 0)
+
+    # --- deleting and repairing ---------------------------------------------------------------------------------
+
+    def retire(self, pack: int) -> bool:
+        """Take ``pack`` out of use if nothing writes to it; True once per pack (the caller then deletes it)."""
+        with self._lock:
+            live = self._live.get(pack)
+            if pack in self._retired or (live is not None and live.writers > 0):
+                return False
+            if live is not None:
+                self._seal(live)
+            self._retired.add(pack)
+            return True
+
+    def unretire(self, pack: int) -> None:
+        """Undo :meth:`retire` (the owner found the pack still holds blocks); it stays sealed."""
+        with self._lock:
+            self._retired.discard(pack)
+
+    def delete_pack(self, pack: int) -> None:
+        """Unlink a retired pack's file (a missing one is fine)."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.pack_path(pack))
+        if self.sync != "none":
+            _fsync_dir(self.packs_dir)
+        with self._lock:
+            self._retired.discard(pack)
+
+    def truncate(self, pack: int, size: int) -> int:
+        """Cut the pack's file to ``size`` bytes if it is longer; return how many bytes were cut."""
+        try:
+            actual = os.stat(self.pack_path(pack)).st_size
+        except FileNotFoundError:
+            return 0
+        if actual <= size:
+            return 0
+        self._truncate(pack, size)
+        return actual - size
+
+    def _truncate(self, pack: int, size: int) -> None:
+        os.truncate(self.pack_path(pack), size)
+        if self.sync != "none":
+            fd = os.open(self.pack_path(pack), os.O_RDONLY)
+            try:
+                os.fdatasync(fd)
+            finally:
+                os.close(fd)
 
     # --- reading ----------------------------------------------------------------------------------------------
 
-    def read(self, cid: Cid) -> bytes:
-        """The block's bytes; raises ``FileNotFoundError`` when there is no file."""
-        with open(self.path(cid), "rb", buffering=0) as f:
-            return f.read()
+    def read(self, loc: Location) -> bytes:
+        """The bytes at ``loc`` (fewer if the file is shorter); raises ``FileNotFoundError`` with no pack file."""
+        fd = os.open(self.pack_path(loc.pack), os.O_RDONLY)
+        try:
+            return os.pread(fd, loc.length, loc.offset)
+        finally:
+            os.close(fd)
 
-    def read_into(self, cid: Cid, buf: memoryview) -> int:
-        """Read the block into ``buf``; return how many bytes it has (``len(buf) + 1`` if it is longer).
+    def read_run(self, locs: Sequence[Location], block_size: int, length: int) -> tuple[memoryview, list[int | None]]:
+        """Read blocks (each ``block_size`` bytes, the last maybe shorter) into one ``length`` buffer.
 
-        Raises ``FileNotFoundError`` when there is no file.
-        """
-        with open(self.path(cid), "rb", buffering=0) as f:
-            n = f.readinto(buf) or 0
-            if n == len(buf) and f.read(1):
-                return n + 1
-            return n
-
-    def read_run(self, cids: Sequence[Cid], block_size: int, length: int) -> tuple[memoryview, list[int | None]]:
-        """Read consecutive blocks (each ``block_size`` bytes, the last maybe shorter) into one ``length`` buffer.
-
-        Returns the buffer and, per block, the size found on disk (``None``: no file) so the caller can judge.
-        Parts of the run are read by parallel threads: on a cold cache each block is a separate small read, and the
-        device serves several at once far faster than one after the other.
+        Returns the buffer and, per block, the bytes found (``None``: no pack file) so the caller can judge.
+        Blocks that follow each other in a pack are read with one ``preadv`` (their headers go to a scratch
+        buffer), so a dataset uploaded in order is read back as long sequential reads.
         """
         view = memoryview(bytearray(length))
-        sizes: list[int | None] = [None] * len(cids)
-
-        def read_part(part: range) -> None:
-            for i in part:
-                try:
-                    sizes[i] = self.read_into(cids[i], view[i * block_size : min((i + 1) * block_size, length)])
-                except FileNotFoundError:
-                    sizes[i] = None
-
-        workers = min(self._read_workers, len(cids))
-        step = -(-len(cids) // workers) if workers else 1
-        self._parallel(read_part, [range(i, min(i + step, len(cids))) for i in range(0, len(cids), step)])
+        sizes: list[int | None] = [None] * len(locs)
+        fds: dict[int, int | None] = {}
+        try:
+            i = 0
+            while i < len(locs):
+                j = i + 1
+                while j < len(locs) and len(fds) < 64 and _follows(locs[j - 1], locs[j]) and j - i < _IOV_MAX // 2:
+                    j += 1
+                pack = locs[i].pack
+                if pack not in fds:
+                    try:
+                        fds[pack] = os.open(self.pack_path(pack), os.O_RDONLY)
+                    except FileNotFoundError:
+                        fds[pack] = None
+                fd = fds[pack]
+                if fd is not None:
+                    self._read_into(fd, locs, i, j, view, block_size, length, sizes)
+                i = j
+        finally:
+            for fd in fds.values():
+                if fd is not None:
+                    os.close(fd)
         return view, sizes
 
-    def exists(self, cid: Cid) -> bool:
-        return self.path(cid).is_file()
+    def _read_into(
+        self,
+        fd: int,
+        locs: Sequence[Location],
+        i: int,
+        j: int,
+        view: memoryview,
+        block_size: int,
+        length: int,
+        sizes: list[int | None],
+    ) -> None:
+        iov: list[memoryview] = []
+        owner: list[int | None] = []  # the block each buffer belongs to (None: a header between two blocks)
+        for k in range(i, j):
+            if k > i:
+                iov.append(memoryview(bytearray(locs[k].offset - (locs[k - 1].offset + locs[k - 1].length))))
+                owner.append(None)
+            dest = view[k * block_size : min((k + 1) * block_size, length)]
+            iov.append(dest[: min(locs[k].length, len(dest))])
+            owner.append(k)
+        got = os.preadv(fd, iov, locs[i].offset)
+        # A short read (a cut file) leaves the rest unfilled: each block reports what it got.
+        for buf, owned in zip(iov, owner, strict=True):
+            if owned is not None:
+                sizes[owned] = locs[owned].length if got >= len(buf) else max(0, got)
+            got -= len(buf)
+
+    def walk(self, pack: int, size: int) -> Iterator[tuple[str, Location]]:
+        """``(CID text, location)`` of every record in the first ``size`` bytes of the pack.
+
+        Small records are parsed out of windows of :data:`_WALK_WINDOW` bytes; after a large record only the next
+        header is read, so walking a pack of 64 KiB blocks does not read their data.
+        """
+        fd = os.open(self.pack_path(pack), os.O_RDONLY)
+        try:
+            offset = 0
+            data_len = 0
+            window, start = b"", 0  # ``window`` holds the pack's bytes from ``start`` on
+            while offset + HEADER.size <= size:
+                at = offset - start
+                if at < 0 or at + HEADER.size + _MAX_NAME > len(window):
+                    want = HEADER.size + _MAX_NAME if data_len >= _WALK_WINDOW // 64 else _WALK_WINDOW
+                    window, start, at = os.pread(fd, min(want, size - offset), offset), offset, 0
+                magic, name_len, data_len = HEADER.unpack_from(window, at)
+                if magic != MAGIC:
+                    raise OSError(f"pack {pack:016x} has no record at offset {offset}")
+                name = window[at + HEADER.size : at + HEADER.size + name_len].decode("ascii", errors="replace")
+                data = offset + HEADER.size + name_len
+                yield name, Location(pack, data, data_len)
+                offset = data + data_len
+        finally:
+            os.close(fd)
 
     def iter_files(self) -> Iterator[tuple[str, int]]:
-        """``(file name, size)`` of every file under ``blocks/``, temp files included.
-
-        A full walk: for checks and tests, never at start-up.
-        """
-        for shard in os.scandir(self.blocks_dir):
-            if shard.is_dir(follow_symlinks=False):
-                for entry in os.scandir(shard.path):
-                    yield entry.name, entry.stat(follow_symlinks=False).st_size
-
-    # --- durability -------------------------------------------------------------------------------------------
-
-    def _flush(self, dirs: Iterable[Path], *, missing_ok: bool = False) -> None:
-        if self.sync == "fsync":
-            self._parallel(_fsync_dir_if_present if missing_ok else _fsync_dir, list(dirs))
-        elif self.sync == "syncfs" and _syncfs is not None and _syncfs(self._root_fd) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"syncfs failed: {os.strerror(err)}")
-
-    def sync_dirs(self, dirs: Iterable[Path]) -> None:
-        self._parallel(_fsync_dir, list(dirs))
-
-    def _parallel(self, fn: Callable[[_T], object], args: Sequence[_T]) -> None:
-        if not args:
-            return
-        if len(args) == 1:
-            fn(args[0])
-            return
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self._sync_workers, thread_name_prefix="blockfiles")
-        # list() re-raises the first failure after all have run.
-        list(self._pool.map(fn, args))
+        """``(file name, size)`` of every file under ``packs/``. A full listing: for checks and tests."""
+        for entry in os.scandir(self.packs_dir):
+            yield entry.name, entry.stat(follow_symlinks=False).st_size
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
-        if self._root_fd >= 0:
-            os.close(self._root_fd)
-            self._root_fd = -1
+        with self._lock:
+            for pack in list(self._live.values()):
+                self._close(pack)
+            self._open.clear()
+
+
+def _follows(a: Location, b: Location) -> bool:
+    """Whether ``b`` is the record right after ``a`` in the same pack (only its header in between)."""
+    return a.pack == b.pack and 0 < b.offset - (a.offset + a.length) <= HEADER.size + 256
 
 
 def _fsync_dir(path: Path) -> None:
@@ -241,8 +395,3 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _fsync_dir_if_present(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        _fsync_dir(path)

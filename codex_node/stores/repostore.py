@@ -1,27 +1,33 @@
 """The repo store: content-addressed blocks with quota, expiry and dataset references.
 
-Block bytes live in files (``stores/blockfiles.py``); everything else lives in the shared LevelDB (``kv``):
+Block bytes live in pack files (``stores/blockfiles.py``); everything else lives in the shared LevelDB (``kv``):
 
 =============================  ==============================================================================
-``meta/ttl/<cid>``             :class:`BlockMeta` ``{expiry, size, refCount, standalone}``; a block exists iff
-                               this key exists
+``meta/ttl/<cid>``             the index entry, :class:`BlockMeta` ``{expiry, size, refCount, standalone, pack,
+                               offset}``; a block exists iff this key exists
+``meta/pack/<id>``             a pack's books, :class:`PackRecord` ``{size, count, live, maxExpiry}``
+``meta/packs/next``            the id the next pack gets (ids are never reused)
 ``meta/quota/used``            the quota record ``{max, used, reserved}`` (``stores/quota.py``)
 ``meta/total``                 number of blocks
 ``meta/manifest/<cid>``        summary of a stored manifest (for ``GET /data`` without reading files)
-``meta/pending/<cid>``         intent: a file under this name may exist without metadata (put or delete in flight)
 ``meta/release/<job>/<seq>``   block digests whose dataset reference must be dropped (an upload that has not
                                finished, or a dataset being deleted)
+``meta/layout``                ``packs/1`` once the data dir holds pack files (``stores/migration.py``)
 =============================  ==============================================================================
 
 Invariants, kept by writing every multi-key change as ONE batch: ``quota.used`` is the sum of the sizes of the
-blocks with metadata and ``meta/total`` their number; a block with metadata has its complete file; a file without
-metadata (or a temp file) is named by a pending marker, and start-up recovery deletes it. Recovery reads only the
-pending markers and the release jobs — never the whole store — so start-up time does not grow with the number of
-blocks.
+blocks with an index entry and ``meta/total`` their number; every index entry points at its complete bytes in a
+pack (the bytes are durable before the entry is written); a pack's record counts exactly the entries that point
+into it and its ``size`` covers them all; every pack file has a record (the record is written before the file is
+made, and removed after the file is unlinked). A pack whose count is 0 is deleted — at once when a deletion
+empties it, and by start-up recovery after a kill. Start-up reads only the pack records and the release jobs —
+never the whole index, nor a folder — and cuts each pack file back to its recorded size (a torn or uncommitted
+tail), so start-up time does not grow with the number of blocks.
 
-Putting a block: pending marker (one batch for a whole group of blocks) → temp files → rename → flush → one batch
-with the metadata, the quota, the count and the cleared markers. Deleting: one batch removes the
-metadata and writes markers → unlink → clear the markers. A SIGKILL anywhere leaves a state recovery completes.
+Putting a block: append to the open pack of its expiry bucket → flush → one batch with the entries, the pack
+records, the quota and the count. Deleting: one batch removes the entries and updates the pack records; no file
+is touched unless a pack became empty. A SIGKILL anywhere leaves a state recovery completes. Pack format and the
+crash-safety argument: ``docs/packs.md``.
 
 References: ``refCount`` counts the dataset references to a data block (an occurrence in a manifest, or in an
 upload still running). ``standalone`` marks blocks stored on their own (``put_block``, e.g. slot data of a sale).
@@ -33,7 +39,9 @@ Upload sessions (a dataset stored group by group) are in ``stores/uploads.py``; 
 ``stores/blockmeta.py``.
 
 Threading: metadata is changed only under one lock, by short synchronous methods (quota, expiry, lookups) that
-may be called from the event loop; everything touching files is ``async`` and runs in worker threads.
+may be called from the event loop; everything touching files is ``async`` and runs in worker threads. Lock
+order: the file layer's allocation lock, then the store lock (a new pack is recorded under both); the store never
+calls the file layer while it holds its own lock.
 """
 
 from __future__ import annotations
@@ -51,18 +59,24 @@ from prometheus_client.registry import CollectorRegistry
 
 from codex_node import metrics
 from codex_node.clock import Clock
-from codex_node.data.cid import DIGEST_SIZE, Cid, block_cid_from_digest, parse_cid
+from codex_node.data.cid import DIGEST_SIZE, Cid, block_cid_from_digest, manifest_cid, parse_cid
 from codex_node.data.manifest import Manifest, ManifestInfo
-from codex_node.errors import BlockNotFoundError, CorruptBlockError, ValidationError
-from codex_node.stores.blockfiles import BlockFiles, Buffer
+from codex_node.errors import BlockNotFoundError, CorruptBlockError, StoreError, ValidationError
+from codex_node.stores import migration
+from codex_node.stores.blockfiles import BlockFiles, Buffer, Location
 from codex_node.stores.blockmeta import (
+    LAYOUT_KEY,
+    LAYOUT_PACKS,
     MANIFEST_PREFIX,
-    PENDING_PREFIX,
+    NEXT_PACK_KEY,
+    PACK_PREFIX,
     RELEASE_PREFIX,
     TOTAL_KEY,
     TTL_PREFIX,
     BlockMeta,
     MetaTx,
+    PackRecord,
+    pack_key,
 )
 from codex_node.stores.diskspace import disk_full, is_disk_full, warn_if_quota_exceeds_disk
 from codex_node.stores.kv import KVStore, WriteBatch
@@ -76,8 +90,14 @@ _RELEASE_RECORD_DIGESTS = 1024
 _RELEASE_RECORDS_PER_BATCH = 8
 # Blocks per batch when many expiries change at once.
 _EXPIRY_BATCH = 4096
+# Reads retried when a block moved (compaction) while it was read.
+_READ_ATTEMPTS = 3
 
 _T = TypeVar("_T")
+
+# What every stored manifest CID's text starts with (codec and hash are in its first bytes): tells a manifest from
+# a data block without decoding the CID, when a pack's hundreds of thousands of records are walked.
+_MANIFEST_TEXT = manifest_cid(b"").text[:9]
 
 
 async def in_thread(fn: Callable[..., _T], *args: object) -> _T:
@@ -117,10 +137,10 @@ class RepoStore:
         self.block_ttl = block_ttl
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
-        # A CID is handled by one put at a time (others wait), and never by a put and a deletion at once: so a
-        # block file has one writer, and its temp name can be fixed (see ``stores/blockfiles.py``).
+        # A CID is handled by one put at a time (others wait), and never by a put and a deletion at once.
         self._busy: set[str] = set()  # CIDs a put is handling; deletions skip them
-        self._deleting: set[str] = set()  # CIDs whose files are being unlinked; puts of them wait
+        self._packs: dict[int, PackRecord] = {}
+        files.on_new_pack = self._new_pack
         self._inflight_bytes = 0
         raw = kv.get(QUOTA_KEY)
         quota = Quota(max=quota_max) if raw is None else Quota.decode(raw)
@@ -289,73 +309,71 @@ class RepoStore:
         """
         unique = {cid.text: (cid, data) for cid, data in reversed(blocks)}
         with self._cond:
-            self._cond.wait_for(lambda: self._deleting.isdisjoint(unique) and self._busy.isdisjoint(unique))
-            to_write = [(cid, data) for text, (cid, data) in unique.items() if not self._has(text)]
+            self._cond.wait_for(lambda: self._busy.isdisjoint(unique))
+            # In the caller's order: a dataset's blocks then follow each other in their pack, and read back as
+            # one sequential read.
+            to_write = [(cid, data) for text, (cid, data) in reversed(unique.items()) if not self._has(text)]
             new_bytes = sum(len(data) for _, data in to_write)
             if new_bytes:
                 # Early refusal before any byte is written, counting other puts in flight; the commit below
                 # checks again exactly.
                 self._quota.change(used=new_bytes + self._inflight_bytes, reserved=reserved_delta)
-            if to_write:
-                markers = self.kv.batch()
-                for cid, _ in to_write:
-                    markers.put(PENDING_PREFIX + cid.text, b"")
-                self.kv.write(markers)
             self._busy.update(unique)
             self._inflight_bytes += new_bytes
         committed = False
+        placed: dict[str, Location] = {}
+        expiry = self.clock.now() + (self.block_ttl if ttl is None else ttl)
         try:
             if to_write:
                 try:
-                    self.files.store(to_write)
+                    locations = self.files.append(expiry, to_write)
                 except OSError as e:
-                    if is_disk_full(e):  # the files written so far are removed below, like any failed put's
+                    if is_disk_full(e):  # the append was cut back off its pack
                         raise disk_full(self.files.root, new_bytes) from e
                     raise
+                placed = {cid.text: loc for (cid, _), loc in zip(to_write, locations, strict=True)}
             with self._lock:
-                expiry = self.clock.now() + (self.block_ttl if ttl is None else ttl)
                 tx = MetaTx(self.kv, batch)
                 tx.reserved = reserved_delta
                 for cid, data in blocks:
                     meta = tx.meta(cid.text)
                     if meta is None:
-                        tx.add(cid.text, BlockMeta(expiry, len(data), int(ref), standalone))
+                        loc = placed.get(cid.text)
+                        if loc is None:  # cannot happen: a busy block is neither deleted nor written by another
+                            raise StoreError(f"{cid} vanished while it was being stored")
+                        tx.add(cid.text, BlockMeta(expiry, len(data), int(ref), standalone, loc.pack, loc.offset))
                     elif meta.size != len(data):
                         raise CorruptBlockError(f"{cid} is stored with {meta.size} bytes, not {len(data)}")
                     else:
                         tx.update(
                             cid.text,
-                            BlockMeta(
-                                max(meta.expiry, expiry),
-                                meta.size,
-                                meta.ref_count + int(ref),
-                                meta.standalone or standalone,
+                            replace(
+                                meta,
+                                expiry=max(meta.expiry, expiry),
+                                ref_count=meta.ref_count + int(ref),
+                                standalone=meta.standalone or standalone,
                             ),
                         )
-                for cid, _ in to_write:
-                    tx.batch.delete(PENDING_PREFIX + cid.text)
+                for loc in placed.values():
+                    tx.pack_ends[loc.pack] = max(tx.pack_ends.get(loc.pack, 0), loc.offset + loc.length)
                 if extra is not None:
                     extra(tx)
                 self._commit(tx)
                 committed = True
                 return tx.blocks, tx.used
         finally:
-            self._end_put(unique, to_write, new_bytes, committed)
+            self._end_put(unique, new_bytes, {loc.pack for loc in placed.values()}, committed)
 
-    def _end_put(
-        self, unique: dict[str, tuple[Cid, Buffer]], written: list[tuple[Cid, Buffer]], new_bytes: int, ok: bool
-    ) -> None:
+    def _end_put(self, unique: dict[str, tuple[Cid, Buffer]], new_bytes: int, packs: set[int], ok: bool) -> None:
+        self.files.done(sorted(packs))
         with self._cond:
             self._busy.difference_update(unique)
             self._inflight_bytes -= new_bytes
-            if ok or not written:
-                self._cond.notify_all()
-                return
-            # The files (and temp files) this failed put may have left. Whatever we miss here keeps its pending
-            # marker, and recovery deletes it at the next start.
-            mine = [cid for cid, _ in written]
-            self._deleting.update(cid.text for cid in mine)
-        self._unlink_and_clear(mine, mine)
+            self._cond.notify_all()
+        if not ok:
+            # The bytes stay in their pack as dead bytes (no entry points at them); a pack left with no block goes
+            # now — also one made for this put whose append failed (it is not in ``packs``).
+            self._drop_empty(pid for pid, r in self.pack_records().items() if r.count == 0)
 
     # --- deleting (async) ---------------------------------------------------------------------------------------
 
@@ -384,13 +402,117 @@ class RepoStore:
                 deleted += self._delete_manifest(cid, now)
         return deleted
 
+    async def delete_expired_packs(self, now: int, limit: int = 64) -> tuple[int, int]:
+        """Delete whole sealed packs whose blocks have all expired (none referenced by a dataset, no manifest): each
+        pack's entries go in one batch, then its file. Returns (packs, blocks) deleted. Seals first the open packs
+        of expiry buckets that have passed."""
+        return await in_thread(self._delete_expired_packs, now, limit)
+
+    def _delete_expired_packs(self, now: int, limit: int) -> tuple[int, int]:
+        self.files.seal_before(self.files.bucket(now))
+        with self._lock:
+            candidates = [pid for pid, r in self._packs.items() if r.count and r.max_expiry <= now]
+        packs = blocks = 0
+        for pid in candidates:
+            if packs >= limit:
+                break
+            if not self.files.is_sealed(pid):
+                continue
+            deleted = self._delete_pack_if_expired(pid, now)
+            if deleted:
+                packs += 1
+                blocks += deleted
+        if packs:
+            log.info("expired packs deleted", packs=packs, blocks=blocks)
+        return packs, blocks
+
+    def _delete_pack_if_expired(self, pid: int, now: int) -> int:
+        with self._lock:
+            record = self._packs.get(pid)
+        if record is None:
+            return 0
+        try:
+            entries = list(self.files.walk(pid, record.size))
+        except FileNotFoundError:
+            log.exception("pack file of expired blocks is missing", pack=pid)
+            return 0
+        with self._lock:
+            tx = MetaTx(self.kv)
+            for text, loc in entries:
+                meta = tx.meta(text)
+                if meta is None or meta.location != loc:
+                    continue  # deleted, or moved: dead bytes
+                if meta.expiry > now or meta.ref_count > 0 or text in self._busy or text.startswith(_MANIFEST_TEXT):
+                    return 0  # not all expired: the per-block pass and compaction handle this pack
+                tx.remove(text, meta)
+            emptied = self._commit(tx)
+        self._drop_empty(emptied)
+        return -tx.blocks
+
+    # --- compaction (blocking: ``stores/compaction.py`` calls these from worker threads) -----------------------------
+
+    def live_records(self, pid: int) -> list[tuple[str, Location]]:
+        """The records of pack ``pid`` that an index entry points at, in pack order."""
+        with self._lock:
+            record = self._packs.get(pid)
+        if record is None:
+            return []
+        live = []
+        for text, loc in self.files.walk(pid, record.size):
+            meta = self.block_meta_text(text)
+            if meta is not None and meta.location == loc:
+                live.append((text, loc))
+        return live
+
+    def move_blocks(self, records: Sequence[tuple[str, Location]]) -> int:
+        """Copy these records to the open packs of their blocks' expiry buckets, then point their entries there in
+        one batch; return the bytes moved. A block deleted or moved meanwhile keeps its state (the copy is dead)."""
+        by_bucket: dict[int, list[tuple[Cid, Location, int, bytes]]] = {}
+        for text, loc in records:
+            meta = self.block_meta_text(text)
+            if meta is None or meta.location != loc:
+                continue
+            cid = parse_cid(text)
+            data = self.files.read(loc)
+            if len(data) != loc.length or not cid.matches(data):
+                log.error("block in a pack does not match its CID: left where it is", cid=text, pack=loc.pack)
+                continue
+            by_bucket.setdefault(self.files.bucket(meta.expiry), []).append((cid, loc, meta.expiry, data))
+        placed: list[tuple[Cid, Location, Location]] = []
+        packs: set[int] = set()
+        try:
+            for items in by_bucket.values():
+                new = self.files.append(items[0][2], [(cid, data) for cid, _, _, data in items])
+                packs.update(loc.pack for loc in new)
+                placed += [(cid, old, loc) for (cid, old, _, _), loc in zip(items, new, strict=True)]
+            with self._lock:
+                tx = MetaTx(self.kv)
+                moved = 0
+                for cid, old, loc in placed:
+                    tx.pack_ends[loc.pack] = max(tx.pack_ends.get(loc.pack, 0), loc.offset + loc.length)
+                    meta = tx.meta(cid.text)
+                    if meta is not None and meta.location == old:
+                        tx.update(cid.text, replace(meta, pack=loc.pack, offset=loc.offset))
+                        moved += loc.length
+                emptied = self._commit(tx)
+        finally:
+            self.files.done(sorted(packs))
+        self._drop_empty(emptied)
+        return moved
+
+    def drop_if_empty(self, pid: int) -> bool:
+        """Delete pack ``pid`` if no block is left in it; return whether it is gone."""
+        self._drop_empty([pid])
+        with self._lock:
+            return pid not in self._packs
+
     def _delete_blocks(self, cids: Sequence[Cid], expired_at: int | None, refuse_referenced: bool) -> int:
         with self._lock:
             tx = MetaTx(self.kv)
             removed = []
             for cid in cids:
                 meta = tx.meta(cid.text)
-                if meta is None or cid.text in self._busy or cid.text in self._deleting:
+                if meta is None or cid.text in self._busy:
                     continue
                 if expired_at is not None and meta.expiry > expired_at:
                     continue
@@ -400,19 +522,17 @@ class RepoStore:
                         raise ValidationError(f"block {cid} is part of a dataset; delete the dataset instead")
                     continue
                 tx.remove(cid.text, meta)
-                tx.batch.put(PENDING_PREFIX + cid.text, b"")
                 removed.append(cid)
-            self._commit(tx)
-            self._deleting.update(c.text for c in removed)
-        self._unlink_and_clear(removed, removed)
+            emptied = self._commit(tx)
+        self._drop_empty(emptied)
         if removed:
             log.debug("blocks deleted", count=len(removed))
         return len(removed)
 
     def _delete_manifest(self, cid: Cid, expired_at: int | None) -> int:
         try:
-            manifest: Manifest | None = Manifest.decode(self.files.read(cid))
-        except (FileNotFoundError, CorruptBlockError) as e:
+            manifest: Manifest | None = Manifest.decode(self._read(cid))
+        except (BlockNotFoundError, CorruptBlockError) as e:
             # Its blocks keep their references until they expire; nothing else is lost.
             log.warning("manifest unreadable, deleting it without its references", cid=cid.text, error=str(e))
             manifest = None
@@ -420,20 +540,18 @@ class RepoStore:
         with self._lock:
             tx = MetaTx(self.kv)
             meta = tx.meta(cid.text)
-            if meta is None or cid.text in self._busy or cid.text in self._deleting:
+            if meta is None or cid.text in self._busy:
                 return 0
             if expired_at is not None and meta.expiry > expired_at:
                 return 0
             tx.remove(cid.text, meta)
-            tx.batch.put(PENDING_PREFIX + cid.text, b"")
             tx.batch.delete(MANIFEST_PREFIX + cid.text)
             if manifest is not None:
                 step = _RELEASE_RECORD_DIGESTS * DIGEST_SIZE
                 for seq, start in enumerate(range(0, len(manifest.block_digests), step)):
                     tx.batch.put(f"{RELEASE_PREFIX}{job}/{seq:010d}", manifest.block_digests[start : start + step])
-            self._commit(tx)
-            self._deleting.add(cid.text)
-        self._unlink_and_clear([cid], [cid])
+            emptied = self._commit(tx)
+        self._drop_empty(emptied)
         self.release_job(job)
         log.info("dataset deleted", cid=cid.text, blocks=0 if manifest is None else manifest.block_count)
         return 1
@@ -447,7 +565,6 @@ class RepoStore:
                 if not records:
                     return
                 tx = MetaTx(self.kv)
-                removed = []
                 for key, value in records:
                     for i in range(0, len(value), DIGEST_SIZE):
                         cid = block_cid_from_digest(value[i : i + DIGEST_SIZE])
@@ -455,31 +572,13 @@ class RepoStore:
                         if meta is None:
                             continue
                         meta = replace(meta, ref_count=max(0, meta.ref_count - 1))
-                        busy = cid.text in self._busy or cid.text in self._deleting
-                        if meta.ref_count == 0 and not meta.standalone and not busy:
+                        if meta.ref_count == 0 and not meta.standalone and cid.text not in self._busy:
                             tx.remove(cid.text, meta)
-                            tx.batch.put(PENDING_PREFIX + cid.text, b"")
-                            removed.append(cid)
                         else:
                             tx.update(cid.text, meta)
                     tx.batch.delete(key)
-                self._commit(tx)
-                self._deleting.update(c.text for c in removed)
-            self._unlink_and_clear(removed, removed)
-
-    def _unlink_and_clear(self, unlink: Sequence[Cid], marked: Sequence[Cid]) -> None:
-        """Unlink files, then clear their pending markers; always lets waiting puts of ``marked`` go on."""
-        try:
-            self.files.remove(unlink)
-            if marked:
-                batch = self.kv.batch()
-                for cid in marked:
-                    batch.delete(PENDING_PREFIX + cid.text)
-                self.kv.write(batch)
-        finally:
-            with self._cond:
-                self._deleting.difference_update(c.text for c in marked)
-                self._cond.notify_all()
+                emptied = self._commit(tx)
+            self._drop_empty(emptied)
 
     # --- reading (async) ----------------------------------------------------------------------------------------
 
@@ -497,12 +596,20 @@ class RepoStore:
         return data
 
     def _read(self, cid: Cid) -> bytes:
-        if not self.has_block(cid):
-            raise BlockNotFoundError(f"block not found: {cid}")
-        try:
-            return self.files.read(cid)
-        except FileNotFoundError as e:
-            raise CorruptBlockError(f"block {cid} has metadata but no file") from e
+        for _ in range(_READ_ATTEMPTS):
+            meta = self.block_meta(cid)
+            if meta is None:
+                raise BlockNotFoundError(f"block not found: {cid}")
+            try:
+                data = self.files.read(meta.location)
+            except FileNotFoundError:
+                if self.block_meta(cid) != meta:
+                    continue  # moved to another pack (compaction) or deleted while we read: look again
+                raise CorruptBlockError(f"block {cid} has metadata but no file (pack {meta.pack:016x})") from None
+            if len(data) != meta.size:
+                raise CorruptBlockError(f"block {cid} has {len(data)} bytes on disk, its index says {meta.size}")
+            return data
+        raise CorruptBlockError(f"block {cid} kept moving while it was read")
 
     async def get_manifest(self, cid: Cid) -> Manifest:
         """The manifest stored under ``cid``. Raises :class:`BlockNotFoundError`, :class:`ValidationError` (not a
@@ -544,31 +651,70 @@ class RepoStore:
 
     def _read_run(self, cids: Sequence[Cid], block_size: int, length: int) -> memoryview:
         """Consecutive blocks of ``block_size`` bytes (the last may be shorter), ``length`` bytes in all."""
-        view, sizes = self.files.read_run(cids, block_size, length)
-        for i, (cid, size) in enumerate(zip(cids, sizes, strict=True)):
-            expected = min((i + 1) * block_size, length) - i * block_size
-            if size is None:
-                if not self.has_block(cid):
+        for _ in range(_READ_ATTEMPTS):
+            metas: list[BlockMeta] = []
+            for i, cid in enumerate(cids):
+                meta = self.block_meta(cid)
+                if meta is None:
                     raise BlockNotFoundError(f"block not found: {cid}")
-                raise CorruptBlockError(f"block {cid} has metadata but no file")
-            if size != expected:
-                raise CorruptBlockError(f"block {cid} has {size} bytes on disk, the manifest says {expected}")
-        return view
+                expected = min((i + 1) * block_size, length) - i * block_size
+                if meta.size != expected:
+                    raise CorruptBlockError(f"block {cid} has {meta.size} bytes, the manifest says {expected}")
+                metas.append(meta)
+            view, sizes = self.files.read_run([m.location for m in metas], block_size, length)
+            moved = False
+            for cid, meta, size in zip(cids, metas, sizes, strict=True):
+                if size == meta.size:
+                    continue
+                if self.block_meta(cid) != meta:
+                    moved = True  # compaction moved it, or it was deleted, while we read: read again
+                    break
+                if size is None:
+                    raise CorruptBlockError(f"block {cid} has metadata but no file (pack {meta.pack:016x})")
+                raise CorruptBlockError(f"block {cid} has {size} bytes on disk, its index says {meta.size}")
+            if not moved:
+                return view
+        raise CorruptBlockError("blocks kept moving while they were read")
 
     # --- internals ----------------------------------------------------------------------------------------------
 
     def _has(self, text: str) -> bool:
         return self.kv.get(TTL_PREFIX + text) is not None
 
-    def _commit(self, tx: MetaTx) -> None:
-        """Write ``tx`` with the quota and count it implies; caller holds the lock. Nothing changes on error."""
+    def _commit(self, tx: MetaTx) -> list[int]:
+        """Write ``tx`` with the quota, count and pack records it implies; caller holds the lock.
+
+        Returns the packs this left without a block (the caller drops them once it let go of the lock). Nothing
+        changes on error.
+        """
         changed = tx.used or tx.reserved
         quota = self._quota.change(used=tx.used, reserved=tx.reserved) if changed else self._quota
+        # Per pack: [count, live, max expiry, committed size] deltas and highs, folded into records once.
+        deltas: dict[int, list[int]] = {}
         for text, meta in tx.metas.items():
+            old = tx.original[text] if text in tx.original else self.block_meta_text(text)
+            if old is not None and old.pack:
+                d = deltas.setdefault(old.pack, [0, 0, 0, 0])
+                d[0] -= 1
+                d[1] -= old.size
             if meta is None:
                 tx.batch.delete(TTL_PREFIX + text)
             else:
                 tx.batch.put(TTL_PREFIX + text, meta.encode())
+                if meta.pack:
+                    d = deltas.setdefault(meta.pack, [0, 0, 0, 0])
+                    d[0] += 1
+                    d[1] += meta.size
+                    d[2] = max(d[2], meta.expiry)
+        for pid, end in tx.pack_ends.items():
+            d = deltas.setdefault(pid, [0, 0, 0, 0])
+            d[3] = max(d[3], end)
+        packs: dict[int, PackRecord] = {}
+        for pid, (count, live, expiry, end) in deltas.items():
+            r = self._packs.get(pid) or PackRecord()
+            packs[pid] = PackRecord(max(r.size, end), r.count + count, r.live + live, max(r.max_expiry, expiry))
+        for pid, r in packs.items():
+            tx.batch.put(pack_key(pid), r.encode())
         if changed:
             tx.batch.put(QUOTA_KEY, quota.encode())
         if tx.blocks:
@@ -576,24 +722,81 @@ class RepoStore:
         self.kv.write(tx.batch)
         self._quota = quota
         self._total += tx.blocks
+        self._packs.update(packs)
+        return [pid for pid, r in packs.items() if r.count == 0]
+
+    def block_meta_text(self, text: str) -> BlockMeta | None:
+        raw = self.kv.get(TTL_PREFIX + text)
+        return None if raw is None else BlockMeta.decode(raw)
+
+    # --- packs ----------------------------------------------------------------------------------------------------
+
+    def _new_pack(self, pid: int) -> None:
+        """Record a pack before its file is made (called by the file layer, under its allocation lock)."""
+        with self._lock:
+            batch = self.kv.batch()
+            batch.put(pack_key(pid), PackRecord().encode())
+            batch.put(NEXT_PACK_KEY, str(pid + 1).encode())
+            self.kv.write(batch)
+            self._packs[pid] = PackRecord()
+        log.debug("pack opened", pack=pid)
+
+    def pack_records(self) -> dict[int, PackRecord]:
+        """Every pack's books (a copy)."""
+        with self._lock:
+            return dict(self._packs)
+
+    def _drop_empty(self, pids: Iterable[int]) -> None:
+        """Delete the packs of ``pids`` that hold no block and that nothing writes to: file first, then record."""
+        for pid in pids:
+            with self._lock:
+                record = self._packs.get(pid)
+                if record is None or record.count != 0:
+                    continue
+            if not self.files.retire(pid):
+                continue  # an append is in flight; whoever finishes it drops the pack if it stays empty
+            with self._lock:
+                record = self._packs.get(pid)
+                still_used = record is None or record.count != 0  # a put committed into it before it was retired
+            if still_used:
+                self.files.unretire(pid)  # outside the store lock: the file layer calls into it under its own
+                continue
+            self.files.delete_pack(pid)
+            with self._lock:
+                self.kv.delete(pack_key(pid))
+                self._packs.pop(pid, None)
+            log.debug("empty pack deleted", pack=pid)
 
     def _recover(self) -> None:
-        """Finish what a crash interrupted: files and temp files under pending markers, then release jobs."""
-        markers = [key[len(PENDING_PREFIX) :] for key, _ in self.kv.iterate(PENDING_PREFIX)]
-        orphans = [parse_cid(text) for text in markers if not self._has(text)]
-        self.files.remove(orphans)
-        self.files.remove_temps([parse_cid(text) for text in markers if self._has(text)])
-        if markers:
-            batch = self.kv.batch()
-            for text in markers:
-                batch.delete(PENDING_PREFIX + text)
-            self.kv.write(batch)
+        """Finish what a crash interrupted: cut pack tails back to their records, drop empty packs, then finish
+        release jobs. Reads the pack records and the jobs only, never the index."""
+        self._packs = {
+            int(key[len(PACK_PREFIX) :], 16): PackRecord.decode(value) for key, value in self.kv.iterate(PACK_PREFIX)
+        }
+        raw = self.kv.get(NEXT_PACK_KEY)
+        self.files.start(max([int(raw) if raw else 1, *(pid + 1 for pid in self._packs)]))
+        empty = [pid for pid, r in self._packs.items() if r.count == 0]
+        cut = sum(self.files.truncate(pid, r.size) for pid, r in self._packs.items() if r.count)
+        self._drop_empty(empty)
+        if self.kv.get(LAYOUT_KEY) != LAYOUT_PACKS:
+            if migration.needs_conversion(self):
+                migration.convert(self)
+            else:
+                self.kv.put(LAYOUT_KEY, LAYOUT_PACKS)  # a new data dir
         jobs = 0
         while first := next(self.kv.iterate(RELEASE_PREFIX, limit=1), None):
             self.release_job(first[0][len(RELEASE_PREFIX) :].split("/", 1)[0])
             jobs += 1
-        if markers or jobs:
-            log.info("repo recovered", pending=len(markers), orphans=len(orphans), release_jobs=jobs)
+        if empty or cut or jobs:
+            log.info("repo recovered", empty_packs=len(empty), tail_bytes_cut=cut, release_jobs=jobs)
+
+    def commit_staged(self, stage: Callable[[MetaTx], None]) -> None:
+        """Run ``stage`` on a new transaction under the store lock and commit it (for the data dir conversion)."""
+        with self._lock:
+            tx = MetaTx(self.kv)
+            stage(tx)
+            emptied = self._commit(tx)
+        self._drop_empty(emptied)
 
     def _metrics(self) -> Iterator[Metric]:
         q = self._quota
@@ -601,6 +804,13 @@ class RepoStore:
         yield GaugeMetricFamily("codex_repostore_bytes_used", "Bytes of stored blocks", value=q.used)
         yield GaugeMetricFamily("codex_repostore_bytes_reserved", "Bytes reserved for sales", value=q.reserved)
         yield GaugeMetricFamily("codex_repostore_bytes_max", "Storage quota in bytes", value=q.max)
+        packs = list(self.pack_records().values())
+        yield GaugeMetricFamily("codex_repostore_packs", "Pack files holding blocks", value=len(packs))
+        yield GaugeMetricFamily(
+            "codex_repostore_pack_dead_bytes",
+            "Bytes in pack files that no block uses (compaction reclaims them)",
+            value=sum(r.dead for r in packs),
+        )
 
     def close(self) -> None:
         """Stop exporting metrics and release file-layer threads. The shared ``kv`` stays open."""
@@ -613,4 +823,6 @@ _METRIC_NAMES = (
     "codex_repostore_bytes_used",
     "codex_repostore_bytes_reserved",
     "codex_repostore_bytes_max",
+    "codex_repostore_packs",
+    "codex_repostore_pack_dead_bytes",
 )

@@ -285,7 +285,8 @@ class MarketLedger:
         self._outbox.append(StorageRequested(rid, ask, context.expires_at))
         self._transfer(sender, MARKETPLACE_ADDRESS, ask.max_price)
 
-    def withdraw_funds(self, sender: Address, request_id: RequestId) -> None:
+    def withdraw_funds(self, sender: Address, request_id: RequestId) -> int:
+        """Send the request's leftover funds back to its client; the amount sent."""
         request, context = self._known_request(request_id)
         if request.client != sender:
             raise revert("InvalidClientAddress")
@@ -307,6 +308,7 @@ class MarketLedger:
         amount, context.funds_to_return = context.funds_to_return, 0
         _remove(self._my_requests, request.client, request_id)
         self._transfer(MARKETPLACE_ADDRESS, sender, amount)
+        return amount
 
     # --- host -----------------------------------------------------------------------------------------------
 

@@ -312,10 +312,11 @@ class MockMarket:
         self._ledger.request_storage(self._signer, request)
         await self._commit()
 
-    async def withdraw_funds(self, request_id: RequestId) -> None:
+    async def withdraw_funds(self, request_id: RequestId) -> int:
         await self._enter("withdraw_funds", request_id)
-        self._ledger.withdraw_funds(self._signer, request_id)
+        amount = self._ledger.withdraw_funds(self._signer, request_id)
         await self._commit()
+        return amount
 
     async def my_requests(self) -> list[RequestId]:
         await self._enter("my_requests")

@@ -15,10 +15,9 @@ from codex_node.api.access import AccessPolicy, host_allowed, origin_allowed, sp
 from codex_node.api.app import API_PREFIX, create_app
 from codex_node.config import NodeConfig
 from codex_node.node import Node
-from codex_node.stores.blockfiles import BlockFiles
 from codex_node.stores.repostore import RepoStore
 from codex_node.testing.fakeclock import FakeClock
-from codex_node.testing.memorykv import MemoryKV
+from tests.harness.repo import memory_repo
 
 TOKEN = "s3cret-token-0123456789"
 
@@ -103,16 +102,8 @@ def restore_level() -> Iterator[None]:
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Iterator[RepoStore]:
-    store = RepoStore(
-        MemoryKV(),
-        BlockFiles(tmp_path / "repo", sync="none"),
-        clock=FakeClock(),
-        quota_max=1 << 30,
-        block_ttl=3600,
-        registry=None,
-    )
-    yield store
-    store.close()
+    with memory_repo(tmp_path / "repo") as store:
+        yield store
 
 
 def client(config: NodeConfig, repo: RepoStore, host: str = "localhost") -> httpx.AsyncClient:

@@ -13,27 +13,17 @@ from structlog.testing import capture_logs
 
 from codex_node.api.app import API_PREFIX, create_app
 from codex_node.config import NodeConfig
-from codex_node.stores.blockfiles import BlockFiles
 from codex_node.stores.datasets import store_dataset
 from codex_node.stores.repostore import RepoStore
-from codex_node.testing.fakeclock import FakeClock
-from codex_node.testing.memorykv import MemoryKV
+from tests.harness.repo import memory_repo
 
 MiB = 1 << 20
 
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Iterator[RepoStore]:
-    store = RepoStore(
-        MemoryKV(),
-        BlockFiles(tmp_path / "repo", sync="none"),
-        clock=FakeClock(),
-        quota_max=1 << 30,
-        block_ttl=3600,
-        registry=None,
-    )
-    yield store
-    store.close()
+    with memory_repo(tmp_path / "repo") as store:
+        yield store
 
 
 async def test_a_503_without_a_marketplace_is_not_an_error_in_the_log(tmp_path: Path, repo: RepoStore) -> None:

@@ -16,24 +16,14 @@ from codex_node.api.downloads import RETRY_AFTER_SECONDS
 from codex_node.api.routes.data import DOWNLOAD_READ_BLOCKS
 from codex_node.config import NodeConfig
 from codex_node.data.manifest import BLOCK_SIZE
-from codex_node.stores.blockfiles import BlockFiles
 from codex_node.stores.repostore import RepoStore
-from codex_node.testing.fakeclock import FakeClock
-from codex_node.testing.memorykv import MemoryKV
+from tests.harness.repo import memory_repo
 
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Iterator[RepoStore]:
-    store = RepoStore(
-        MemoryKV(),
-        BlockFiles(tmp_path / "repo", sync="none"),
-        clock=FakeClock(),
-        quota_max=1 << 30,
-        block_ttl=3600,
-        registry=None,
-    )
-    yield store
-    store.close()
+    with memory_repo(tmp_path / "repo") as store:
+        yield store
 
 
 class StalledReader:

@@ -25,28 +25,18 @@ from codex_node.config import NodeConfig
 from codex_node.data.cid import block_cid
 from codex_node.data.slots import cid_bytes
 from codex_node.market.types import Content, Request, slot_id
-from codex_node.stores.blockfiles import BlockFiles
 from codex_node.stores.repostore import RepoStore
-from codex_node.testing.fakeclock import FakeClock
-from codex_node.testing.memorykv import MemoryKV
 from codex_node.testing.mockmarket import account
 from tests.api.test_sales_routes import ASK, BLOCK, Node, make_node, post_request
+from tests.harness.repo import memory_repo
 
 TOKEN = "in-process-token-0123456789"
 
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Iterator[RepoStore]:
-    store = RepoStore(
-        MemoryKV(),
-        BlockFiles(tmp_path / "repo", sync="none"),
-        clock=FakeClock(),
-        quota_max=4 << 20,
-        block_ttl=3600,
-        registry=None,
-    )
-    yield store
-    store.close()
+    with memory_repo(tmp_path / "repo", quota_max=4 << 20) as store:
+        yield store
 
 
 @pytest.fixture(autouse=True)

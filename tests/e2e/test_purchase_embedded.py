@@ -126,4 +126,10 @@ async def _buy_from_self(node: Node) -> None:
 
         await eventually(returned, what="the withdrawn tokens counted")
         assert registry.get_sample_value("codex_purchases", {"state": "finished"}) == 1
+        # The ledger holds both sides of it (the price paid and the leftover back; collateral and payouts) and,
+        # like the balance, adds up to nothing.
+        ledger = (await api.get("/account/ledger", params={"limit": 100})).json()["entries"]
+        kinds = {e["kind"] for e in ledger}
+        assert {"purchasePayment", "purchaseRefund", "collateralPosted", "payout", "collateralReturned"} <= kinds
+        assert sum(int(e["flow"]) for e in ledger) == 0
         assert registry.get_sample_value("codex_purchases", {"state": "started"}) == 0

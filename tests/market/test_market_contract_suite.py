@@ -459,7 +459,7 @@ async def test_losing_more_than_max_slot_loss_slots_fails_the_request(market_env
 
     client = await address(env.client)
     before = await env.client.token_balance(client)
-    await env.client.withdraw_funds(request.id)
+    assert await env.client.withdraw_funds(request.id) == DEFAULT_ASK.max_price  # what came back, it says
     assert await env.client.token_balance(client) == before + DEFAULT_ASK.max_price
 
 

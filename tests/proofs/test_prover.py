@@ -27,22 +27,15 @@ from codex_node.testing.fakeclock import FakeClock
 from codex_node.testing.memorykv import MemoryKV
 from codex_node.testing.mockledger import ProofTarget
 from codex_node.testing.mockmarket import MockMarket, account
+from tests.harness.repo import memory_repo
 
 SAMPLES = 5
 
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Iterator[RepoStore]:
-    store = RepoStore(
-        MemoryKV(),
-        BlockFiles(tmp_path / "repo", sync="none"),
-        clock=FakeClock(),
-        quota_max=1 << 30,
-        block_ttl=3600,
-        registry=None,
-    )
-    yield store
-    store.close()
+    with memory_repo(tmp_path / "repo") as store:
+        yield store
 
 
 async def _stream(data: bytes) -> AsyncIterator[bytes]:

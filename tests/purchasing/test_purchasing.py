@@ -18,6 +18,7 @@ from codex_node.market.types import Ask, Content, Request, RequestFailed, Reques
 from codex_node.purchasing.metrics import PurchaseMetrics
 from codex_node.purchasing.purchasing import Purchasing
 from codex_node.purchasing.records import PurchaseRecord
+from codex_node.sales.ledger import EarningsLedger, EntryKind
 from codex_node.testing.fakeclock import FakeClock
 from codex_node.testing.memorykv import MemoryKV
 from codex_node.testing.mockmarket import MockMarket
@@ -57,10 +58,13 @@ class World:
     host: MockMarket
     registry: CollectorRegistry
     purchasing: Purchasing
+    ledger: EarningsLedger
 
     def restart(self) -> Purchasing:
         self.registry = CollectorRegistry()
-        self.purchasing = Purchasing(self.market, self.clock, self.kv, PurchaseMetrics(self.registry))
+        self.purchasing = Purchasing(
+            self.market, self.clock, self.kv, PurchaseMetrics(self.registry), money=EarningsLedger(self.kv, self.clock)
+        )
         return self.purchasing
 
     async def fill_all(self, request: Request) -> None:
@@ -81,7 +85,9 @@ async def world() -> AsyncIterator[World]:
     market.mint(HOST, FUNDS)
     kv = MemoryKV()
     registry = CollectorRegistry()
-    w = World(clock, kv, market, host, registry, Purchasing(market, clock, kv, PurchaseMetrics(registry)))
+    ledger = EarningsLedger(kv, clock)
+    purchasing = Purchasing(market, clock, kv, PurchaseMetrics(registry), money=ledger)
+    w = World(clock, kv, market, host, registry, purchasing, ledger)
     await w.purchasing.start()
     yield w
     await w.purchasing.stop()
@@ -119,6 +125,13 @@ async def test_a_purchase_is_submitted_started_finished_and_its_leftover_withdra
     returned = SLOTS * 10 * request.ask.price_per_slot_per_second
     assert await world.market.token_balance(CLIENT) == FUNDS - request.ask.max_price + returned
     assert world.metric("codex_purchase_tokens_returned_total") == returned
+    # The ledger says what the balance did: the price paid, the leftover back.
+    entries = sorted((e.kind, e.amount, e.request_id) for e in world.ledger)
+    assert entries == [
+        (EntryKind.PURCHASE_PAYMENT, request.ask.max_price, request.id),
+        (EntryKind.PURCHASE_REFUND, returned, request.id),
+    ]
+    assert sum(e.flow for e in world.ledger) == returned - request.ask.max_price
     assert world.metric("codex_purchases", state="finished") == 1
     assert world.metric("codex_purchases", state="started") == 0
 

@@ -24,6 +24,7 @@ from codex_node.sales.context import OnBlocks
 from codex_node.sales.history import SaleHistory
 from codex_node.sales.ledger import EarningsLedger
 from codex_node.sales.metrics import SalesMetrics
+from codex_node.sales.openrequests import OpenRequests
 from codex_node.sales.reservations import Reservations
 from codex_node.sales.sales import Sales
 from codex_node.sales.slotqueue import SlotQueue
@@ -114,6 +115,7 @@ class World:
     queue: SlotQueue | None = None
     rng: random.Random = field(default_factory=lambda: random.Random(7))
     max_workers: int = 3
+    max_open_requests: int = 1024
     simulate_proof_failures: int = 0
     requests: list[Request] = field(default_factory=list)
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
@@ -137,6 +139,7 @@ class World:
             data_source=self.data,
             prover=self.prover,
             history=SaleHistory(self.kv, self.clock),
+            open_requests=OpenRequests(self.kv, self.clock, max_requests=self.max_open_requests),
             metrics=SalesMetrics(self.registry),
             simulate_proof_failures=self.simulate_proof_failures,
             rng=self.rng,

@@ -1,20 +1,20 @@
 """Crash simulation for the repo store: stop the world at the n-th write to LevelDB or to the block files.
 
-A :class:`CrashSwitch` counts every mutating step (a LevelDB write, a temp file written, a file linked into place,
-an unlink, a flush). When armed with ``n``, the n-th step raises :class:`SimulatedCrashError` *instead of happening*,
-and from then on every step and every read raises too: the "process" is dead, nothing it does afterwards (clean-up
-in ``finally`` blocks, other worker threads) reaches the disk. Reopening a store over the wrapped (inner) KV and
-the same directory is then exactly a restart after a kill at that instant.
+A :class:`CrashSwitch` counts every mutating step (a LevelDB write, half of an append to a pack, a pack created,
+truncated or unlinked, a flush). When armed with ``n``, the n-th step raises :class:`SimulatedCrashError` *instead
+of happening*, and from then on every step and every read raises too: the "process" is dead, nothing it does
+afterwards (clean-up in ``finally`` blocks, other worker threads) reaches the disk. Reopening a store over the
+wrapped (inner) KV and the same directory is then exactly a restart after a kill at that instant.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
-from codex_node.data.cid import Cid
-from codex_node.stores.blockfiles import BlockFiles, Buffer
+from codex_node.stores.blockfiles import BlockFiles, Buffer, Location
 from codex_node.stores.kv import KVStore, WriteBatch
 
 
@@ -86,32 +86,52 @@ class CrashingKV:
 
 
 class CrashingFiles(BlockFiles):
-    """:class:`BlockFiles` whose every file-system mutation is a step of the switch."""
+    """:class:`BlockFiles` whose every file-system mutation is a step of the switch.
 
-    def __init__(self, root: Path, switch: CrashSwitch) -> None:
-        super().__init__(root, sync="none")
+    An append is two steps, each writing half of the bytes: a crash at the second leaves a torn record at the
+    pack's tail, as a kill in the middle of a write does.
+    """
+
+    def __init__(self, root: Path, switch: CrashSwitch, **kw: Any) -> None:
+        super().__init__(root, sync="none", **kw)
         self.switch = switch
 
-    def create_temp(self, cid: Cid, data: Buffer) -> int:
-        self.switch.step(f"write {cid}.tmp")
-        return super().create_temp(cid, data)
+    def _create_pack(self, pack: int) -> int:
+        self.switch.step(f"create pack {pack}")
+        return super()._create_pack(pack)
 
-    def publish(self, cid: Cid) -> Path:
-        self.switch.step(f"rename {cid}")
-        return super().publish(cid)
+    def _write_region(self, fd: int, offset: int, buffers: list[Buffer]) -> None:
+        data = b"".join(bytes(b) for b in buffers)
+        half = len(data) // 2
+        self.switch.step(f"append at {offset}")
+        super()._write_region(fd, offset, [data[:half]])
+        self.switch.step(f"append at {offset + half}")
+        super()._write_region(fd, offset + half, [data[half:]])
 
-    def unlink(self, cid: Cid) -> Path:
-        self.switch.step(f"unlink {cid}")
-        return super().unlink(cid)
+    def _cut_back(self, fd: int, size: int) -> None:
+        self.switch.step("cut back a failed append")
+        super()._cut_back(fd, size)
 
-    def _flush(self, dirs: Iterable[Path], *, missing_ok: bool = False) -> None:
+    def _sync(self, fd: int) -> None:
         self.switch.step("flush")
-        super()._flush(dirs, missing_ok=missing_ok)
+        super()._sync(fd)
 
-    def read(self, cid: Cid) -> bytes:
+    def delete_pack(self, pack: int) -> None:
+        self.switch.step(f"unlink pack {pack}")
+        super().delete_pack(pack)
+
+    def _truncate(self, pack: int, size: int) -> None:
+        self.switch.step(f"truncate pack {pack}")
+        super()._truncate(pack, size)
+
+    def read(self, loc: Location) -> bytes:
         self.switch.alive()
-        return super().read(cid)
+        return super().read(loc)
 
-    def remove_temps(self, cids: Iterable[Cid]) -> None:
-        self.switch.step("remove temps")
-        super().remove_temps(cids)
+    def read_run(self, locs: Sequence[Location], block_size: int, length: int) -> tuple[memoryview, list[int | None]]:
+        self.switch.alive()
+        return super().read_run(locs, block_size, length)
+
+    def walk(self, pack: int, size: int) -> Iterator[tuple[str, Location]]:
+        self.switch.alive()
+        return super().walk(pack, size)

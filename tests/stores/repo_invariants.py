@@ -6,21 +6,25 @@ from collections import Counter
 
 from codex_node.data.cid import parse_cid
 from codex_node.data.manifest import Manifest
-from codex_node.stores.quota import QUOTA_KEY, Quota
-from codex_node.stores.repostore import (
+from codex_node.stores.blockmeta import (
     MANIFEST_PREFIX,
+    PACK_PREFIX,
     PENDING_PREFIX,
     RELEASE_PREFIX,
     TOTAL_KEY,
     TTL_PREFIX,
     BlockMeta,
-    RepoStore,
+    PackRecord,
 )
+from codex_node.stores.quota import QUOTA_KEY, Quota
+from codex_node.stores.repostore import RepoStore
 
 
 def check_invariants(repo: RepoStore) -> None:
-    """Assert the books balance: quota and count match the metadata, metadata and files match one to one, nothing
-    is left in flight, and every data block's refCount equals its occurrences in the stored manifests."""
+    """Assert the books balance: quota and count match the index, every entry's bytes are in its pack, the pack
+    records count exactly the entries pointing into them, every pack file has a record and no more bytes than it
+    (and no record an empty pack), nothing is left in flight, and every data block's refCount equals its
+    occurrences in the stored manifests."""
     kv = repo.kv
     metas = {key[len(TTL_PREFIX) :]: BlockMeta.decode(v) for key, v in kv.iterate(TTL_PREFIX)}
     stored_quota = kv.get(QUOTA_KEY)
@@ -30,12 +34,29 @@ def check_invariants(repo: RepoStore) -> None:
     total = kv.get(TOTAL_KEY)
     assert repo.total_blocks == len(metas) == (0 if total is None else int(total)), "block count drifted"
 
+    records = {int(key[len(PACK_PREFIX) :], 16): PackRecord.decode(v) for key, v in kv.iterate(PACK_PREFIX)}
+    assert records == repo.pack_records(), "cached pack records differ from the stored ones"
+    assert all(r.count > 0 for r in records.values()), "an empty pack was kept"
     files = dict(repo.files.iter_files())
-    assert sorted(set(files) - set(metas)) == [], "files (or temp files) without metadata: nobody would delete them"
-    assert sorted(set(metas) - set(files)) == [], "metadata without a file"
+    assert set(files) == {repo.files.pack_path(pid).name for pid in records}, "pack files and pack records differ"
+    for pid, r in records.items():
+        assert files[repo.files.pack_path(pid).name] >= r.size, f"pack {pid}: file shorter than its committed size"
+
+    counts: Counter[int] = Counter()
+    live: Counter[int] = Counter()
     for text, meta in metas.items():
-        assert files[text] == meta.size, f"{text}: file size {files[text]} != metadata size {meta.size}"
-        assert parse_cid(text).matches(repo.files.read(parse_cid(text))), f"{text}: content does not match"
+        assert meta.pack in records, f"{text}: its pack {meta.pack} has no record"
+        assert meta.offset + meta.size <= records[meta.pack].size, f"{text}: beyond its pack's committed size"
+        counts[meta.pack] += 1
+        live[meta.pack] += meta.size
+        data = repo.files.read(meta.location)
+        assert parse_cid(text).matches(data), f"{text}: content does not match"
+    for pid, r in records.items():
+        assert (r.count, r.live) == (counts[pid], live[pid]), f"pack {pid}: books {r} != entries"
+        assert r.max_expiry >= max(m.expiry for m in metas.values() if m.pack == pid), f"pack {pid}: maxExpiry"
+    walked = {text: loc for pid, r in records.items() for text, loc in repo.files.walk(pid, r.size)}
+    for text, meta in metas.items():
+        assert walked.get(text) == meta.location, f"{text}: no record at its location in the pack"
 
     assert list(kv.iterate(PENDING_PREFIX)) == [], "pending markers left at rest"
     assert list(kv.iterate(RELEASE_PREFIX)) == [], "release jobs left at rest"
@@ -45,7 +66,7 @@ def check_invariants(repo: RepoStore) -> None:
     assert manifest_keys == manifest_metas, "manifest summaries and manifest blocks differ"
     occurrences: Counter[str] = Counter()
     for text in manifest_metas:
-        manifest = Manifest.decode(repo.files.read(parse_cid(text)))
+        manifest = Manifest.decode(repo.files.read(metas[text].location))
         occurrences.update(cid.text for cid in manifest.block_cids())
     for text, meta in metas.items():
         if parse_cid(text).is_block:

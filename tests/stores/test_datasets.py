@@ -220,7 +220,9 @@ async def test_reading_a_dataset_with_a_truncated_block_reports_corruption(make_
     repo = make_repo()
     data = os.urandom(2 * BLOCK_SIZE)
     manifest = await repo.get_manifest(await store_dataset(repo, _chunks(data)))
-    repo.files.path(manifest.block_cid(0)).write_bytes(data[:100])
+    metas = [repo.block_meta(manifest.block_cid(i)) for i in range(2)]
+    meta = max((m for m in metas if m is not None), key=lambda m: m.offset)
+    os.truncate(repo.files.pack_path(meta.pack), meta.offset + 100)  # the pack was cut inside its last block
     with pytest.raises(CorruptBlockError, match="100 bytes"):
         await _read_all(repo, manifest)
 
@@ -228,6 +230,8 @@ async def test_reading_a_dataset_with_a_truncated_block_reports_corruption(make_
 async def test_reading_a_dataset_with_a_lost_block_file_reports_corruption(make_repo: MakeRepo) -> None:
     repo = make_repo()
     manifest = await repo.get_manifest(await store_dataset(repo, _chunks(os.urandom(2 * BLOCK_SIZE))))
-    repo.files.path(manifest.block_cid(1)).unlink()
+    meta = repo.block_meta(manifest.block_cid(1))
+    assert meta is not None
+    repo.files.pack_path(meta.pack).unlink()
     with pytest.raises(CorruptBlockError, match="no file"):
         await _read_all(repo, manifest)

@@ -20,7 +20,7 @@ from repo_invariants import check_invariants
 from structlog.testing import capture_logs
 
 from codex_node.api.app import create_app
-from codex_node.data.cid import Cid
+from codex_node.data.cid import block_cid
 from codex_node.errors import DiskFullError
 from codex_node.stores.blockfiles import BlockFiles, Buffer
 from codex_node.stores.datasets import store_dataset
@@ -41,18 +41,18 @@ class FullDiskFiles(BlockFiles):
         super().__init__(root, sync="none")
         self.room = room
 
-    def create_temp(self, cid: Cid, data: Buffer) -> int:
+    def _write_region(self, fd: int, offset: int, buffers: list[Buffer]) -> None:
+        data = b"".join(bytes(b) for b in buffers)
         if len(data) <= self.room:
             self.room -= len(data)
-            return super().create_temp(cid, data)
-        fd = super().create_temp(cid, memoryview(data)[: self.room])  # a partial temp file, as a real disk leaves
-        os.close(fd)
+            return super()._write_region(fd, offset, buffers)
+        super()._write_region(fd, offset, [data[: self.room]])  # a partial write, as a real disk leaves
         self.room = 0
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
-def files_on_disk(root: Path) -> list[str]:
-    return sorted(p.name for p in (root / "blocks").rglob("*") if p.is_file())
+def files_on_disk(root: Path) -> list[tuple[str, int]]:
+    return sorted((p.name, p.stat().st_size) for p in (root / "packs").rglob("*") if p.is_file())
 
 
 def app_for(repo: RepoStore) -> FastAPI:
@@ -156,3 +156,15 @@ async def test_on_a_real_full_file_system_the_upload_fails_whole_and_the_store_k
     finally:
         repo.close()
         kv.close()
+
+
+async def test_a_first_put_that_finds_the_disk_full_leaves_no_pack_behind(tmp_path: Path) -> None:
+    files = FullDiskFiles(tmp_path / "repo", room=100)
+    repo = RepoStore(MemoryKV(), files, clock=FakeClock(), quota_max=1 << 30, block_ttl=3600)
+    data = os.urandom(1000)
+    with pytest.raises(DiskFullError):
+        await repo.put_block(block_cid(data), data)
+    assert files_on_disk(files.root) == []
+    assert repo.pack_records() == {}
+    check_invariants(repo)
+    repo.close()

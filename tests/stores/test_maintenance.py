@@ -3,15 +3,19 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from conftest import MakeRepo
 from prometheus_client import CollectorRegistry
 from repo_invariants import check_invariants
 
-from codex_node.data.cid import block_cid
+from codex_node.data.cid import block_cid, parse_cid
 from codex_node.data.manifest import BLOCK_SIZE
+from codex_node.stores.blockfiles import BlockFiles
+from codex_node.stores.blockmeta import TTL_PREFIX
 from codex_node.stores.datasets import store_dataset
+from codex_node.stores.kv import WriteBatch, batch_ops
 from codex_node.stores.maintenance import CURSOR_KEY, BlockMaintainer
 from codex_node.stores.repostore import RepoStore
 from codex_node.testing.fakeclock import FakeClock
@@ -105,7 +109,8 @@ async def test_a_restarted_maintainer_resumes_after_the_persisted_cursor(
     await m.run_pass()  # examines the first two (key order), deletes nothing
     ordered = sorted(block_cid(b).text for b in blocks)
     assert m.cursor == ordered[1]
-    clock.advance(2000)  # now everything is expired
+    repo.ensure_expiry(parse_cid(ordered[0]), clock.now() + 10**6)  # keeps the pack from going whole
+    clock.advance(2000)  # now everything else is expired
     restarted = _maintainer(make_repo(kv), clock, batch_size=2)
     assert await restarted.run_pass() == 2
     assert {c.text for c, _ in repo.expiry_page(None, 10)} == set(ordered[:2]) | set(ordered[4:])
@@ -184,3 +189,64 @@ async def test_metrics_count_passes_and_deletions(make_repo: MakeRepo, clock: Fa
 def test_non_positive_settings_are_refused(make_repo: MakeRepo, clock: FakeClock) -> None:
     with pytest.raises(ValueError, match="positive"):
         _maintainer(make_repo(), clock, interval=0)
+
+
+async def test_a_sealed_pack_whose_blocks_all_expired_is_deleted_whole_in_one_batch(
+    make_repo: MakeRepo, clock: FakeClock, tmp_path: Path
+) -> None:
+    kv = _CountingKV()
+    repo = make_repo(kv, files=BlockFiles(tmp_path / "packs", sync="none", bucket_seconds=3600))
+    slot = await _put_standalone(repo, 40, ttl=100)  # one slot's data: one expiry, one pack
+    meta = repo.block_meta(block_cid(slot[0]))
+    assert meta is not None
+    keep = await _put_standalone(repo, 2, ttl=10 * 3600)  # another bucket, another pack
+    clock.advance(3600)  # the slot's bucket has passed: its pack gets sealed
+    kv.index_batches = 0
+    m = _maintainer(repo, clock, batch_size=1)  # the page walk sees one block: the pack goes by the pack step
+    assert await m.run_pass() == 40
+    assert kv.index_batches == 1  # forty entries, one step
+    assert not repo.files.pack_path(meta.pack).exists()
+    assert meta.pack not in repo.pack_records()
+    assert m.deleted_packs == 1
+    assert repo.total_blocks == 2
+    assert repo.quota().used == sum(len(b) for b in keep)
+    check_invariants(repo)
+
+
+async def test_a_pack_with_a_block_still_wanted_is_not_deleted_whole(
+    make_repo: MakeRepo, clock: FakeClock, tmp_path: Path
+) -> None:
+    repo = make_repo(files=BlockFiles(tmp_path / "packs", sync="none", bucket_seconds=3600))
+    slot = await _put_standalone(repo, 4, ttl=100)
+    repo.ensure_expiry(block_cid(slot[0]), clock.now() + 5000)  # a sale extended one block
+    clock.advance(3600)
+    m = _maintainer(repo, clock, batch_size=100)
+    assert await m.run_pass() == 3  # by the page walk, block by block
+    assert m.deleted_packs == 0
+    assert await repo.get_block(block_cid(slot[0])) == slot[0]
+    check_invariants(repo)
+
+
+class _CountingKV(MemoryKV):
+    def __init__(self) -> None:
+        super().__init__()
+        self.index_batches = 0
+
+    def write(self, batch: WriteBatch) -> None:
+        if any(key.startswith(TTL_PREFIX) for key, _ in batch_ops(batch)):
+            self.index_batches += 1
+        super().write(batch)
+
+
+async def test_an_expired_dataset_in_a_sealed_pack_goes_with_its_manifest_not_by_the_pack_step(
+    make_repo: MakeRepo, clock: FakeClock, tmp_path: Path
+) -> None:
+    repo = make_repo(ttl=10, files=BlockFiles(tmp_path / "packs", sync="none", bucket_seconds=3600))
+    cid = await store_dataset(repo, _chunks(os.urandom(3 * BLOCK_SIZE)))
+    clock.advance(3600)  # sealed, and everything expired: but the blocks are referenced by the manifest
+    assert await repo.delete_expired_packs(clock.now()) == (0, 0)
+    await _maintainer(repo, clock, batch_size=100).run_pass()
+    assert not repo.has_block(cid)
+    assert repo.total_blocks == 0
+    assert list(repo.files.iter_files()) == []
+    check_invariants(repo)

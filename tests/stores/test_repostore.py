@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import pytest
 from conftest import MakeRepo
+from crashsim import CrashingFiles, CrashingKV, CrashSwitch, SimulatedCrashError
 from prometheus_client.registry import REGISTRY
 from repo_invariants import check_invariants
 
@@ -21,7 +23,7 @@ from codex_node.stores.blockfiles import BlockFiles, SyncMode
 from codex_node.stores.kv import LevelDBStore
 from codex_node.stores.maintenance import BlockMaintainer
 from codex_node.stores.quota import Quota
-from codex_node.stores.repostore import PENDING_PREFIX, RepoStore
+from codex_node.stores.repostore import RepoStore
 from codex_node.testing.fakeclock import FakeClock
 from codex_node.testing.memorykv import MemoryKV
 
@@ -76,10 +78,11 @@ async def test_put_block_under_a_tree_root_cid_is_refused(make_repo: MakeRepo) -
 async def test_put_block_over_quota_stores_nothing(make_repo: MakeRepo) -> None:
     repo = make_repo(quota_max=1500)
     await repo.put_block(block_cid(A), A)
+    files = list(repo.files.iter_files())
     with pytest.raises(QuotaNotEnoughError):
         await repo.put_block(block_cid(B), B)
     assert not repo.has_block(block_cid(B))
-    assert not repo.files.exists(block_cid(B))
+    assert list(repo.files.iter_files()) == files  # refused before a byte was written
     assert repo.quota().used == len(A)
     check_invariants(repo)
 
@@ -204,9 +207,13 @@ async def test_expiry_many_skips_missing_blocks_and_counts_found(make_repo: Make
 async def test_del_block_removes_file_metadata_and_quota(make_repo: MakeRepo) -> None:
     repo = make_repo()
     await repo.put_blocks([(block_cid(A), A), (block_cid(B), B)])
+    meta = repo.block_meta(block_cid(A))
+    assert meta is not None
     await repo.del_block(block_cid(A))
     assert not repo.has_block(block_cid(A))
-    assert not repo.files.exists(block_cid(A))
+    pack = repo.pack_records()[meta.pack]
+    assert (pack.count, pack.live) == (1, len(B))  # only the index changed: A's bytes are the pack's dead bytes
+    assert pack.dead > len(A)
     assert repo.quota().used == len(B)
     assert repo.total_blocks == 1
     check_invariants(repo)
@@ -225,7 +232,11 @@ async def test_get_block_of_unknown_cid_raises_not_found(make_repo: MakeRepo) ->
 async def test_get_block_detects_a_corrupted_file(make_repo: MakeRepo) -> None:
     repo = make_repo()
     await repo.put_block(block_cid(A), A)
-    repo.files.path(block_cid(A)).write_bytes(B)
+    meta = repo.block_meta(block_cid(A))
+    assert meta is not None
+    fd = os.open(repo.files.pack_path(meta.pack), os.O_WRONLY)
+    os.pwrite(fd, B[: len(A)], meta.offset)
+    os.close(fd)
     with pytest.raises(CorruptBlockError):
         await repo.get_block(block_cid(A))
 
@@ -233,42 +244,76 @@ async def test_get_block_detects_a_corrupted_file(make_repo: MakeRepo) -> None:
 async def test_get_block_reports_a_missing_file_as_corruption(make_repo: MakeRepo) -> None:
     repo = make_repo()
     await repo.put_block(block_cid(A), A)
-    repo.files.path(block_cid(A)).unlink()
-    with pytest.raises(CorruptBlockError):
+    meta = repo.block_meta(block_cid(A))
+    assert meta is not None
+    repo.files.pack_path(meta.pack).unlink()
+    with pytest.raises(CorruptBlockError, match="no file"):
         await repo.get_block(block_cid(A))
 
 
 async def test_failed_metadata_write_leaves_no_file_behind(make_repo: MakeRepo, kv: MemoryKV) -> None:
     repo = make_repo()
-    kv.fail_next_write(after=1)  # the pending markers go through, the metadata batch fails
+    kv.fail_next_write(after=1)  # the new pack's record goes through, the metadata batch fails
     with pytest.raises(KVError):
         await repo.put_block(block_cid(A), A)
-    assert not repo.files.exists(block_cid(A))
+    assert not repo.has_block(block_cid(A))
+    assert list(repo.files.iter_files()) == []  # the pack it went to holds no block: deleted at once
     assert repo.quota().used == 0
     check_invariants(repo)
 
 
-async def test_recovery_deletes_a_file_left_under_a_pending_marker(make_repo: MakeRepo, kv: MemoryKV) -> None:
+async def test_recovery_cuts_a_pack_tail_no_index_entry_covers(make_repo: MakeRepo, kv: MemoryKV) -> None:
     repo = make_repo()
-    cid = block_cid(A)
-    kv.put(PENDING_PREFIX + cid.text, b"")
-    path = repo.files.path(cid)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(A)
-    repo.files.temp_path(cid).write_bytes(A[:10])
+    await repo.put_block(block_cid(A), A)
+    meta = repo.block_meta(block_cid(A))
+    assert meta is not None
+    path = repo.files.pack_path(meta.pack)
+    committed = path.stat().st_size
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    os.write(fd, b"half a record a kill left")
+    os.close(fd)
+    repo.close()
     repo2 = make_repo(kv)
-    assert not path.exists()
-    assert not repo.files.temp_path(cid).exists()
+    assert path.stat().st_size == committed
+    assert await repo2.get_block(block_cid(A)) == A
     check_invariants(repo2)
 
 
-async def test_recovery_keeps_a_block_whose_metadata_was_committed(make_repo: MakeRepo, kv: MemoryKV) -> None:
+async def test_recovery_deletes_a_pack_no_index_entry_points_into(tmp_path: Path, clock: FakeClock) -> None:
+    kv, switch = MemoryKV(), CrashSwitch()
+    repo = RepoStore(
+        CrashingKV(kv, switch), CrashingFiles(tmp_path, switch), clock=clock, quota_max=1 << 20, block_ttl=60
+    )
+    await repo.put_block(block_cid(A), A)
+    # B goes to a pack of its own (another expiry bucket): record, file, two halves of the append, flush, then
+    # the kill, at the batch with B's index entry.
+    switch.arm(5)
+    with pytest.raises(SimulatedCrashError) as crash:
+        await repo.put_block(block_cid(B), B, ttl=10**8)
+    assert "crash at kv batch" in str(crash.value.__context__ or crash.value)
+    repo.files.close()
+    assert sorted(size > 0 for _, size in repo.files.iter_files()) == [True, True]
+    repo2 = RepoStore(kv, BlockFiles(tmp_path, sync="none"), clock=clock, quota_max=1 << 20, block_ttl=60)
+    assert [name for name, _ in repo2.files.iter_files()] == [repo2.files.pack_path(1).name]
+    assert not repo2.has_block(block_cid(B))
+    check_invariants(repo2)
+    repo2.close()
+
+
+async def test_a_block_deleted_by_a_kill_between_unlink_and_record_is_finished_at_start(
+    make_repo: MakeRepo, kv: MemoryKV
+) -> None:
     repo = make_repo()
-    cid = block_cid(A)
-    await repo.put_block(cid, A)
-    kv.put(PENDING_PREFIX + cid.text, b"")  # as if a second put of the same block was in flight
+    await repo.put_block(block_cid(A), A)
+    meta = repo.block_meta(block_cid(A))
+    assert meta is not None
+    kv.fail_next_write(after=1)  # the entry's removal goes through; the empty pack's record stays
+    with pytest.raises(KVError):
+        await repo.del_block(block_cid(A))
+    repo.close()
+    assert not repo.files.pack_path(meta.pack).exists()
     repo2 = make_repo(kv)
-    assert await repo2.get_block(cid) == A
+    assert repo2.pack_records() == {}
     check_invariants(repo2)
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from codex_node.purchasing.machine import PurchaseMachine, PurchaseState
+from codex_node.sales.ledger import EntryKind
 
 
 class PurchasePending(PurchaseState):
@@ -15,5 +16,8 @@ class PurchasePending(PurchaseState):
 
         context = machine.context
         await context.market.request_storage(machine.request)
-        context.metrics.spent.inc(machine.request.ask.max_price)
+        paid = machine.request.ask.max_price  # requestStorage transfers the whole price up front
+        context.metrics.spent.inc(paid)
+        if context.money is not None:
+            context.money.record_purchase(EntryKind.PURCHASE_PAYMENT, machine.request_id, paid)
         return PurchaseSubmitted()

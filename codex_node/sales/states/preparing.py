@@ -12,7 +12,6 @@ from codex_node.errors import (
     BytesOutOfBoundsError,
     CodexError,
     CollateralOutOfBoundsError,
-    SaleError,
     UntilOutOfBoundsError,
 )
 from codex_node.market.types import SlotState
@@ -52,12 +51,7 @@ class Preparing(SaleState):
     async def _prepare(self, agent: SalesAgent) -> SaleState:
         market = agent.context.market
         data = agent.data
-        if data.request is None:
-            data.request = await market.get_request(data.request_id)
-            if data.request is None:
-                raise SaleError("request not found on chain")
-        request = data.request
-        agent.context.timers.watch(data.request_id, await market.request_expires_at(data.request_id))
+        request = await agent.load_request()
 
         slot_state = await market.slot_state(agent.slot_id)
         if slot_state not in (SlotState.FREE, SlotState.REPAIR):

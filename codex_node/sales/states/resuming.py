@@ -59,11 +59,7 @@ class Resuming(SaleState):
         data = agent.data
         if data.reservation is None:
             raise SaleError("a resumed sale needs its reservation")
-        if data.request is None:
-            data.request = await market.get_request(data.request_id)
-            if data.request is None:
-                raise SaleError("request not found on chain")
-        agent.context.timers.watch(data.request_id, await market.request_expires_at(data.request_id))
+        await agent.load_request()
         state = await market.slot_state(agent.slot_id)
         if state not in (SlotState.FREE, SlotState.REPAIR):
             return Ignored(reprocess=False, reason=f"slot is {state.name.lower()} after the restart")

@@ -38,11 +38,7 @@ class Unknown(SaleState):
     async def _resume(self, agent: SalesAgent) -> SaleState:
         market = agent.context.market
         data = agent.data
-        if data.request is None:
-            data.request = await market.get_request(data.request_id)
-            if data.request is None:
-                raise SaleError("request not found on chain")
-        agent.context.timers.watch(data.request_id, await market.request_expires_at(data.request_id))
+        await agent.load_request()
         # The slot came from mySlots: our fill went through and its blocks are in the repo under this sale's expiry.
         data.filled = True
         data.stored = True
