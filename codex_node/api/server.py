@@ -64,7 +64,10 @@ class HttpServer:
         if self._sock is not None:
             return
         family = socket.AF_INET6 if ipaddress.ip_address(self.host).version == 6 else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on connections whose socket says TCP, and without
+        # it a kept-alive connection waits ~40 ms per response (Nagle holds the body behind the headers until the
+        # client's delayed ACK): every request of a browser's dashboard paid that.
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((self.host, self.port))
