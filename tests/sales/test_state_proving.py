@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from salesfakes import FakeProof, SalesEnv, assert_declared, next_period_start, until_waiting
+from salesfakes import FakeProof, SalesEnv, assert_declared, next_period_start, until_idle, until_waiting
 from structlog.testing import capture_logs
 
 from codex_node.errors import ProofError, ProofInvalidError
@@ -132,6 +132,29 @@ async def test_a_proof_mined_in_the_next_period_counts_for_it_and_that_period_is
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_a_request_that_ends_in_the_period_its_last_proof_counted_for_is_paid_out_at_its_end(
+    env: SalesEnv,
+) -> None:
+    _agent, task = await start_proving(env, all_slots=True)
+    ends = await env.market.request_end(env.request.id)
+    periodicity = await env.market.periodicity()
+    landed = ends - 1  # the last proof lands just before the end, in the period the request ends in
+    assert periodicity.period_end(periodicity.period_of(landed)) > ends + 1  # the period outlasts the request
+
+    async def mined_just_before_the_end() -> None:  # e.g. a dev chain's time travel while the proof is mined
+        env.clock.set(landed)
+
+    env.market.on_call("submit_proof", mined_just_before_the_end)
+    env.clock.set(await next_period_start(env) + 1)  # a proof is due
+    await until_idle()
+    assert not task.done()
+    env.clock.set(ends + 1)
+    await until_idle()
+    # Paid at the request's end, not when the period its last proof counted for runs out.
+    assert task.done()
+    assert isinstance(task.result(), Payout)
 
 
 async def test_a_proof_that_lands_after_its_period_ended_is_not_made_again_for_that_period(env: SalesEnv) -> None:

@@ -50,8 +50,10 @@ class Proving(SaleState):
         market = agent.context.market
         clock = agent.context.clock
         periodicity = await market.periodicity()
+        ends = await market.request_end(agent.data.request_id)
         while True:
             period = periodicity.period_of(clock.now())
+            read_at = clock.now()
             state = await market.slot_state(agent.slot_id)
             if state == SlotState.FILLED:
                 credited = await self._prove_if_required(agent, period, periodicity)
@@ -67,8 +69,14 @@ class Proving(SaleState):
                 raise SaleError("the slot was freed for repair: this host lost it")
             else:
                 raise SaleError(f"the slot is {state.name.lower()}, not filled")
+            if read_at <= ends < clock.now():
+                continue  # the request ended while this round ran: its final state now, not a period later
             # From the period this round started in: if it ended meanwhile (a slow proof), the next round is now.
-            await clock.wait_until(periodicity.period_end(period) + 1)
+            # Woken at the request's end too, so the payout does not wait for the period to run out.
+            next_round = periodicity.period_end(period) + 1
+            if clock.now() <= ends:
+                next_round = min(next_round, ends + 1)
+            await clock.wait_until(next_round)
 
     async def _prove_if_required(self, agent: SalesAgent, period: int, periodicity: Periodicity) -> int | None:
         """Prove ``period`` if the chain asks for a proof; the period the proof was credited to, if one landed.
