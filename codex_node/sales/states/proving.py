@@ -132,8 +132,12 @@ class Proving(SaleState):
                 return None
             fresh = await market.get_challenge(agent.slot_id)
             if fresh == challenge:
-                raise  # the proof itself is wrong: nothing a new attempt would change
-            agent.log.info("challenge changed while the proof was in flight; proving again", period=period)
+                # Seen after a restart and a time travel on the embedded chain: refused although the challenge
+                # read again is the same (cause not found yet). A period left unproven is a slashable miss, so
+                # prove once more from a fresh read; a proof that is really wrong is refused again and raised.
+                agent.log.warning("proof refused with the challenge unchanged; proving once more", period=period)
+            else:
+                agent.log.info("challenge changed while the proof was in flight; proving again", period=period)
             return await self.submit(agent, await agent.context.prover.prove(agent.slot, fresh), period)
 
     async def submit(self, agent: SalesAgent, proof: StorageProof, period: int) -> int:
