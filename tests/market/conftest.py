@@ -6,15 +6,19 @@ To add an implementation, write an async factory that yields a :class:`marketenv
 
 from __future__ import annotations
 
+import asyncio
+import shutil
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 import pytest
 from chainenv import eth_tester_env, hardhat_env, stop_shared_chains
 from marketenv import DEFAULT_ASK, DEFAULT_EXPIRY, MarketEnv, RequestFactory
 
+from codex_node.market.embedded import EmbeddedChain
 from codex_node.market.types import Address, Ask, Request, SlotId
 from codex_node.testing.fakeclock import FakeClock
 from codex_node.testing.mockledger import MARKETPLACE_ADDRESS, ProofTarget
@@ -115,3 +119,30 @@ def _stop_shared_chains() -> Iterator[None]:
     """The chains the on-chain envs share are made on first use; the Hardhat node ends with the session."""
     yield
     stop_shared_chains()
+
+
+# --- an embedded chain on disk, made once per module and copied per test --------------------------------------
+
+EMBEDDED_T0 = 1_800_000_000
+"""The fake clock's time when the template chain is made (the embedded-chain tests start their clocks there)."""
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A chain that went through its first start (and was stopped)."""
+    path = tmp_path_factory.mktemp("template") / "chain"
+    chain = EmbeddedChain(path, block_time=0, clock=FakeClock(EMBEDDED_T0), sync=False, registry=None)
+
+    async def first_start() -> None:
+        await chain.start()
+        await chain.stop()
+
+    asyncio.run(first_start())
+    return path
+
+
+@pytest.fixture
+def chain_dir(template: Path, tmp_path: Path) -> Path:
+    path = tmp_path / "chain"
+    shutil.copytree(template, path)
+    return path

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import EMBEDDED_T0 as T0
 from eth_utils import keccak
 from prometheus_client.registry import CollectorRegistry
 from web3.exceptions import ContractCustomError, TransactionNotFound
@@ -28,29 +29,6 @@ from codex_node.market.embedded import MIN_ETHER, MIN_TOKENS, OFFSET_KEY, Embedd
 from codex_node.market.evmbackend import DEV_CHAIN_ID
 from codex_node.testing.fakeclock import FakeClock
 from codex_node.testing.memorykv import MemoryKV
-
-T0 = 1_800_000_000
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A chain that went through its first start (and was stopped)."""
-    path = tmp_path_factory.mktemp("template") / "chain"
-    chain = EmbeddedChain(path, block_time=0, clock=FakeClock(T0), sync=False, registry=None)
-
-    async def first_start() -> None:
-        await chain.start()
-        await chain.stop()
-
-    asyncio.run(first_start())
-    return path
-
-
-@pytest.fixture
-def chain_dir(template: Path, tmp_path: Path) -> Path:
-    path = tmp_path / "chain"
-    shutil.copytree(template, path)
-    return path
 
 
 @pytest.fixture

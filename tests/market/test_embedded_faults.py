@@ -20,6 +20,7 @@ import plyvel
 import pytest
 from chainenv import TEST_OPTIONS
 from chainfixtures import new_request
+from conftest import EMBEDDED_T0 as T0
 from structlog.testing import capture_logs
 
 from codex_node.errors import ChainError
@@ -30,29 +31,6 @@ from codex_node.market.types import RequestId, StorageRequested
 from codex_node.testing.fakeclock import FakeClock
 from codex_node.testing.faultychaindb import FaultyChainDB
 from codex_node.testing.memorykv import MemoryKV
-
-T0 = 1_800_000_000
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A chain that went through its first start (and was stopped)."""
-    path = tmp_path_factory.mktemp("template") / "chain"
-    chain = EmbeddedChain(path, block_time=0, clock=FakeClock(T0), sync=False, registry=None)
-
-    async def first_start() -> None:
-        await chain.start()
-        await chain.stop()
-
-    asyncio.run(first_start())
-    return path
-
-
-@pytest.fixture
-def chain_dir(template: Path, tmp_path: Path) -> Path:
-    path = tmp_path / "chain"
-    shutil.copytree(template, path)
-    return path
 
 
 class Faulty:
