@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -50,26 +49,6 @@ class Command:
     add_arguments: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace, Mapping[str, str]], int]
     epilog: str = ""
-
-
-def _lazy_arguments(module: str, function: str) -> Callable[[argparse.ArgumentParser], None]:
-    """``codex_node.<module>.<function>`` as a command's ``add_arguments``, imported only when it is called: a
-    command's module may pull in the whole Ethereum stack, which ``codex-node --help`` should not wait for."""
-
-    def add_arguments(parser: argparse.ArgumentParser) -> None:
-        getattr(importlib.import_module(f"codex_node.{module}"), function)(parser)
-
-    return add_arguments
-
-
-def _lazy_run(module: str, function: str) -> Callable[[argparse.Namespace, Mapping[str, str]], int]:
-    """``codex_node.<module>.<function>`` as a command's ``run``, imported only when the command runs."""
-
-    def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-        code: int = getattr(importlib.import_module(f"codex_node.{module}"), function)(args, env)
-        return code
-
-    return run
 
 
 # --- run ---------------------------------------------------------------------------------------------------------
@@ -127,13 +106,25 @@ RUN = Command(
 # --- deploy (codex_node/deploycmd.py) -----------------------------------------------------------------------------
 
 
+def _deploy_arguments(parser: argparse.ArgumentParser) -> None:
+    from codex_node import deploycmd
+
+    deploycmd.add_arguments(parser)
+
+
+def _deploy(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from codex_node import deploycmd
+
+    return deploycmd.run(args, env)
+
+
 DEPLOY = Command(
     name="deploy",
     help="deploy the token and marketplace contracts to a chain",
     description="Deploy TestToken and Marketplace (dev configuration) to the chain at --eth-provider and print the "
     "deployment JSON (chain id, addresses, block) that 'run --deployment FILE' reads.",
-    add_arguments=_lazy_arguments("deploycmd", "add_arguments"),
-    run=_lazy_run("deploycmd", "run"),
+    add_arguments=_deploy_arguments,
+    run=_deploy,
     epilog="Without --eth-private-key, the provider must have --eth-account unlocked (Hardhat's dev accounts are).\n"
     "Exit codes: 0 deployed, 1 the chain refused or could not be reached, 2 invalid flags.",
 )
@@ -141,20 +132,56 @@ DEPLOY = Command(
 # --- operator commands (codex_node/statuscmd.py, codex_node/keycmd.py) ----------------------------------------------
 
 
+def _status_arguments(parser: argparse.ArgumentParser) -> None:
+    from codex_node import statuscmd
+
+    statuscmd.add_api_arguments(parser)
+
+
+def _status(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from codex_node import statuscmd
+
+    return statuscmd.run_status(args, env)
+
+
+def _keygen_arguments(parser: argparse.ArgumentParser) -> None:
+    from codex_node import keycmd
+
+    keycmd.keygen_arguments(parser)
+
+
+def _keygen(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from codex_node import keycmd
+
+    return keycmd.run_keygen(args, env)
+
+
+def _account_arguments(parser: argparse.ArgumentParser) -> None:
+    from codex_node import keycmd
+
+    keycmd.account_arguments(parser)
+
+
+def _account(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from codex_node import keycmd
+
+    return keycmd.run_account(args, env)
+
+
 STATUS = Command(
     name="status",
     help="one screen about a running node: readiness, chain, account, storage, sales, alerts",
     description="Ask a running node (--api-url) for its state and print it as a table (or JSON with --json).",
-    add_arguments=_lazy_arguments("statuscmd", "add_api_arguments"),
-    run=_lazy_run("statuscmd", "run_status"),
+    add_arguments=_status_arguments,
+    run=_status,
     epilog="Exit codes: 0 the node is ready, 1 it is not ready or cannot be reached, 2 invalid flags.",
 )
 KEYGEN = Command(
     name="keygen",
     help="write a new node key to FILE (mode 600) and print its address",
     description="Create a new secp256k1 key for --eth-private-key. FILE must not exist; the key is never printed.",
-    add_arguments=_lazy_arguments("keycmd", "keygen_arguments"),
-    run=_lazy_run("keycmd", "run_keygen"),
+    add_arguments=_keygen_arguments,
+    run=_keygen,
     epilog="Exit codes: 0 written, 2 FILE exists or its directory does not.",
 )
 ACCOUNT = Command(
@@ -162,13 +189,37 @@ ACCOUNT = Command(
     help="address and balances of a key on a chain (or of a running node's account)",
     description="With --eth-provider: the gas and token balances of --eth-private-key/--eth-account on that chain "
     "(the token read from --deployment or --marketplace-address). Without it: the running node's GET /account.",
-    add_arguments=_lazy_arguments("keycmd", "account_arguments"),
-    run=_lazy_run("keycmd", "run_account"),
+    add_arguments=_account_arguments,
+    run=_account,
     epilog="Exit codes: 0 printed, 1 the chain or node could not be read, 2 invalid flags.",
 )
 
 
 # --- upload, download (codex_node/clientcli.py: thin layers over codex_node.client) ------------------------------
+
+
+def _upload_arguments(parser: argparse.ArgumentParser) -> None:
+    from codex_node import clientcli
+
+    clientcli.add_upload_arguments(parser)
+
+
+def _upload(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from codex_node import clientcli
+
+    return clientcli.run_upload(args, env)
+
+
+def _download_arguments(parser: argparse.ArgumentParser) -> None:
+    from codex_node import clientcli
+
+    clientcli.add_download_arguments(parser)
+
+
+def _download(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from codex_node import clientcli
+
+    return clientcli.run_download(args, env)
 
 
 _CLIENT_EPILOG = (
@@ -180,8 +231,8 @@ UPLOAD = Command(
     name="upload",
     help="upload a file to a running node; prints its CID",
     description="Upload FILE to the node at --api-url and print the dataset's CID (a progress bar on a terminal).",
-    add_arguments=_lazy_arguments("clientcli", "add_upload_arguments"),
-    run=_lazy_run("clientcli", "run_upload"),
+    add_arguments=_upload_arguments,
+    run=_upload,
     epilog=_CLIENT_EPILOG,
 )
 
@@ -189,10 +240,34 @@ DOWNLOAD = Command(
     name="download",
     help="download a dataset from a running node",
     description="Download the dataset CID from the node at --api-url to -o FILE or standard output.",
-    add_arguments=_lazy_arguments("clientcli", "add_download_arguments"),
-    run=_lazy_run("clientcli", "run_download"),
+    add_arguments=_download_arguments,
+    run=_download,
     epilog=_CLIENT_EPILOG,
 )
+
+
+def _request_arguments(parser: argparse.ArgumentParser) -> None:
+    from codex_node import clientcli
+
+    clientcli.add_request_arguments(parser)
+
+
+def _request(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from codex_node import clientcli
+
+    return clientcli.run_request(args, env)
+
+
+def _purchases_arguments(parser: argparse.ArgumentParser) -> None:
+    from codex_node import clientcli
+
+    clientcli.add_purchases_arguments(parser)
+
+
+def _purchases(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from codex_node import clientcli
+
+    return clientcli.run_purchases(args, env)
 
 
 REQUEST = Command(
@@ -200,8 +275,8 @@ REQUEST = Command(
     help="request storage of an uploaded dataset; prints the purchase id",
     description="Ask the node at --api-url to erasure-code dataset CID into --nodes slots (any --nodes minus "
     "--tolerance of them rebuild it) and post a storage request for them; prints the purchase id.",
-    add_arguments=_lazy_arguments("clientcli", "add_request_arguments"),
-    run=_lazy_run("clientcli", "run_request"),
+    add_arguments=_request_arguments,
+    run=_request,
     epilog=_CLIENT_EPILOG,
 )
 
@@ -210,8 +285,8 @@ PURCHASES = Command(
     help="list the node's purchases, or show one",
     description="List the purchases of the node at --api-url with their states, or show purchase ID with its "
     "request and transitions.",
-    add_arguments=_lazy_arguments("clientcli", "add_purchases_arguments"),
-    run=_lazy_run("clientcli", "run_purchases"),
+    add_arguments=_purchases_arguments,
+    run=_purchases,
     epilog=_CLIENT_EPILOG,
 )
 
@@ -219,13 +294,25 @@ PURCHASES = Command(
 # --- check (codex_node/checkcmd.py) -------------------------------------------------------------------------------
 
 
+def _check_arguments(parser: argparse.ArgumentParser) -> None:
+    from codex_node import checkcmd
+
+    checkcmd.add_arguments(parser)
+
+
+def _check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from codex_node import checkcmd
+
+    return checkcmd.run(args, env)
+
+
 CHECK = Command(
     name="check",
     help="check a running node: books, quota against blocks, hosted slots against the chain, ledger",
     description="Ask the node at --api-url to check its books, its repo's quota against its blocks, every slot it "
     "hosts against the chain, and its earnings ledger; print each problem.",
-    add_arguments=_lazy_arguments("checkcmd", "add_arguments"),
-    run=_lazy_run("checkcmd", "run"),
+    add_arguments=_check_arguments,
+    run=_check,
     epilog="Exit codes: 0 no problem, 1 problems found or the node could not be asked, 2 invalid flags.",
 )
 
