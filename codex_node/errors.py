@@ -318,3 +318,30 @@ class InvalidSlotProofError(InvalidProofError):
 
 class ProofDataError(ProofError):
     """A proof cannot be built: blocks of the dataset are missing here, or they do not hash to the request's root."""
+
+
+# --- the network: peers, block exchange, repair, validation ---------------------------------------------------
+
+
+class NetworkError(CodexError):
+    """Talking to other nodes failed: a peer record, a peer's answer, a block fetch or a slot repair."""
+
+
+class PeerRecordError(NetworkError, InvalidInputError):
+    """A signed peer record (or a peer id) is malformed, too large, or its signature does not verify."""
+
+
+class PeerError(NetworkError):
+    """A peer could not be reached, answered an error, or answered something it should not have."""
+
+
+class BlocksUnavailableError(NetworkError, NotFoundError):
+    """Some blocks could be found neither in the repo nor at any peer that was asked."""
+
+
+class RepairError(NetworkError):
+    """A lost slot could not be rebuilt from the other slots (too few reachable, or a mismatch with its root)."""
+
+
+class ValidationFailedError(CodexError):
+    """The validator could not mark a missing proof (the chain refused it or could not be reached)."""

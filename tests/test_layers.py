@@ -51,6 +51,7 @@ FAKES: dict[str, str] = {
     "testing.fakequota": "stores",
     "testing.mockledger": "market",
     "testing.mockmarket": "market",
+    "testing.staticpeers": "peers",
     "testing.faultychaindb": "market",
 }
 """Each fake in ``codex_node/testing/`` and the part it stands in for."""
