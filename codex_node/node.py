@@ -15,7 +15,9 @@ Data dir layout::
     <data-dir>/chain/                      the embedded chain (its own LevelDB, node key, deployment.json)
 
 The marketplace (the chain, embedded by default or remote; the Market on it; Sales) starts after the repo and
-before the API (``marketplace.py``), Purchasing with it; the Validator will plug in after it.
+before the API (``marketplace.py``), Purchasing with it; the Validator will plug in after it. A node given a
+:class:`~codex_node.market.sharedchain.SharedChain` (tests running several nodes in one process) uses that chain
+and account instead of ``<data-dir>/chain``, and leaves starting and stopping the chain to its owner.
 
 This module never parses flags or configures logging (the CLI does); it never reads the wall clock except
 through the :class:`~codex_node.clock.Clock` it is given.
@@ -42,6 +44,7 @@ from codex_node.clock import Clock, SystemClock
 from codex_node.config import NodeConfig
 from codex_node.errors import ConfigError
 from codex_node.market import provider
+from codex_node.market.sharedchain import SharedChain
 from codex_node.market.types import ChainInfo
 from codex_node.marketplace import MarketplaceParts, start_marketplace
 from codex_node.monitor.chain import MarketProbe
@@ -62,8 +65,12 @@ NODE_ID_KEY = "meta/node/id"
 class Node:
     """One codex-node: its parts, its REST app, and the URLs it serves once started."""
 
-    def __init__(self, config: NodeConfig, *, clock: Clock | None = None) -> None:
+    def __init__(self, config: NodeConfig, *, clock: Clock | None = None, chain: SharedChain | None = None) -> None:
+        """``chain``: an embedded chain started by someone else, shared with other nodes of the process."""
+        if chain is not None and config.chain_mode != "embedded":
+            raise ValueError(f"a shared chain is an embedded chain; this node's config wants {config.chain_mode}")
         self.config = config
+        self._shared_chain = chain
         self.clock: Clock = clock or SystemClock()
         self.app = create_app(config, node=self)
         self.node_id = ""
@@ -159,7 +166,13 @@ class Node:
 
         if c.chain_mode != "none":
             mp = await start_marketplace(
-                c, kv=kv, repo=repo, clock=self.clock, start_part=self._parts.start, registry=self.registry
+                c,
+                kv=kv,
+                repo=repo,
+                clock=self.clock,
+                start_part=self._parts.start,
+                registry=self.registry,
+                shared_chain=self._shared_chain,
             )
             self.marketplace = mp
             self.chain = mp.info
