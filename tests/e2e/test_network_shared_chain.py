@@ -76,6 +76,10 @@ def requests_seen(net: Network) -> list[float | None]:
     ]
 
 
+async def _seen_once(node: NetNode) -> bool:
+    return node.node.registry.get_sample_value("codex_chain_events_total", {"event": "StorageRequested"}) == 1.0
+
+
 async def give_dataset(node: NetNode, data: bytes) -> ProtectedDataset:
     """Upload ``data`` to ``node`` and erasure-code it there as ``POST /storage/request`` would (nodes=3,
     tolerance=1): the node then holds every slot of a request for the same data. Stands in for the block exchange."""
@@ -103,7 +107,7 @@ async def test_nodes_on_one_chain_sign_apart_see_every_request_and_follow_its_ti
         async def both_seen() -> bool:
             return requests_seen(net) == [2.0, 2.0, 2.0]
 
-        await net.wait_for(both_seen, what=f"both requests delivered to every node: {requests_seen(net)}")
+        await net.wait_for(both_seen, what="both requests delivered to every node")
         for pid, owner in zip(pids, (a, b), strict=True):
             for n in (a, b, c):
                 request = await n.market.get_request(request_id(pid))
@@ -131,6 +135,15 @@ async def test_nodes_on_one_chain_sign_apart_see_every_request_and_follow_its_ti
 
         await net.wait_for(third_seen, what="the third request delivered to a and b")
         assert (await b.purchase(third))["state"] == "submitted"
+
+        # Started again on its data dir, c catches up from its cursor: the one request it missed, and the time.
+        url = c.url
+        await net.restart_node("c")
+        assert c.running
+        assert c.url == url
+        assert await c.market.get_signer() == c.address
+        await net.wait_for(lambda: _seen_once(c), what="c's catch-up delivered the third request")
+        await net.clocks_at(await net.now())
 
 
 async def test_a_client_buys_storage_from_a_host_node_and_the_balances_add_up(tmp_path: Path) -> None:
@@ -165,7 +178,7 @@ async def _buy_from_another_node(net: Network) -> None:
     assert await client.market.request_state(rid) == RequestState.STARTED
 
     async def started() -> bool:
-        return (await client.purchase(pid))["state"] == "started"
+        return bool((await client.purchase(pid))["state"] == "started")
 
     await net.wait_for(started, what="the client's purchase started")
 
@@ -185,7 +198,7 @@ async def _buy_from_another_node(net: Network) -> None:
     await net.wait_for(lambda: sales_in(host.api, sids, "SaleFinished"), what="every sale Finished")
 
     async def finished() -> bool:
-        return (await client.purchase(pid))["state"] == "finished"
+        return bool((await client.purchase(pid))["state"] == "finished")
 
     await net.wait_for(finished, what="the client's purchase finished")
     for s in sids:

@@ -18,6 +18,8 @@ What it gives a test:
 - **nodes**, each with its own data dir (``<root>/<name>``) and its REST API on a free port of 127.0.0.1 (port 0:
   the OS picks it, the node reports it); per-node config is any :class:`NodeConfig` field (``bootstrap_nodes``,
   ``validator``, ``simulate_proof_failures``…), and an availability to offer once it runs;
+- **restarts**: :meth:`Network.stop_node` stops one node (the others and the chain go on);
+  :meth:`Network.restart_node` starts it again on its data dir, account and API port;
 - **chain time**: :meth:`Network.travel_to` and :meth:`Network.advance_periods` move the shared chain and return
   once every node's on-chain clock has seen the move;
 - **bounded waits**: :meth:`Network.wait_for` probes after every move of the chain's head (and at least every
@@ -35,12 +37,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import dataclasses
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -51,7 +52,7 @@ from codex_node.config import NodeConfig
 from codex_node.market.deployment import DEV_CONFIG
 from codex_node.market.embedded import EmbeddedChain
 from codex_node.market.sharedchain import SharedChain
-from codex_node.market.types import Periodicity
+from codex_node.market.types import Address, Periodicity
 from codex_node.node import Node
 
 if TYPE_CHECKING:
@@ -104,7 +105,7 @@ class LogTail:
             structlog.configure(processors=before)
 
 
-@dataclass
+@dataclasses.dataclass
 class NetNode:
     """One node of the network and the test's hands on it (REST through :attr:`api`, in-process parts)."""
 
@@ -134,8 +135,8 @@ class NetNode:
         return self.parts.market
 
     @property
-    def address(self) -> str:
-        return str(self.account.address)
+    def address(self) -> Address:
+        return Address(self.account.address)
 
     async def balance(self) -> int:
         """The node's token balance on the chain."""
@@ -203,17 +204,17 @@ class NetNode:
         return "\n".join(out)
 
 
-@dataclass
+@dataclasses.dataclass
 class Network:
     """Nodes sharing one embedded chain; see the module docstring. Use :func:`network` to get one."""
 
     root: Path
     clock: Clock | None = None
     block_time: int = 1
-    nodes: dict[str, NetNode] = field(default_factory=dict)
-    logs: LogTail = field(default_factory=LogTail)
+    nodes: dict[str, NetNode] = dataclasses.field(default_factory=dict)
+    logs: LogTail = dataclasses.field(default_factory=LogTail)
     _chain: EmbeddedChain | None = None
-    _moved: asyncio.Event = field(default_factory=asyncio.Event)
+    _moved: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     _remove_listener: Callable[[], None] = lambda: None
 
     @property
@@ -240,19 +241,36 @@ class Network:
             raise ValueError(f"a node called {name!r} is already in the network")
         shared = await SharedChain.join(self.chain, index=len(self.nodes))
         settings: dict[str, Any] = {"data_dir": self.root / name, "api_bindaddr": "127.0.0.1", "api_port": 0}
-        node = Node(NodeConfig(**(settings | config)), clock=self.clock, chain=shared)
-        with structlog.contextvars.bound_contextvars(node=name):  # every task the node starts keeps the name
-            await node.start()
-        api = httpx.AsyncClient(base_url=f"{node.api_url}{API}", timeout=STEP_TIMEOUT)
-        added = NetNode(name, node, shared.account, api)
+        node = await self._start(name, NodeConfig(**(settings | config)), shared)
+        added = NetNode(name, node, shared.account, _client(node))
         self.nodes[name] = added
         if availability is not None:
             await added.offer(availability)
         return added
 
+    async def _start(self, name: str, config: NodeConfig, shared: SharedChain) -> Node:
+        node = Node(config, clock=self.clock, chain=shared)
+        with structlog.contextvars.bound_contextvars(node=name):  # every task the node starts keeps the name
+            await node.start()
+        return node
+
     async def stop_node(self, name: str) -> None:
         """Stop one node (the chain and the other nodes go on); it stays in :attr:`nodes` for the report."""
         await self.nodes[name].node.stop()
+
+    async def restart_node(self, name: str) -> NetNode:
+        """Stop the node if it runs and start it again on the same data dir, account and API port (so its peers'
+        URLs still reach it); the :class:`NetNode` is updated in place and returned."""
+        net_node = self.nodes[name]
+        old = net_node.node
+        await old.stop()
+        assert old.api_url is not None
+        port = int(old.api_url.rsplit(":", 1)[1])
+        shared = SharedChain(self.chain, net_node.account)
+        net_node.node = await self._start(name, dataclasses.replace(old.config, api_port=port), shared)
+        await net_node.api.aclose()
+        net_node.api = _client(net_node.node)
+        return net_node
 
     @property
     def running(self) -> list[NetNode]:
@@ -345,6 +363,10 @@ class Network:
         return "\n".join(out)
 
 
+def _client(node: Node) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=f"{node.api_url}{API}", timeout=STEP_TIMEOUT)
+
+
 @asynccontextmanager
 async def network(root: Path, *, clock: Clock | None = None, block_time: int = 1) -> AsyncIterator[Network]:
     """A started :class:`Network` under ``root``; on an exception its report is printed; every node and the chain
@@ -355,12 +377,10 @@ async def network(root: Path, *, clock: Clock | None = None, block_time: int = 1
             await net.start()
             yield net
         except BaseException:
-            print(await net.report())  # pytest shows a failed test's output
+            try:
+                print(await net.report())  # pytest shows a failed test's output
+            except Exception as e:  # the test's own failure matters more than the report's
+                print(f"network report failed: {type(e).__name__}: {e}")
             raise
         finally:
             await net.stop()
-
-
-def compact(value: Any) -> str:
-    """``value`` as one short JSON line (for assertion messages)."""
-    return json.dumps(value, separators=(",", ":"), default=str)[:2000]
