@@ -219,6 +219,11 @@ class EmbeddedChain:
 
         return remove
 
+    @property
+    def head_listeners(self) -> int:
+        """How many head listeners are registered (one per node sharing the chain, while it runs)."""
+        return len(self._head_listeners)
+
     async def start(self) -> None:
         """Open the chain (creating, deploying and funding as needed) and start the mining task."""
         if self._executor is not None:

@@ -95,6 +95,7 @@ async def test_nodes_on_one_chain_sign_apart_see_every_request_and_follow_its_ti
         signers = [await n.market.get_signer() for n in (a, b, c)]
         assert signers == [a.address, b.address, c.address]
         assert len(set(signers)) == 3
+        assert net.chain.head_listeners == 1 + 3  # the harness's, and each node's event stream wake-up
         for n in (a, b, c):
             info = (await n.api.get("/debug/info")).json()
             assert info["chain"]["nodeAddress"] == n.address
@@ -126,6 +127,7 @@ async def test_nodes_on_one_chain_sign_apart_see_every_request_and_follow_its_ti
         # A node that stops leaves the chain running for the others.
         await net.stop_node("c")
         assert [n.name for n in net.running] == ["a", "b"]
+        assert net.chain.head_listeners == 1 + 2  # a stopped node no longer listens
         await net.advance_periods(1)
         assert (await a.api.get("/debug/chain")).json()["timestamp"] == await net.now()
         third = await b.request_storage(await b.upload(dataset()), request_body())
@@ -141,6 +143,7 @@ async def test_nodes_on_one_chain_sign_apart_see_every_request_and_follow_its_ti
         await net.restart_node("c")
         assert c.running
         assert c.url == url
+        assert net.chain.head_listeners == 1 + 3
         assert await c.market.get_signer() == c.address
         await net.wait_for(lambda: _seen_once(c), what="c's catch-up delivered the third request")
         await net.clocks_at(await net.now())

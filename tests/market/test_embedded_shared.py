@@ -73,8 +73,10 @@ async def test_head_listeners_are_called_after_each_move_of_the_head_only(chain:
     await chain.funded_account(11)  # a transaction (ether, then tokens): each is a block
 
     assert len(calls) >= 6
+    assert chain.head_listeners == 2
     remove_a()
     remove_a()  # removing twice is harmless
+    assert chain.head_listeners == 1
     calls.clear()
     await chain.mine()
     assert calls == ["b"]
