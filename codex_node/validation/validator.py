@@ -18,8 +18,10 @@ What it does, in order:
    ``mark_proof_as_missing`` is sent. Slots are checked concurrently (at most :data:`CONCURRENCY` at once) so a
    long list is done within the contract's ``timeout``.
 3. **Failures.** A marking transaction that fails is logged and counted (``codex_validator_mark_failures``) and
-   the round goes on; a slot whose check cannot read the chain is counted and checked again next period. A
-   period whose window closed before the validator got to it is counted as lapsed. Cancellation is never
+   the round goes on, unless the slot stopped being Filled meanwhile (two slots freed in one round can fail the
+   request under a third one's marking: a race lost, not a failure; the slot is dropped). A slot whose check
+   cannot read the chain is counted and checked again next period. A period whose window closed before the
+   validator got to it is counted as lapsed. Cancellation is never
    swallowed: ``stop`` cancels the round task and awaits it.
 
 The validator acts with the node's account: marking needs gas only, and the contract pays the caller a share of
@@ -225,16 +227,30 @@ class Validator:
                     log.info("stopped watching slot", slot_id=sid.hex(), state=state.name.lower())
                 return
             for period in due:
-                if await self._market.can_mark_proof_as_missing(sid, period):
-                    try:
-                        await self._mark(slot, period)
-                    except ValidationFailedError as e:
-                        self.mark_failures += 1
-                        self._metrics.mark_failures.inc()
-                        log.warning("marking a missing proof failed", slot_id=sid.hex(), period=period, error=str(e))
+                if not await self._market.can_mark_proof_as_missing(sid, period):
+                    continue
+                try:
+                    await self._mark(slot, period)
+                except ValidationFailedError as e:
+                    if await self._ended_meanwhile(slot):
+                        return
+                    self.mark_failures += 1
+                    self._metrics.mark_failures.inc()
+                    log.warning("marking a missing proof failed", slot_id=sid.hex(), period=period, error=str(e))
         except CodexError as e:
             self._metrics.check_failures.inc()
             log.warning("slot check failed", slot_id=sid.hex(), error=repr(e))
+
+    async def _ended_meanwhile(self, slot: WatchedSlot) -> bool:
+        """Whether a refused marking only lost a race with the slot's end: another marking in the same round freed
+        enough slots to fail the request (or the request ended) between the check and the transaction. That is
+        no failure of the validator; the slot is dropped."""
+        state = await self._market.slot_state(slot.slot_id)
+        if state == SlotState.FILLED:
+            return False
+        if self.watched.drop(slot.slot_id) is not None:
+            log.info("stopped watching slot", slot_id=slot.slot_id.hex(), state=state.name.lower())
+        return True
 
     async def _mark(self, slot: WatchedSlot, period: int) -> None:
         try:

@@ -274,3 +274,20 @@ async def test_stop_cancels_a_round_in_flight_and_the_cancellation_is_not_swallo
     world.validators.remove(validator)
     assert validator.proofs_marked == 0
     assert validator.mark_failures == 0
+
+
+async def test_a_marking_refused_because_the_slot_ended_meanwhile_is_no_failure(world: World) -> None:
+    request = await world.request()
+    sid = await world.fill(request, 0)
+    validator = await world.validator()
+
+    async def host_leaves() -> None:  # between the check and the marking, the slot stops being Filled
+        world.market.on_call("mark_proof_as_missing", None)
+        await world.host.free_slot(sid)
+
+    world.market.on_call("mark_proof_as_missing", host_leaves)
+    await world.end_of(P0 + 1, validator)
+    assert marked(world.market) == [(sid, P0 + 1)]  # tried, and refused: SlotNotAcceptingProofs
+    assert validator.proofs_marked == 0
+    assert validator.mark_failures == 0
+    assert sid not in validator.watched
