@@ -20,7 +20,10 @@ class ValidatorMetrics:
         )
         self.mark_failures = Counter(
             "codex_validator_mark_failures",
-            "markProofAsMissing transactions that failed (reverted, not mined, or not sent)",
+            "markProofAsMissing transactions that failed, by reason: the contract error's name when it reverted "
+            "(ProofNotRequired: the challenge pointer moved into the downtime between the check and the transaction; "
+            "ProofAlreadyMarkedMissing: another validator was first), else the error type (gas, chain unreachable)",
+            ["reason"],
             registry=registry,
         )
         self.check_failures = Counter(

@@ -31,12 +31,13 @@ each slash. It never reads the wall clock (the chain clock is injected) and neve
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Protocol
 
 import structlog
 
-from codex_node.errors import CodexError, ValidationFailedError
+from codex_node.errors import CodexError, ContractRevertError, ValidationFailedError
 from codex_node.market.types import MarketEvent, Periodicity, SlotId, SlotState
 from codex_node.utils.trackedtasks import TrackedTasks
 from codex_node.validation import timing
@@ -83,7 +84,8 @@ class ValidatorStatus:
     slots_watched: int
     last_period: int | None
     proofs_marked: int
-    mark_failures: int
+    mark_failures: dict[str, int]
+    """Failed markings by reason (``codex_validator_mark_failures`` labels)."""
     lapsed_periods: int
 
 
@@ -108,7 +110,7 @@ class Validator:
         self._held: list[MarketEvent] | None = None
         self._last_period: int | None = None
         self.proofs_marked = 0
-        self.mark_failures = 0
+        self.mark_failures: Counter[str] = Counter()
         self.lapsed_periods = 0
         self.rounds = 0
         self._progress = asyncio.Condition()
@@ -142,7 +144,8 @@ class Validator:
     async def stop(self) -> None:
         await self._tasks.cancel_all()
         await self._unsubscribe()
-        log.info("validator stopped", proofs_marked=self.proofs_marked, mark_failures=self.mark_failures)
+        failures = self.mark_failures.total()
+        log.info("validator stopped", proofs_marked=self.proofs_marked, mark_failures=failures)
 
     async def _unsubscribe(self) -> None:
         subscriptions, self._subscriptions = self._subscriptions, []
@@ -161,7 +164,7 @@ class Validator:
             slots_watched=len(self.watched),
             last_period=self._last_period,
             proofs_marked=self.proofs_marked,
-            mark_failures=self.mark_failures,
+            mark_failures=dict(self.mark_failures),
             lapsed_periods=self.lapsed_periods,
         )
 
@@ -234,9 +237,12 @@ class Validator:
                 except ValidationFailedError as e:
                     if await self._ended_meanwhile(slot):
                         return
-                    self.mark_failures += 1
-                    self._metrics.mark_failures.inc()
-                    log.warning("marking a missing proof failed", slot_id=sid.hex(), period=period, error=str(e))
+                    reason = _reason(e)
+                    self.mark_failures[reason] += 1
+                    self._metrics.mark_failures.labels(reason).inc()
+                    log.warning(
+                        "marking a missing proof failed", slot_id=sid.hex(), period=period, reason=reason, error=str(e)
+                    )
         except CodexError as e:
             self._metrics.check_failures.inc()
             log.warning("slot check failed", slot_id=sid.hex(), error=repr(e))
@@ -266,3 +272,11 @@ class Validator:
             slot_index=slot.slot_index,
             period=period,
         )
+
+
+def _reason(error: ValidationFailedError) -> str:
+    """The label of a failed marking: the contract error's name when it reverted, else the error's type."""
+    cause = error.__cause__
+    if isinstance(cause, ContractRevertError):
+        return cause.error_name
+    return type(cause).__name__ if cause is not None else type(error).__name__

@@ -34,6 +34,7 @@ from codex_node.market.deployment import DEV_CONFIG
 from codex_node.market.types import Request, RequestState, SlotId, SlotState
 from codex_node.node import Node
 from codex_node.proofs.slotdata import dataset_commitment
+from codex_node.validation.validator import Validator
 from codex_node.validation.watchlist import group_of
 
 pytestmark = pytest.mark.slow
@@ -47,11 +48,15 @@ class Run:
     """A started node with its validator, the test's REST client and its hands on the chain."""
 
     def __init__(self, node: Node, api: httpx.AsyncClient) -> None:
-        mp, validator = node.marketplace, node.validator
+        mp = node.marketplace
         assert mp is not None
         assert mp.chain is not None
-        assert validator is not None
-        self.node, self.api, self.chain, self.market, self.validator = node, api, mp.chain, mp.market, validator
+        self.node, self.api, self.chain, self.market = node, api, mp.chain, mp.market
+
+    @property
+    def validator(self) -> Validator:
+        assert self.node.validator is not None
+        return self.node.validator
 
     async def travel(self, timestamp: int) -> None:
         await self.chain.travel_to(timestamp)
@@ -106,7 +111,8 @@ class Run:
 
 
 async def started(tmp_path: Path, **config: object) -> Node:
-    node = Node(NodeConfig(data_dir=tmp_path / "data", api_port=0, validator=True, **config))  # type: ignore[arg-type]
+    config.setdefault("validator", True)
+    node = Node(NodeConfig(data_dir=tmp_path / "data", api_port=0, **config))  # type: ignore[arg-type]
     await node.start()
     return node
 
@@ -147,7 +153,9 @@ async def test_the_validator_marks_a_failing_host_until_its_slot_is_freed(tmp_pa
             assert marked == 2 * len(freed) + sum([await market.missing_proofs(s) for s in set(sids) - set(freed)])
             # The only tokens that moved to or from the account since: the validator's reward for each marking.
             assert await market.token_balance(me) - before == marked * (slash * REWARD_PERCENT // 100)
-            assert run.validator.mark_failures == 0
+            # The only marking refused: when the challenge pointer moved into the downtime between the check and
+            # the transaction's block (the contract judges the requirement with the block it runs in).
+            assert set(run.validator.mark_failures) <= {"ProofNotRequired"}
             assert node.registry.get_sample_value("codex_validator_proofs_marked_missing_total") == marked
             watched = 0 if failed else SLOTS - len(freed)  # a failed request's slots are dropped too
 
@@ -202,5 +210,41 @@ async def test_a_validator_of_one_group_marks_only_the_slots_of_its_group(tmp_pa
                 assert await market.missing_proofs(sid) == 0
                 assert await market.current_collateral(sid) == request.ask.collateral_per_slot
             assert (await api.get("/validator")).json()["groups"] == 2
+    finally:
+        await node.stop()
+
+
+async def test_a_node_restarted_as_a_validator_watches_the_slots_filled_before(tmp_path: Path) -> None:
+    """The watch list comes from the chain's history, not from the node's event cursor, which had already passed
+    the fills when the node first ran without ``--validator``."""
+    node = await started(tmp_path, validator=False, simulate_proof_failures=1)
+    try:
+        async with httpx.AsyncClient(base_url=f"{node.api_url}{API}", timeout=30) as api:
+            request = await Run(node, api).request_and_fill()
+            assert node.validator is None
+            assert (await api.get("/validator")).json() == {
+                "enabled": False,
+                "groups": None,
+                "groupIndex": 0,
+                "slotsWatched": 0,
+                "lastPeriod": None,
+                "proofsMarked": 0,
+                "markFailures": {},
+                "lapsedPeriods": 0,
+            }
+    finally:
+        await node.stop()
+    sids = slot_ids(request.id)
+    node = await started(tmp_path, simulate_proof_failures=1)
+    try:
+        async with httpx.AsyncClient(base_url=f"{node.api_url}{API}", timeout=30) as api:
+            run = Run(node, api)
+            assert {s.slot_id for s in run.validator.watched} == set(sids)
+            for _ in range(8):
+                await run.end_period()
+                if run.validator.proofs_marked:
+                    break
+            assert run.validator.proofs_marked > 0
+            assert sum([await run.market.missing_proofs(s) for s in sids]) > 0
     finally:
         await node.stop()

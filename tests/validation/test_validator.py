@@ -211,8 +211,8 @@ async def test_a_failed_marking_is_counted_and_the_round_goes_on(world: World) -
         await world.end_of(P0 + 1, validator)
     assert len(marked(world.market)) == 3  # every slot was tried
     assert validator.proofs_marked == 2
-    assert validator.mark_failures == 1
-    assert world.metric("codex_validator_mark_failures_total") == 1
+    assert validator.mark_failures == {"ValidationTimedOut": 1}
+    assert world.registry.get_sample_value("codex_validator_mark_failures_total", {"reason": "ValidationTimedOut"}) == 1
     assert any(e["event"] == "marking a missing proof failed" for e in logs)
     await world.end_of(P0 + 2, validator)  # the validator keeps going
     assert validator.proofs_marked == 2 + 3
@@ -273,7 +273,7 @@ async def test_stop_cancels_a_round_in_flight_and_the_cancellation_is_not_swallo
         await validator.stop()
     world.validators.remove(validator)
     assert validator.proofs_marked == 0
-    assert validator.mark_failures == 0
+    assert not validator.mark_failures
 
 
 async def test_a_marking_refused_because_the_slot_ended_meanwhile_is_no_failure(world: World) -> None:
@@ -289,5 +289,5 @@ async def test_a_marking_refused_because_the_slot_ended_meanwhile_is_no_failure(
     await world.end_of(P0 + 1, validator)
     assert marked(world.market) == [(sid, P0 + 1)]  # tried, and refused: SlotNotAcceptingProofs
     assert validator.proofs_marked == 0
-    assert validator.mark_failures == 0
+    assert not validator.mark_failures
     assert sid not in validator.watched

@@ -8,6 +8,7 @@ dashboard or script need not tell "no validator" from an error. The same numbers
 from __future__ import annotations
 
 from fastapi import APIRouter
+from pydantic import Field
 
 from codex_node.api.schemas import CamelModel
 from codex_node.api.services import ServicesDep
@@ -24,7 +25,8 @@ class ValidatorState(CamelModel):
     last_period: int | None = None
     """The latest proof period the validator checked (``null`` before its first round)."""
     proofs_marked: int = 0
-    mark_failures: int = 0
+    mark_failures: dict[str, int] = Field(default_factory=dict)
+    """Failed markings by reason: the contract error's name when the transaction reverted, else the error type."""
     lapsed_periods: int = 0
     """Periods whose marking window closed before the validator checked them."""
 
