@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Final, Protocol
 import structlog
 
 from codex_node.errors import CodexError, ContractRevertError, ValidationFailedError
-from codex_node.market.types import MarketEvent, Periodicity, SlotId, SlotState
+from codex_node.market.types import MarketEvent, Periodicity, SlotFilled, SlotId, SlotState
 from codex_node.utils.trackedtasks import TrackedTasks
 from codex_node.validation import timing
 from codex_node.validation.metrics import ValidatorMetrics
@@ -175,7 +175,7 @@ class Validator:
             self._held.append(event)
             return
         for slot in self.watched.apply(event):
-            verb = "watching slot" if type(event).__name__ == "SlotFilled" else "stopped watching slot"
+            verb = "watching slot" if isinstance(event, SlotFilled) else "stopped watching slot"
             log.info(verb, slot_id=slot.slot_id.hex(), request_id=slot.request_id.hex(), slot_index=slot.slot_index)
         self._metrics.slots_watched.set(len(self.watched))
 
