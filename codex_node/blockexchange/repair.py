@@ -38,7 +38,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import structlog
@@ -212,39 +212,84 @@ class _Repair:
                 await asyncio.shield(self._discard())
 
     async def _rebuild(self, expiry: int, on_blocks: OnBlocks) -> None:
+        # One batch is stored while the next is fetched and rebuilt (the store runs in a worker thread): at most
+        # two batches in memory, and the disk writes overlap the hashing.
+        storing: asyncio.Future[None] | None = None
+        try:
+            async for rows in self._batches():
+                if storing is not None:
+                    await storing
+                storing = asyncio.ensure_future(self._store(rows, expiry, on_blocks))
+            if storing is not None:
+                await storing
+        finally:
+            if storing is not None and not storing.done():
+                storing.cancel()
+                await asyncio.wait([storing])
+
+    async def _batches(self) -> AsyncIterator[RebuiltRows]:
+        """The slot's rebuilt rows, batch by batch, each from K sources that gave their own blocks.
+
+        The next batch's blocks are fetched while this one is rebuilt. Either may drop a source slot meanwhile:
+        :meth:`_complete` then brings a batch's blocks back to exactly the slots in use.
+        """
         rebuilder = self.rebuilder
         k = self.protected.params.k
         per_batch = batch_rows(k, self.batch_bytes)
         started = last_log = self.monotonic()
         while len(self.active) < k:
             self.active.append(await self._next_source())
-        while rebuilder.next_row < rebuilder.rows:
-            first = rebuilder.next_row
-            count = min(per_batch, rebuilder.rows - first)
-            sources = await self._fetch(self.active, first, count)
-            while True:
-                digests = {j: self._digests(j, first, count) for j in sources}
-                rows = await in_thread(rebuilder.rebuild, sources, digests)
-                if not rows.corrupt_sources:
-                    break
-                for j in rows.corrupt_sources:
-                    del sources[j]
-                    await self._drop(j, f"its blocks at rows {first}..{first + count - 1} are not its own")
-                sources.update(await self._fetch([j for j in self.active if j not in sources], first, count))
-            await self._store(rows, expiry, on_blocks)
-            now = self.monotonic()
-            if now - last_log >= PROGRESS_EVERY:
-                last_log = now
-                done = rebuilder.next_row
-                log.info(
-                    "slot repair progress",
-                    request_id=self.request.id.hex(),
-                    slot_index=self.slot_index,
-                    rows_done=done,
-                    rows=rebuilder.rows,
-                    mib=round(done * BLOCK_SIZE / 2**20, 1),
-                    mib_per_s=round(done * BLOCK_SIZE / 2**20 / max(now - started, 1e-9), 1),
-                )
+        rows_total = rebuilder.rows
+        fetching = asyncio.ensure_future(self._fetch(self.active, 0, min(per_batch, rows_total)))
+        try:
+            while rebuilder.next_row < rows_total:
+                first = rebuilder.next_row
+                count = min(per_batch, rows_total - first)
+                sources = await self._complete(await fetching, first, count)
+                after = first + count
+                if after < rows_total:
+                    fetching = asyncio.ensure_future(
+                        self._fetch(self.active, after, min(per_batch, rows_total - after))
+                    )
+                while True:
+                    digests = {j: self._digests(j, first, count) for j in sources}
+                    rows = await in_thread(rebuilder.rebuild, sources, digests)
+                    if not rows.corrupt_sources:
+                        break
+                    for j in rows.corrupt_sources:
+                        del sources[j]
+                        await self._drop(j, f"its blocks at rows {first}..{first + count - 1} are not its own")
+                    sources = await self._complete(sources, first, count)
+                yield rows
+                now = self.monotonic()
+                if now - last_log >= PROGRESS_EVERY:
+                    last_log = now
+                    done = rebuilder.next_row
+                    log.info(
+                        "slot repair progress",
+                        request_id=self.request.id.hex(),
+                        slot_index=self.slot_index,
+                        rows_done=done,
+                        rows=rows_total,
+                        mib=round(done * BLOCK_SIZE / 2**20, 1),
+                        mib_per_s=round(done * BLOCK_SIZE / 2**20 / max(now - started, 1e-9), 1),
+                    )
+        finally:
+            if not fetching.done():
+                fetching.cancel()
+            await asyncio.wait([fetching])
+            if not fetching.cancelled():
+                fetching.exception()  # retrieved: an error of a batch never reached is not news
+
+    async def _complete(self, sources: dict[int, list[bytes]], first: int, count: int) -> dict[int, list[bytes]]:
+        """``sources`` (blocks ``first …`` of some slots) for exactly the slots in use now."""
+        while True:
+            kept = {j: blocks for j, blocks in sources.items() if j in self.active}
+            missing = [j for j in self.active if j not in kept]
+            if not missing:
+                return kept
+            kept.update(await self._fetch(missing, first, count))
+            sources = kept
 
     async def _fetch(self, slots: list[int], first: int, count: int) -> dict[int, list[bytes]]:
         """Blocks ``first …`` of each of ``slots``; a slot that cannot give them is replaced by the next one."""
@@ -252,7 +297,7 @@ class _Repair:
         todo = list(slots)
         while todo:
             results = await asyncio.gather(*(self._get(j, first, count) for j in todo), return_exceptions=True)
-            replaced = []
+            replaced: list[int | None] = []
             for j, result in zip(todo, results, strict=True):
                 if isinstance(result, BlocksUnavailableError):
                     replaced.append(await self._drop(j, f"blocks unavailable: {result}"))
@@ -262,7 +307,7 @@ class _Repair:
                     replaced.append(await self._drop(j, f"the getter gave {len(result)} blocks for {count}"))
                 else:
                     out[j] = result
-            todo = replaced
+            todo = [j for j in replaced if j is not None]
         return out
 
     async def _get(self, j: int, first: int, count: int) -> list[bytes]:
@@ -270,8 +315,11 @@ class _Repair:
         cids = [manifest.block_cid(i) for i in range(first, first + count)]
         return await self.getter.get_blocks(cids, hint=self.cid)
 
-    async def _drop(self, j: int, reason: str) -> int:
-        """Stop using source slot ``j``; return the slot that replaces it."""
+    async def _drop(self, j: int, reason: str) -> int | None:
+        """Stop using source slot ``j``; return the slot that replaces it (``None``: ``j`` was dropped already, by
+        the fetch of another batch)."""
+        if j not in self.active:
+            return None
         self.active.remove(j)
         self.metrics.switches.inc()
         log.warning(

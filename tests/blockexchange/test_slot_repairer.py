@@ -234,3 +234,23 @@ async def test_a_request_whose_ask_does_not_fit_the_dataset_is_refused(client: R
     with pytest.raises(RepairError, match="asks for"):
         await RepoSlotRepairer(host, RepoGetter([client])).repair(request, 0, EXPIRY, reported)
     assert reported.calls == []
+
+
+@pytest.mark.parametrize("own_manifest", [True, False], ids=["own-manifest-known", "own-manifest-lost"])
+async def test_sources_failing_partway_through_many_batches_are_replaced_without_a_wrong_byte(
+    client: RepoStore, host: RepoStore, own_manifest: bool
+) -> None:
+    p = await hosting(client, host, 36 * B, 3, 3)  # 12 rows, fetched one row ahead of the one being rebuilt
+    s = 1
+    getter = RepoGetter([client])
+    await getter.lose_slot(client, p.manifest, s, manifest=not own_manifest)
+    getter.lost.update((await getter.slot_cids(client, p.manifest, 0))[5:])  # slot 0 goes away at row 5
+    getter.corrupt.add((await getter.slot_cids(client, p.manifest, 2))[8])  # slot 2 lies at row 8
+    registry = CollectorRegistry()
+    before = host.total_blocks
+    await RepoSlotRepairer(host, getter, registry=registry, batch_bytes=3 * B).repair(
+        request_for(p), s, EXPIRY, Reported()
+    )
+    await assert_repaired(host, client, p, s)
+    assert registry.get_sample_value("codex_slot_repair_source_switches_total") == 2
+    assert host.total_blocks == before + p.manifest.blocks_per_slot + 1
