@@ -7,9 +7,10 @@ from: it rebuilds it with the erasure code (``data/repair.py``, pure) from block
 Steps: read the protected manifest (already in the repo: the network slot source secures it first); get slot
 ``s``'s own slot manifest if anyone still has it (local or via the getter; it may have been lost with its host);
 take the other slots' manifests in :func:`~codex_node.data.repair.source_order` (local ones first, data slots
-before parity) until K are had; then, batch of rows by batch of rows: fetch the K sources' blocks through the
-getter (``hint`` = the protected manifest), rebuild the batch in a worker thread, store the rebuilt blocks, and
-report their bytes with ``on_blocks``. A source slot whose blocks cannot be had
+before parity) until K are had; then, batch of rows by batch of rows (``BATCH_BYTES`` of source blocks): fetch
+the K sources' blocks through the getter (``hint`` = the protected manifest), rebuild the batch in a worker
+thread, store the rebuilt blocks, and report their bytes with ``on_blocks``; the next batch is fetched and the
+previous one stored while a batch is rebuilt. A source slot whose blocks cannot be had
 (:class:`~codex_node.errors.BlocksUnavailableError`) or that gives blocks which are not its own is dropped for the
 rest of the repair and the next slot takes its place; with fewer than K left, the repair fails. At the end the
 rebuilt slot is checked against its slot root and its slot manifest (rebuilt if it was lost) against the
@@ -212,8 +213,8 @@ class _Repair:
                 await asyncio.shield(self._discard())
 
     async def _rebuild(self, expiry: int, on_blocks: OnBlocks) -> None:
-        # One batch is stored while the next is fetched and rebuilt (the store runs in a worker thread): at most
-        # two batches in memory, and the disk writes overlap the hashing.
+        # One batch is stored while the next is rebuilt and the one after it fetched: the reads and writes (worker
+        # threads) overlap the hashing, and memory stays at three batches.
         storing: asyncio.Future[None] | None = None
         try:
             async for rows in self._batches():
