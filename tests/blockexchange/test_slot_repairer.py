@@ -254,3 +254,16 @@ async def test_sources_failing_partway_through_many_batches_are_replaced_without
     await assert_repaired(host, client, p, s)
     assert registry.get_sample_value("codex_slot_repair_source_switches_total") == 2
     assert host.total_blocks == before + p.manifest.blocks_per_slot + 1
+
+
+async def test_progress_is_logged_with_rows_mib_and_rate(client: RepoStore, host: RepoStore) -> None:
+    p = await hosting(client, host, 8 * B, 2, 1)  # 4 rows, one per batch
+    ticks = iter(range(0, 1000, 10))  # every reading of the clock is 10 s after the one before
+    repairer = RepoSlotRepairer(host, RepoGetter([client]), batch_bytes=2 * B, monotonic=lambda: next(ticks))
+    with capture_logs() as logs:
+        await repairer.repair(request_for(p), 0, EXPIRY, Reported())
+    progress = [e for e in logs if e["event"] == "slot repair progress"]
+    assert [e["rows_done"] for e in progress] == [1, 2, 3, 4]
+    assert progress[-1]["rows"] == 4
+    assert progress[-1]["mib"] == 0.2
+    assert all("mib_per_s" in e for e in progress)
