@@ -1,0 +1,105 @@
+"""Peer-facing block routes: blocks by CID, one at a time or batched (``blockexchange/wire.py``).
+
+Both hand out only content-addressed bytes the asker verifies against the CID it asked for, so they are open
+without the API token (``api/access.py``, :data:`~codex_node.api.access.OPEN_PEER_ROUTES`); they answer nothing
+but stored blocks and "not here". They count as downloads (``api/downloads.py``, ``--api-max-downloads``): a batch
+holds at most :data:`SERVE_READ_AHEAD` blocks read ahead plus the transport's send buffer, and its request names
+at most :data:`~codex_node.blockexchange.wire.MAX_BATCH_CIDS` CIDs (the body is under the 256 KiB body limit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator
+from itertools import islice
+from typing import Annotated, cast
+
+import structlog
+from fastapi import APIRouter, Path, Request, Response
+from fastapi.responses import StreamingResponse
+from pydantic import Field
+
+from codex_node.api.schemas import CamelModel
+from codex_node.api.services import services_of
+from codex_node.blockexchange.wire import MAX_BATCH_CIDS, MAX_FRAME_BYTES, MEDIA_TYPE, frame
+from codex_node.data.cid import Cid, parse_cid
+from codex_node.errors import BlockNotFoundError, CodexError
+from codex_node.stores.repostore import RepoStore
+
+log = structlog.get_logger(__name__)
+
+router = APIRouter(tags=["Blocks"])
+
+SERVE_READ_AHEAD = 16
+"""Blocks of a batch read from the repo at once (1 MiB of 64 KiB blocks) while the previous ones are sent."""
+
+
+class BlocksRequest(CamelModel):
+    cids: list[str] = Field(max_length=MAX_BATCH_CIDS, description=f"At most {MAX_BATCH_CIDS} block CIDs")
+
+
+def _repo(request: Request) -> RepoStore:
+    return cast(RepoStore, services_of(request.app).repo)
+
+
+@router.get(
+    "/blocks/{cid}",
+    response_class=Response,
+    summary="One block by CID, for peers (open without the API token: the bytes are verifiable by their CID)",
+    responses={
+        200: {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+        400: {"description": "Malformed CID"},
+        404: {"description": "Not stored on this node"},
+    },
+)
+async def get_block(request: Request, cid: Annotated[str, Path(description="A block or manifest CID")]) -> Response:
+    return Response(await _repo(request).get_block(parse_cid(cid)), media_type="application/octet-stream")
+
+
+@router.post(
+    "/blocks",
+    response_class=StreamingResponse,
+    summary="Many blocks by CID, framed, for peers (open without the API token: the bytes are verifiable)",
+    description=(
+        "Answers one frame per CID, in order: a status byte (0 found, 1 not here), a 4-byte big-endian length and "
+        f"the block's bytes. Blocks over {MAX_FRAME_BYTES} bytes are answered 'not here' (ask for them alone)."
+    ),
+    responses={
+        200: {"content": {MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}}},
+        400: {"description": "Malformed body or CID, or more than the CIDs allowed"},
+    },
+)
+async def get_blocks(request: Request, body: BlocksRequest) -> StreamingResponse:
+    cids = [parse_cid(text) for text in body.cids]  # all parsed before the answer starts: a bad one is a 400
+    return StreamingResponse(_frames(_repo(request), cids), media_type=MEDIA_TYPE)
+
+
+async def _read(repo: RepoStore, cid: Cid) -> bytes | None:
+    try:
+        data = await repo.get_block(cid)
+    except BlockNotFoundError:
+        return None
+    except CodexError as e:  # a block gone bad on disk is not served; the asker goes to another peer
+        log.warning("block not served", cid=cid.text, error=repr(e))
+        return None
+    return data if len(data) <= MAX_FRAME_BYTES else None
+
+
+async def _frames(repo: RepoStore, cids: list[Cid]) -> AsyncIterator[bytes]:
+    window: deque[asyncio.Task[bytes | None]] = deque()
+    rest = iter(cids)
+    try:
+        for cid in islice(rest, SERVE_READ_AHEAD):
+            window.append(asyncio.ensure_future(_read(repo, cid)))
+        while window:
+            data = await window.popleft()
+            following = next(rest, None)
+            if following is not None:
+                window.append(asyncio.ensure_future(_read(repo, following)))
+            yield frame(data) + (data or b"")
+    finally:
+        for task in window:
+            task.cancel()
+        if window:
+            await asyncio.wait(window)
