@@ -19,7 +19,19 @@ from fastapi_offline import FastAPIOffline
 from codex_node import __version__
 from codex_node.api.errors import install_error_handlers
 from codex_node.api.guards import document_guards, install_guards
-from codex_node.api.routes import account, blocks, check, data, debug, devchain, health, monitor, sales, storage
+from codex_node.api.routes import (
+    account,
+    blocks,
+    check,
+    data,
+    debug,
+    devchain,
+    health,
+    monitor,
+    network,
+    sales,
+    storage,
+)
 from codex_node.api.routes.dashboard import mount_dashboard
 from codex_node.api.schemas import ErrorBody
 from codex_node.api.services import NodeView, Services, provide
@@ -32,6 +44,7 @@ DOCS_ASSETS = "/docs/static"
 
 ROUTERS: tuple[APIRouter, ...] = (
     data.router,
+    network.router,
     sales.router,
     storage.router,
     account.router,

@@ -25,7 +25,7 @@ from codex_node.errors import ConfigError
 def install_guards(app: FastAPI, config: NodeConfig, *, prefix: str) -> None:
     """Add the middleware above to ``app``, whose routes live under ``prefix``. Call before outer middleware."""
     upload_path = f"{prefix}/data"
-    download_path = re.compile(re.escape(prefix) + r"/data/[^/]+")
+    download_path = re.compile(re.escape(prefix) + r"/data/[^/]+(/network/stream)?")
     block_paths = re.compile(re.escape(prefix) + r"/blocks(/[^/]+)?")
 
     def is_upload(scope: Scope) -> bool:

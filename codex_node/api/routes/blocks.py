@@ -29,7 +29,9 @@ from codex_node.stores.repostore import RepoStore
 
 log = structlog.get_logger(__name__)
 
-router = APIRouter(tags=["Blocks"])
+router = APIRouter(tags=["Blocks"], include_in_schema=False)
+"""Not in ``openapi.yaml``: it is the Codex-compatible contract for clients, and these routes are the nodes' own
+peer protocol (documented here and in ``blockexchange/wire.py``)."""
 
 SERVE_READ_AHEAD = 16
 """Blocks of a batch read from the repo at once (1 MiB of 64 KiB blocks) while the previous ones are sent."""

@@ -113,7 +113,7 @@ def _filename(request: Request) -> str | None:
     return name
 
 
-def _content_disposition(filename: str) -> str:
+def content_disposition(filename: str) -> str:
     quoted = quote(filename)
     if quoted == filename:
         return f'attachment; filename="{filename}"'
@@ -181,7 +181,7 @@ async def download(request: Request, cid: CidPath) -> Response:
     info = manifest.info
     headers = {"Content-Length": str(info.dataset_size)}
     if info.filename:
-        headers["Content-Disposition"] = _content_disposition(info.filename)
+        headers["Content-Disposition"] = content_disposition(info.filename)
     return StreamingResponse(
         _stream(repo, parsed, manifest), media_type=info.mimetype or "application/octet-stream", headers=headers
     )
