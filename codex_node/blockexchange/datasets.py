@@ -78,6 +78,12 @@ class NetworkDatasets:
     def downloading(self, cid: Cid) -> bool:
         return cid.text in self._running
 
+    async def wait(self, cid: Cid) -> None:
+        """Return once no download of ``cid`` runs (at once if none does)."""
+        task = self._running.get(cid.text)
+        if task is not None:
+            await asyncio.wait([task])
+
     async def stream(self, cid: Cid, manifest: Manifest) -> AsyncIterator[bytes]:
         """The dataset's bytes in order, window by window, fetched one window ahead."""
         windows = range(0, manifest.block_count, self._window)

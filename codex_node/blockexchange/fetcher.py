@@ -111,7 +111,8 @@ class _Progress:
 
 
 class BlockFetcher:
-    """Verified blocks from the repo or from peers (see the module docstring). :meth:`close` when done."""
+    """Verified blocks from the repo or from peers (see the module docstring). :meth:`close` (or ``stop``) when
+    done."""
 
     def __init__(
         self,
@@ -132,6 +133,12 @@ class BlockFetcher:
 
     async def close(self) -> None:
         await self._client.close()
+
+    async def start(self) -> None:
+        """A node part: nothing to start (connections open on first use)."""
+
+    async def stop(self) -> None:
+        await self.close()
 
     # --- BlockGetter -------------------------------------------------------------------------------------------
 

@@ -69,7 +69,8 @@ async def get_block(request: Request, cid: Annotated[str, Path(description="A bl
     ),
     responses={
         200: {"content": {MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}}},
-        400: {"description": "Malformed body or CID, or more than the CIDs allowed"},
+        400: {"description": "Malformed body or CID"},
+        422: {"description": f"More than {MAX_BATCH_CIDS} CIDs"},
     },
 )
 async def get_blocks(request: Request, body: BlocksRequest) -> StreamingResponse:
