@@ -9,7 +9,8 @@ workers take batches from one queue and ask one peer each (``POST {peer}/blocks`
 choosing among the peers ``Providers.find`` gave the least busy one that has not been asked for that batch yet.
 What a peer does not have goes back to the queue for another peer. A peer whose answer is malformed, fails, makes
 no progress for :attr:`FetchOptions.stall_seconds` (measured on the injected clock), or carries a block whose bytes
-do not hash to its CID is abandoned at once (the rest of its answer is not read), reported through
+do not hash to its CID is abandoned (its answer, one batch at most, is checked block by block once read, in a
+worker thread; the blocks that match are kept), reported through
 ``Providers.misbehaved``, counted in ``codex_blockexchange_peer_failures_total{reason}`` and not asked again in
 this fetch; its unfinished blocks go to the others. When no peer is left to ask for a batch, the fetcher backs off
 (``backoff_seconds``, doubled each round), asks ``Providers.find`` again, and tries every peer once more, for at
@@ -17,7 +18,8 @@ most :attr:`FetchOptions.rounds` rounds; then the fetch raises :class:`~codex_no
 naming how many blocks no one served.
 
 Every block is checked against its CID before the callback sees it: a wrong byte is never handed on, so never
-stored. Memory: each worker holds at most one batch's verified blocks plus one frame being read.
+stored. Memory: each worker holds at most two batches: one being read and verified, and the one before it being
+handed on (stored) meanwhile.
 """
 
 from __future__ import annotations
@@ -50,8 +52,8 @@ OnVerified = Callable[[list[tuple[Cid, bytes]]], Awaitable[None]]
 @dataclass(frozen=True, slots=True)
 class FetchOptions:
     batch_blocks: int = 64
-    """Blocks asked of a peer in one request (64 × 64 KiB = 4 MiB held per worker at most)."""
-    parallel: int = 4
+    """Blocks asked of a peer in one request (64 × 64 KiB = 4 MiB; a worker holds two batches at most)."""
+    parallel: int = 3
     """Requests in flight at once, over all peers."""
     find_limit: int = 8
     """Peers asked of ``Providers.find`` at a time."""
@@ -73,10 +75,6 @@ class FetchOptions:
 
 
 class _Stalled(Exception):  # noqa: N818 - internal signal, never leaves this module
-    pass
-
-
-class _Corrupt(Exception):  # noqa: N818 - internal signal, never leaves this module
     pass
 
 
@@ -108,6 +106,42 @@ class _Run:
 @dataclass
 class _Progress:
     last: int
+
+
+class _Handover:
+    """A worker's verified batch being handed on (stored) while it fetches the next one."""
+
+    def __init__(self) -> None:
+        self.task: asyncio.Future[None] | None = None
+
+    async def settle(self) -> None:
+        """Wait for the hand-over in progress; raises what it raised."""
+        task, self.task = self.task, None
+        if task is not None:
+            await task
+
+    async def drop(self) -> None:
+        """Stop the hand-over in progress (the fetch failed or was cancelled) and wait for it to end."""
+        task, self.task = self.task, None
+        if task is None:
+            return
+        if not task.done():
+            task.cancel()
+            await asyncio.wait([task])
+        if not task.cancelled():
+            task.exception()  # the fetch is failing already: its own error is the one that propagates
+
+
+def _verify(received: list[tuple[Cid, bytes]]) -> tuple[list[tuple[Cid, bytes]], Cid | None]:
+    """The blocks whose bytes match their CIDs, and the first CID whose bytes do not (``None``: all match)."""
+    good: list[tuple[Cid, bytes]] = []
+    wrong: Cid | None = None
+    for cid, data in received:
+        if cid.matches(data):
+            good.append((cid, data))
+        elif wrong is None:
+            wrong = cid
+    return good, wrong
 
 
 class BlockFetcher:
@@ -148,9 +182,12 @@ class BlockFetcher:
         for cid in cids:
             if cid.text in found:
                 continue
+            if not self._repo.has_block(cid):  # an index lookup: no worker thread for what is not here
+                missing.append(cid)
+                continue
             try:
                 found[cid.text] = await self._repo.get_block(cid)
-            except BlockNotFoundError:
+            except BlockNotFoundError:  # deleted meanwhile
                 missing.append(cid)
 
         async def keep(blocks: list[tuple[Cid, bytes]]) -> None:
@@ -234,11 +271,16 @@ class BlockFetcher:
             )
 
     async def _worker(self, run: _Run) -> None:
-        while True:
-            batch = await run.queue.get()
-            if batch is None:
-                return
-            await self._run_batch(run, batch)
+        handover = _Handover()
+        try:
+            while True:
+                batch = await run.queue.get()
+                if batch is None:
+                    break
+                await self._run_batch(run, batch, handover)
+            await handover.settle()
+        finally:
+            await handover.drop()
 
     def _finished(self, run: _Run) -> None:
         run.open_batches -= 1
@@ -246,7 +288,7 @@ class BlockFetcher:
             for _ in range(self.options.parallel):
                 run.queue.put_nowait(None)
 
-    async def _run_batch(self, run: _Run, batch: _Batch) -> None:
+    async def _run_batch(self, run: _Run, batch: _Batch, handover: _Handover) -> None:
         peer = self._pick(run, batch)
         if peer is None:
             if batch.round + 1 >= self.options.rounds:
@@ -259,7 +301,7 @@ class BlockFetcher:
             return
         run.busy[peer.peer_id] = run.busy.get(peer.peer_id, 0) + 1
         try:
-            left = await self._ask(run, peer, batch.cids)
+            left = await self._ask(run, peer, batch.cids, handover)
         finally:
             run.busy[peer.peer_id] -= 1
         if left:
@@ -278,41 +320,47 @@ class BlockFetcher:
         known = {p.peer_id for p in run.peers}
         run.peers.extend(p for p in found if p.peer_id not in known)
 
-    async def _ask(self, run: _Run, peer: PeerInfo, cids: list[Cid]) -> list[Cid]:
+    async def _ask(self, run: _Run, peer: PeerInfo, cids: list[Cid], handover: _Handover) -> list[Cid]:
         """Ask ``peer`` for ``cids``; hand on what it served correctly; return the CIDs still to be had."""
-        got: list[tuple[Cid, bytes]] = []
+        received: list[tuple[Cid, bytes]] = []  # not verified yet: at most one batch
         progress = _Progress(self._now())
 
         async def read() -> None:
             stream = self._client.stream_blocks(peer, cids, max_bytes=self.options.max_block_bytes)
             async for index, payload in stream:
                 progress.last = self._now()
-                if payload is None:
-                    continue
-                cid = cids[index]
-                if not cid.matches(payload):
-                    raise _Corrupt(f"its bytes for block {cid} do not match the CID")
-                got.append((cid, payload))
+                if payload is not None:
+                    received.append((cids[index], payload))
 
+        failure: tuple[str, str] | None = None
         try:
             await self._guarded(read(), progress)
         except PeerError as e:
-            self._bad(peer, run.bad, "error", str(e))
-        except _Corrupt as e:
-            self._bad(peer, run.bad, "corrupt", str(e))
+            failure = ("error", str(e))
         except _Stalled:
-            self._bad(peer, run.bad, "stalled", f"no progress for {self.options.stall_seconds} s")
+            failure = ("stalled", f"no progress for {self.options.stall_seconds} s")
+        # Hashing in a worker thread lets it overlap the other requests' transfers (hashlib releases the GIL).
+        got, wrong = await asyncio.to_thread(_verify, received) if received else ([], None)
+        if wrong is not None:
+            failure = ("corrupt", f"its bytes for block {wrong} do not match the CID")
+        if failure is not None:
+            self._bad(peer, run.bad, *failure)
         if got:
-            nbytes = sum(len(data) for _, data in got)
-            await run.on_verified(got)
-            self._providers.served(peer, run.key, nbytes)
-            self._metrics.blocks.inc(len(got))
-            self._metrics.bytes.inc(nbytes)
-            run.blocks += len(got)
-            run.nbytes += nbytes
-            self._log_progress(run, final=False)
+            # The worker asks for its next batch while this one is handed on (stored): one hand-over at a time.
+            await handover.settle()
+            handover.task = asyncio.ensure_future(self._hand_on(run, peer, got))
         done = {cid.text for cid, _ in got}
         return [c for c in cids if c.text not in done]
+
+    async def _hand_on(self, run: _Run, peer: PeerInfo, got: list[tuple[Cid, bytes]]) -> None:
+        nbytes = sum(len(data) for _, data in got)
+        await run.on_verified(got)
+        self._providers.served(peer, run.key, nbytes)
+        self._metrics.blocks.inc(len(got))
+        self._metrics.bytes.inc(nbytes)
+        run.blocks += len(got)
+        run.nbytes += nbytes
+        self._log_progress(run, final=False)
 
     async def _guarded(self, work: Coroutine[Any, Any, _T], progress: _Progress) -> _T:
         """Run ``work``; raise :class:`_Stalled` (cancelling it) once ``progress.last`` is ``stall_seconds`` old."""

@@ -23,6 +23,8 @@ With ``is_repairing`` the slot is rebuilt from the other slots instead: the prot
 
 from __future__ import annotations
 
+from collections import Counter
+
 import structlog
 
 from codex_node.blockexchange.fetcher import BlockFetcher
@@ -144,10 +146,12 @@ class NetworkSlotDataSource:
     async def _blocks(
         self, manifest: Manifest, positions: list[int | None], hint: Cid, expiry: int, on_blocks: OnBlocks
     ) -> None:
-        cids = [manifest.block_cid(i) for i in positions if i is not None]
-        missing = [c for c in cids if not self._repo.has_block(c)]
+        # A block may fill several positions (repeated content): bytes are reported per position.
+        slot_cids = [manifest.block_cid(i) for i in positions if i is not None]
+        uses = Counter(cid.text for cid in slot_cids)
+        missing = list({cid.text: cid for cid in slot_cids if not self._repo.has_block(cid)}.values())
         # Padding and blocks already held are part of the slot from the start.
-        held = len(positions) - len(missing)
+        held = len(positions) - sum(uses[c.text] for c in missing)
         if held:
             await on_blocks(held * BLOCK_SIZE)
         if not missing:
@@ -158,13 +162,11 @@ class NetworkSlotDataSource:
         async def store(blocks: list[tuple[Cid, bytes]]) -> None:
             nonlocal stored
             # Out of the reservation first, then into the repo: the quota never holds the bytes twice.
-            await on_blocks(len(blocks) * BLOCK_SIZE)
+            await on_blocks(sum(uses[cid.text] for cid, _ in blocks) * BLOCK_SIZE)
             await self._repo.put_blocks(blocks, ttl)
             stored += len(blocks)
 
-        log.info(
-            "fetching slot blocks from peers", manifest=hint.text, blocks=len(missing), held=len(cids) - len(missing)
-        )
+        log.info("fetching slot blocks from peers", manifest=hint.text, blocks=len(missing), held_positions=held)
         try:
             await self._fetcher.fetch(missing, hint=hint, on_verified=store)
         except CodexError:

@@ -15,6 +15,7 @@ bytes against their CID: the fetcher does, before anything is stored.
 from __future__ import annotations
 
 import struct
+from collections import deque
 from collections.abc import Iterator
 
 from codex_node.errors import PeerError
@@ -39,42 +40,62 @@ def frame(data: bytes | memoryview | None) -> bytes:
 
 
 class FrameReader:
-    """Parses a batched answer of ``expected`` frames fed in arbitrary chunks; payloads at most ``max_bytes``."""
+    """Parses a batched answer of ``expected`` frames fed in arbitrary chunks; payloads at most ``max_bytes``.
+
+    Chunks are kept as views and joined once per frame, so a payload is copied once whatever the chunking.
+    """
 
     def __init__(self, expected: int, max_bytes: int) -> None:
         self.expected = expected
         self.max_bytes = max_bytes
         self.done = 0
-        self._buf = bytearray()
+        self._chunks: deque[memoryview] = deque()
+        self._have = 0
         self._need: int | None = None  # payload length of the frame being read, once its header is in
         self._status = FOUND
 
     def feed(self, chunk: bytes) -> Iterator[bytes | None]:
         """The frames completed by ``chunk``: the payload, or ``None`` for "not here"."""
-        self._buf += chunk
+        if chunk:
+            self._chunks.append(memoryview(chunk))
+            self._have += len(chunk)
         while True:
             if self._need is None:
-                if len(self._buf) < HEADER_SIZE:
+                if self._have < HEADER_SIZE:
                     break
                 if self.done >= self.expected:
                     raise PeerError(f"the peer sent more than the {self.expected} blocks asked for")
-                status, length = _HEADER.unpack_from(self._buf)
+                status, length = _HEADER.unpack(self._take(HEADER_SIZE))
                 if status not in (FOUND, MISSING) or (status == MISSING and length):
                     raise PeerError(f"malformed block frame (status {status}, length {length})")
                 if length > self.max_bytes:
                     raise PeerError(f"the peer announced a {length}-byte block; at most {self.max_bytes} accepted")
-                del self._buf[:HEADER_SIZE]
                 self._status, self._need = status, length
-            if len(self._buf) < self._need:
+            if self._have < self._need:
                 break
-            payload = bytes(self._buf[: self._need])
-            del self._buf[: self._need]
+            payload = self._take(self._need)
             status, self._need = self._status, None
             self.done += 1
             yield payload if status == FOUND else None
-        if self.done >= self.expected and self._buf:
+        if self.done >= self.expected and self._have:
             raise PeerError("the peer sent bytes after the last block asked for")
 
     @property
     def buffered(self) -> int:
-        return len(self._buf)
+        return self._have
+
+    def _take(self, n: int) -> bytes:
+        """The next ``n`` buffered bytes (``n <= self._have``)."""
+        parts: list[memoryview] = []
+        left = n
+        while left:
+            head = self._chunks[0]
+            if len(head) <= left:
+                parts.append(self._chunks.popleft())
+                left -= len(head)
+            else:
+                parts.append(head[:left])
+                self._chunks[0] = head[left:]
+                left = 0
+        self._have -= n
+        return b"".join(parts)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 
 import pytest
@@ -11,12 +11,13 @@ import pytest
 from codex_node.blockexchange.fetcher import BlockFetcher, FetchOptions
 from codex_node.blockexchange.slotsource import NetworkSlotDataSource
 from codex_node.data.erasure import ErasureParams
-from codex_node.data.slots import BLOCK_SIZE, cid_bytes
+from codex_node.data.slots import BLOCK_SIZE, SlotLayout, cid_bytes
 from codex_node.errors import RepairError, SlotDataError
 from codex_node.market.types import Ask, Content, Request
 from codex_node.purchasing.protect import ProtectedDataset, protect_dataset
 from codex_node.sales.context import OnBlocks
 from codex_node.sales.datasource import HOLDS_PREFIX, LocalSlotDataSource
+from codex_node.stores.datasets import store_dataset
 from codex_node.stores.repostore import RepoStore
 from codex_node.testing.fakeclock import FakeClock
 from codex_node.testing.mockmarket import account
@@ -25,6 +26,10 @@ from tests.blockexchange.conftest import Serve
 from tests.harness.blockpeers import HostilePeer, honest_app, upload
 
 OPTIONS = FetchOptions(batch_blocks=3, parallel=2, rounds=1)
+
+
+async def _one(data: bytes) -> AsyncIterator[bytes]:
+    yield data
 
 
 async def protected(repo: RepoStore, nblocks: int) -> ProtectedDataset:
@@ -196,3 +201,38 @@ async def test_repairing_calls_the_repairer_for_the_slot(
     finally:
         await fetcher.close()
     assert repairer.calls == [(2, clock.now() + 5)]
+
+
+async def test_a_block_repeated_in_the_slot_is_fetched_once_and_its_bytes_reported_per_position(
+    make_repo: Callable[..., RepoStore], serve: Serve, clock: FakeClock
+) -> None:
+    peer_repo = make_repo("peer")
+    same = os.urandom(BLOCK_SIZE)
+    cid = await store_dataset(peer_repo, _one(same * 5 + os.urandom(BLOCK_SIZE)))
+    manifest = await peer_repo.get_manifest(cid)
+    layout = SlotLayout(manifest.block_count, 1)
+    request = Request(
+        client=account(1),
+        ask=Ask(
+            proof_probability=1,
+            price_per_byte_per_second=1,
+            collateral_per_byte=1,
+            slots=1,
+            slot_size=layout.slot_size,
+            duration=3600,
+            max_slot_loss=0,
+        ),
+        content=Content(cid=cid_bytes(cid), merkle_root=bytes(32)),
+        expiry=600,
+        nonce=os.urandom(32),
+    )
+    here = make_repo("here")
+    peer = HostilePeer(peer_repo)
+    fetcher = BlockFetcher(here, StaticProviders([await serve(peer, "peer")]), clock, options=OPTIONS)
+    reservation = Reservation(here, layout.slot_size)
+    try:
+        await source_for(here, fetcher).fetch(request, 0, clock.now() + 100, reservation)
+    finally:
+        await fetcher.close()
+    assert here.quota().reserved == 0  # all six positions left the reservation, though only two blocks came
+    assert here.total_blocks == 3  # the manifest and the two distinct blocks

@@ -3,16 +3,14 @@
 Both hand out only content-addressed bytes the asker verifies against the CID it asked for, so they are open
 without the API token (``api/access.py``, :data:`~codex_node.api.access.OPEN_PEER_ROUTES`); they answer nothing
 but stored blocks and "not here". They count as downloads (``api/downloads.py``, ``--api-max-downloads``): a batch
-holds at most :data:`SERVE_READ_AHEAD` blocks read ahead plus the transport's send buffer, and its request names
+holds about three groups of :data:`SERVE_READ_AHEAD` blocks, and its request names
 at most :data:`~codex_node.blockexchange.wire.MAX_BATCH_CIDS` CIDs (the body is under the 256 KiB body limit).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import AsyncIterator
-from itertools import islice
 from typing import Annotated, cast
 
 import structlog
@@ -24,7 +22,7 @@ from codex_node.api.schemas import CamelModel
 from codex_node.api.services import services_of
 from codex_node.blockexchange.wire import MAX_BATCH_CIDS, MAX_FRAME_BYTES, MEDIA_TYPE, frame
 from codex_node.data.cid import Cid, parse_cid
-from codex_node.errors import BlockNotFoundError, CodexError
+from codex_node.errors import CodexError
 from codex_node.stores.repostore import RepoStore
 
 log = structlog.get_logger(__name__)
@@ -34,7 +32,8 @@ router = APIRouter(tags=["Blocks"], include_in_schema=False)
 peer protocol (documented here and in ``blockexchange/wire.py``)."""
 
 SERVE_READ_AHEAD = 16
-"""Blocks of a batch read from the repo at once (1 MiB of 64 KiB blocks) while the previous ones are sent."""
+"""Blocks of a batch read from the repo in one worker thread (1 MiB of 64 KiB blocks), the next group being read
+while one is sent: a batch holds about three such groups (one read, one sent, one in the send buffer)."""
 
 
 class BlocksRequest(CamelModel):
@@ -78,31 +77,34 @@ async def get_blocks(request: Request, body: BlocksRequest) -> StreamingResponse
     return StreamingResponse(_frames(_repo(request), cids), media_type=MEDIA_TYPE)
 
 
-async def _read(repo: RepoStore, cid: Cid) -> bytes | None:
+def _read_group(repo: RepoStore, cids: list[Cid]) -> bytes:
+    """The frames of ``cids``, read in one worker thread; a block that cannot be read is answered "not here"."""
     try:
-        data = await repo.get_block(cid)
-    except BlockNotFoundError:
-        return None
+        blocks = repo.read_blocks(cids)
     except CodexError as e:  # a block gone bad on disk is not served; the asker goes to another peer
-        log.warning("block not served", cid=cid.text, error=repr(e))
-        return None
-    return data if len(data) <= MAX_FRAME_BYTES else None
+        log.warning("blocks not served", first=cids[0].text, error=repr(e))
+        blocks = [None] * len(cids)
+    out = bytearray()
+    for data in blocks:
+        if data is not None and len(data) > MAX_FRAME_BYTES:
+            data = None
+        out += frame(data)
+        if data is not None:
+            out += data
+    return bytes(out)
 
 
 async def _frames(repo: RepoStore, cids: list[Cid]) -> AsyncIterator[bytes]:
-    window: deque[asyncio.Task[bytes | None]] = deque()
-    rest = iter(cids)
+    """The answer group by group (:data:`SERVE_READ_AHEAD` blocks), the next group read while one is sent."""
+    groups = [cids[i : i + SERVE_READ_AHEAD] for i in range(0, len(cids), SERVE_READ_AHEAD)]
+    ahead: asyncio.Future[bytes] | None = None
     try:
-        for cid in islice(rest, SERVE_READ_AHEAD):
-            window.append(asyncio.ensure_future(_read(repo, cid)))
-        while window:
-            data = await window.popleft()
-            following = next(rest, None)
-            if following is not None:
-                window.append(asyncio.ensure_future(_read(repo, following)))
-            yield frame(data) + (data or b"")
+        for i in range(len(groups)):
+            current = ahead or asyncio.ensure_future(asyncio.to_thread(_read_group, repo, groups[i]))
+            ahead = None
+            if i + 1 < len(groups):
+                ahead = asyncio.ensure_future(asyncio.to_thread(_read_group, repo, groups[i + 1]))
+            yield await current
     finally:
-        for task in window:
-            task.cancel()
-        if window:
-            await asyncio.wait(window)
+        if ahead is not None and not ahead.done():
+            await asyncio.wait([ahead])  # a thread cannot be cancelled: let it finish
