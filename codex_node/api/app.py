@@ -31,6 +31,7 @@ from codex_node.api.routes import (
     network,
     sales,
     storage,
+    validator,
 )
 from codex_node.api.routes.dashboard import mount_dashboard
 from codex_node.api.schemas import ErrorBody
@@ -54,6 +55,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     health.router,
     monitor.router,
     blocks.router,
+    validator.router,
 )
 
 _DESCRIPTION = (
