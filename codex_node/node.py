@@ -47,6 +47,7 @@ from codex_node.market.types import ChainInfo
 from codex_node.marketplace import MarketplaceParts, start_marketplace
 from codex_node.monitor.chain import MarketProbe
 from codex_node.monitor.part import Monitor, start_monitor
+from codex_node.peers.port import Providers
 from codex_node.stores.blockfiles import BlockFiles
 from codex_node.stores.datadir import DataDirLock
 from codex_node.stores.kv import KVStore, LevelDBStore
@@ -79,6 +80,7 @@ class Node:
         self.maintainer: BlockMaintainer | None = None
         self.marketplace: MarketplaceParts | None = None
         self.monitor: Monitor | None = None
+        self.peers: Providers | None = None  # the peers part (peers/) sets it; the block exchange needs it
         self.validator: Validator | None = None
         # The node's own metrics registry, passed to every part and hung on the process-wide one while the node
         # runs: a second node in the same process (tests) never collides with the first's series.
@@ -166,7 +168,13 @@ class Node:
 
         if c.chain_mode != "none":
             mp = await start_marketplace(
-                c, kv=kv, repo=repo, clock=self.clock, start_part=self._parts.start, registry=self.registry
+                c,
+                kv=kv,
+                repo=repo,
+                clock=self.clock,
+                start_part=self._parts.start,
+                registry=self.registry,
+                providers=self.peers,
             )
             self.marketplace = mp
             self.chain = mp.info
@@ -225,6 +233,7 @@ class Node:
             monitor=self.monitor,
             ledger=mp.ledger,
             account_metrics=mp.account_metrics,
+            network=mp.network,
             validator=self.validator,
         )
 

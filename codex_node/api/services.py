@@ -29,6 +29,7 @@ from codex_node.stores.repostore import RepoStore
 from codex_node.validation.validator import ValidatorStatus
 
 if TYPE_CHECKING:  # the chain modules pull in the whole Ethereum stack; only their types are needed here
+    from codex_node.blockexchange.datasets import NetworkDatasets
     from codex_node.data.cid import Cid
     from codex_node.market.embedded import EmbeddedChain
     from codex_node.market.onchain import OnChainMarket
@@ -88,6 +89,8 @@ class Services:
     """Readings, alerts, storage samples and proof margins (``monitor/``); health and the dashboard read it."""
     ledger: EarningsLedger | None = None
     account_metrics: AccountMetrics | None = None
+    network: NetworkDatasets | None = None
+    """Datasets fetched from peers (``/data/{cid}/network…``); ``None`` without the block exchange."""
     validator: ValidatorView | None = None
     """The validator, when the node runs with ``--validator``."""
 
