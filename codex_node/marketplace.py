@@ -37,6 +37,7 @@ from prometheus_client import CollectorRegistry
 from codex_node.blockexchange.datasets import NetworkDatasets
 from codex_node.blockexchange.fetcher import BlockFetcher
 from codex_node.blockexchange.metrics import FetchMetrics
+from codex_node.blockexchange.repair import RepoSlotRepairer
 from codex_node.blockexchange.slotsource import NetworkSlotDataSource
 from codex_node.clock import Clock
 from codex_node.config import NodeConfig
@@ -183,6 +184,8 @@ async def start_marketplace(
         # Slots come from peers: fetched, verified and stored block by block, then held like local ones.
         fetcher = BlockFetcher(repo, providers, clock, metrics=FetchMetrics(registry))
         await start_part("block fetcher", fetcher)
+        # A slot in Repair is rebuilt from K other slots, read through the same fetcher (local blocks first).
+        repairer = repairer or RepoSlotRepairer(repo, fetcher, registry=registry)
         data_source = NetworkSlotDataSource(repo, fetcher, local_source, repairer=repairer)
         network = NetworkDatasets(repo, fetcher)
         await start_part("network downloads", network)

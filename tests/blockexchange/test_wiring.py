@@ -7,6 +7,7 @@ from pathlib import Path
 import httpx
 
 from codex_node.api.app import API_PREFIX
+from codex_node.blockexchange.repair import RepoSlotRepairer
 from codex_node.blockexchange.slotsource import NetworkSlotDataSource
 from codex_node.config import NodeConfig
 from codex_node.node import Node
@@ -20,7 +21,9 @@ async def test_a_node_with_peers_sells_slots_from_the_network_and_serves_the_net
     async with node:
         mp = node.marketplace
         assert mp is not None
-        assert isinstance(mp.sales.context.data_source, NetworkSlotDataSource)
+        source = mp.sales.context.data_source
+        assert isinstance(source, NetworkSlotDataSource)
+        assert isinstance(source._repairer, RepoSlotRepairer)  # a slot in Repair is rebuilt, not refused
         assert "block fetcher" in node.parts
         async with httpx.AsyncClient(base_url=f"{node.api_url}{API_PREFIX}") as api:
             cid = (await api.post("/data", content=b"hello")).text
