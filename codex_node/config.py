@@ -65,6 +65,7 @@ class NodeConfig:
     api_token: Path | None = None
     api_allow_unauthenticated: bool = False
     api_max_downloads: int = 32
+    verify_reads: bool = False
     config_file: Path | None = None
     bootstrap_nodes: tuple[str, ...] = ()
     # --- marketplace: parsed and checked here, wired by the chain and sales layers ---
@@ -447,6 +448,13 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("--block-mn", "blocks examined per maintenance pass", _int_in(1), metavar="N"),
     Option(
+        "--verify-reads",
+        "hash every block a download reads and cut the download at a corrupt one (proofs and single blocks are "
+        "always checked); costs about half the download speed",
+        kind="bool",
+        show=_show_bool,
+    ),
+    Option(
         "--log-level",
         "debug|info|warning|error|critical (nim-codex's trace, notice, warn and fatal work too)",
         parse_level,
@@ -532,10 +540,16 @@ OPTIONS: tuple[Option, ...] = (
         show=_show_duration,
         group="marketplace",
     ),
-    Option("--validator", "mark missing storage proofs", kind="bool", show=_show_bool, group="marketplace"),
+    Option(
+        "--validator",
+        "after each proof period, mark the missing proofs of the watched filled slots (needs gas only)",
+        kind="bool",
+        show=_show_bool,
+        group="marketplace",
+    ),
     Option(
         "--validator-groups",
-        "split the slot-id space into N groups (2..65535); this validator watches one",
+        "split the slot-id space into N groups (2..65535; a slot's group: its id modulo N); the validator watches one",
         _int_in(2, 65535),
         metavar="N",
         group="marketplace",
@@ -549,7 +563,7 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "--simulate-proof-failures",
-        "for tests: send a wrong proof every N-th period (0 = never)",
+        "for tests: send a wrong proof every N-th period a proof is due (1 = every one, 0 = never)",
         _int_in(0),
         metavar="N",
         group="marketplace",

@@ -15,7 +15,8 @@ Data dir layout::
     <data-dir>/chain/                      the embedded chain (its own LevelDB, node key, deployment.json)
 
 The marketplace (the chain, embedded by default or remote; the Market on it; Sales) starts after the repo and
-before the API (``marketplace.py``), Purchasing with it; the Validator will plug in after it. A node given a
+before the API (``marketplace.py``), Purchasing with it; with ``--validator`` the Validator
+(``validation/``) starts after it, on the node's account and the market's event stream and chain clock. A node given a
 :class:`~codex_node.market.sharedchain.SharedChain` (tests running several nodes in one process) uses that chain
 and account instead of ``<data-dir>/chain``, and leaves starting and stopping the chain to its owner.
 
@@ -49,13 +50,17 @@ from codex_node.market.types import ChainInfo
 from codex_node.marketplace import MarketplaceParts, start_marketplace
 from codex_node.monitor.chain import MarketProbe
 from codex_node.monitor.part import Monitor, start_monitor
+from codex_node.peers.port import Providers
 from codex_node.stores.blockfiles import BlockFiles
 from codex_node.stores.datadir import DataDirLock
 from codex_node.stores.kv import KVStore, LevelDBStore
 from codex_node.stores.maintenance import BlockMaintainer
 from codex_node.stores.repostore import RepoStore
+from codex_node.utils import eventloop
 from codex_node.utils.parts import Closing, PartStack
 from codex_node.utils.recursionlimit import bound_recursion_limit
+from codex_node.validation.metrics import ValidatorMetrics
+from codex_node.validation.validator import Validator
 
 log = structlog.get_logger(__name__)
 
@@ -82,6 +87,8 @@ class Node:
         self.maintainer: BlockMaintainer | None = None
         self.marketplace: MarketplaceParts | None = None
         self.monitor: Monitor | None = None
+        self.peers: Providers | None = None  # the peers part (peers/) sets it; the block exchange needs it
+        self.validator: Validator | None = None
         # The node's own metrics registry, passed to every part and hung on the process-wide one while the node
         # runs: a second node in the same process (tests) never collides with the first's series.
         self.registry = CollectorRegistry(auto_describe=True)
@@ -105,6 +112,8 @@ class Node:
             metrics=self.metrics_url,
             marketplace=self.config.chain_mode,
             node_id=self.node_id,
+            event_loop=eventloop.loop_name(asyncio.get_running_loop()),
+            http_parser=eventloop.http_parser(),
         )
 
     async def stop(self) -> None:
@@ -172,11 +181,24 @@ class Node:
                 clock=self.clock,
                 start_part=self._parts.start,
                 registry=self.registry,
+                providers=self.peers,
                 shared_chain=self._shared_chain,
             )
             self.marketplace = mp
             self.chain = mp.info
-        # The Validator plugs in here, after the Market and before the API; the monitor watches what started.
+            if c.validator:
+                # After the Market (it reads the chain's history and follows the running event stream), before
+                # the API. It acts with the node's account: marking a missing proof needs gas only.
+                validator = Validator(
+                    mp.market,
+                    mp.market.clock,
+                    groups=c.validator_groups,
+                    group_index=c.validator_group_index,
+                    metrics=ValidatorMetrics(self.registry),
+                )
+                await self._parts.start("validator", validator)
+                self.validator = validator
+        # The monitor watches what started.
         parts = self.marketplace
         self.monitor = await start_monitor(
             c,
@@ -219,13 +241,13 @@ class Node:
             monitor=self.monitor,
             ledger=mp.ledger,
             account_metrics=mp.account_metrics,
+            network=mp.network,
+            validator=self.validator,
         )
 
 
 def _refuse_unbuilt(c: NodeConfig) -> None:
     """Flags of parts this version does not have yet are refused, never silently ignored."""
-    if c.validator:
-        raise ConfigError("--validator", "this version of codex-node has no validator yet; remove the flag")
     if c.bootstrap_nodes:
         raise ConfigError(
             "--bootstrap-node", "this version of codex-node cannot fetch blocks from peers yet; remove the flag"
@@ -253,6 +275,7 @@ def _open_repo(kv: KVStore, c: NodeConfig, clock: Clock, registry: CollectorRegi
         quota_max=c.storage_quota,
         block_ttl=c.block_ttl,
         registry=registry,
+        verify_reads=c.verify_reads,
     )
 
 

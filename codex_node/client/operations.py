@@ -47,6 +47,7 @@ from codex_node.client.models import (
     SlotSale,
     Space,
     SpaceSample,
+    ValidatorState,
 )
 
 T = TypeVar("T")
@@ -69,6 +70,27 @@ UPLOAD = Operation("upload_api_codex_v1_data_post", "POST", "/data", 200, "uploa
 DOWNLOAD = Operation("download_api_codex_v1_data__cid__get", "GET", "/data/{cid}", 200, "download")
 DELETE = Operation("delete_api_codex_v1_data__cid__delete", "DELETE", "/data/{cid}", 204, "delete")
 EXISTS = Operation("exists_api_codex_v1_data__cid__exists_get", "GET", "/data/{cid}/exists", 200, "exists")
+NETWORK_DOWNLOAD = Operation(
+    "download_from_network_api_codex_v1_data__cid__network_post",
+    "POST",
+    "/data/{cid}/network",
+    200,
+    "download_from_network",
+)
+NETWORK_STREAM = Operation(
+    "stream_from_network_api_codex_v1_data__cid__network_stream_get",
+    "GET",
+    "/data/{cid}/network/stream",
+    200,
+    "fetch_from_network",
+)
+NETWORK_MANIFEST = Operation(
+    "manifest_from_network_api_codex_v1_data__cid__network_manifest_get",
+    "GET",
+    "/data/{cid}/network/manifest",
+    200,
+    "manifest_from_network",
+)
 SPACE = Operation("space_api_codex_v1_space_get", "GET", "/space", 200, "space")
 LIST_SLOTS = Operation("list_slots_api_codex_v1_sales_slots_get", "GET", "/sales/slots", 200, "list_slots")
 GET_SLOT = Operation("get_slot_api_codex_v1_sales_slots__slotId__get", "GET", "/sales/slots/{slotId}", 200, "get_slot")
@@ -113,6 +135,7 @@ PROOF_MARGINS = Operation(
     "proof_margins_api_codex_v1_sales_proof_margins_get", "GET", "/sales/proof-margins", 200, "proof_margins"
 )
 SALES_STATES = Operation("sales_states_api_codex_v1_sales_states_get", "GET", "/sales/states", 200, "sales_states")
+VALIDATOR = Operation("validator_state_api_codex_v1_validator_get", "GET", "/validator", 200, "validator")
 ACCOUNT = Operation("get_account_api_codex_v1_account_get", "GET", "/account", 200, "account")
 LEDGER = Operation("get_ledger_api_codex_v1_account_ledger_get", "GET", "/account/ledger", 200, "ledger")
 SALE_HISTORY = Operation(
@@ -145,6 +168,9 @@ OPERATIONS: tuple[Operation, ...] = (
     DOWNLOAD,
     DELETE,
     EXISTS,
+    NETWORK_DOWNLOAD,
+    NETWORK_STREAM,
+    NETWORK_MANIFEST,
     SPACE,
     LIST_SLOTS,
     GET_SLOT,
@@ -166,6 +192,7 @@ OPERATIONS: tuple[Operation, ...] = (
     SALE_HISTORY,
     SALES_STATES,
     SPACE_HISTORY,
+    VALIDATOR,
     REQUEST_STORAGE,
     LIST_PURCHASES,
     GET_PURCHASE,
@@ -222,6 +249,7 @@ def _nothing(_body: bytes) -> None:
 
 _PARSE_DATA_LIST = _json(DataList)
 _PARSE_EXISTS = _json(Exists)
+_PARSE_DATASET = _json(Dataset)
 _PARSE_LOG_LEVEL = _json(LogLevel)
 _PARSE_SPACE = _json(Space)
 _PARSE_SLOTS = _json(list[Slot])
@@ -236,6 +264,7 @@ _PARSE_ALERTS = _json(Alerts)
 _PARSE_SPACE_HISTORY = _json(list[SpaceSample])
 _PARSE_PROOF_MARGINS = _json(list[ProofMarginItem])
 _PARSE_SALES_STATES = _json(SalesStates)
+_PARSE_VALIDATOR = _json(ValidatorState)
 _PARSE_ACCOUNT = _json(Account)
 _PARSE_LEDGER = _json(LedgerPage)
 _PARSE_SALES = _json(SalesPage)
@@ -280,6 +309,14 @@ def delete(cid: str) -> Call[None]:
 
 def exists(cid: str) -> Call[bool]:
     return Call(EXISTS, fill(EXISTS, cid=cid), _has)
+
+
+def download_from_network(cid: str) -> Call[Dataset]:
+    return Call(NETWORK_DOWNLOAD, fill(NETWORK_DOWNLOAD, cid=cid), _PARSE_DATASET)
+
+
+def manifest_from_network(cid: str) -> Call[Dataset]:
+    return Call(NETWORK_MANIFEST, fill(NETWORK_MANIFEST, cid=cid), _PARSE_DATASET)
 
 
 def space() -> Call[Space]:
@@ -383,6 +420,10 @@ def proof_margins(limit: int = 512) -> Call[list[ProofMarginItem]]:
 
 def sales_states() -> Call[SalesStates]:
     return Call(SALES_STATES, SALES_STATES.path, _PARSE_SALES_STATES)
+
+
+def validator() -> Call[ValidatorState]:
+    return Call(VALIDATOR, VALIDATOR.path, _PARSE_VALIDATOR)
 
 
 def _query(**values: object) -> dict[str, str]:
