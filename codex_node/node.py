@@ -29,6 +29,7 @@ import secrets
 import signal
 import sys
 from types import TracebackType
+from urllib.parse import urlsplit
 
 import structlog
 from prometheus_client.registry import REGISTRY, CollectorRegistry
@@ -46,6 +47,8 @@ from codex_node.market.types import ChainInfo
 from codex_node.marketplace import MarketplaceParts, start_marketplace
 from codex_node.monitor.chain import MarketProbe
 from codex_node.monitor.part import Monitor, start_monitor
+from codex_node.peers.addresses import announce_urls
+from codex_node.peers.part import Peers, build_peers, check_network_config
 from codex_node.stores.blockfiles import BlockFiles
 from codex_node.stores.datadir import DataDirLock
 from codex_node.stores.kv import KVStore, LevelDBStore
@@ -75,6 +78,8 @@ class Node:
         self.maintainer: BlockMaintainer | None = None
         self.marketplace: MarketplaceParts | None = None
         self.monitor: Monitor | None = None
+        self.peers: Peers | None = None
+        """The network's peers: a ``Providers`` for the block exchange, and what the peer routes serve."""
         # The node's own metrics registry, passed to every part and hung on the process-wide one while the node
         # runs: a second node in the same process (tests) never collides with the first's series.
         self.registry = CollectorRegistry(auto_describe=True)
@@ -115,6 +120,7 @@ class Node:
     async def _start_parts(self) -> None:
         c = self.config
         _refuse_unbuilt(c)
+        check_network_config(c)  # a bad --bootstrap-node record or no announce URL fails before anything is made
         # Ports are taken first, so a taken one fails before anything slow starts; they serve only at the end.
         api = HttpServer(self.app, c.api_bindaddr, c.api_port, flag="--api-port", name="api")
         api.bind()
@@ -145,6 +151,11 @@ class Node:
         self.node_id = _node_id(kv)
 
         await self._parts.start("metrics registry", _Registered(self.registry))
+        # The network's peers (key, record, table) before the marketplace that will fetch through them.
+        peers = build_peers(c, kv, self.clock, self.registry)
+        await self._parts.start("peers", peers)
+        self.peers = peers
+        peers.announce(announce_urls(c.api_announce_urls, c.api_bindaddr, urlsplit(api.url).port or c.api_port))
         # Construction runs the repo's crash recovery: a thread keeps signals and the loop responsive meanwhile.
         repo = await asyncio.to_thread(_open_repo, kv, c, self.clock, self.registry)
         await self._parts.start("repo store", Closing(repo.close))
@@ -184,6 +195,7 @@ class Node:
             self.metrics_url = f"{endpoint.url}/metrics"
         await self._parts.start("api", api)
         self.api_url = api.url
+        peers.start_discovery()  # once the API serves: peers that call back find it answering
 
     def _services(self) -> Services:
         """What the API's routes reach, once every part they may touch has started."""
@@ -206,6 +218,7 @@ class Node:
             monitor=self.monitor,
             ledger=mp.ledger,
             account_metrics=mp.account_metrics,
+            peers=self.peers,
         )
 
 
@@ -213,10 +226,6 @@ def _refuse_unbuilt(c: NodeConfig) -> None:
     """Flags of parts this version does not have yet are refused, never silently ignored."""
     if c.validator:
         raise ConfigError("--validator", "this version of codex-node has no validator yet; remove the flag")
-    if c.bootstrap_nodes:
-        raise ConfigError(
-            "--bootstrap-node", "this version of codex-node cannot fetch blocks from peers yet; remove the flag"
-        )
 
 
 class _Registered:
