@@ -201,7 +201,7 @@ class Node:
         """What the API's routes reach, once every part they may touch has started."""
         mp = self.marketplace
         if mp is None:
-            return Services(config=self.config, node=self, repo=self.repo, monitor=self.monitor)
+            return Services(config=self.config, node=self, repo=self.repo, monitor=self.monitor, peers=self.peers)
         dev = None
         if mp.chain is not None:
             dev = DevChain(chain=mp.chain, market=mp.market, client=mp.market.for_account(mp.chain.client_account))
