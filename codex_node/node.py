@@ -8,12 +8,15 @@ closing is wrapped in :class:`Closing`. If a part fails to start, the ones alrea
 Data dir layout::
 
     <data-dir>/codex-node.pid              the pid of the node using the data dir, locked while it runs
+    <data-dir>/peer.key                    the node key (Ed25519, mode 600): its peer id and signed record
     <data-dir>/meta/                       LevelDB: block index, pack records, quota, maintenance cursor, node id, and
                                            availabilities, reservations, event cursor, sale history
     <data-dir>/repo/packs/<id>.pack        blocks appended to pack files, one open pack per expiry day
                                            (``stores/blockfiles.py``, ``docs/packs.md``)
     <data-dir>/chain/                      the embedded chain (its own LevelDB, node key, deployment.json)
 
+The peers part (node key, peer record, peer table, discovery: ``peers/part.py``) starts after the metadata store;
+``node.peers`` is the ``Providers`` the network's fetchers use. Its discovery rounds start once the API serves.
 The marketplace (the chain, embedded by default or remote; the Market on it; Sales) starts after the repo and
 before the API (``marketplace.py``), Purchasing with it; the Validator will plug in after it.
 

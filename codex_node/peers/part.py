@@ -98,7 +98,7 @@ class Peers:
     async def start(self) -> None:
         now = self.clock.now()
         for record in store.load_known(self.kv, self.table.max_peers):
-            self.table.add(record, now=now)
+            self.table.add(record, now=now, verified=True)  # only peers reached before are kept
         self.metrics.known.set(len(self.table))
         self._tasks.reopen()
 
@@ -116,7 +116,8 @@ class Peers:
         await self.discovery.round()
 
     def save(self) -> None:
-        store.save_known(self.kv, [e.record for e in self.table.entries()])
+        """Keep the peers this node reached (heard-of ones are learned again from the network)."""
+        store.save_known(self.kv, [e.record for e in self.table.entries() if e.verified])
 
     # --- the Providers port -------------------------------------------------------------------------------------
 

@@ -97,7 +97,8 @@ class PeerProviders:
         if len(found) >= limit:
             return found[:limit]
         chosen = {p.peer_id for p in found}
-        candidates = [e for e in self.table.usable(now) if e.peer_id not in chosen][: self.max_asked]
+        # Only peers this node reached itself: a heard-of record's URL may belong to someone else.
+        candidates = [e for e in self.table.usable(now) if e.verified and e.peer_id not in chosen][: self.max_asked]
         found.extend(await self._ask_all(candidates, cid, limit - len(found)))
         return found[:limit]
 

@@ -1,8 +1,9 @@
 """The peer table: the peers this node knows (their verified records), how each behaved, and who to avoid.
 
-Bounded by ``--max-peers``: a newcomer takes the place of a peer that failed or misbehaved, or is not kept.
-A peer that cannot be reached is backed off (exponentially, capped); a peer that misbehaved (wrong bytes, a bad
-answer) is avoided for longer, with its strikes doubling the time. Pure: every method takes ``now``.
+Bounded by ``--max-peers``: a newcomer takes the place of a peer that failed or misbehaved, or is not kept; at
+most half of the table holds peers only heard of (never reached by this node). A peer that cannot be reached is
+backed off (exponentially, capped); a peer that misbehaved (wrong bytes, a bad answer) is avoided for longer, with
+its strikes doubling the time. Pure: every method takes ``now``.
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ class PeerTable:
     def __init__(self, self_id: str, max_peers: int) -> None:
         self.self_id = self_id
         self.max_peers = max_peers
+        # Records heard of (a peer's list, a caller introducing itself) may fill half the table at most: a flood of
+        # freshly made keys cannot crowd out the peers this node reached.
+        self.max_unverified = max(1, max_peers // 2)
         self._peers: dict[str, PeerEntry] = {}
 
     def __len__(self) -> int:
@@ -81,6 +85,8 @@ class PeerTable:
             if verified:
                 self.succeeded(record.peer_id, now=now)
             return True
+        if not verified and sum(1 for e in self._peers.values() if not e.verified) >= self.max_unverified:
+            return False
         if len(self._peers) >= self.max_peers and not self._evict_one(now):
             return False
         self._peers[record.peer_id] = PeerEntry(record=record, verified=verified, last_seen=now if verified else 0)

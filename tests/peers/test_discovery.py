@@ -112,6 +112,8 @@ async def test_the_table_is_bounded_by_max_peers() -> None:
     peers = node(wire, kv, clock, Bootstrap(url=URL.format(2)), max_peers=4)
     await peers.start()
     await peers.refresh()
+    assert len(peers.table) == 3  # at most half of the table is heard-of peers at any moment (2, then reached)
+    await peers.refresh()
     assert len(peers.table) == 4
     await peers.stop()
 

@@ -129,3 +129,11 @@ def test_the_holders_memory_is_bounded() -> None:
     for p in ("p1", "p2", "p3"):
         holders.remember("c", p)
     assert holders.of("c") == ["p3", "p2"]
+
+
+async def test_peers_only_heard_of_are_not_asked() -> None:
+    providers, wire, clock = setup(1, holders={2})
+    heard = peer(wire, 9, holds={CID.text})
+    providers.table.add(heard.record, now=clock.now())  # unverified: its URL may be someone else's
+    assert [p.peer_id for p in await providers.find(CID, limit=5)] == [key(2).peer_id]
+    assert ("have", heard.record.urls[0]) not in wire.asked

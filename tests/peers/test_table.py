@@ -77,3 +77,9 @@ def test_peers_that_served_most_rank_first() -> None:
         table.add(record(n), now=NOW, verified=True)
     table.credit(key(3).peer_id, 100, now=NOW)
     assert table.usable(NOW)[0].peer_id == key(3).peer_id
+
+
+def test_heard_of_peers_fill_half_the_table_at_most() -> None:
+    table = PeerTable(key(1).peer_id, max_peers=6)
+    assert [table.add(record(n), now=NOW) for n in range(2, 6)] == [True, True, True, False]
+    assert table.add(record(7), now=NOW, verified=True)  # a reached peer still finds room
