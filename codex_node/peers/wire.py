@@ -4,14 +4,16 @@
 * ``GET {url}/peers?spr=<ours>``: records of the peers it knows (and it learns ours);
 * ``GET {url}/have?cid=…``: which of these CIDs it holds.
 
-Every request has a timeout, follows no redirect, sends no credentials, and reads at most a fixed number of bytes
-(a hostile peer cannot make this node read more). :class:`PeerError` means the peer could not be reached or
-answered with an error status (back off); :class:`PeerAnswerError` means it answered what the protocol does not
-allow (misbehaviour). :class:`PeerWire` is the port; :class:`HttpPeerWire` the httpx implementation.
+Every request has a timeout (per wait, and for the whole answer), follows no redirect, sends no credentials, and
+reads at most a fixed number of bytes (a hostile peer cannot make this node read more). :class:`PeerError` means the
+peer could not be reached or answered with an error status (back off); :class:`PeerAnswerError` means it answered
+what the protocol does not allow (misbehaviour). :class:`PeerWire` is the port; :class:`HttpPeerWire` the httpx
+implementation.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from typing import Protocol
@@ -48,6 +50,8 @@ class HttpPeerWire:
     """:class:`PeerWire` over one shared httpx client; :meth:`close` when the node stops."""
 
     def __init__(self, *, timeout: float = DEFAULT_TIMEOUT, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        # httpx's timeout bounds each wait; this bounds the whole answer (a peer dripping a byte a second).
+        self._deadline = 3 * timeout
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout),
             follow_redirects=False,
@@ -65,7 +69,10 @@ class HttpPeerWire:
         # identity: the cap counts the bytes as sent, so a compressed answer cannot expand past it.
         headers = {"Accept-Encoding": "identity"} | ({"Accept": accept} if accept else {})
         try:
-            async with self._client.stream("GET", url, params=params, headers=headers) as response:
+            async with (
+                asyncio.timeout(self._deadline),
+                self._client.stream("GET", url, params=params, headers=headers) as response,
+            ):
                 if response.status_code != 200:
                     raise PeerError(f"{url} answered {response.status_code}")
                 declared = response.headers.get("content-length")
@@ -79,6 +86,8 @@ class HttpPeerWire:
                 return bytes(body)
         except httpx.HTTPError as e:
             raise PeerError(f"{url} could not be reached: {type(e).__name__}") from None
+        except TimeoutError:
+            raise PeerError(f"{url} did not answer within {self._deadline:g} s") from None
 
     async def record(self, url: str) -> PeerRecord:
         raw = await self._get(f"{url}/spr", MAX_RECORD_ANSWER, accept="text/plain")
