@@ -68,8 +68,10 @@ class Peers:
         self.clock = clock
         self.metrics = PeerMetrics(registry)
         self.table = PeerTable(key.peer_id, max_peers)
-        self._http = HttpPeerWire() if wire is None else None
-        self.wire: PeerWire = wire if wire is not None else self._http  # type: ignore[assignment]
+        self._http: HttpPeerWire | None = None
+        if wire is None:
+            wire = self._http = HttpPeerWire()
+        self.wire: PeerWire = wire
         self.providers = PeerProviders(self.table, self.wire, clock, self.metrics)
         self.record: PeerRecord | None = None
         self.discovery = Discovery(
