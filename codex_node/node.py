@@ -18,7 +18,8 @@ Data dir layout::
 The peers part (node key, peer record, peer table, discovery: ``peers/part.py``) starts after the metadata store;
 ``node.peers`` is the ``Providers`` the network's fetchers use. Its discovery rounds start once the API serves.
 The marketplace (the chain, embedded by default or remote; the Market on it; Sales) starts after the repo and
-before the API (``marketplace.py``), Purchasing with it; the Validator will plug in after it.
+before the API (``marketplace.py``), Purchasing with it; with ``--validator`` the Validator
+(``validation/``) starts after it, on the node's account and the market's event stream and chain clock.
 
 This module never parses flags or configures logging (the CLI does); it never reads the wall clock except
 through the :class:`~codex_node.clock.Clock` it is given.
@@ -44,7 +45,6 @@ from codex_node.api.server import HttpServer
 from codex_node.api.services import DevChain, Services, provide
 from codex_node.clock import Clock, SystemClock
 from codex_node.config import NodeConfig
-from codex_node.errors import ConfigError
 from codex_node.market import provider
 from codex_node.market.types import ChainInfo
 from codex_node.marketplace import MarketplaceParts, start_marketplace
@@ -59,6 +59,8 @@ from codex_node.stores.maintenance import BlockMaintainer
 from codex_node.stores.repostore import RepoStore
 from codex_node.utils.parts import Closing, PartStack
 from codex_node.utils.recursionlimit import bound_recursion_limit
+from codex_node.validation.metrics import ValidatorMetrics
+from codex_node.validation.validator import Validator
 
 log = structlog.get_logger(__name__)
 
@@ -83,6 +85,7 @@ class Node:
         self.monitor: Monitor | None = None
         self.peers: Peers | None = None
         """The network's peers: a ``Providers`` for the block exchange, and what the peer routes serve."""
+        self.validator: Validator | None = None
         # The node's own metrics registry, passed to every part and hung on the process-wide one while the node
         # runs: a second node in the same process (tests) never collides with the first's series.
         self.registry = CollectorRegistry(auto_describe=True)
@@ -122,7 +125,6 @@ class Node:
 
     async def _start_parts(self) -> None:
         c = self.config
-        _refuse_unbuilt(c)
         check_network_config(c)  # a bad --bootstrap-node record or no announce URL fails before anything is made
         # Ports are taken first, so a taken one fails before anything slow starts; they serve only at the end.
         api = HttpServer(self.app, c.api_bindaddr, c.api_port, flag="--api-port", name="api")
@@ -177,7 +179,19 @@ class Node:
             )
             self.marketplace = mp
             self.chain = mp.info
-        # The Validator plugs in here, after the Market and before the API; the monitor watches what started.
+            if c.validator:
+                # After the Market (it reads the chain's history and follows the running event stream), before
+                # the API. It acts with the node's account: marking a missing proof needs gas only.
+                validator = Validator(
+                    mp.market,
+                    mp.market.clock,
+                    groups=c.validator_groups,
+                    group_index=c.validator_group_index,
+                    metrics=ValidatorMetrics(self.registry),
+                )
+                await self._parts.start("validator", validator)
+                self.validator = validator
+        # The monitor watches what started.
         parts = self.marketplace
         self.monitor = await start_monitor(
             c,
@@ -222,13 +236,8 @@ class Node:
             ledger=mp.ledger,
             account_metrics=mp.account_metrics,
             peers=self.peers,
+            validator=self.validator,
         )
-
-
-def _refuse_unbuilt(c: NodeConfig) -> None:
-    """Flags of parts this version does not have yet are refused, never silently ignored."""
-    if c.validator:
-        raise ConfigError("--validator", "this version of codex-node has no validator yet; remove the flag")
 
 
 class _Registered:

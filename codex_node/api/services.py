@@ -27,6 +27,7 @@ from codex_node.sales.ledger import EarningsLedger
 from codex_node.sales.reservations import Reservations
 from codex_node.sales.sales import Sales
 from codex_node.stores.repostore import RepoStore
+from codex_node.validation.validator import ValidatorStatus
 
 if TYPE_CHECKING:  # the chain modules pull in the whole Ethereum stack; only their types are needed here
     from codex_node.data.cid import Cid
@@ -52,6 +53,12 @@ class DatasetHolds(Protocol):
     """Which datasets sales still need (``sales.datasource.LocalSlotDataSource``; absent without a marketplace)."""
 
     def held_until(self, cid: Cid) -> int | None: ...
+
+
+class ValidatorView(Protocol):
+    """What ``GET /validator`` reads of the validator (``validation.validator.Validator``)."""
+
+    def status(self) -> ValidatorStatus: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +91,8 @@ class Services:
     account_metrics: AccountMetrics | None = None
     peers: Peers | None = None
     """The network's peers: the node's identity and record, the peer table (``api/routes/peers.py``)."""
+    validator: ValidatorView | None = None
+    """The validator, when the node runs with ``--validator``."""
 
 
 def provide(app: FastAPI, services: Services) -> None:

@@ -60,6 +60,7 @@ MODEL_OF_SCHEMA: dict[str, type[BaseModel]] = {
     "Purchase": models.Purchase,
     "PeerList": models.PeerList,
     "HaveAnswer": models.HaveAnswer,
+    "ValidatorState": models.ValidatorState,
 }
 
 
