@@ -343,6 +343,10 @@ class BlocksUnavailableError(NetworkError, NotFoundError):
     """Some blocks could be found neither in the repo nor at any peer that was asked."""
 
 
+class NetworkUnavailableError(NetworkError):
+    """The node runs without the block exchange (no marketplace, or no peers part): maps to 503."""
+
+
 class RepairError(NetworkError):
     """A lost slot could not be rebuilt from the other slots (too few reachable, or a mismatch with its root)."""
 

@@ -34,6 +34,11 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from prometheus_client import CollectorRegistry
 
+from codex_node.blockexchange.datasets import NetworkDatasets
+from codex_node.blockexchange.fetcher import BlockFetcher
+from codex_node.blockexchange.metrics import FetchMetrics
+from codex_node.blockexchange.repair import RepoSlotRepairer
+from codex_node.blockexchange.slotsource import NetworkSlotDataSource
 from codex_node.clock import Clock
 from codex_node.config import NodeConfig
 from codex_node.errors import ConfigError
@@ -46,7 +51,7 @@ from codex_node.proofs.prover import Prover
 from codex_node.purchasing.metrics import PurchaseMetrics
 from codex_node.purchasing.purchasing import Purchasing
 from codex_node.sales.account import AccountMetrics, LedgerCollector
-from codex_node.sales.datasource import LocalSlotDataSource
+from codex_node.sales.datasource import LocalSlotDataSource, SlotDataSource
 from codex_node.sales.history import SaleHistory
 from codex_node.sales.ledger import EarningsLedger
 from codex_node.sales.metrics import ReservationsCollector, SalesMetrics
@@ -62,6 +67,8 @@ if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
     from web3 import AsyncWeb3
 
+    from codex_node.blockexchange.port import SlotRepairer
+    from codex_node.peers.port import Providers
     from codex_node.stores.kv import KVStore
     from codex_node.stores.repostore import RepoStore
     from codex_node.utils.parts import Part
@@ -89,6 +96,10 @@ class MarketplaceParts:
     w3: AsyncWeb3[Any]
     """The connection the market runs on (the monitor reads the head and the gas balance through it)."""
     proof_margins: ProofMargins | None = None
+    fetcher: BlockFetcher | None = None
+    """Verified blocks from peers (``blockexchange/``); ``None`` without a ``Providers``."""
+    network: NetworkDatasets | None = None
+    """Datasets fetched from peers for the ``/data/{cid}/network…`` routes; ``None`` without a ``Providers``."""
 
 
 class _Exits:
@@ -135,6 +146,8 @@ async def start_marketplace(
     start_part: StartPart,
     registry: CollectorRegistry,
     market_options: MarketOptions | None = None,
+    providers: Providers | None = None,
+    repairer: SlotRepairer | None = None,
 ) -> MarketplaceParts:
     """Build and start the chain, the Market and Sales (see the module docstring); return them."""
     chain: EmbeddedChain | None = None
@@ -163,7 +176,19 @@ async def start_marketplace(
     await start_part("prover metrics", Closing(prover.close))
     reservations = Reservations(repo)
     registry.register(ReservationsCollector(reservations.availability_totals))  # the node's own registry
-    data_source = LocalSlotDataSource(repo)
+    local_source = LocalSlotDataSource(repo)
+    data_source: SlotDataSource = local_source
+    fetcher: BlockFetcher | None = None
+    network: NetworkDatasets | None = None
+    if providers is not None:
+        # Slots come from peers: fetched, verified and stored block by block, then held like local ones.
+        fetcher = BlockFetcher(repo, providers, clock, metrics=FetchMetrics(registry))
+        await start_part("block fetcher", fetcher)
+        # A slot in Repair is rebuilt from K other slots, read through the same fetcher (local blocks first).
+        repairer = repairer or RepoSlotRepairer(repo, fetcher, registry=registry)
+        data_source = NetworkSlotDataSource(repo, fetcher, local_source, repairer=repairer)
+        network = NetworkDatasets(repo, fetcher)
+        await start_part("network downloads", network)
     ledger = EarningsLedger(kv, market.clock)
     registry.register(LedgerCollector(ledger))
     account_metrics = AccountMetrics(registry)
@@ -203,13 +228,15 @@ async def start_marketplace(
         sales=sales,
         purchasing=purchasing,
         reservations=reservations,
-        data_source=data_source,
+        data_source=local_source,
         info=info,
         chain=chain,
         w3=w3,
         proof_margins=proof_margins,
         ledger=ledger,
         account_metrics=account_metrics,
+        fetcher=fetcher,
+        network=network,
     )
 
 

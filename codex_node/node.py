@@ -57,6 +57,7 @@ from codex_node.stores.datadir import DataDirLock
 from codex_node.stores.kv import KVStore, LevelDBStore
 from codex_node.stores.maintenance import BlockMaintainer
 from codex_node.stores.repostore import RepoStore
+from codex_node.utils import eventloop
 from codex_node.utils.parts import Closing, PartStack
 from codex_node.utils.recursionlimit import bound_recursion_limit
 from codex_node.validation.metrics import ValidatorMetrics
@@ -109,6 +110,8 @@ class Node:
             metrics=self.metrics_url,
             marketplace=self.config.chain_mode,
             node_id=self.node_id,
+            event_loop=eventloop.loop_name(asyncio.get_running_loop()),
+            http_parser=eventloop.http_parser(),
         )
 
     async def stop(self) -> None:
@@ -175,7 +178,13 @@ class Node:
 
         if c.chain_mode != "none":
             mp = await start_marketplace(
-                c, kv=kv, repo=repo, clock=self.clock, start_part=self._parts.start, registry=self.registry
+                c,
+                kv=kv,
+                repo=repo,
+                clock=self.clock,
+                start_part=self._parts.start,
+                registry=self.registry,
+                providers=self.peers,
             )
             self.marketplace = mp
             self.chain = mp.info
@@ -236,6 +245,7 @@ class Node:
             ledger=mp.ledger,
             account_metrics=mp.account_metrics,
             peers=self.peers,
+            network=mp.network,
             validator=self.validator,
         )
 
@@ -261,6 +271,7 @@ def _open_repo(kv: KVStore, c: NodeConfig, clock: Clock, registry: CollectorRegi
         quota_max=c.storage_quota,
         block_ttl=c.block_ttl,
         registry=registry,
+        verify_reads=c.verify_reads,
     )
 
 

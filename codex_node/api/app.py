@@ -21,12 +21,14 @@ from codex_node.api.errors import install_error_handlers
 from codex_node.api.guards import document_guards, install_guards
 from codex_node.api.routes import (
     account,
+    blocks,
     check,
     data,
     debug,
     devchain,
     health,
     monitor,
+    network,
     peers,
     sales,
     storage,
@@ -45,6 +47,7 @@ DOCS_ASSETS = "/docs/static"
 
 ROUTERS: tuple[APIRouter, ...] = (
     data.router,
+    network.router,
     sales.router,
     storage.router,
     account.router,
@@ -53,6 +56,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     health.router,
     monitor.router,
     peers.router,
+    blocks.router,
     validator.router,
 )
 

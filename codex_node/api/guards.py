@@ -26,13 +26,17 @@ from codex_node.errors import ConfigError
 def install_guards(app: FastAPI, config: NodeConfig, *, prefix: str) -> None:
     """Add the middleware above to ``app``, whose routes live under ``prefix``. Call before outer middleware."""
     upload_path = f"{prefix}/data"
-    download_path = re.compile(re.escape(prefix) + r"/data/[^/]+")
+    download_path = re.compile(re.escape(prefix) + r"/data/[^/]+(/network/stream)?")
+    block_paths = re.compile(re.escape(prefix) + r"/blocks(/[^/]+)?")
 
     def is_upload(scope: Scope) -> bool:
         return scope.get("method") == "POST" and scope.get("path") == upload_path
 
     def is_download(scope: Scope) -> bool:
-        return scope.get("method") in ("GET", "HEAD") and download_path.fullmatch(str(scope.get("path"))) is not None
+        path = str(scope.get("path"))
+        if block_paths.fullmatch(path) is not None:  # blocks served to peers count as downloads too
+            return True
+        return scope.get("method") in ("GET", "HEAD") and download_path.fullmatch(path) is not None
 
     app.add_middleware(BodyLimitMiddleware, streams=is_upload)
     app.add_middleware(DownloadLimitMiddleware, max_downloads=config.api_max_downloads, is_download=is_download)

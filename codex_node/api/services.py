@@ -30,6 +30,7 @@ from codex_node.stores.repostore import RepoStore
 from codex_node.validation.validator import ValidatorStatus
 
 if TYPE_CHECKING:  # the chain modules pull in the whole Ethereum stack; only their types are needed here
+    from codex_node.blockexchange.datasets import NetworkDatasets
     from codex_node.data.cid import Cid
     from codex_node.market.embedded import EmbeddedChain
     from codex_node.market.onchain import OnChainMarket
@@ -91,6 +92,8 @@ class Services:
     account_metrics: AccountMetrics | None = None
     peers: Peers | None = None
     """The network's peers: the node's identity and record, the peer table (``api/routes/peers.py``)."""
+    network: NetworkDatasets | None = None
+    """Datasets fetched from peers (``/data/{cid}/network…``); ``None`` without the block exchange."""
     validator: ValidatorView | None = None
     """The validator, when the node runs with ``--validator``."""
 

@@ -126,7 +126,32 @@ class AsyncCodexClient:
     @asynccontextmanager
     async def stream_download(self, cid: str) -> AsyncIterator[AsyncDownload]:
         """The dataset ``cid`` as an :class:`AsyncDownload`: its ``info``, then its bytes by ``async for``."""
-        op = ops.DOWNLOAD
+        async with self._stream(ops.DOWNLOAD, cid) as download:
+            yield download
+
+    @asynccontextmanager
+    async def stream_from_network(self, cid: str) -> AsyncIterator[AsyncDownload]:
+        """The dataset ``cid`` fetched by the node from its peers while it streams it (the node stores nothing)."""
+        async with self._stream(ops.NETWORK_STREAM, cid) as download:
+            yield download
+
+    async def fetch_from_network(self, cid: str, dest: BinaryIO) -> DownloadInfo:
+        """Write the dataset ``cid``, which the node fetches from its peers as it streams, to the open ``dest``."""
+        async with self.stream_from_network(cid) as download:
+            async for chunk in download:
+                dest.write(chunk)
+            return download.info
+
+    async def download_from_network(self, cid: str) -> Dataset:
+        """Have the node fetch the dataset ``cid`` from its peers in the background; returns its manifest."""
+        return await self._run(ops.download_from_network(cid))
+
+    async def manifest_from_network(self, cid: str) -> Dataset:
+        """The manifest of the dataset ``cid``, fetched by the node from its peers."""
+        return await self._run(ops.manifest_from_network(cid))
+
+    @asynccontextmanager
+    async def _stream(self, op: ops.Operation, cid: str) -> AsyncIterator[AsyncDownload]:
         path = ops.fill(op, cid=cid)
         try:
             async with self._http.stream(op.method, path) as response:

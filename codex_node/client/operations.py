@@ -72,6 +72,27 @@ UPLOAD = Operation("upload_api_codex_v1_data_post", "POST", "/data", 200, "uploa
 DOWNLOAD = Operation("download_api_codex_v1_data__cid__get", "GET", "/data/{cid}", 200, "download")
 DELETE = Operation("delete_api_codex_v1_data__cid__delete", "DELETE", "/data/{cid}", 204, "delete")
 EXISTS = Operation("exists_api_codex_v1_data__cid__exists_get", "GET", "/data/{cid}/exists", 200, "exists")
+NETWORK_DOWNLOAD = Operation(
+    "download_from_network_api_codex_v1_data__cid__network_post",
+    "POST",
+    "/data/{cid}/network",
+    200,
+    "download_from_network",
+)
+NETWORK_STREAM = Operation(
+    "stream_from_network_api_codex_v1_data__cid__network_stream_get",
+    "GET",
+    "/data/{cid}/network/stream",
+    200,
+    "fetch_from_network",
+)
+NETWORK_MANIFEST = Operation(
+    "manifest_from_network_api_codex_v1_data__cid__network_manifest_get",
+    "GET",
+    "/data/{cid}/network/manifest",
+    200,
+    "manifest_from_network",
+)
 SPACE = Operation("space_api_codex_v1_space_get", "GET", "/space", 200, "space")
 LIST_SLOTS = Operation("list_slots_api_codex_v1_sales_slots_get", "GET", "/sales/slots", 200, "list_slots")
 GET_SLOT = Operation("get_slot_api_codex_v1_sales_slots__slotId__get", "GET", "/sales/slots/{slotId}", 200, "get_slot")
@@ -155,6 +176,9 @@ OPERATIONS: tuple[Operation, ...] = (
     DOWNLOAD,
     DELETE,
     EXISTS,
+    NETWORK_DOWNLOAD,
+    NETWORK_STREAM,
+    NETWORK_MANIFEST,
     SPACE,
     LIST_SLOTS,
     GET_SLOT,
@@ -238,6 +262,7 @@ def _nothing(_body: bytes) -> None:
 
 _PARSE_DATA_LIST = _json(DataList)
 _PARSE_EXISTS = _json(Exists)
+_PARSE_DATASET = _json(Dataset)
 _PARSE_LOG_LEVEL = _json(LogLevel)
 _PARSE_SPACE = _json(Space)
 _PARSE_SLOTS = _json(list[Slot])
@@ -311,6 +336,14 @@ def delete(cid: str) -> Call[None]:
 
 def exists(cid: str) -> Call[bool]:
     return Call(EXISTS, fill(EXISTS, cid=cid), _has)
+
+
+def download_from_network(cid: str) -> Call[Dataset]:
+    return Call(NETWORK_DOWNLOAD, fill(NETWORK_DOWNLOAD, cid=cid), _PARSE_DATASET)
+
+
+def manifest_from_network(cid: str) -> Call[Dataset]:
+    return Call(NETWORK_MANIFEST, fill(NETWORK_MANIFEST, cid=cid), _PARSE_DATASET)
 
 
 def space() -> Call[Space]:

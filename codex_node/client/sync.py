@@ -134,7 +134,32 @@ class CodexClient:
     @contextmanager
     def stream_download(self, cid: str) -> Iterator[Download]:
         """The dataset ``cid`` as a :class:`Download`: its :attr:`~Download.info`, then its bytes by iteration."""
-        op = ops.DOWNLOAD
+        with self._stream(ops.DOWNLOAD, cid) as download:
+            yield download
+
+    @contextmanager
+    def stream_from_network(self, cid: str) -> Iterator[Download]:
+        """The dataset ``cid`` fetched by the node from its peers while it streams it (the node stores nothing)."""
+        with self._stream(ops.NETWORK_STREAM, cid) as download:
+            yield download
+
+    def fetch_from_network(self, cid: str, dest: BinaryIO) -> DownloadInfo:
+        """Write the dataset ``cid``, which the node fetches from its peers as it streams, to the open ``dest``."""
+        with self.stream_from_network(cid) as download:
+            for chunk in download:
+                dest.write(chunk)
+            return download.info
+
+    def download_from_network(self, cid: str) -> Dataset:
+        """Have the node fetch the dataset ``cid`` from its peers in the background; returns its manifest."""
+        return self._run(ops.download_from_network(cid))
+
+    def manifest_from_network(self, cid: str) -> Dataset:
+        """The manifest of the dataset ``cid``, fetched by the node from its peers."""
+        return self._run(ops.manifest_from_network(cid))
+
+    @contextmanager
+    def _stream(self, op: ops.Operation, cid: str) -> Iterator[Download]:
         path = ops.fill(op, cid=cid)
         try:
             with self._http.stream(op.method, path) as response:
