@@ -39,10 +39,19 @@ PUBLIC_PATHS = frozenset({"/docs", "/redoc", "/openapi.json", "/dashboard", "/ap
 """Documents anyone may read (no token): Swagger UI, its assets under ``/docs/``, ReDoc, and the schema; the
 dashboard's page and assets under ``/dashboard/`` (they hold no data: the page asks the API, with the token); and
 the health route (container health checks carry no token; ``api/routes/health.py``)."""
-OPEN_PEER_ROUTES = ("/api/codex/v1/blocks",)
+OPEN_PEER_ROUTES = (
+    "/api/codex/v1/blocks",
+    "/api/codex/v1/peerid",
+    "/api/codex/v1/spr",
+    "/api/codex/v1/peers",
+    "/api/codex/v1/have",
+)
 """THE one list of routes other peers reach without the API token (a path equal to one, or under it). Each serves
 only content-addressed, verifiable bytes or signed records: ``/blocks`` and ``/blocks/{cid}`` hand out blocks by
-CID, which the asker checks against the CID (``api/routes/blocks.py``)."""
+CID, which the asker checks against the CID (``api/routes/blocks.py``); ``/peerid``, ``/spr``, ``/peers`` (peer
+exchange) and ``/have`` serve the node's public identity, signed peer records and which CIDs it holds
+(``api/routes/peers.py``). The Host rules still apply (a peer reaching the node by name needs that name in
+``--api-allowed-host`` or ``--api-announce-url``)."""
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from codex_node.api.routes import (
     health,
     monitor,
     network,
+    peers,
     sales,
     storage,
     validator,
@@ -54,6 +55,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     check.router,
     health.router,
     monitor.router,
+    peers.router,
     blocks.router,
     validator.router,
 )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Scope
@@ -55,7 +56,10 @@ def access_policy(config: NodeConfig, bind_address: str) -> AccessPolicy:
             token = read_api_token(config.api_token)
         except (OSError, ValueError) as e:
             raise ConfigError("--api-token", str(e)) from None
-    return AccessPolicy.build(bind_address, config.api_allowed_hosts, token)
+    # The hosts of --api-announce-url: peers reach the node by the name its record announces.
+    announced = [urlsplit(u).hostname or "" for u in config.api_announce_urls]
+    hosts = [*config.api_allowed_hosts, *(f"[{h}]" if ":" in h else h for h in announced if h)]
+    return AccessPolicy.build(bind_address, hosts, token)
 
 
 _GUARD_RESPONSES = {

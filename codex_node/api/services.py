@@ -20,6 +20,7 @@ from codex_node.config import DEFAULTS, NodeConfig
 from codex_node.errors import CodexError, MarketUnavailableError
 from codex_node.market.market import Market
 from codex_node.monitor.monitor import Monitor
+from codex_node.peers.part import Peers
 from codex_node.purchasing.purchasing import Purchasing
 from codex_node.sales.account import AccountMetrics
 from codex_node.sales.ledger import EarningsLedger
@@ -89,6 +90,8 @@ class Services:
     """Readings, alerts, storage samples and proof margins (``monitor/``); health and the dashboard read it."""
     ledger: EarningsLedger | None = None
     account_metrics: AccountMetrics | None = None
+    peers: Peers | None = None
+    """The network's peers: the node's identity and record, the peer table (``api/routes/peers.py``)."""
     network: NetworkDatasets | None = None
     """Datasets fetched from peers (``/data/{cid}/network…``); ``None`` without the block exchange."""
     validator: ValidatorView | None = None
@@ -166,6 +169,12 @@ def get_monitor(services: ServicesDep) -> Monitor:
     return services.monitor
 
 
+def get_peers(services: ServicesDep) -> Peers:
+    if services.peers is None:
+        raise CodexError("the node's peers part is not running")
+    return services.peers
+
+
 RepoDep = Annotated[RepoStore, Depends(get_repo)]
 MarketDep = Annotated[Market, Depends(get_market)]
 SalesDep = Annotated[Sales, Depends(get_sales)]
@@ -174,3 +183,4 @@ PurchasingDep = Annotated[Purchasing, Depends(get_purchasing)]
 DevChainDep = Annotated[DevChain, Depends(get_dev_chain)]
 MonitorDep = Annotated[Monitor, Depends(get_monitor)]
 LedgerDep = Annotated[EarningsLedger, Depends(get_ledger)]
+PeersDep = Annotated[Peers, Depends(get_peers)]

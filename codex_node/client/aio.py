@@ -229,6 +229,28 @@ class AsyncCodexClient:
     async def list_reservations(self, availability_id: str) -> list[Reservation]:
         return await self._run(ops.list_reservations(availability_id))
 
+    # --- peers ------------------------------------------------------------------------------------------------
+
+    async def peer_id(self) -> str:
+        """The node's peer id."""
+        return await self._run(ops.peer_id())
+
+    async def spr(self) -> str:
+        """The node's signed peer record (``spr:…``)."""
+        return await self._run(ops.spr())
+
+    async def connect(self, peer_id: str, addrs: list[str] | None = None) -> None:
+        """Have the node reach ``peer_id`` at ``addrs`` (its API URLs) or the URLs it knows."""
+        return await self._run(ops.connect(peer_id, addrs))
+
+    async def peers(self, spr: str | None = None) -> list[str]:
+        """The signed records of the peers the node shares (peer exchange); ``spr`` introduces the caller."""
+        return await self._run(ops.peers(spr))
+
+    async def have(self, cid: list[str]) -> list[str]:
+        """Which of these CIDs the node holds."""
+        return await self._run(ops.have(cid))
+
     # --- debug ------------------------------------------------------------------------------------------------
 
     async def debug_info(self) -> DebugInfo:
@@ -335,7 +357,7 @@ class AsyncCodexClient:
         path: str,
         *,
         limit: int,
-        params: Mapping[str, str] | None = None,
+        params: Mapping[str, str | list[str]] | None = None,
         json: Mapping[str, object] | None = None,
         content: bytes | AsyncIterable[bytes] | Iterable[bytes] | None = None,
         headers: dict[str, str] | None = None,

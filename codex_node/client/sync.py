@@ -237,6 +237,28 @@ class CodexClient:
     def list_reservations(self, availability_id: str) -> list[Reservation]:
         return self._run(ops.list_reservations(availability_id))
 
+    # --- peers ------------------------------------------------------------------------------------------------
+
+    def peer_id(self) -> str:
+        """The node's peer id."""
+        return self._run(ops.peer_id())
+
+    def spr(self) -> str:
+        """The node's signed peer record (``spr:…``)."""
+        return self._run(ops.spr())
+
+    def connect(self, peer_id: str, addrs: list[str] | None = None) -> None:
+        """Have the node reach ``peer_id`` at ``addrs`` (its API URLs) or the URLs it knows."""
+        return self._run(ops.connect(peer_id, addrs))
+
+    def peers(self, spr: str | None = None) -> list[str]:
+        """The signed records of the peers the node shares (peer exchange); ``spr`` introduces the caller."""
+        return self._run(ops.peers(spr))
+
+    def have(self, cid: list[str]) -> list[str]:
+        """Which of these CIDs the node holds."""
+        return self._run(ops.have(cid))
+
     # --- debug ------------------------------------------------------------------------------------------------
 
     def debug_info(self) -> DebugInfo:
@@ -343,7 +365,7 @@ class CodexClient:
         path: str,
         *,
         limit: int,
-        params: Mapping[str, str] | None = None,
+        params: Mapping[str, str | list[str]] | None = None,
         json: Mapping[str, object] | None = None,
         content: bytes | Iterable[bytes] | None = None,
         headers: dict[str, str] | None = None,

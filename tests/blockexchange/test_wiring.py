@@ -11,7 +11,7 @@ from codex_node.blockexchange.repair import RepoSlotRepairer
 from codex_node.blockexchange.slotsource import NetworkSlotDataSource
 from codex_node.config import NodeConfig
 from codex_node.node import Node
-from codex_node.sales.datasource import LocalSlotDataSource
+from codex_node.peers.part import Peers
 from codex_node.testing.staticpeers import StaticProviders
 
 
@@ -32,10 +32,13 @@ async def test_a_node_with_peers_sells_slots_from_the_network_and_serves_the_net
     assert answer.json()["manifest"]["datasetSize"] == 5
 
 
-async def test_a_node_without_peers_keeps_the_local_source(tmp_path: Path) -> None:
+async def test_every_node_runs_the_peers_part_so_sales_can_fetch_from_the_network(tmp_path: Path) -> None:
+    # The peers part is always built (peers/part.py): a node with no peer yet finds none and sells what it holds,
+    # and one that learns peers later (peer exchange) can fetch without a restart.
     node = Node(NodeConfig(data_dir=tmp_path / "data", api_port=0, dev_block_time=0))
     async with node:
         mp = node.marketplace
         assert mp is not None
-        assert type(mp.sales.context.data_source) is LocalSlotDataSource
-        assert mp.network is None
+        assert isinstance(node.peers, Peers)
+        assert isinstance(mp.sales.context.data_source, NetworkSlotDataSource)
+        assert mp.network is not None
