@@ -195,7 +195,7 @@ class Prover:
         except (InvalidCidError, ValueError) as e:
             raise ProofDataError(f"request content CID 0x{request.content.cid.hex()} is not a CID: {e}") from e
         started = time.perf_counter()
-        dataset = await open_dataset(self.repo, cid, request.ask.slots)
+        dataset = await open_dataset(self.repo, cid, request.ask.slots, only_slot=slot.slot_index)
         if dataset.layout.slot_size != request.ask.slot_size:
             raise ProofDataError(
                 f"dataset {cid} cut into {request.ask.slots} slots makes {dataset.layout.slot_size}-byte slots, "
@@ -204,7 +204,11 @@ class Prover:
         dataset_key = (request.content.cid, request.ask.slots)
         dtree = self._datasets.get(dataset_key)
         siblings: list[SlotTree] = []
-        if dtree is None:
+        if dtree is None and dataset.protected:
+            # The manifest commits to every slot root: this host needs only its own slot (the others are elsewhere).
+            dtree = DatasetTree(dataset.slot_roots)
+            tree = await slot_tree(self.repo, dataset, slot.slot_index)
+        elif dtree is None:
             dtree, siblings = await dataset_tree(self.repo, dataset, first=slot.slot_index)
             tree = siblings[slot.slot_index]
         else:

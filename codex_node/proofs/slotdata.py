@@ -12,8 +12,8 @@ slot's blocks, and the dataset root needs every slot's (in the single-node case 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from codex_node.data.cid import Cid
@@ -44,13 +44,24 @@ class SlottedDataset:
     cid: Cid
     manifest: Manifest
     layout: SlotLayout
-    slot_manifests: tuple[Manifest, ...] = ()
-    """A protected dataset's slot manifests (``data/protected.py``): slot ``s`` is their ``s``-th's blocks."""
+    slot_manifests: Mapping[int, Manifest] = field(default_factory=dict)
+    """A protected dataset's slot manifests (``data/protected.py``) that were opened: slot ``s`` is the blocks of
+    slot manifest ``s``. A host opens only the one of the slot it hosts (the others are on other hosts)."""
+    slot_roots: tuple[bytes, ...] = ()
+    """A protected dataset's slot roots as its manifest commits to them (their tree's root is the dataset root,
+    checked when the manifest was parsed): the dataset tree without reading any other slot."""
+
+    @property
+    def protected(self) -> bool:
+        return bool(self.slot_roots)
 
     def block_cid(self, slot_index: int, position: int) -> Cid | None:
         """The CID of the block at ``position`` in the slot, ``None`` for a zero padding block."""
-        if self.slot_manifests:
-            return self.slot_manifests[slot_index].block_cid(position)
+        if self.protected:
+            manifest = self.slot_manifests.get(slot_index)
+            if manifest is None:
+                raise ProofDataError(f"slot manifest {slot_index} of {self.cid} was not opened here")
+            return manifest.block_cid(position)
         index = slot_index + position * self.layout.slots
         return self.manifest.block_cid(index) if index < self.layout.dataset_blocks else None
 
@@ -58,12 +69,13 @@ class SlottedDataset:
         return [self.block_cid(slot_index, p) for p in range(self.layout.blocks_per_slot)]
 
 
-async def open_dataset(reader: BlockReader, cid: Cid, slots: int) -> SlottedDataset:
+async def open_dataset(reader: BlockReader, cid: Cid, slots: int, *, only_slot: int | None = None) -> SlottedDataset:
     """The dataset whose manifest is ``cid``, cut into ``slots`` slots. Raises :class:`ProofDataError` if the
     manifest is not here or its blocks are not 64 KiB (the slot layout and the contract assume they are).
-    A protected manifest CID opens its slot manifests instead (every slot is one, blocks in order, no padding)."""
+    A protected manifest CID opens its slot manifests instead (every slot is one, blocks in order, no padding):
+    all of them, or with ``only_slot`` just that one (a host holds only its own slot)."""
     if cid.is_protected_manifest:
-        return await _open_protected(reader, cid, slots)
+        return await _open_protected(reader, cid, slots, only_slot)
     try:
         manifest = await reader.get_manifest(cid)
     except (BlockNotFoundError, CorruptBlockError) as e:
@@ -75,18 +87,25 @@ async def open_dataset(reader: BlockReader, cid: Cid, slots: int) -> SlottedData
     return SlottedDataset(cid, manifest, SlotLayout(manifest.block_count, slots))
 
 
-async def _open_protected(reader: BlockReader, cid: Cid, slots: int) -> SlottedDataset:
+async def _open_protected(reader: BlockReader, cid: Cid, slots: int, only_slot: int | None) -> SlottedDataset:
     try:
         protected = ProtectedManifest.from_block(cid, await reader.get_block(cid))
-        manifests = tuple([await reader.get_manifest(m) for m in protected.slot_manifests])
     except (BlockNotFoundError, CorruptBlockError, InvalidProtectedManifestError) as e:
         raise ProofDataError(f"protected dataset {cid} is not readable here: {e}") from e
     if protected.params.slots != slots:
         raise ProofDataError(f"protected dataset {cid} has {protected.params.slots} slots, not {slots}")
+    if only_slot is not None and not 0 <= only_slot < slots:
+        raise ProofDataError(f"protected dataset {cid} has no slot {only_slot}")
+    wanted = range(slots) if only_slot is None else (only_slot,)
+    try:
+        manifests = {i: await reader.get_manifest(protected.slot_manifests[i]) for i in wanted}
+    except (BlockNotFoundError, CorruptBlockError) as e:
+        raise ProofDataError(f"a slot manifest of protected dataset {cid} is not readable here: {e}") from e
     rows = protected.blocks_per_slot
-    if any(m.block_count != rows or m.info.block_size != BLOCK_SIZE for m in manifests):
+    if any(m.block_count != rows or m.info.block_size != BLOCK_SIZE for m in manifests.values()):
         raise ProofDataError(f"a slot manifest of {cid} does not list its slot's {rows} blocks")
-    return SlottedDataset(cid, manifests[0], SlotLayout(rows * slots, slots), manifests)
+    first = next(iter(manifests.values()))
+    return SlottedDataset(cid, first, SlotLayout(rows * slots, slots), manifests, protected.slot_roots)
 
 
 async def _read(reader: BlockReader, dataset: SlottedDataset, slot_index: int, cid: Cid | None) -> bytes | None:

@@ -13,6 +13,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from codex_node.data.cid import Cid
+from codex_node.data.erasure import ErasureParams
 from codex_node.data.manifest import Manifest
 from codex_node.data.slots import BLOCK_SIZE, SlotLayout, cid_bytes
 from codex_node.errors import BlockNotFoundError, InvalidCellProofError, ProofDataError
@@ -20,6 +21,7 @@ from codex_node.market.types import Ask, Content, Request, Slot
 from codex_node.proofs import DatasetTree, Prover, SlotTree, check_proof, dataset_commitment, verify_proof
 from codex_node.proofs import prover as prover_module
 from codex_node.proofs import slotdata as slotdata_module
+from codex_node.purchasing.protect import protect_dataset
 from codex_node.stores.blockfiles import BlockFiles
 from codex_node.stores.datasets import store_dataset
 from codex_node.stores.repostore import RepoStore
@@ -367,3 +369,21 @@ async def test_metrics_count_proofs_tree_builds_and_cache_bytes(repo: RepoStore)
     assert value("codex_proof_tree_cache_bytes") == prover.cached_bytes > 0
     prover.close()
     assert value("codex_proofs_built_total") is None
+
+
+async def test_a_host_holding_only_its_own_slot_of_a_protected_dataset_proves_it(repo: RepoStore) -> None:
+    """A protected dataset's manifest commits to every slot root: a host proves its slot with only that slot's
+    manifest and blocks here (the other slots are on other hosts), never reading a sibling."""
+    original = await store(repo, os.urandom(5 * BLOCK_SIZE + 77))
+    protected = await protect_dataset(repo, original, await repo.get_manifest(original), ErasureParams(2, 1))
+    commitment = await dataset_commitment(repo, protected.cid, 3)
+    request = request_for(commitment.content, 3, commitment.slot_size)
+    for own in range(3):
+        reader = CountingReader(repo)
+        for other in (i for i in range(3) if i != own):  # the other slots are not on this host
+            sibling = protected.manifest.slot_manifests[other]
+            reader.hidden |= {sibling.text, *(c.text for c in (await repo.get_manifest(sibling)).block_cids())}
+        prover = Prover(reader, samples=SAMPLES, registry=None)
+        challenge = os.urandom(32)
+        proof = await prover.prove(Slot(request, own), challenge)
+        check_proof(proof, target_for(Slot(request, own), challenge))
