@@ -184,27 +184,12 @@ async def test_a_proof_that_lands_after_its_period_ended_is_not_made_again_for_t
         await task
 
 
-async def test_a_proof_refused_for_an_unchanged_challenge_is_made_once_more_in_the_same_period(env: SalesEnv) -> None:
+async def test_a_wrong_proof_for_an_unchanged_challenge_is_not_sent_again(env: SalesEnv) -> None:
     _, task = await start_proving(env)
     env.market.fail_next("submit_proof", ProofInvalidError("InvalidCellProof"))
     with capture_logs() as logs:
         await next_period(env)
-    assert len(env.prover.proved) == 2
-    events = [(e["log_level"], e["event"]) for e in logs]
-    assert ("warning", "proof refused with the challenge unchanged; proving once more") in events
-    assert ("info", "proof submitted") in events
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-
-
-async def test_a_proof_refused_twice_for_an_unchanged_challenge_is_reported_and_not_sent_again(env: SalesEnv) -> None:
-    _, task = await start_proving(env)
-    env.market.fail_next("submit_proof", ProofInvalidError("InvalidCellProof"))
-    env.market.fail_next("submit_proof", ProofInvalidError("InvalidCellProof"))
-    with capture_logs() as logs:
-        await next_period(env)
-    assert len(env.prover.proved) == 2
+    assert len(env.prover.proved) == 1
     assert ("warning", "proof not submitted") in [(e["log_level"], e["event"]) for e in logs]
     task.cancel()
     with pytest.raises(asyncio.CancelledError):

@@ -115,10 +115,13 @@ class Proving(SaleState):
         """Prove the current challenge; once more if the challenge moved on before the proof landed.
 
         The challenge points at a block hash ``pointer`` blocks back; the pointer grows by one per block and wraps
-        every 256 blocks, and at the wrap the challenge changes. A proof built just before a wrap and mined just
-        after it is refused (``ProofInvalidError``) although the data is fine: then the new challenge, stable for
-        the next ~250 blocks, is proven at once instead of leaving the period unproven (a slashable miss).
-        If the *period* ended meanwhile, the proof was for a period that is over: the next round proves the new one.
+        every 256 blocks, and at the wrap the challenge changes. The market reads the challenge in the block a
+        transaction sent now runs in (``OnChainMarket.get_challenge``), but a block mined between that read and the
+        transaction may still wrap the pointer: the proof is refused (``ProofInvalidError``) although the data is
+        fine. Then the new challenge, stable for the next ~250 blocks, is proven at once instead of leaving the
+        period unproven (a slashable miss). A refusal with the challenge unchanged is a wrong proof: proving the
+        same challenge again would be refused again. If the *period* ended meanwhile, the proof was for a period
+        that is over: the next round proves the new one.
         """
         market = agent.context.market
         challenge = await market.get_challenge(agent.slot_id)
@@ -132,12 +135,8 @@ class Proving(SaleState):
                 return None
             fresh = await market.get_challenge(agent.slot_id)
             if fresh == challenge:
-                # Seen after a restart and a time travel on the embedded chain: refused although the challenge
-                # read again is the same (cause not found yet). A period left unproven is a slashable miss, so
-                # prove once more from a fresh read; a proof that is really wrong is refused again and raised.
-                agent.log.warning("proof refused with the challenge unchanged; proving once more", period=period)
-            else:
-                agent.log.info("challenge changed while the proof was in flight; proving again", period=period)
+                raise  # the proof itself is wrong: nothing a new attempt would change
+            agent.log.info("challenge changed while the proof was in flight; proving again", period=period)
             return await self.submit(agent, await agent.context.prover.prove(agent.slot, fresh), period)
 
     async def submit(self, agent: SalesAgent, proof: StorageProof, period: int) -> int:
