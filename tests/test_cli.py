@@ -140,7 +140,6 @@ def test_log_level_help_and_error_name_warning_and_critical(capsys: pytest.Captu
     assert_one_line_error(result, EXIT_USAGE, "--log-level", "warning", "critical")
 
 
-
 @pytest.mark.parametrize("command", [c.name for c in COMMANDS])
 def test_every_command_s_help_works(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     # Each command imports its module only when it is used: its flags come from there.

@@ -25,6 +25,7 @@ from codex_node.api.schemas import ErrorBody
 from codex_node.api.services import NodeView, Services, provide
 from codex_node.config import DEFAULTS, NodeConfig
 from codex_node.metrics import HttpMetricsMiddleware
+from codex_node.sales.availability import UINT64_MAX, UINT256_MAX
 from codex_node.stores.repostore import RepoStore
 
 API_PREFIX = "/api/codex/v1"
@@ -120,4 +121,25 @@ def _codex_openapi(app: FastAPI) -> dict[str, Any]:
     components.pop("HTTPValidationError", None)
     components.pop("ValidationError", None)
     components["ErrorBody"] = ErrorBody.model_json_schema()
+    _exact_integer_bounds(schema)
     return schema
+
+
+def _exact_integer_bounds(node: object) -> None:
+    """Integer bounds as integers: FastAPI's OpenAPI model holds ``minimum``/``maximum`` as floats, which wrote
+    ``uint64``'s maximum 2**64 - 1 as ``1.8446744073709552e+19`` (that is 2**64: a client checking with it would
+    accept a value the node refuses)."""
+    if isinstance(node, dict):
+        for key in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+            value = node.get(key)
+            if isinstance(value, float) and value.is_integer():
+                node[key] = _EXACT_BOUNDS.get(value, int(value))
+        for child in node.values():
+            _exact_integer_bounds(child)
+    elif isinstance(node, list):
+        for child in node:
+            _exact_integer_bounds(child)
+
+
+_EXACT_BOUNDS = {float(UINT64_MAX): UINT64_MAX, float(UINT256_MAX): UINT256_MAX}
+"""The widths the API bounds integers to, by the float FastAPI turned them into."""

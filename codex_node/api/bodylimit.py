@@ -16,13 +16,13 @@ The body, once accepted, is handed to the app unchanged.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from codex_node.api.errors import error_response
+from codex_node.utils.jsondepth import nesting_exceeds
 
 log = structlog.get_logger(__name__)
 
@@ -32,26 +32,7 @@ MAX_BODY = 256 * 1024
 MAX_DEPTH = 32
 """Levels of JSON nesting; the API's bodies use two."""
 
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
-
-
-def nesting_exceeds(body: bytes, limit: int) -> bool:
-    """Whether brackets outside JSON strings nest deeper than ``limit``. Iterative: any input is safe.
-
-    Brackets inside strings do not count; an unterminated string's brackets do, which can only refuse a body
-    that is malformed anyway.
-    """
-    brackets = _STRING.sub(b"", body).translate(None, _NOT_BRACKETS)
-    depth = 0
-    for c in brackets:
-        if c in b"[{":
-            depth += 1
-            if depth > limit:
-                return True
-        else:
-            depth -= 1
-    return False
+__all__ = ["MAX_BODY", "MAX_DEPTH", "BodyLimitMiddleware", "nesting_exceeds"]
 
 
 class BodyLimitMiddleware:

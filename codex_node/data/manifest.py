@@ -35,6 +35,7 @@ from codex_node.data.cid import (
     parse_cid,
 )
 from codex_node.errors import CorruptBlockError, InvalidCidError
+from codex_node.utils.jsondepth import nesting_exceeds
 
 BLOCK_SIZE = 64 * 1024
 MANIFEST_VERSION = 1
@@ -155,8 +156,24 @@ class Manifest:
 
     @classmethod
     def decode(cls, raw: bytes) -> Manifest:
+        """The manifest ``raw`` encodes; :class:`CorruptBlockError` for anything else.
+
+        Manifests arrive from peers (``/data/{cid}/network``, a sale's slot manifest): the CID only proves someone
+        made these bytes, not that they are sane. json's C parser recurses once per nesting level, as deep as the
+        process-wide recursion limit allows, so nesting is bounded before parsing (a manifest nests 3 deep); the
+        fields must be the known ones and the bytes the canonical encoding (one encoding per manifest, so one CID).
+        """
+        if nesting_exceeds(bytes(raw), _MAX_DEPTH):
+            raise CorruptBlockError(f"corrupt manifest: JSON nested deeper than {_MAX_DEPTH} (a manifest nests 3)")
         try:
             d = json.loads(raw)
+        except ValueError as e:  # UnicodeDecodeError is a ValueError
+            raise CorruptBlockError(f"corrupt manifest: not JSON ({type(e).__name__})") from e
+        if not isinstance(d, dict):
+            raise CorruptBlockError(f"corrupt manifest: a JSON {type(d).__name__}, not an object")
+        if unknown := set(d) - _MANIFEST_FIELDS:
+            raise CorruptBlockError(f"corrupt manifest: unknown fields {sorted(unknown)}")
+        try:
             version = d.get("version")
             b64 = d["blocks"]["/"]["bytes"]
             digests = base64.b64decode(b64 + "=" * (-len(b64) % 4), validate=True)
@@ -167,7 +184,16 @@ class Manifest:
             raise CorruptBlockError(f"unsupported manifest version {version!r}")
         manifest = cls(info, digests)
         manifest.check()
+        if manifest.encode() != bytes(raw):
+            raise CorruptBlockError("corrupt manifest: not in canonical form (sorted keys, no spaces, exact types)")
         return manifest
+
+
+_MAX_DEPTH = 8
+"""Levels of JSON nesting a manifest may have before it is parsed (``{"blocks":{"/":{"bytes":…}}}`` is 3)."""
+_MANIFEST_FIELDS = frozenset(
+    {"blockSize", "blocks", "datasetSize", "filename", "mimetype", "protected", "treeCid", "version"}
+)
 
 
 def _info_from(d: dict[str, Any], *, tree: Callable[[Any], Cid]) -> ManifestInfo:

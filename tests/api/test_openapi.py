@@ -48,3 +48,22 @@ def test_error_answers_are_documented_with_the_error_body_and_no_fastapi_validat
                         continue
                     assert ref == "#/components/schemas/ErrorBody"
     assert schema["components"]["schemas"]["ErrorBody"]["required"] == ["error"]
+
+
+def _bounds(node: object) -> list[object]:
+    if isinstance(node, dict):
+        found = [v for k, v in node.items() if k in ("minimum", "maximum")]
+        return found + [b for child in node.values() for b in _bounds(child)]
+    if isinstance(node, list):
+        return [b for child in node for b in _bounds(child)]
+    return []
+
+
+def test_integer_bounds_are_exact_integers() -> None:
+    # FastAPI keeps bounds as floats: uint64's maximum came out as 1.8446744073709552e+19, which is 2**64
+    bounds = _bounds(served())
+    assert bounds
+    assert all(type(b) is int for b in bounds), [b for b in bounds if type(b) is not int]
+    assert 2**64 - 1 in bounds
+    with open(Path(__file__).resolve().parents[2] / "openapi.yaml") as f:
+        assert 2**64 - 1 in _bounds(yaml.safe_load(f))

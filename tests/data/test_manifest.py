@@ -92,3 +92,44 @@ def test_info_summary_round_trip() -> None:
         "filename": "n",
         "mimetype": "t/p",
     }
+
+
+def _valid() -> tuple[Manifest, dict[str, object]]:
+    m = Manifest.build(_digests(b"x" * 10, b"y"), dataset_size=11, block_size=10, filename="[{[{a}]}]" * 4)
+    return m, json.loads(m.encode())
+
+
+def test_deep_nesting_is_refused_before_parsing() -> None:
+    # 100,000 levels would overflow the C stack inside json.loads (the recursion limit is raised by py-evm)
+    with pytest.raises(CorruptBlockError, match="nested deeper"):
+        Manifest.decode(b"[" * 100_000 + b"]" * 100_000)
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
+    m, _ = _valid()
+    assert Manifest.decode(m.encode()) == m
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"extra": 1},  # an unknown field
+        {"datasetSize": "11"},  # a number as a string
+        {"blockSize": 10.0},  # a number as a float
+        {"protected": 1},  # a bool as a number
+    ],
+)
+def test_fields_must_be_known_and_exactly_typed(change: dict[str, object]) -> None:
+    _, d = _valid()
+    d.update(change)
+    with pytest.raises(CorruptBlockError):
+        Manifest.decode(json.dumps(d, sort_keys=True, separators=(",", ":")).encode())
+
+
+def test_a_non_canonical_encoding_is_refused() -> None:
+    # same content, another byte string: it would have another CID for the same manifest
+    _, d = _valid()
+    with pytest.raises(CorruptBlockError, match="canonical"):
+        Manifest.decode(json.dumps(d, sort_keys=True).encode())
+    with pytest.raises(CorruptBlockError, match="object"):
+        Manifest.decode(b"[1]")
