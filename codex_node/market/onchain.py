@@ -12,14 +12,9 @@ Rules kept here:
   exceptions (:func:`~codex_node.market.market.revert_error` via :class:`~codex_node.market.reverts.ErrorDecoder`),
   anything else from the node a :class:`~codex_node.errors.ChainError`.
 - Views read the ``latest`` block: they describe the chain as of the newest mined block, whose timestamp is the
-  clock's ``now``. Except the challenge and the pointer (:meth:`get_challenge`, :meth:`get_pointer`): they read the
-  ``pending`` block, the one a transaction sent now runs in (its gas estimate, and the block it is mined in if no
-  other block comes first). The contract hashes the block ``pointer`` blocks back and the pointer grows by one
-  per block, so the two blocks see the same challenge, except when the latest block's pointer is 255: the next
-  block's pointer wraps to 0 and its challenge is the latest block's hash. A proof built from the latest block's
-  view was then refused, and a view read again after the refusal gave the same stale challenge. A proof built
-  from the pending view stays valid as long as the period does not end and no later block wraps the pointer before
-  it lands (then the pending view after the refusal shows the new challenge).
+  clock's ``now``. A transaction lands in a later block; a proof built from :meth:`get_challenge` stays valid as
+  long as the period does not end and the slot's pointer does not wrap in between: with the pointer at 255 the
+  very next block wraps it, so the sales read the challenge through ``sales.challenge.stable_challenge``.
 - ``request_storage`` and ``fill_slot`` first raise the marketplace's token allowance by the amount they move
   (``allowance + amount``). One lock per account spans the approval *and* the transaction that spends it, so
   the allowance read never includes what a concurrent spend of this account is about to take (two concurrent
@@ -33,7 +28,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import structlog
 from eth_utils.address import to_checksum_address
@@ -85,9 +80,7 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 ZERO_ADDRESS: Final = "0x" + "00" * 20
-VIEW_BLOCK: Final[Literal["latest"]] = "latest"
-NEXT_BLOCK: Final[Literal["pending"]] = "pending"
-"""Where the challenge and the pointer are read: the block a transaction sent now runs in (module docstring)."""
+VIEW_BLOCK: Final = "latest"
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,9 +225,9 @@ class OnChainMarket:
                 raise typed from None
             raise ChainError(f"{what} failed: {' '.join(str(e).split())}") from e
 
-    async def _read(self, function: str, *args: Any, block: Literal["latest", "pending"] = VIEW_BLOCK) -> Any:
+    async def _read(self, function: str, *args: Any) -> Any:
         fn = self._shared.marketplace.functions[function](*args)
-        return await self._view(function, fn.call({"from": self._address}, block))
+        return await self._view(function, fn.call({"from": self._address}, VIEW_BLOCK))
 
     async def _transact(self, function: str, *args: Any) -> SentTransaction:
         market = self._shared.marketplace
@@ -386,10 +379,10 @@ class OnChainMarket:
         return bool(await self._read("willProofBeRequired", slot_id))
 
     async def get_challenge(self, slot_id: SlotId) -> bytes:
-        return bytes(await self._read("getChallenge", slot_id, block=NEXT_BLOCK))
+        return bytes(await self._read("getChallenge", slot_id))
 
     async def get_pointer(self, slot_id: SlotId) -> int:
-        return int(await self._read("getPointer", slot_id, block=NEXT_BLOCK))
+        return int(await self._read("getPointer", slot_id))
 
     async def can_mark_proof_as_missing(self, slot_id: SlotId, period: int) -> bool:
         # The contract's view reverts with the reason a proof cannot be marked, and returns if it can.

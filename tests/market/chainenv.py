@@ -10,11 +10,10 @@ wall clock, so the wall clock never pushes a timestamp). On Hardhat a block gets
 offset)``, so time also moves with the seconds the test takes; the suite reads timestamps back, so that is fine.
 
 Proofs are real (``codex_node.proofs`` over random slot data kept per request). A proof is built from the
-challenge the market reads (in the pending block) and checked by the contract in the block it lands in, which may
-be a later one; ``valid_proof`` first moves past a point where the slot's pointer would wrap or the period would
-end in between, which would change the challenge. ``advance_to_required_proof`` picks a period and a block at
-which the slot's pointer is outside the downtime for the next few blocks, so the proof, and a validator marking it
-missing, see it required.
+challenge the views see (the latest block) and checked by the contract in a later block; ``valid_proof`` first
+moves past a point where the slot's pointer would wrap or the period would end in between, which would change
+the challenge. ``advance_to_required_proof`` picks a period and a block at which the slot's pointer is outside
+the downtime for the next few blocks, so the proof, and a validator marking it missing, see it required.
 """
 
 from __future__ import annotations
