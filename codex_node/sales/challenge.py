@@ -6,8 +6,8 @@ proof's transaction in a later one: its gas estimate already runs in the next bl
 chain, and it is mined one or more blocks later on every chain. A challenge read with the pointer at 255 is gone
 in the very next block: the node proved it, the estimate refused the proof (``InvalidCellProof``), and a view read
 again, still in the same latest block, showed the same challenge, so the period went unproven (the end-to-end
-restart test, about one run in thirty; a chain that estimates in the latest block mines the proof and it fails
-there, its gas spent).
+restart test: 1/256 per slot and period, about one run in thirty). A chain that estimates in the latest block
+mines such a proof instead, and it fails there, its gas spent.
 
 :func:`stable_challenge` therefore never returns a challenge read within :data:`~codex_node.market.types.WRAP_MARGIN`
 blocks of the wrap: it waits for the blocks that wrap the pointer, after which the challenge holds for ~250 blocks.

@@ -3,7 +3,7 @@
 The contract's challenge of a slot is the hash of the block ``pointer`` blocks back, and the pointer grows by one
 per block: between two blocks the hashed block stays the same, except when the pointer wraps (255 → 0). A view
 runs in the latest block, the proof's transaction in a later one. So the challenge a view reads while the latest
-block's pointer is 255 is refused (the end-to-end restart test, about one run in thirty: refused at the estimate
+block's pointer is 255 is refused (the end-to-end restart test, 1/256 per slot and period: refused at the estimate
 on the embedded chain, with the view read again unchanged), and ``sales.challenge.stable_challenge`` waits for
 the wrap instead.
 """
