@@ -532,10 +532,16 @@ OPTIONS: tuple[Option, ...] = (
         show=_show_duration,
         group="marketplace",
     ),
-    Option("--validator", "mark missing storage proofs", kind="bool", show=_show_bool, group="marketplace"),
+    Option(
+        "--validator",
+        "after each proof period, mark the missing proofs of the watched filled slots (needs gas only)",
+        kind="bool",
+        show=_show_bool,
+        group="marketplace",
+    ),
     Option(
         "--validator-groups",
-        "split the slot-id space into N groups (2..65535); this validator watches one",
+        "split the slot-id space into N groups (2..65535; a slot's group: its id modulo N); the validator watches one",
         _int_in(2, 65535),
         metavar="N",
         group="marketplace",
@@ -549,7 +555,7 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "--simulate-proof-failures",
-        "for tests: send a wrong proof every N-th period (0 = never)",
+        "for tests: send a wrong proof every N-th period a proof is due (1 = every one, 0 = never)",
         _int_in(0),
         metavar="N",
         group="marketplace",

@@ -15,7 +15,8 @@ Data dir layout::
     <data-dir>/chain/                      the embedded chain (its own LevelDB, node key, deployment.json)
 
 The marketplace (the chain, embedded by default or remote; the Market on it; Sales) starts after the repo and
-before the API (``marketplace.py``), Purchasing with it; the Validator will plug in after it.
+before the API (``marketplace.py``), Purchasing with it; with ``--validator`` the Validator
+(``validation/``) starts after it, on the node's account and the market's event stream and chain clock.
 
 This module never parses flags or configures logging (the CLI does); it never reads the wall clock except
 through the :class:`~codex_node.clock.Clock` it is given.
@@ -53,6 +54,8 @@ from codex_node.stores.maintenance import BlockMaintainer
 from codex_node.stores.repostore import RepoStore
 from codex_node.utils.parts import Closing, PartStack
 from codex_node.utils.recursionlimit import bound_recursion_limit
+from codex_node.validation.metrics import ValidatorMetrics
+from codex_node.validation.validator import Validator
 
 log = structlog.get_logger(__name__)
 
@@ -75,6 +78,7 @@ class Node:
         self.maintainer: BlockMaintainer | None = None
         self.marketplace: MarketplaceParts | None = None
         self.monitor: Monitor | None = None
+        self.validator: Validator | None = None
         # The node's own metrics registry, passed to every part and hung on the process-wide one while the node
         # runs: a second node in the same process (tests) never collides with the first's series.
         self.registry = CollectorRegistry(auto_describe=True)
@@ -163,7 +167,19 @@ class Node:
             )
             self.marketplace = mp
             self.chain = mp.info
-        # The Validator plugs in here, after the Market and before the API; the monitor watches what started.
+            if c.validator:
+                # After the Market (it reads the chain's history and follows the running event stream), before
+                # the API. It acts with the node's account: marking a missing proof needs gas only.
+                validator = Validator(
+                    mp.market,
+                    mp.market.clock,
+                    groups=c.validator_groups,
+                    group_index=c.validator_group_index,
+                    metrics=ValidatorMetrics(self.registry),
+                )
+                await self._parts.start("validator", validator)
+                self.validator = validator
+        # The monitor watches what started.
         parts = self.marketplace
         self.monitor = await start_monitor(
             c,
@@ -206,13 +222,12 @@ class Node:
             monitor=self.monitor,
             ledger=mp.ledger,
             account_metrics=mp.account_metrics,
+            validator=self.validator,
         )
 
 
 def _refuse_unbuilt(c: NodeConfig) -> None:
     """Flags of parts this version does not have yet are refused, never silently ignored."""
-    if c.validator:
-        raise ConfigError("--validator", "this version of codex-node has no validator yet; remove the flag")
     if c.bootstrap_nodes:
         raise ConfigError(
             "--bootstrap-node", "this version of codex-node cannot fetch blocks from peers yet; remove the flag"

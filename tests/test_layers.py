@@ -33,16 +33,17 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("config",),
     ("market",),
     ("proofs",),
-    ("sales", "purchasing", "peers", "blockexchange"),
+    ("sales", "purchasing", "peers", "blockexchange", "validation"),
     ("monitor",),
     ("api", "client"),
     ("marketplace", "node"),
     ("cli", "deploycmd", "clientcli", "checkcmd", "statuscmd", "keycmd"),
 )
 """ARCHITECTURE.md's layers, lowest first. ``buildinfo`` (version and revision) sits with the generic helpers,
-``blockexchange`` with ``peers`` (the network), ``monitor`` (the operator's readings and alerts) between sales and
-the API that serves them, ``client`` (the API's other end) with ``api``, and the CLI subcommands (``deploycmd``,
-``clientcli``, ``checkcmd``, ``statuscmd``, ``keycmd``) with ``cli``."""
+``blockexchange`` with ``peers`` (the network), ``validation`` (the validator) with ``sales``, ``monitor`` (the
+operator's readings and alerts) between sales and the API that serves them, ``client`` (the API's other end) with
+``api``, and the CLI subcommands (``deploycmd``, ``clientcli``, ``checkcmd``, ``statuscmd``, ``keycmd``) with
+``cli``."""
 
 FAKES: dict[str, str] = {
     "testing": "__init__",

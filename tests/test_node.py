@@ -177,7 +177,7 @@ async def test_a_part_failing_to_start_stops_what_was_started_and_frees_the_port
 
 @pytest.mark.parametrize(
     ("more", "flag"),
-    [({"validator": True}, "--validator"), ({"bootstrap_nodes": ("http://127.0.0.1:9",)}, "--bootstrap-node")],
+    [({"bootstrap_nodes": ("http://127.0.0.1:9",)}, "--bootstrap-node")],
 )
 async def test_flags_of_parts_this_version_lacks_are_refused_before_anything_starts(
     tmp_path: Path, more: dict[str, object], flag: str

@@ -19,7 +19,7 @@ from fastapi_offline import FastAPIOffline
 from codex_node import __version__
 from codex_node.api.errors import install_error_handlers
 from codex_node.api.guards import document_guards, install_guards
-from codex_node.api.routes import account, check, data, debug, devchain, health, monitor, sales, storage
+from codex_node.api.routes import account, check, data, debug, devchain, health, monitor, sales, storage, validator
 from codex_node.api.routes.dashboard import mount_dashboard
 from codex_node.api.schemas import ErrorBody
 from codex_node.api.services import NodeView, Services, provide
@@ -40,6 +40,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     check.router,
     health.router,
     monitor.router,
+    validator.router,
 )
 
 _DESCRIPTION = (

@@ -26,6 +26,7 @@ from codex_node.sales.ledger import EarningsLedger
 from codex_node.sales.reservations import Reservations
 from codex_node.sales.sales import Sales
 from codex_node.stores.repostore import RepoStore
+from codex_node.validation.validator import ValidatorStatus
 
 if TYPE_CHECKING:  # the chain modules pull in the whole Ethereum stack; only their types are needed here
     from codex_node.data.cid import Cid
@@ -51,6 +52,12 @@ class DatasetHolds(Protocol):
     """Which datasets sales still need (``sales.datasource.LocalSlotDataSource``; absent without a marketplace)."""
 
     def held_until(self, cid: Cid) -> int | None: ...
+
+
+class ValidatorView(Protocol):
+    """What ``GET /validator`` reads of the validator (``validation.validator.Validator``)."""
+
+    def status(self) -> ValidatorStatus: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +88,8 @@ class Services:
     """Readings, alerts, storage samples and proof margins (``monitor/``); health and the dashboard read it."""
     ledger: EarningsLedger | None = None
     account_metrics: AccountMetrics | None = None
+    validator: ValidatorView | None = None
+    """The validator, when the node runs with ``--validator``."""
 
 
 def provide(app: FastAPI, services: Services) -> None:

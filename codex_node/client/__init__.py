@@ -68,6 +68,7 @@ from codex_node.client.models import (
     Space,
     SpaceSample,
     StorageRequest,
+    ValidatorState,
 )
 from codex_node.client.sync import CodexClient, Download
 from codex_node.client.wire import DEFAULT_API_URL, DEFAULT_TIMEOUT
@@ -121,4 +122,5 @@ __all__ = [
     "TransportError",
     "UnauthorizedError",
     "UnprocessableError",
+    "ValidatorState",
 ]

@@ -42,6 +42,7 @@ from codex_node.client.models import (
     SlotSale,
     Space,
     SpaceSample,
+    ValidatorState,
 )
 from codex_node.client.sync import Progress
 
@@ -232,6 +233,10 @@ class AsyncCodexClient:
 
     async def sales_states(self) -> SalesStates:
         return await self._run(ops.sales_states())
+
+    async def validator(self) -> ValidatorState:
+        """The validator's group, watched slots and the proofs it marked missing (``enabled`` false without one)."""
+        return await self._run(ops.validator())
 
     async def account(self) -> Account:
         """The wallet (token and gas balances), where the collateral sits, and the earnings ledger's totals."""

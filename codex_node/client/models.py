@@ -266,6 +266,19 @@ class SalesStates(ClientModel):
     outcomes: dict[str, int]
 
 
+class ValidatorState(ClientModel):
+    """``GET /validator``: the validator's group, what it watches and what it marked (``enabled`` false without one)."""
+
+    enabled: bool
+    groups: int | None = None
+    group_index: int = 0
+    slots_watched: int = 0
+    last_period: int | None = None
+    proofs_marked: int = 0
+    mark_failures: dict[str, int] = {}
+    lapsed_periods: int = 0
+
+
 # --- the operator's view: account, ledger, sales history, request explainer, check --------------------------------
 
 

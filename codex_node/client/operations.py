@@ -47,6 +47,7 @@ from codex_node.client.models import (
     SlotSale,
     Space,
     SpaceSample,
+    ValidatorState,
 )
 
 T = TypeVar("T")
@@ -113,6 +114,7 @@ PROOF_MARGINS = Operation(
     "proof_margins_api_codex_v1_sales_proof_margins_get", "GET", "/sales/proof-margins", 200, "proof_margins"
 )
 SALES_STATES = Operation("sales_states_api_codex_v1_sales_states_get", "GET", "/sales/states", 200, "sales_states")
+VALIDATOR = Operation("validator_state_api_codex_v1_validator_get", "GET", "/validator", 200, "validator")
 ACCOUNT = Operation("get_account_api_codex_v1_account_get", "GET", "/account", 200, "account")
 LEDGER = Operation("get_ledger_api_codex_v1_account_ledger_get", "GET", "/account/ledger", 200, "ledger")
 SALE_HISTORY = Operation(
@@ -166,6 +168,7 @@ OPERATIONS: tuple[Operation, ...] = (
     SALE_HISTORY,
     SALES_STATES,
     SPACE_HISTORY,
+    VALIDATOR,
     REQUEST_STORAGE,
     LIST_PURCHASES,
     GET_PURCHASE,
@@ -236,6 +239,7 @@ _PARSE_ALERTS = _json(Alerts)
 _PARSE_SPACE_HISTORY = _json(list[SpaceSample])
 _PARSE_PROOF_MARGINS = _json(list[ProofMarginItem])
 _PARSE_SALES_STATES = _json(SalesStates)
+_PARSE_VALIDATOR = _json(ValidatorState)
 _PARSE_ACCOUNT = _json(Account)
 _PARSE_LEDGER = _json(LedgerPage)
 _PARSE_SALES = _json(SalesPage)
@@ -383,6 +387,10 @@ def proof_margins(limit: int = 512) -> Call[list[ProofMarginItem]]:
 
 def sales_states() -> Call[SalesStates]:
     return Call(SALES_STATES, SALES_STATES.path, _PARSE_SALES_STATES)
+
+
+def validator() -> Call[ValidatorState]:
+    return Call(VALIDATOR, VALIDATOR.path, _PARSE_VALIDATOR)
 
 
 def _query(**values: object) -> dict[str, str]:

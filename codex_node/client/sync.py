@@ -41,6 +41,7 @@ from codex_node.client.models import (
     SlotSale,
     Space,
     SpaceSample,
+    ValidatorState,
 )
 
 T = TypeVar("T")
@@ -240,6 +241,10 @@ class CodexClient:
 
     def sales_states(self) -> SalesStates:
         return self._run(ops.sales_states())
+
+    def validator(self) -> ValidatorState:
+        """The validator's group, watched slots and the proofs it marked missing (``enabled`` false without one)."""
+        return self._run(ops.validator())
 
     def account(self) -> Account:
         """The wallet (token and gas balances), where the collateral sits, and the earnings ledger's totals."""

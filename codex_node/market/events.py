@@ -253,6 +253,27 @@ class EventStream:
         async with self._progress:
             await self._progress.wait_for(lambda: self._cursor.block > block)
 
+    async def past_events(self) -> list[MarketEvent]:
+        """Every decodable event from the start block (the deployment) to the latest block, in chain order.
+
+        A read of the chain's history in pages of ``page_size`` blocks: nothing is delivered to subscribers and the
+        cursor does not move. Undecodable logs are skipped, as the stream skips them.
+        """
+        last = int(await self._query("reading the block number", self._w3.eth.block_number))
+        out: list[MarketEvent] = []
+        first = self._start_block
+        while first <= last:
+            end = min(last, first + self._page_size - 1)
+            for chain_log in await self._logs(first, end):
+                try:
+                    event = self._decoder.decode(chain_log)
+                except ValueError:
+                    continue
+                if event is not None:
+                    out.append(event)
+            first = end + 1
+        return out
+
     # --- lifecycle --------------------------------------------------------------------------------------------
 
     async def start(self) -> None:

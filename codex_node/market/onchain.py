@@ -53,6 +53,7 @@ from codex_node.market.types import (
     Ask,
     CollateralConfig,
     Content,
+    MarketEvent,
     MarketplaceConfig,
     Periodicity,
     ProofConfig,
@@ -399,6 +400,11 @@ class OnChainMarket:
 
     async def subscribe(self, event_type: type[E], handler: EventHandler[E]) -> Subscription:
         return await self._shared.events.subscribe(event_type, handler)
+
+    async def past_events(self) -> list[MarketEvent]:
+        """Every marketplace event from the deployment block to the latest block, in chain order (a read only:
+        nothing is delivered, no cursor moves). The validator rebuilds its watch list from it at start."""
+        return await self._shared.events.past_events()
 
 
 # --- contract tuples → our types ------------------------------------------------------------------------------

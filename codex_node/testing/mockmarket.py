@@ -69,7 +69,7 @@ MARKET_METHODS: Final = frozenset(
         "get_active_slot", "current_collateral", "slot_collateral", "my_slots", "missing_proofs",
         "can_reserve_slot", "reserve_slot", "fill_slot", "free_slot", "submit_proof",
         "is_proof_required", "will_proof_be_required", "get_challenge", "get_pointer",
-        "can_mark_proof_as_missing", "mark_proof_as_missing", "subscribe",
+        "can_mark_proof_as_missing", "mark_proof_as_missing", "subscribe", "past_events",
     }
 )  # fmt: skip
 """Names accepted by ``fail_next``/``on_call``: the port's methods."""
@@ -426,6 +426,11 @@ class MockMarket:
         await self._commit()
 
     # --- events -----------------------------------------------------------------------------------------------
+
+    async def past_events(self) -> list[MarketEvent]:
+        """Every event emitted so far, in order (the validator's history read after a restart)."""
+        await self._enter("past_events")
+        return list(self._bus.history)
 
     async def subscribe(self, event_type: type[E], handler: EventHandler[E]) -> _MockSubscription:
         await self._enter("subscribe", event_type)

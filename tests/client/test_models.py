@@ -58,6 +58,7 @@ MODEL_OF_SCHEMA: dict[str, type[BaseModel]] = {
     "NodeCheck": models.NodeCheck,
     "CheckPart": models.CheckPart,
     "Purchase": models.Purchase,
+    "ValidatorState": models.ValidatorState,
 }
 
 

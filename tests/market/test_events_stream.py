@@ -301,3 +301,37 @@ async def test_fill_events_arrive_in_log_order_within_a_block() -> None:
         ]  # fmt: skip
         for market_ in (*hosts, client):
             await market_.stop()
+
+
+async def test_past_events_reads_the_history_in_pages_without_delivering_or_moving_the_cursor() -> None:
+    async with chain_snapshot("eth-tester") as (chain, w3, deployment):
+        poster = market(chain, w3, deployment)
+        client = await poster.get_signer()
+        posted = []
+        for _ in range(4):
+            request = new_request(client)
+            await poster.request_storage(request)
+            posted.append(request.id)
+            chain.control.mine(4)  # spread the events over more blocks than a page holds
+        ranges: list[tuple[int, int]] = []
+        get_logs = w3.eth.get_logs
+
+        async def recorded_get_logs(params: Any) -> Any:
+            ranges.append((params["fromBlock"], params["toBlock"]))
+            return await get_logs(params)
+
+        w3.eth.get_logs = recorded_get_logs  # type: ignore[method-assign]
+        reader = market(chain, w3, deployment, options=MarketOptions(page_size=5))
+        recorder = Recorder()
+        await reader.subscribe(StorageRequested, recorder)
+        cursor = reader.events.cursor
+        history = await reader.past_events()
+        await poster.stop()
+        await reader.stop()
+
+        assert [e.request_id for e in history if isinstance(e, StorageRequested)] == posted
+        assert ranges[0][0] == deployment.block_number
+        assert len(ranges) > 1
+        assert max(last - first for first, last in ranges) <= 4
+        assert recorder.events == []  # a read of the history, not a delivery
+        assert reader.events.cursor == cursor

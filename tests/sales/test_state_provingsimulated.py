@@ -34,3 +34,23 @@ async def test_every_second_proof_is_wrong_and_rejected_without_ending_the_sale(
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_a_proof_sent_again_in_the_same_period_does_not_count_as_another_period(env: SalesEnv) -> None:
+    """Every N-th *period* is wrong: a correct proof refused because the challenge moved on, and sent again within
+    its period, does not advance the count (the retry used to be the wrong one with N=2)."""
+    from codex_node.errors import ProofInvalidError
+
+    await env.fill(env.market, 0)
+    agent = env.agent(0)
+    task = asyncio.create_task(ProvingSimulated(2).run(agent))
+    await until_waiting(env.clock)
+    env.market.fail_next("submit_proof", ProofInvalidError("InvalidCellProof"))  # type: ignore[attr-defined]
+    for _ in range(3):
+        env.clock.set(await next_period_start(env) + 1)
+        await until_waiting(env.clock)
+    submitted = [proof.wrong for _, proof in env.market.calls("submit_proof")]  # type: ignore[attr-defined]
+    assert submitted == [False, False, True, False]  # period 1 sent twice (both right), period 2 wrong, period 3 right
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task

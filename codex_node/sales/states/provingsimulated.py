@@ -1,4 +1,4 @@
-"""ProvingSimulated: Proving that submits a wrong proof every N-th time a proof is due.
+"""ProvingSimulated: Proving that submits a wrong proof in every N-th period in which a proof is due.
 
 Only with ``--simulate-proof-failures N``: it lets tests watch validators mark missed proofs, the host get slashed
 and, after enough misses, the slot freed for repair. The contract's rejection of the wrong proof is expected and
@@ -25,10 +25,16 @@ class ProvingSimulated(Proving):
             raise ValueError("a simulated failure needs a period of at least 1")
         self.every = every
         self.proofs = 0
+        """Periods proven so far: a proof sent again within its period (the challenge moved on) counts once."""
+        self._last_period: int | None = None
+        self._wrong = False
 
     async def submit(self, agent: SalesAgent, proof: StorageProof, period: int) -> int:
-        self.proofs += 1
-        if self.proofs % self.every != 0:
+        if period != self._last_period:
+            self._last_period = period
+            self.proofs += 1
+            self._wrong = self.proofs % self.every == 0
+        if not self._wrong:
             return await super().submit(agent, proof, period)
         try:
             credited = await agent.context.market.submit_proof(agent.slot_id, agent.context.prover.corrupt(proof))
