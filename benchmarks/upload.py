@@ -333,7 +333,10 @@ def main() -> None:
             proc.wait(timeout=30)
 
         mib = size / MiB
-        print(f"server: {kind}" + (f" (block flush: {sync})" if kind == "uvicorn" else ""))
+        from codex_node.utils.eventloop import http_parser, loop_factory
+
+        fast = f"event loop {'uvloop' if loop_factory() else 'asyncio'}, HTTP parser {http_parser()}"
+        print(f"server: {kind}, {fast}" + (f" (block flush: {sync})" if kind == "uvicorn" else ""))
         rows = [
             ("raw ingest (sha256 + sequential write + fsync)", t_raw, None),
             ("HTTP upload", t_up, t_raw / t_up),

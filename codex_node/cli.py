@@ -14,7 +14,6 @@ flags with ``config.add_options(parser, [option("--eth-provider"), …])`` and i
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -69,11 +68,12 @@ def _run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     # Imported here so that `--help` and flag errors stay fast and never touch the heavier node modules.
     from codex_node.logutils import configure_logging
     from codex_node.node import run_node
+    from codex_node.utils import eventloop
 
     config = load_node_config(given(args, (CONFIG_FILE, *OPTIONS)), env)
     check_files(config)
     configure_logging(config.log_level, config.log_format)
-    return asyncio.run(run_node(config))
+    return eventloop.run(run_node(config))
 
 
 def check_files(config: NodeConfig) -> None:
@@ -316,7 +316,45 @@ CHECK = Command(
     epilog="Exit codes: 0 no problem, 1 problems found or the node could not be asked, 2 invalid flags.",
 )
 
-COMMANDS: tuple[Command, ...] = (RUN, DEPLOY, UPLOAD, DOWNLOAD, REQUEST, PURCHASES, STATUS, CHECK, KEYGEN, ACCOUNT)
+
+# --- scrub (codex_node/scrubcmd.py) -------------------------------------------------------------------------------
+
+
+def _scrub_arguments(parser: argparse.ArgumentParser) -> None:
+    from codex_node import scrubcmd
+
+    scrubcmd.add_arguments(parser)
+
+
+def _scrub(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from codex_node import scrubcmd
+
+    return scrubcmd.run(args, env)
+
+
+SCRUB = Command(
+    name="scrub",
+    help="read every stored block back (node stopped) and report corrupt ones with their datasets",
+    description="Open the data dir of a stopped node, hash every stored block against its CID, and print each "
+    "corrupt one with its pack, offset and the datasets that list it.",
+    add_arguments=_scrub_arguments,
+    run=_scrub,
+    epilog="Exit codes: 0 every block sound, 1 corrupt blocks found, 2 invalid flags or a data dir in use.",
+)
+
+COMMANDS: tuple[Command, ...] = (
+    RUN,
+    DEPLOY,
+    UPLOAD,
+    DOWNLOAD,
+    REQUEST,
+    PURCHASES,
+    STATUS,
+    CHECK,
+    SCRUB,
+    KEYGEN,
+    ACCOUNT,
+)
 
 
 def build_parser(commands: Sequence[Command] = COMMANDS) -> argparse.ArgumentParser:

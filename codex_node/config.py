@@ -65,6 +65,7 @@ class NodeConfig:
     api_token: Path | None = None
     api_allow_unauthenticated: bool = False
     api_max_downloads: int = 32
+    verify_reads: bool = False
     config_file: Path | None = None
     bootstrap_nodes: tuple[str, ...] = ()
     # --- marketplace: parsed and checked here, wired by the chain and sales layers ---
@@ -446,6 +447,13 @@ OPTIONS: tuple[Option, ...] = (
         show=_show_duration,
     ),
     Option("--block-mn", "blocks examined per maintenance pass", _int_in(1), metavar="N"),
+    Option(
+        "--verify-reads",
+        "hash every block a download reads and cut the download at a corrupt one (proofs and single blocks are "
+        "always checked); costs about half the download speed",
+        kind="bool",
+        show=_show_bool,
+    ),
     Option(
         "--log-level",
         "debug|info|warning|error|critical (nim-codex's trace, notice, warn and fatal work too)",

@@ -52,6 +52,7 @@ from codex_node.stores.datadir import DataDirLock
 from codex_node.stores.kv import KVStore, LevelDBStore
 from codex_node.stores.maintenance import BlockMaintainer
 from codex_node.stores.repostore import RepoStore
+from codex_node.utils import eventloop
 from codex_node.utils.parts import Closing, PartStack
 from codex_node.utils.recursionlimit import bound_recursion_limit
 from codex_node.validation.metrics import ValidatorMetrics
@@ -102,6 +103,8 @@ class Node:
             metrics=self.metrics_url,
             marketplace=self.config.chain_mode,
             node_id=self.node_id,
+            event_loop=eventloop.loop_name(asyncio.get_running_loop()),
+            http_parser=eventloop.http_parser(),
         )
 
     async def stop(self) -> None:
@@ -255,6 +258,7 @@ def _open_repo(kv: KVStore, c: NodeConfig, clock: Clock, registry: CollectorRegi
         quota_max=c.storage_quota,
         block_ttl=c.block_ttl,
         registry=registry,
+        verify_reads=c.verify_reads,
     )
 
 

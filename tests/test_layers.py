@@ -37,13 +37,13 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("monitor",),
     ("api", "client"),
     ("marketplace", "node"),
-    ("cli", "deploycmd", "clientcli", "checkcmd", "statuscmd", "keycmd"),
+    ("cli", "deploycmd", "clientcli", "checkcmd", "statuscmd", "keycmd", "scrubcmd"),
 )
 """ARCHITECTURE.md's layers, lowest first. ``buildinfo`` (version and revision) sits with the generic helpers,
 ``blockexchange`` with ``peers`` (the network), ``validation`` (the validator) with ``sales``, ``monitor`` (the
 operator's readings and alerts) between sales and the API that serves them, ``client`` (the API's other end) with
-``api``, and the CLI subcommands (``deploycmd``, ``clientcli``, ``checkcmd``, ``statuscmd``, ``keycmd``) with
-``cli``."""
+``api``, and the CLI subcommands (``deploycmd``, ``clientcli``, ``checkcmd``, ``statuscmd``, ``keycmd``,
+``scrubcmd``) with ``cli``."""
 
 FAKES: dict[str, str] = {
     "testing": "__init__",

@@ -167,8 +167,9 @@ def parse_cid(text: str) -> Cid:
         codec = int(cid.codec.code)
         hash_code = int(cid.hashfun.code)
         digest = bytes(cid.raw_digest)
-    except (ValueError, KeyError, TypeError, IndexError) as e:
-        # KeyError's str() wraps its message in quotes; take the message itself.
+    except (ValueError, KeyError, TypeError, IndexError, ImportError) as e:
+        # ImportError: multiformats loads some hash functions lazily (keccak needs pycryptodome, not installed):
+        # a CID naming one is not one of ours either. KeyError's str() wraps its message in quotes.
         message = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
         reason = message.splitlines()[0] if message else type(e).__name__
         raise InvalidCidError(f"invalid CID {shown!r}: {reason}") from e

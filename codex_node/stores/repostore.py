@@ -54,6 +54,7 @@ from dataclasses import replace
 from typing import TypeVar
 
 import structlog
+from prometheus_client import Counter
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import CollectorRegistry
 
@@ -83,6 +84,10 @@ from codex_node.stores.kv import KVStore, WriteBatch
 from codex_node.stores.quota import QUOTA_KEY, Quota
 
 log = structlog.get_logger(__name__)
+
+CORRUPT_READS = Counter(
+    "codex_repostore_corrupt_reads", "Blocks read from disk whose bytes did not match their CID (refused)"
+)
 
 # Digests per release record written when a dataset is deleted (32 KiB values).
 _RELEASE_RECORD_DIGESTS = 1024
@@ -130,8 +135,10 @@ class RepoStore:
         quota_max: int,
         block_ttl: int,
         registry: CollectorRegistry | None = None,
+        verify_reads: bool = False,
     ) -> None:
         self.kv = kv
+        self.verify_reads = verify_reads  # hash every block a download reads too (--verify-reads), not only get_block
         self.files = files
         self.clock = clock
         self.block_ttl = block_ttl
@@ -589,9 +596,26 @@ class RepoStore:
         """
         return await asyncio.to_thread(self._read_checked, cid)
 
+    def read_block(self, cid: Cid) -> bytes:
+        """:meth:`get_block`, blocking (for worker threads and offline tools)."""
+        return self._read_checked(cid)
+
+    def check_block(self, cid: Cid) -> str | None:
+        """What is wrong with the stored block: ``None`` if its bytes match its CID (or it is gone), else why."""
+        try:
+            data = self._read(cid)
+        except BlockNotFoundError:
+            return None
+        except CorruptBlockError as e:
+            return str(e)
+        if not cid.matches(data):
+            return f"block {cid} on disk does not match its CID"
+        return None
+
     def _read_checked(self, cid: Cid) -> bytes:
         data = self._read(cid)
         if not cid.matches(data):
+            CORRUPT_READS.inc()
             raise CorruptBlockError(f"block {cid} on disk does not match its CID")
         return data
 
@@ -622,9 +646,10 @@ class RepoStore:
         """The dataset's bytes in chunks of ``blocks_per_read`` blocks, read in worker threads one chunk ahead.
 
         While the caller sends one chunk, the next is being read. Chunks are read straight into one buffer (no
-        per-block copies) and handed over as memoryviews. Blocks are not re-hashed here (that would halve download
-        speed); :meth:`get_block` checks them. Raises :class:`BlockNotFoundError` or :class:`CorruptBlockError`
-        midway if a block went missing or does not have its size.
+        per-block copies) and handed over as memoryviews. Blocks are re-hashed only with ``verify_reads`` (it costs
+        about half the download speed); :meth:`get_block` always checks them. Raises :class:`BlockNotFoundError`
+        or :class:`CorruptBlockError` midway if a block went missing, does not have its size, or (``verify_reads``)
+        does not match its CID.
         """
         info = manifest.info
         starts = range(0, manifest.block_count, blocks_per_read)
@@ -673,8 +698,17 @@ class RepoStore:
                     raise CorruptBlockError(f"block {cid} has metadata but no file (pack {meta.pack:016x})")
                 raise CorruptBlockError(f"block {cid} has {size} bytes on disk, its index says {meta.size}")
             if not moved:
+                if self.verify_reads:
+                    self._verify_run(cids, view, block_size)
                 return view
         raise CorruptBlockError("blocks kept moving while they were read")
+
+    def _verify_run(self, cids: Sequence[Cid], view: memoryview, block_size: int) -> None:
+        for i, cid in enumerate(cids):
+            if not cid.matches(view[i * block_size : (i + 1) * block_size]):
+                CORRUPT_READS.inc()
+                log.error("corrupt block refused", cid=cid.text, meta=str(self.block_meta(cid)))
+                raise CorruptBlockError(f"block {cid} on disk does not match its CID")
 
     # --- internals ----------------------------------------------------------------------------------------------
 

@@ -93,3 +93,10 @@ def test_malformed_text_raises_invalid_cid_with_one_line(text: str) -> None:
     assert "\n" not in message
     assert message.startswith("invalid CID")
     assert len(message) < 200
+
+
+def test_a_cid_whose_hash_function_multiformats_cannot_load_is_invalid() -> None:
+    # keccak-224 (0x1a): multiformats imports pycryptodome for it, which is not installed; found by hypothesis
+    # mutating a protected manifest CID's bytes
+    with pytest.raises(InvalidCidError, match="invalid CID"):
+        parse_cid("bafkruhaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")

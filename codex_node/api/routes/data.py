@@ -23,11 +23,14 @@ from starlette.requests import ClientDisconnect
 
 from codex_node.api.schemas import CamelModel as _Camel
 from codex_node.api.services import services_of
+from codex_node.api.zerocopy import ZeroCopyResponse, offers_zerocopy
 from codex_node.data.cid import Cid, parse_cid
 from codex_node.data.manifest import Manifest, ManifestInfo
 from codex_node.errors import DatasetInUseError, QuotaNotEnoughError, ValidationError
+from codex_node.stores import spans
+from codex_node.stores.blockfiles import Spans
 from codex_node.stores.datasets import store_dataset
-from codex_node.stores.repostore import RepoStore
+from codex_node.stores.repostore import RepoStore, in_thread
 
 log = structlog.get_logger(__name__)
 
@@ -175,16 +178,33 @@ async def list_data(request: Request) -> DataList:
 async def download(request: Request, cid: CidPath) -> Response:
     repo = _repo(request)
     parsed = parse_cid(cid)
+    # Zero-copy when the server offers it and no --verify-reads asks to hash what is sent (api/zerocopy.py).
+    zerocopy = offers_zerocopy(request.scope) and not repo.verify_reads
     if not parsed.is_manifest:
+        if zerocopy:
+            block = await in_thread(spans.open_block, repo, parsed)
+            return ZeroCopyResponse(_one(block), content_length=block.length, media_type="application/octet-stream")
         return Response(await repo.get_block(parsed), media_type="application/octet-stream")
     manifest = await repo.get_manifest(parsed)
     info = manifest.info
-    headers = {"Content-Length": str(info.dataset_size)}
+    headers = {}
     if info.filename:
         headers["Content-Disposition"] = _content_disposition(info.filename)
+    if zerocopy:
+        return ZeroCopyResponse(
+            spans.iter_dataset_spans(repo, manifest, blocks_per_open=DOWNLOAD_READ_BLOCKS),
+            content_length=info.dataset_size,
+            media_type=info.mimetype or "application/octet-stream",
+            headers=headers,
+        )
+    headers["Content-Length"] = str(info.dataset_size)
     return StreamingResponse(
         _stream(repo, parsed, manifest), media_type=info.mimetype or "application/octet-stream", headers=headers
     )
+
+
+async def _one(block: Spans) -> AsyncIterator[Spans]:
+    yield block
 
 
 async def _stream(repo: RepoStore, cid: Cid, manifest: Manifest) -> AsyncIterator[memoryview]:
