@@ -68,6 +68,8 @@ class NodeConfig:
     verify_reads: bool = False
     config_file: Path | None = None
     bootstrap_nodes: tuple[str, ...] = ()
+    api_announce_urls: tuple[str, ...] = ()
+    max_peers: int = 160
     # --- marketplace: parsed and checked here, wired by the chain and sales layers ---
     marketplace: bool = True
     eth_provider: str | None = None
@@ -230,6 +232,19 @@ def _url(schemes: Sequence[str]) -> Callable[[str], str]:
         return value.rstrip("/")
 
     return parse
+
+
+_SPR_RE = re.compile(r"^spr:[A-Za-z0-9_-]{1,4096}$")
+
+
+def _peer_address(text: str) -> str:
+    """A peer's API URL, or its signed record (``spr:…``; checked in full by the network when the node starts)."""
+    value = text.strip()
+    if value.startswith("spr:"):
+        if not _SPR_RE.match(value):
+            raise ValueError("is not a peer record (spr: followed by at most 4096 base64url characters)")
+        return value
+    return _url(("http", "https"))(value)
 
 
 def _dir_path(text: str) -> Path:
@@ -477,12 +492,24 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "--bootstrap-node",
-        "API URL of a peer to fetch blocks from (repeatable; in the environment: comma-separated)",
+        "a peer to learn the network from: its API URL (http://host:port) or its signed record (spr:…, from "
+        "GET /spr) (repeatable; in the environment: comma-separated)",
+        _peer_address,
+        kind="list",
+        metavar="URL|SPR",
+        field_name="bootstrap_nodes",
+    ),
+    Option(
+        "--api-announce-url",
+        "URL at which peers reach this node's API, put in its signed peer record (repeatable, at most 8; "
+        "in the environment: comma-separated); default: http://--api-bindaddr:--api-port, needed when that is "
+        "0.0.0.0 or ::",
         _url(("http", "https")),
         kind="list",
         metavar="URL",
-        field_name="bootstrap_nodes",
+        field_name="api_announce_urls",
     ),
+    Option("--max-peers", "peers this node keeps in its table at most", _int_in(1, 10_000), metavar="N"),
     Option(
         "--marketplace",
         "take part in the storage marketplace; --no-marketplace runs storage only and the market API answers 503",

@@ -335,8 +335,16 @@ class PeerError(NetworkError):
     """A peer could not be reached, answered an error, or answered something it should not have."""
 
 
+class PeerAnswerError(PeerError):
+    """A peer answered, but not what the protocol allows (too large, malformed, a record of another peer)."""
+
+
 class BlocksUnavailableError(NetworkError, NotFoundError):
     """Some blocks could be found neither in the repo nor at any peer that was asked."""
+
+
+class NetworkUnavailableError(NetworkError):
+    """The node runs without the block exchange (no marketplace, or no peers part): maps to 503."""
 
 
 class RepairError(NetworkError):

@@ -7,8 +7,9 @@ order (Sales before the Market before the chain) with everything else it owns.
 Start order, and why:
 
 1. the chain: the embedded one (``<data-dir>/chain``, its own LevelDB) unless ``--eth-provider`` names a remote
-   one; then the deployment (embedded: its own; remote: ``--deployment FILE`` or ``--marketplace-address``, the
-   token read from the marketplace);
+   one, or a chain shared with other nodes of the process (``market/sharedchain.py``: started, stopped and funded
+   by its owner, never by this node; its head wakes this node's event stream); then the deployment (embedded:
+   its own; remote: ``--deployment FILE`` or ``--marketplace-address``, the token read from the marketplace);
 2. the chain identity check (``market/identity.py``): a data dir that worked with another chain or marketplace
    is refused before anything reads or writes its books;
 3. the Market (``OnChainMarket``) for the node's account; the on-chain clock is primed from the chain head so
@@ -34,6 +35,11 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from prometheus_client import CollectorRegistry
 
+from codex_node.blockexchange.datasets import NetworkDatasets
+from codex_node.blockexchange.fetcher import BlockFetcher
+from codex_node.blockexchange.metrics import FetchMetrics
+from codex_node.blockexchange.repair import RepoSlotRepairer
+from codex_node.blockexchange.slotsource import NetworkSlotDataSource
 from codex_node.clock import Clock
 from codex_node.config import NodeConfig
 from codex_node.errors import ConfigError
@@ -46,7 +52,7 @@ from codex_node.proofs.prover import Prover
 from codex_node.purchasing.metrics import PurchaseMetrics
 from codex_node.purchasing.purchasing import Purchasing
 from codex_node.sales.account import AccountMetrics, LedgerCollector
-from codex_node.sales.datasource import LocalSlotDataSource
+from codex_node.sales.datasource import LocalSlotDataSource, SlotDataSource
 from codex_node.sales.history import SaleHistory
 from codex_node.sales.ledger import EarningsLedger
 from codex_node.sales.metrics import ReservationsCollector, SalesMetrics
@@ -62,6 +68,9 @@ if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
     from web3 import AsyncWeb3
 
+    from codex_node.blockexchange.port import SlotRepairer
+    from codex_node.market.sharedchain import SharedChain
+    from codex_node.peers.port import Providers
     from codex_node.stores.kv import KVStore
     from codex_node.stores.repostore import RepoStore
     from codex_node.utils.parts import Part
@@ -82,13 +91,17 @@ class MarketplaceParts:
     data_source: LocalSlotDataSource
     info: ChainInfo
     chain: EmbeddedChain | None
-    """The embedded chain, when the node runs one (``None`` on a remote chain)."""
+    """The embedded chain, when the node runs one or shares one (``None`` on a remote chain)."""
     ledger: EarningsLedger
     """The earnings ledger; purchasing records its payments and refunds here (``ledger.MoneyRecorder``)."""
     account_metrics: AccountMetrics
     w3: AsyncWeb3[Any]
     """The connection the market runs on (the monitor reads the head and the gas balance through it)."""
     proof_margins: ProofMargins | None = None
+    fetcher: BlockFetcher | None = None
+    """Verified blocks from peers (``blockexchange/``); ``None`` without a ``Providers``."""
+    network: NetworkDatasets | None = None
+    """Datasets fetched from peers for the ``/data/{cid}/network…`` routes; ``None`` without a ``Providers``."""
 
 
 class _Exits:
@@ -102,6 +115,21 @@ class _Exits:
 
     async def stop(self) -> None:
         await self._stack.aclose()
+
+
+class _HeadListener:
+    """A part that calls ``listener`` after every move of a shared chain's head while the node runs."""
+
+    def __init__(self, chain: EmbeddedChain, listener: Callable[[], None]) -> None:
+        self._chain = chain
+        self._listener = listener
+        self._remove: Callable[[], None] = lambda: None
+
+    async def start(self) -> None:
+        self._remove = self._chain.add_head_listener(self._listener)
+
+    async def stop(self) -> None:
+        self._remove()
 
 
 class _Ordered:
@@ -135,11 +163,17 @@ async def start_marketplace(
     start_part: StartPart,
     registry: CollectorRegistry,
     market_options: MarketOptions | None = None,
+    providers: Providers | None = None,
+    repairer: SlotRepairer | None = None,
+    shared_chain: SharedChain | None = None,
 ) -> MarketplaceParts:
     """Build and start the chain, the Market and Sales (see the module docstring); return them."""
     chain: EmbeddedChain | None = None
     account: LocalAccount | str
-    if config.eth_provider is None:
+    if shared_chain is not None:
+        chain = shared_chain.chain  # its owner started it and stops it
+        w3, deployment, account = chain.w3, chain.deployment, shared_chain.account
+    elif config.eth_provider is None:
         chain = EmbeddedChain(
             config.data_dir / "chain", block_time=config.dev_block_time, clock=clock, registry=registry
         )
@@ -163,7 +197,19 @@ async def start_marketplace(
     await start_part("prover metrics", Closing(prover.close))
     reservations = Reservations(repo)
     registry.register(ReservationsCollector(reservations.availability_totals))  # the node's own registry
-    data_source = LocalSlotDataSource(repo)
+    local_source = LocalSlotDataSource(repo)
+    data_source: SlotDataSource = local_source
+    fetcher: BlockFetcher | None = None
+    network: NetworkDatasets | None = None
+    if providers is not None:
+        # Slots come from peers: fetched, verified and stored block by block, then held like local ones.
+        fetcher = BlockFetcher(repo, providers, clock, metrics=FetchMetrics(registry))
+        await start_part("block fetcher", fetcher)
+        # A slot in Repair is rebuilt from K other slots, read through the same fetcher (local blocks first).
+        repairer = repairer or RepoSlotRepairer(repo, fetcher, registry=registry)
+        data_source = NetworkSlotDataSource(repo, fetcher, local_source, repairer=repairer)
+        network = NetworkDatasets(repo, fetcher)
+        await start_part("network downloads", network)
     ledger = EarningsLedger(kv, market.clock)
     registry.register(LedgerCollector(ledger))
     account_metrics = AccountMetrics(registry)
@@ -182,6 +228,8 @@ async def start_marketplace(
         ledger=ledger,
     )
     purchasing = Purchasing(market, market.clock, kv, PurchaseMetrics(registry), money=ledger)
+    if shared_chain is not None:  # other nodes' blocks and time jumps: poll now, not at the next interval
+        await start_part("shared chain head listener", _HeadListener(shared_chain.chain, market.events.wake))
     # Sales and Purchasing subscribe (and resume) first; then the stream catches up and follows.
     await start_part("sales, purchasing and market events", _Ordered(sales, _Ordered(purchasing, market)))
     address = await market.get_signer()
@@ -193,7 +241,7 @@ async def start_marketplace(
     )
     log.info(
         "marketplace started",
-        chain="embedded" if chain is not None else redact_url(config.eth_provider or ""),
+        chain=_chain_name(config, shared=shared_chain is not None),
         chain_id=found.chain_id,
         marketplace=deployment.marketplace,
         node_address=address,
@@ -203,14 +251,22 @@ async def start_marketplace(
         sales=sales,
         purchasing=purchasing,
         reservations=reservations,
-        data_source=data_source,
+        data_source=local_source,
         info=info,
         chain=chain,
         w3=w3,
         proof_margins=proof_margins,
         ledger=ledger,
         account_metrics=account_metrics,
+        fetcher=fetcher,
+        network=network,
     )
+
+
+def _chain_name(config: NodeConfig, *, shared: bool) -> str:
+    if shared:
+        return "embedded (shared)"
+    return "embedded" if config.eth_provider is None else redact_url(config.eth_provider)
 
 
 async def _remote_deployment(config: NodeConfig, w3: AsyncWeb3[Any]) -> Deployment:

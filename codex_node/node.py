@@ -8,15 +8,20 @@ closing is wrapped in :class:`Closing`. If a part fails to start, the ones alrea
 Data dir layout::
 
     <data-dir>/codex-node.pid              the pid of the node using the data dir, locked while it runs
+    <data-dir>/peer.key                    the node key (Ed25519, mode 600): its peer id and signed record
     <data-dir>/meta/                       LevelDB: block index, pack records, quota, maintenance cursor, node id, and
                                            availabilities, reservations, event cursor, sale history
     <data-dir>/repo/packs/<id>.pack        blocks appended to pack files, one open pack per expiry day
                                            (``stores/blockfiles.py``, ``docs/packs.md``)
     <data-dir>/chain/                      the embedded chain (its own LevelDB, node key, deployment.json)
 
+The peers part (node key, peer record, peer table, discovery: ``peers/part.py``) starts after the metadata store;
+``node.peers`` is the ``Providers`` the network's fetchers use. Its discovery rounds start once the API serves.
 The marketplace (the chain, embedded by default or remote; the Market on it; Sales) starts after the repo and
 before the API (``marketplace.py``), Purchasing with it; with ``--validator`` the Validator
-(``validation/``) starts after it, on the node's account and the market's event stream and chain clock.
+(``validation/``) starts after it, on the node's account and the market's event stream and chain clock. A node given a
+:class:`~codex_node.market.sharedchain.SharedChain` (tests running several nodes in one process) uses that chain
+and account instead of ``<data-dir>/chain``, and leaves starting and stopping the chain to its owner.
 
 This module never parses flags or configures logging (the CLI does); it never reads the wall clock except
 through the :class:`~codex_node.clock.Clock` it is given.
@@ -30,6 +35,7 @@ import secrets
 import signal
 import sys
 from types import TracebackType
+from urllib.parse import urlsplit
 
 import structlog
 from prometheus_client.registry import REGISTRY, CollectorRegistry
@@ -41,12 +47,14 @@ from codex_node.api.server import HttpServer
 from codex_node.api.services import DevChain, Services, provide
 from codex_node.clock import Clock, SystemClock
 from codex_node.config import NodeConfig
-from codex_node.errors import ConfigError
 from codex_node.market import provider
+from codex_node.market.sharedchain import SharedChain
 from codex_node.market.types import ChainInfo
 from codex_node.marketplace import MarketplaceParts, start_marketplace
 from codex_node.monitor.chain import MarketProbe
 from codex_node.monitor.part import Monitor, start_monitor
+from codex_node.peers.addresses import announce_urls
+from codex_node.peers.part import Peers, build_peers, check_network_config
 from codex_node.stores.blockfiles import BlockFiles
 from codex_node.stores.datadir import DataDirLock
 from codex_node.stores.kv import KVStore, LevelDBStore
@@ -66,8 +74,12 @@ NODE_ID_KEY = "meta/node/id"
 class Node:
     """One codex-node: its parts, its REST app, and the URLs it serves once started."""
 
-    def __init__(self, config: NodeConfig, *, clock: Clock | None = None) -> None:
+    def __init__(self, config: NodeConfig, *, clock: Clock | None = None, chain: SharedChain | None = None) -> None:
+        """``chain``: an embedded chain started by someone else, shared with other nodes of the process."""
+        if chain is not None and config.chain_mode != "embedded":
+            raise ValueError(f"a shared chain is an embedded chain; this node's config wants {config.chain_mode}")
         self.config = config
+        self._shared_chain = chain
         self.clock: Clock = clock or SystemClock()
         self.app = create_app(config, node=self)
         self.node_id = ""
@@ -79,6 +91,8 @@ class Node:
         self.maintainer: BlockMaintainer | None = None
         self.marketplace: MarketplaceParts | None = None
         self.monitor: Monitor | None = None
+        self.peers: Peers | None = None
+        """The network's peers: a ``Providers`` for the block exchange, and what the peer routes serve."""
         self.validator: Validator | None = None
         # The node's own metrics registry, passed to every part and hung on the process-wide one while the node
         # runs: a second node in the same process (tests) never collides with the first's series.
@@ -121,7 +135,7 @@ class Node:
 
     async def _start_parts(self) -> None:
         c = self.config
-        _refuse_unbuilt(c)
+        check_network_config(c)  # a bad --bootstrap-node record or no announce URL fails before anything is made
         # Ports are taken first, so a taken one fails before anything slow starts; they serve only at the end.
         api = HttpServer(self.app, c.api_bindaddr, c.api_port, flag="--api-port", name="api")
         api.bind()
@@ -152,6 +166,11 @@ class Node:
         self.node_id = _node_id(kv)
 
         await self._parts.start("metrics registry", _Registered(self.registry))
+        # The network's peers (key, record, table) before the marketplace that will fetch through them.
+        peers = build_peers(c, kv, self.clock, self.registry)
+        await self._parts.start("peers", peers)
+        self.peers = peers
+        peers.announce(announce_urls(c.api_announce_urls, c.api_bindaddr, urlsplit(api.url).port or c.api_port))
         # Construction runs the repo's crash recovery: a thread keeps signals and the loop responsive meanwhile.
         repo = await asyncio.to_thread(_open_repo, kv, c, self.clock, self.registry)
         await self._parts.start("repo store", Closing(repo.close))
@@ -166,7 +185,14 @@ class Node:
 
         if c.chain_mode != "none":
             mp = await start_marketplace(
-                c, kv=kv, repo=repo, clock=self.clock, start_part=self._parts.start, registry=self.registry
+                c,
+                kv=kv,
+                repo=repo,
+                clock=self.clock,
+                start_part=self._parts.start,
+                registry=self.registry,
+                providers=self.peers,
+                shared_chain=self._shared_chain,
             )
             self.marketplace = mp
             self.chain = mp.info
@@ -203,12 +229,13 @@ class Node:
             self.metrics_url = f"{endpoint.url}/metrics"
         await self._parts.start("api", api)
         self.api_url = api.url
+        peers.start_discovery()  # once the API serves: peers that call back find it answering
 
     def _services(self) -> Services:
         """What the API's routes reach, once every part they may touch has started."""
         mp = self.marketplace
         if mp is None:
-            return Services(config=self.config, node=self, repo=self.repo, monitor=self.monitor)
+            return Services(config=self.config, node=self, repo=self.repo, monitor=self.monitor, peers=self.peers)
         dev = None
         if mp.chain is not None:
             dev = DevChain(chain=mp.chain, market=mp.market, client=mp.market.for_account(mp.chain.client_account))
@@ -225,15 +252,9 @@ class Node:
             monitor=self.monitor,
             ledger=mp.ledger,
             account_metrics=mp.account_metrics,
+            peers=self.peers,
+            network=mp.network,
             validator=self.validator,
-        )
-
-
-def _refuse_unbuilt(c: NodeConfig) -> None:
-    """Flags of parts this version does not have yet are refused, never silently ignored."""
-    if c.bootstrap_nodes:
-        raise ConfigError(
-            "--bootstrap-node", "this version of codex-node cannot fetch blocks from peers yet; remove the flag"
         )
 
 

@@ -119,6 +119,8 @@ def gather(api: NodeApi) -> dict[str, Any]:
     return {
         "node": {
             "id": info.get("id"),
+            "peerId": info.get("peerId") or None,
+            "peers": len((info.get("table") or {}).get("nodes") or []),
             "version": info.get("codex", {}).get("version"),
             "marketplace": info.get("marketplace"),
             "ready": health.get("ready"),
@@ -156,6 +158,8 @@ def render(status: dict[str, Any]) -> str:
 
     node = status["node"]
     add("node", "id", node["id"])
+    add("node", "peer id", node.get("peerId"))
+    add("node", "peers known", node.get("peers"))
     add("node", "version", node["version"])
     add("node", "ready", "yes" if node["ready"] else "NO: " + "; ".join(node["failing"]))
     chain = status["chain"]

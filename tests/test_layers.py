@@ -53,6 +53,7 @@ FAKES: dict[str, str] = {
     "testing.mockledger": "market",
     "testing.mockmarket": "market",
     "testing.staticpeers": "peers",
+    "testing.fakepeerwire": "peers",
     "testing.faultychaindb": "market",
 }
 """Each fake in ``codex_node/testing/`` and the part it stands in for."""

@@ -86,6 +86,7 @@ async def test_a_node_serves_the_api_and_stops_every_part(tmp_path: Path) -> Non
             "data dir lock",
             "metadata store",
             "metrics registry",
+            "peers",
             "repo store",
             "block maintainer metrics",
             "block maintainer",
@@ -177,9 +178,16 @@ async def test_a_part_failing_to_start_stops_what_was_started_and_frees_the_port
 
 @pytest.mark.parametrize(
     ("more", "flag"),
-    [({"bootstrap_nodes": ("http://127.0.0.1:9",)}, "--bootstrap-node")],
+    [
+        # A bootstrap node but no URL to announce (the API on the any-address): peers could never call back.
+        (
+            {"bootstrap_nodes": ("http://127.0.0.1:9",), "api_bindaddr": "0.0.0.0", "api_allow_unauthenticated": True},
+            "--api-announce-url",
+        ),
+        ({"bootstrap_nodes": ("spr:AAAA",)}, "--bootstrap-node"),  # a record that does not verify
+    ],
 )
-async def test_flags_of_parts_this_version_lacks_are_refused_before_anything_starts(
+async def test_network_flags_that_cannot_work_are_refused_before_anything_starts(
     tmp_path: Path, more: dict[str, object], flag: str
 ) -> None:
     node = Node(NodeConfig(data_dir=tmp_path / "data", api_port=0, **more))  # type: ignore[arg-type]

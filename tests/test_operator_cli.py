@@ -84,6 +84,8 @@ def test_status_prints_one_screen_of_a_ready_node(node: NodeProcess) -> None:
     for section in ("node", "chain", "account", "storage", "sales", "alerts"):
         assert any(line.startswith(section) for line in text.splitlines()), (section, text)
     assert "ready" in text
+    assert "peer id" in text
+    assert "12D3KooW" in text
     assert "caught up   yes" in text or "caught up  yes" in text or " yes" in text
 
 
@@ -94,6 +96,8 @@ def test_status_json_has_every_section(node: NodeProcess) -> None:
     status = json.loads(result.stdout)
     assert set(status) == {"node", "chain", "account", "storage", "sales", "alerts"}
     assert status["node"]["ready"] is True
+    assert status["node"]["peerId"].startswith("12D3KooW")
+    assert status["node"]["peers"] == 0
     assert status["chain"]["caughtUp"] is True
     assert status["account"]["address"].startswith("0x")
     assert status["storage"]["quotaFreeBytes"] == status["storage"]["quotaMaxBytes"]

@@ -10,7 +10,8 @@ because it reaches the socket:
   Browsers send ``Origin`` on such requests; other clients (curl, the node's own client) send none.
 * With ``--api-token FILE``, every request must carry ``Authorization: Bearer <token>``: **401** otherwise.
   Compared in constant time; the token is never logged, and neither is what a client sent. The API's documents
-  (Swagger UI and ReDoc pages and assets, the schema) are public and need no token.
+  (Swagger UI and ReDoc pages and assets, the schema) are public and need no token, and so are the routes
+  peers use (:data:`OPEN_PEER_ROUTES`), which serve only bytes a peer verifies itself.
 
 The checks are a plain ASGI middleware, outside the routes (and outside the body limit), so a refused request
 reads no body and touches no part of the node. Pure decisions (:func:`host_allowed`, :func:`origin_allowed`,
@@ -38,6 +39,19 @@ PUBLIC_PATHS = frozenset({"/docs", "/redoc", "/openapi.json", "/dashboard", "/ap
 """Documents anyone may read (no token): Swagger UI, its assets under ``/docs/``, ReDoc, and the schema; the
 dashboard's page and assets under ``/dashboard/`` (they hold no data: the page asks the API, with the token); and
 the health route (container health checks carry no token; ``api/routes/health.py``)."""
+OPEN_PEER_ROUTES = (
+    "/api/codex/v1/blocks",
+    "/api/codex/v1/peerid",
+    "/api/codex/v1/spr",
+    "/api/codex/v1/peers",
+    "/api/codex/v1/have",
+)
+"""THE one list of routes other peers reach without the API token (a path equal to one, or under it). Each serves
+only content-addressed, verifiable bytes or signed records: ``/blocks`` and ``/blocks/{cid}`` hand out blocks by
+CID, which the asker checks against the CID (``api/routes/blocks.py``); ``/peerid``, ``/spr``, ``/peers`` (peer
+exchange) and ``/have`` serve the node's public identity, signed peer records and which CIDs it holds
+(``api/routes/peers.py``). The Host rules still apply (a peer reaching the node by name needs that name in
+``--api-allowed-host`` or ``--api-announce-url``)."""
 
 
 @dataclass(frozen=True)
@@ -107,7 +121,9 @@ def token_matches(expected: bytes, authorization: str | None) -> bool:
 
 
 def _is_public(path: str) -> bool:
-    return path in PUBLIC_PATHS or path.startswith(("/docs/", "/dashboard/"))
+    if path in PUBLIC_PATHS or path.startswith(("/docs/", "/dashboard/")):
+        return True
+    return any(path == route or path.startswith(route + "/") for route in OPEN_PEER_ROUTES)
 
 
 class AccessMiddleware:

@@ -19,7 +19,21 @@ from fastapi_offline import FastAPIOffline
 from codex_node import __version__
 from codex_node.api.errors import install_error_handlers
 from codex_node.api.guards import document_guards, install_guards
-from codex_node.api.routes import account, check, data, debug, devchain, health, monitor, sales, storage, validator
+from codex_node.api.routes import (
+    account,
+    blocks,
+    check,
+    data,
+    debug,
+    devchain,
+    health,
+    monitor,
+    network,
+    peers,
+    sales,
+    storage,
+    validator,
+)
 from codex_node.api.routes.dashboard import mount_dashboard
 from codex_node.api.schemas import ErrorBody
 from codex_node.api.services import NodeView, Services, provide
@@ -33,6 +47,7 @@ DOCS_ASSETS = "/docs/static"
 
 ROUTERS: tuple[APIRouter, ...] = (
     data.router,
+    network.router,
     sales.router,
     storage.router,
     account.router,
@@ -40,6 +55,8 @@ ROUTERS: tuple[APIRouter, ...] = (
     check.router,
     health.router,
     monitor.router,
+    peers.router,
+    blocks.router,
     validator.router,
 )
 

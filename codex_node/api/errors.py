@@ -16,6 +16,7 @@ Status codes by error type (the first match wins, so a ``BlockNotFoundError`` â€
 ``DiskFullError`` (the data dir's disk is full)                    507
 ``BytesOutOfBoundsError``/``UntilOutOfBoundsError``/collateral     422
 ``MarketUnavailableError`` (running with ``--no-marketplace``)     503
+``NetworkUnavailableError`` (no block exchange on this node)       503
 any other ``CodexError``                                           500
 any other exception (a bug): ``{"error": "internal error"}``       500
 =================================================================  ======
@@ -47,6 +48,7 @@ from codex_node.errors import (
     DiskFullError,
     InvalidInputError,
     MarketUnavailableError,
+    NetworkUnavailableError,
     NotFoundError,
     QuotaNotEnoughError,
     UntilOutOfBoundsError,
@@ -66,6 +68,7 @@ _STATUS: tuple[tuple[type[CodexError], int], ...] = (
     (UntilOutOfBoundsError, 422),
     (CollateralOutOfBoundsError, 422),
     (MarketUnavailableError, 503),
+    (NetworkUnavailableError, 503),
 )
 
 # pydantic error types that mean "malformed" (400); any other type is well-formed but invalid (422).

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Scope
@@ -25,13 +26,17 @@ from codex_node.errors import ConfigError
 def install_guards(app: FastAPI, config: NodeConfig, *, prefix: str) -> None:
     """Add the middleware above to ``app``, whose routes live under ``prefix``. Call before outer middleware."""
     upload_path = f"{prefix}/data"
-    download_path = re.compile(re.escape(prefix) + r"/data/[^/]+")
+    download_path = re.compile(re.escape(prefix) + r"/data/[^/]+(/network/stream)?")
+    block_paths = re.compile(re.escape(prefix) + r"/blocks(/[^/]+)?")
 
     def is_upload(scope: Scope) -> bool:
         return scope.get("method") == "POST" and scope.get("path") == upload_path
 
     def is_download(scope: Scope) -> bool:
-        return scope.get("method") in ("GET", "HEAD") and download_path.fullmatch(str(scope.get("path"))) is not None
+        path = str(scope.get("path"))
+        if block_paths.fullmatch(path) is not None:  # blocks served to peers count as downloads too
+            return True
+        return scope.get("method") in ("GET", "HEAD") and download_path.fullmatch(path) is not None
 
     app.add_middleware(BodyLimitMiddleware, streams=is_upload)
     app.add_middleware(DownloadLimitMiddleware, max_downloads=config.api_max_downloads, is_download=is_download)
@@ -51,7 +56,10 @@ def access_policy(config: NodeConfig, bind_address: str) -> AccessPolicy:
             token = read_api_token(config.api_token)
         except (OSError, ValueError) as e:
             raise ConfigError("--api-token", str(e)) from None
-    return AccessPolicy.build(bind_address, config.api_allowed_hosts, token)
+    # The hosts of --api-announce-url: peers reach the node by the name its record announces.
+    announced = [urlsplit(u).hostname or "" for u in config.api_announce_urls]
+    hosts = [*config.api_allowed_hosts, *(f"[{h}]" if ":" in h else h for h in announced if h)]
+    return AccessPolicy.build(bind_address, hosts, token)
 
 
 _GUARD_RESPONSES = {

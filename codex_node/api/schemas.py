@@ -215,10 +215,12 @@ class ChainInfo(CamelModel):
 class DebugInfo(CamelModel):
     """nim-codex's ``DebugInfo`` shape plus ``marketplace`` (``embedded``/``remote``/``none``) and ``chain``.
 
-    ``addrs`` are the API URLs peers fetch blocks from; ``spr`` and the table's ``nodes`` stay empty (no DHT).
+    ``addrs`` is the URL the API serves at; ``announceAddresses`` the API URLs the node's signed record (``spr``)
+    tells peers; the table's ``nodes`` are the peers it knows (``seen``: reached by this node itself).
     """
 
     id: str
+    peer_id: str = ""
     addrs: list[str]
     repo: str
     spr: str

@@ -20,6 +20,7 @@ from codex_node.config import DEFAULTS, NodeConfig
 from codex_node.errors import CodexError, MarketUnavailableError
 from codex_node.market.market import Market
 from codex_node.monitor.monitor import Monitor
+from codex_node.peers.part import Peers
 from codex_node.purchasing.purchasing import Purchasing
 from codex_node.sales.account import AccountMetrics
 from codex_node.sales.ledger import EarningsLedger
@@ -29,6 +30,7 @@ from codex_node.stores.repostore import RepoStore
 from codex_node.validation.validator import ValidatorStatus
 
 if TYPE_CHECKING:  # the chain modules pull in the whole Ethereum stack; only their types are needed here
+    from codex_node.blockexchange.datasets import NetworkDatasets
     from codex_node.data.cid import Cid
     from codex_node.market.embedded import EmbeddedChain
     from codex_node.market.onchain import OnChainMarket
@@ -88,6 +90,10 @@ class Services:
     """Readings, alerts, storage samples and proof margins (``monitor/``); health and the dashboard read it."""
     ledger: EarningsLedger | None = None
     account_metrics: AccountMetrics | None = None
+    peers: Peers | None = None
+    """The network's peers: the node's identity and record, the peer table (``api/routes/peers.py``)."""
+    network: NetworkDatasets | None = None
+    """Datasets fetched from peers (``/data/{cid}/network…``); ``None`` without the block exchange."""
     validator: ValidatorView | None = None
     """The validator, when the node runs with ``--validator``."""
 
@@ -163,6 +169,12 @@ def get_monitor(services: ServicesDep) -> Monitor:
     return services.monitor
 
 
+def get_peers(services: ServicesDep) -> Peers:
+    if services.peers is None:
+        raise CodexError("the node's peers part is not running")
+    return services.peers
+
+
 RepoDep = Annotated[RepoStore, Depends(get_repo)]
 MarketDep = Annotated[Market, Depends(get_market)]
 SalesDep = Annotated[Sales, Depends(get_sales)]
@@ -171,3 +183,4 @@ PurchasingDep = Annotated[Purchasing, Depends(get_purchasing)]
 DevChainDep = Annotated[DevChain, Depends(get_dev_chain)]
 MonitorDep = Annotated[Monitor, Depends(get_monitor)]
 LedgerDep = Annotated[EarningsLedger, Depends(get_ledger)]
+PeersDep = Annotated[Peers, Depends(get_peers)]

@@ -126,7 +126,32 @@ class AsyncCodexClient:
     @asynccontextmanager
     async def stream_download(self, cid: str) -> AsyncIterator[AsyncDownload]:
         """The dataset ``cid`` as an :class:`AsyncDownload`: its ``info``, then its bytes by ``async for``."""
-        op = ops.DOWNLOAD
+        async with self._stream(ops.DOWNLOAD, cid) as download:
+            yield download
+
+    @asynccontextmanager
+    async def stream_from_network(self, cid: str) -> AsyncIterator[AsyncDownload]:
+        """The dataset ``cid`` fetched by the node from its peers while it streams it (the node stores nothing)."""
+        async with self._stream(ops.NETWORK_STREAM, cid) as download:
+            yield download
+
+    async def fetch_from_network(self, cid: str, dest: BinaryIO) -> DownloadInfo:
+        """Write the dataset ``cid``, which the node fetches from its peers as it streams, to the open ``dest``."""
+        async with self.stream_from_network(cid) as download:
+            async for chunk in download:
+                dest.write(chunk)
+            return download.info
+
+    async def download_from_network(self, cid: str) -> Dataset:
+        """Have the node fetch the dataset ``cid`` from its peers in the background; returns its manifest."""
+        return await self._run(ops.download_from_network(cid))
+
+    async def manifest_from_network(self, cid: str) -> Dataset:
+        """The manifest of the dataset ``cid``, fetched by the node from its peers."""
+        return await self._run(ops.manifest_from_network(cid))
+
+    @asynccontextmanager
+    async def _stream(self, op: ops.Operation, cid: str) -> AsyncIterator[AsyncDownload]:
         path = ops.fill(op, cid=cid)
         try:
             async with self._http.stream(op.method, path) as response:
@@ -203,6 +228,28 @@ class AsyncCodexClient:
 
     async def list_reservations(self, availability_id: str) -> list[Reservation]:
         return await self._run(ops.list_reservations(availability_id))
+
+    # --- peers ------------------------------------------------------------------------------------------------
+
+    async def peer_id(self) -> str:
+        """The node's peer id."""
+        return await self._run(ops.peer_id())
+
+    async def spr(self) -> str:
+        """The node's signed peer record (``spr:…``)."""
+        return await self._run(ops.spr())
+
+    async def connect(self, peer_id: str, addrs: list[str] | None = None) -> None:
+        """Have the node reach ``peer_id`` at ``addrs`` (its API URLs) or the URLs it knows."""
+        return await self._run(ops.connect(peer_id, addrs))
+
+    async def peers(self, spr: str | None = None) -> list[str]:
+        """The signed records of the peers the node shares (peer exchange); ``spr`` introduces the caller."""
+        return await self._run(ops.peers(spr))
+
+    async def have(self, cid: list[str]) -> list[str]:
+        """Which of these CIDs the node holds."""
+        return await self._run(ops.have(cid))
 
     # --- debug ------------------------------------------------------------------------------------------------
 
@@ -310,7 +357,7 @@ class AsyncCodexClient:
         path: str,
         *,
         limit: int,
-        params: Mapping[str, str] | None = None,
+        params: Mapping[str, str | list[str]] | None = None,
         json: Mapping[str, object] | None = None,
         content: bytes | AsyncIterable[bytes] | Iterable[bytes] | None = None,
         headers: dict[str, str] | None = None,

@@ -75,6 +75,17 @@ class Exists(ClientModel):
     has: bool
 
 
+# --- peers --------------------------------------------------------------------------------------------------------
+
+
+class PeerList(ClientModel):
+    peers: list[str]
+
+
+class HaveAnswer(ClientModel):
+    have: list[str]
+
+
 # --- sales --------------------------------------------------------------------------------------------------------
 
 
@@ -195,6 +206,7 @@ class ChainInfo(ClientModel):
 
 class DebugInfo(ClientModel):
     id: str
+    peer_id: str = ""
     addrs: list[str]
     repo: str
     spr: str

@@ -32,10 +32,12 @@ from codex_node.client.models import (
     Dataset,
     DebugInfo,
     Exists,
+    HaveAnswer,
     HealthReport,
     LedgerPage,
     LogLevel,
     NodeCheck,
+    PeerList,
     ProofMarginItem,
     Purchase,
     RequestMatch,
@@ -70,6 +72,27 @@ UPLOAD = Operation("upload_api_codex_v1_data_post", "POST", "/data", 200, "uploa
 DOWNLOAD = Operation("download_api_codex_v1_data__cid__get", "GET", "/data/{cid}", 200, "download")
 DELETE = Operation("delete_api_codex_v1_data__cid__delete", "DELETE", "/data/{cid}", 204, "delete")
 EXISTS = Operation("exists_api_codex_v1_data__cid__exists_get", "GET", "/data/{cid}/exists", 200, "exists")
+NETWORK_DOWNLOAD = Operation(
+    "download_from_network_api_codex_v1_data__cid__network_post",
+    "POST",
+    "/data/{cid}/network",
+    200,
+    "download_from_network",
+)
+NETWORK_STREAM = Operation(
+    "stream_from_network_api_codex_v1_data__cid__network_stream_get",
+    "GET",
+    "/data/{cid}/network/stream",
+    200,
+    "fetch_from_network",
+)
+NETWORK_MANIFEST = Operation(
+    "manifest_from_network_api_codex_v1_data__cid__network_manifest_get",
+    "GET",
+    "/data/{cid}/network/manifest",
+    200,
+    "manifest_from_network",
+)
 SPACE = Operation("space_api_codex_v1_space_get", "GET", "/space", 200, "space")
 LIST_SLOTS = Operation("list_slots_api_codex_v1_sales_slots_get", "GET", "/sales/slots", 200, "list_slots")
 GET_SLOT = Operation("get_slot_api_codex_v1_sales_slots__slotId__get", "GET", "/sales/slots/{slotId}", 200, "get_slot")
@@ -141,12 +164,21 @@ GET_PURCHASE = Operation(
     "get_purchase_api_codex_v1_storage_purchases__id__get", "GET", "/storage/purchases/{id}", 200, "get_purchase"
 )
 
+PEER_ID = Operation("peer_id_api_codex_v1_peerid_get", "GET", "/peerid", 200, "peer_id")
+SPR = Operation("spr_api_codex_v1_spr_get", "GET", "/spr", 200, "spr")
+CONNECT = Operation("connect_api_codex_v1_connect__peerId__get", "GET", "/connect/{peerId}", 200, "connect")
+PEERS = Operation("exchange_api_codex_v1_peers_get", "GET", "/peers", 200, "peers")
+HAVE = Operation("have_api_codex_v1_have_get", "GET", "/have", 200, "have")
+
 OPERATIONS: tuple[Operation, ...] = (
     LIST_DATA,
     UPLOAD,
     DOWNLOAD,
     DELETE,
     EXISTS,
+    NETWORK_DOWNLOAD,
+    NETWORK_STREAM,
+    NETWORK_MANIFEST,
     SPACE,
     LIST_SLOTS,
     GET_SLOT,
@@ -172,6 +204,11 @@ OPERATIONS: tuple[Operation, ...] = (
     REQUEST_STORAGE,
     LIST_PURCHASES,
     GET_PURCHASE,
+    PEER_ID,
+    SPR,
+    CONNECT,
+    PEERS,
+    HAVE,
 )
 """Every operation the clients run; ``operationId`` → client method is the table the tests check."""
 
@@ -183,7 +220,7 @@ class Call(Generic[T]):
     operation: Operation
     path: str
     parse: Callable[[bytes], T]
-    params: Mapping[str, str] = field(default_factory=dict)
+    params: Mapping[str, str | list[str]] = field(default_factory=dict)
     json: Mapping[str, object] | None = None
 
 
@@ -225,6 +262,7 @@ def _nothing(_body: bytes) -> None:
 
 _PARSE_DATA_LIST = _json(DataList)
 _PARSE_EXISTS = _json(Exists)
+_PARSE_DATASET = _json(Dataset)
 _PARSE_LOG_LEVEL = _json(LogLevel)
 _PARSE_SPACE = _json(Space)
 _PARSE_SLOTS = _json(list[Slot])
@@ -271,6 +309,20 @@ def _level(body: bytes) -> str:
     return _PARSE_LOG_LEVEL(body).level
 
 
+def _text_starting(prefix: str, what: str) -> Callable[[bytes], str]:
+    def parse(body: bytes) -> str:
+        text = body.decode("ascii", errors="replace").strip()
+        if not text.startswith(prefix) or len(text) > 8192:
+            raise MalformedResponseError(f"the node's answer is not {what}: {text[:80]!r}")
+        return text
+
+    return parse
+
+
+_PARSE_PEER_LIST = _json(PeerList)
+_PARSE_HAVE = _json(HaveAnswer)
+
+
 # --- builders -----------------------------------------------------------------------------------------------------
 
 
@@ -284,6 +336,14 @@ def delete(cid: str) -> Call[None]:
 
 def exists(cid: str) -> Call[bool]:
     return Call(EXISTS, fill(EXISTS, cid=cid), _has)
+
+
+def download_from_network(cid: str) -> Call[Dataset]:
+    return Call(NETWORK_DOWNLOAD, fill(NETWORK_DOWNLOAD, cid=cid), _PARSE_DATASET)
+
+
+def manifest_from_network(cid: str) -> Call[Dataset]:
+    return Call(NETWORK_MANIFEST, fill(NETWORK_MANIFEST, cid=cid), _PARSE_DATASET)
 
 
 def space() -> Call[Space]:
@@ -459,3 +519,28 @@ def list_purchases() -> Call[list[str]]:
 
 def get_purchase(purchase_id: str) -> Call[Purchase]:
     return Call(GET_PURCHASE, fill(GET_PURCHASE, id=purchase_id), _PARSE_PURCHASE)
+
+
+# --- peers --------------------------------------------------------------------------------------------------------
+
+
+def peer_id() -> Call[str]:
+    return Call(PEER_ID, PEER_ID.path, _text_starting("", "a peer id"))
+
+
+def spr() -> Call[str]:
+    return Call(SPR, SPR.path, _text_starting("spr:", "a signed peer record"))
+
+
+def connect(peer_id: str, addrs: list[str] | None = None) -> Call[None]:
+    return Call(CONNECT, fill(CONNECT, peerId=peer_id), _nothing, params={"addrs": list(addrs or [])})
+
+
+def peers(spr: str | None = None) -> Call[list[str]]:
+    return Call(
+        PEERS, PEERS.path, lambda body: _PARSE_PEER_LIST(body).peers, params={} if spr is None else {"spr": spr}
+    )
+
+
+def have(cid: list[str]) -> Call[list[str]]:
+    return Call(HAVE, HAVE.path, lambda body: _PARSE_HAVE(body).have, params={"cid": list(cid)})

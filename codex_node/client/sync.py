@@ -134,7 +134,32 @@ class CodexClient:
     @contextmanager
     def stream_download(self, cid: str) -> Iterator[Download]:
         """The dataset ``cid`` as a :class:`Download`: its :attr:`~Download.info`, then its bytes by iteration."""
-        op = ops.DOWNLOAD
+        with self._stream(ops.DOWNLOAD, cid) as download:
+            yield download
+
+    @contextmanager
+    def stream_from_network(self, cid: str) -> Iterator[Download]:
+        """The dataset ``cid`` fetched by the node from its peers while it streams it (the node stores nothing)."""
+        with self._stream(ops.NETWORK_STREAM, cid) as download:
+            yield download
+
+    def fetch_from_network(self, cid: str, dest: BinaryIO) -> DownloadInfo:
+        """Write the dataset ``cid``, which the node fetches from its peers as it streams, to the open ``dest``."""
+        with self.stream_from_network(cid) as download:
+            for chunk in download:
+                dest.write(chunk)
+            return download.info
+
+    def download_from_network(self, cid: str) -> Dataset:
+        """Have the node fetch the dataset ``cid`` from its peers in the background; returns its manifest."""
+        return self._run(ops.download_from_network(cid))
+
+    def manifest_from_network(self, cid: str) -> Dataset:
+        """The manifest of the dataset ``cid``, fetched by the node from its peers."""
+        return self._run(ops.manifest_from_network(cid))
+
+    @contextmanager
+    def _stream(self, op: ops.Operation, cid: str) -> Iterator[Download]:
         path = ops.fill(op, cid=cid)
         try:
             with self._http.stream(op.method, path) as response:
@@ -211,6 +236,28 @@ class CodexClient:
 
     def list_reservations(self, availability_id: str) -> list[Reservation]:
         return self._run(ops.list_reservations(availability_id))
+
+    # --- peers ------------------------------------------------------------------------------------------------
+
+    def peer_id(self) -> str:
+        """The node's peer id."""
+        return self._run(ops.peer_id())
+
+    def spr(self) -> str:
+        """The node's signed peer record (``spr:…``)."""
+        return self._run(ops.spr())
+
+    def connect(self, peer_id: str, addrs: list[str] | None = None) -> None:
+        """Have the node reach ``peer_id`` at ``addrs`` (its API URLs) or the URLs it knows."""
+        return self._run(ops.connect(peer_id, addrs))
+
+    def peers(self, spr: str | None = None) -> list[str]:
+        """The signed records of the peers the node shares (peer exchange); ``spr`` introduces the caller."""
+        return self._run(ops.peers(spr))
+
+    def have(self, cid: list[str]) -> list[str]:
+        """Which of these CIDs the node holds."""
+        return self._run(ops.have(cid))
 
     # --- debug ------------------------------------------------------------------------------------------------
 
@@ -318,7 +365,7 @@ class CodexClient:
         path: str,
         *,
         limit: int,
-        params: Mapping[str, str] | None = None,
+        params: Mapping[str, str | list[str]] | None = None,
         json: Mapping[str, object] | None = None,
         content: bytes | Iterable[bytes] | None = None,
         headers: dict[str, str] | None = None,

@@ -8,6 +8,8 @@ With no ``--eth-provider`` the node runs this chain instead of talking to a remo
     chain.deployment             # Deployment: chain id, marketplace and token addresses
     chain.node_account           # LocalAccount the node signs with (key in <path>/node.key, created once)
     chain.client_account         # a funded dev account (tests: the client posting requests)
+    await chain.funded_account(i)   # tests: the i-th derived account, topped up (one per node sharing the chain)
+    chain.add_head_listener(wake)   # called after every operation that moved the head (returns the remover)
     await chain.mine(3); await chain.travel_to(ts)   # tests: move the chain
     await chain.stop()
 
@@ -37,6 +39,12 @@ the database cannot be reopened every operation raises :class:`~codex_node.error
 its caller; the mining task logs one warning line at most every :data:`FAILURE_WARNING_INTERVAL` seconds of the
 Clock (not a traceback per tick) and one line when mining works again.
 
+Several nodes on one chain (tests: ``market/sharedchain.py``): whoever starts the chain owns it and stops it; each
+node signs with an account of its own, :func:`derived_account` ``(i)``, a key derived from the index alone (as
+public as the dev keys: never for anything of value), funded like the node account by :meth:`funded_account`.
+Every operation that moves the head (a transaction, a mining tick, a time jump) calls the head listeners
+afterwards, on the event loop, so every node's event stream can poll at once instead of at its next interval.
+
 Concurrency: eth-tester and py-evm are synchronous and not thread-safe, so every chain operation (each JSON-RPC
 request of ``w3``, each mining tick, each time jump) runs on one worker thread, one at a time, in the order
 submitted; the event loop never blocks on the EVM, and a mining tick can never interleave with a transaction.
@@ -60,6 +68,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 import structlog
 from eth_account import Account
 from eth_typing import BlockNumber, ChecksumAddress
+from eth_utils.crypto import keccak
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import CollectorRegistry
 from web3 import AsyncWeb3
@@ -105,6 +114,20 @@ FAILURE_WARNING_INTERVAL: Final = 60
 NODE_KEY_FILE: Final = "node.key"
 DEPLOYMENT_FILE: Final = "deployment.json"
 DB_DIR: Final = "db"
+DERIVED_KEY_DOMAIN: Final = b"codex-node embedded chain account "
+"""Prefix hashed with an account index into that account's key (:func:`derived_account`)."""
+MAX_ACCOUNT_INDEX: Final = 2**32 - 1
+
+HeadListener = Callable[[], None]
+
+
+def derived_account(index: int) -> LocalAccount:
+    """The ``index``-th derived dev account: its key is ``keccak256(DERIVED_KEY_DOMAIN ‖ index)``, the same on every
+    embedded chain, distinct from the genesis dev accounts and from every other index."""
+    if not 0 <= index <= MAX_ACCOUNT_INDEX:
+        raise ValueError(f"account index must be in 0..{MAX_ACCOUNT_INDEX}, got {index}")
+    account: LocalAccount = Account.from_key(keccak(DERIVED_KEY_DOMAIN + index.to_bytes(4, "big")))
+    return account
 
 
 class EmbeddedChain:
@@ -141,6 +164,7 @@ class EmbeddedChain:
         self._genesis_hash = b""
         self._tasks = TrackedTasks("embedded chain")
         self._unregister: Callable[[], None] = lambda: None
+        self._head_listeners: list[HeadListener] = []
         self.head = 0
         """Number of the latest block (updated after each operation; read by metrics)."""
         self.blocks_mined = 0
@@ -177,6 +201,28 @@ class EmbeddedChain:
     @property
     def genesis_hash(self) -> bytes:
         return _started(self._genesis_hash or None)
+
+    async def funded_account(self, index: int) -> LocalAccount:
+        """:func:`derived_account` ``(index)``, topped up with ether and test tokens like the node account."""
+        account = derived_account(index)
+        await self._top_up(account.address)
+        return account
+
+    def add_head_listener(self, listener: HeadListener) -> Callable[[], None]:
+        """Call ``listener()`` (on the event loop; it must be quick and not raise) after every operation that moved
+        the head; returns the function that removes it again."""
+        self._head_listeners.append(listener)
+
+        def remove() -> None:
+            with contextlib.suppress(ValueError):
+                self._head_listeners.remove(listener)
+
+        return remove
+
+    @property
+    def head_listeners(self) -> int:
+        """How many head listeners are registered (one per node sharing the chain, while it runs)."""
+        return len(self._head_listeners)
 
     async def start(self) -> None:
         """Open the chain (creating, deploying and funding as needed) and start the mining task."""
@@ -276,7 +322,15 @@ class EmbeddedChain:
         """Run ``fn`` on the chain's worker thread, after everything submitted before it."""
         if not self._accepting or self._executor is None:
             raise ChainError("the embedded chain is not running")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(self._guarded, fn))
+        head = self.head
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._executor, functools.partial(self._guarded, fn)
+            )
+        finally:
+            if self.head != head:
+                for listener in list(self._head_listeners):
+                    listener()
 
     def _guarded(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` on a sound database: reopen it first after a failed write, and right after ``fn``'s own."""

@@ -116,6 +116,36 @@ def _decode(raw: bytes) -> int:
         raise SlotDataError(f"corrupt slot hold record: {e}") from e
 
 
+def content_cid(request: Request) -> Cid:
+    """The request's content CID: a dataset manifest or a protected manifest (raises :class:`SlotDataError`)."""
+    try:
+        cid = cid_from_bytes(request.content.cid)
+    except (InvalidCidError, ValueError) as e:
+        raise SlotDataError(f"the request's content CID is not a CID: {e}") from e
+    if not (cid.is_manifest or cid.is_protected_manifest):
+        raise SlotDataError(f"the request's content CID {cid} is not a manifest CID")
+    return cid
+
+
+def slot_positions(request: Request, slot_index: int, manifest: Manifest) -> list[int | None]:
+    """The dataset block at each position of a plain dataset's slot (``None``: a zero block), checked against the
+    ask (raises :class:`SlotDataError`)."""
+    ask = request.ask
+    if manifest.info.block_size != BLOCK_SIZE:
+        raise SlotDataError(f"the dataset has {manifest.info.block_size}-byte blocks, slots need {BLOCK_SIZE}")
+    try:
+        layout = SlotLayout(manifest.block_count, ask.slots)
+        positions = layout.block_indices(slot_index)
+    except (ValueError, IndexError) as e:
+        raise SlotDataError(f"slot {slot_index} of the dataset cannot be laid out: {e}") from e
+    if layout.slot_size != ask.slot_size:
+        raise SlotDataError(
+            f"the request asks for {ask.slot_size}-byte slots; the dataset's {manifest.block_count} blocks in "
+            f"{ask.slots} slots make {layout.slot_size}-byte slots"
+        )
+    return positions
+
+
 class LocalSlotDataSource:
     """:class:`SlotDataSource` over a :class:`RepoStore` that already holds the request's dataset."""
 
@@ -197,13 +227,7 @@ class LocalSlotDataSource:
     # --- internals ----------------------------------------------------------------------------------------------
 
     def _content_cid(self, request: Request) -> Cid:
-        try:
-            cid = cid_from_bytes(request.content.cid)
-        except (InvalidCidError, ValueError) as e:
-            raise SlotDataError(f"the request's content CID is not a CID: {e}") from e
-        if not (cid.is_manifest or cid.is_protected_manifest):
-            raise SlotDataError(f"the request's content CID {cid} is not a manifest CID")
-        return cid
+        return content_cid(request)
 
     def _manifest_cid(self, request: Request) -> Cid:
         cid = self._content_cid(request)
@@ -258,21 +282,7 @@ class LocalSlotDataSource:
             raise SlotDataError(f"the dataset {cid} is not in the repo: {e}") from e
 
     def _positions(self, request: Request, slot_index: int, manifest: Manifest) -> list[int | None]:
-        """The dataset block at each position of the slot (``None``: a zero block), checked against the ask."""
-        ask = request.ask
-        if manifest.info.block_size != BLOCK_SIZE:
-            raise SlotDataError(f"the dataset has {manifest.info.block_size}-byte blocks, slots need {BLOCK_SIZE}")
-        try:
-            layout = SlotLayout(manifest.block_count, ask.slots)
-            positions = layout.block_indices(slot_index)
-        except (ValueError, IndexError) as e:
-            raise SlotDataError(f"slot {slot_index} of the dataset cannot be laid out: {e}") from e
-        if layout.slot_size != ask.slot_size:
-            raise SlotDataError(
-                f"the request asks for {ask.slot_size}-byte slots; the dataset's {manifest.block_count} blocks in "
-                f"{ask.slots} slots make {layout.slot_size}-byte slots"
-            )
-        return positions
+        return slot_positions(request, slot_index, manifest)
 
     async def _hold(self, manifest_cid: Cid, request: Request, slot_index: int, expiry: int) -> None:
         """Record that this sale needs the dataset until ``expiry`` and raise the manifest's expiry to match."""

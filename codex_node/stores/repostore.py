@@ -635,6 +635,18 @@ class RepoStore:
             return data
         raise CorruptBlockError(f"block {cid} kept moving while it was read")
 
+    def read_blocks(self, cids: Sequence[Cid]) -> list[bytes | None]:
+        """The stored bytes of each CID (``None``: not stored here), NOT checked against their CIDs: for serving
+        peers, who check every block themselves (``api/routes/blocks.py``). Blocking: call it from a worker thread.
+        Raises :class:`CorruptBlockError` when a block's bytes are missing or have the wrong size."""
+        out: list[bytes | None] = []
+        for cid in cids:
+            try:
+                out.append(self._read(cid))
+            except BlockNotFoundError:
+                out.append(None)
+        return out
+
     async def get_manifest(self, cid: Cid) -> Manifest:
         """The manifest stored under ``cid``. Raises :class:`BlockNotFoundError`, :class:`ValidationError` (not a
         manifest CID), :class:`CorruptBlockError`."""

@@ -1,8 +1,9 @@
 """Running the node's event loop: uvloop when it is installed, asyncio's own loop otherwise.
 
 uvloop (and httptools, which uvicorn picks by itself when it is installed: ``http="auto"``) are dependencies
-(uvloop not on Windows, where it has no build): on the upload benchmark they take the server's event-loop thread, which bounds an HTTP
-upload, from h11's pure-Python parsing and the selector's reader churn to C (``docs/packs.md`` has the numbers).
+(uvloop not on Windows, where it has no build): on the upload benchmark they take the server's event-loop
+thread, which bounds an HTTP upload, from h11's pure-Python parsing and the selector's reader churn to C
+(``docs/packs.md`` has the numbers).
 Without them everything works the same, only slower. This module must never require either.
 """
 

@@ -15,6 +15,7 @@ from codex_node.api.app import API_PREFIX, create_app
 from codex_node.api.downloads import RETRY_AFTER_SECONDS
 from codex_node.api.routes.data import DOWNLOAD_READ_BLOCKS
 from codex_node.config import NodeConfig
+from codex_node.data.cid import parse_cid
 from codex_node.data.manifest import BLOCK_SIZE
 from codex_node.stores.repostore import RepoStore
 from tests.harness.repo import memory_repo
@@ -88,3 +89,17 @@ async def test_over_the_cap_a_download_gets_503_with_retry_after_until_one_ends(
         assert (await c.get(f"/data/{cid}")).content == data
         readers[1].release.set()
         await asyncio.wait_for(readers[1].task, 10)
+
+
+async def test_blocks_served_to_peers_count_against_the_download_cap(tmp_path: Path, repo: RepoStore) -> None:
+    app = create_app(NodeConfig(data_dir=tmp_path, marketplace=False, api_max_downloads=1), repo=repo)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"http://localhost{API_PREFIX}") as c:
+        cid = (await c.post("/data", content=os.urandom(40 * BLOCK_SIZE))).text
+        block = (await repo.get_manifest(parse_cid(cid))).block_cid(0)
+        reader = StalledReader(app, f"{API_PREFIX}/data/{cid}")
+        await asyncio.wait_for(reader.stalled.wait(), 10)
+        assert (await c.get(f"/blocks/{block}")).status_code == 503
+        assert (await c.post("/blocks", json={"cids": [block.text]})).status_code == 503
+        reader.release.set()
+        await asyncio.wait_for(reader.task, 10)
+        assert (await c.get(f"/blocks/{block}")).content == await repo.get_block(block)

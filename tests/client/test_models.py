@@ -58,6 +58,8 @@ MODEL_OF_SCHEMA: dict[str, type[BaseModel]] = {
     "NodeCheck": models.NodeCheck,
     "CheckPart": models.CheckPart,
     "Purchase": models.Purchase,
+    "PeerList": models.PeerList,
+    "HaveAnswer": models.HaveAnswer,
     "ValidatorState": models.ValidatorState,
 }
 

@@ -116,7 +116,7 @@ def _filename(request: Request) -> str | None:
     return name
 
 
-def _content_disposition(filename: str) -> str:
+def content_disposition(filename: str) -> str:
     quoted = quote(filename)
     if quoted == filename:
         return f'attachment; filename="{filename}"'
@@ -189,7 +189,7 @@ async def download(request: Request, cid: CidPath) -> Response:
     info = manifest.info
     headers = {}
     if info.filename:
-        headers["Content-Disposition"] = _content_disposition(info.filename)
+        headers["Content-Disposition"] = content_disposition(info.filename)
     if zerocopy:
         return ZeroCopyResponse(
             spans.iter_dataset_spans(repo, manifest, blocks_per_open=DOWNLOAD_READ_BLOCKS),

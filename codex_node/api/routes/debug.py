@@ -31,22 +31,38 @@ log = structlog.get_logger(__name__)
 
 router = APIRouter(tags=["Debug"])
 
+MAX_TABLE_SHOWN = 200  # peers listed in /debug/info's table at most (best first)
+
 
 @router.get("/debug/info", summary="Node identity, addresses, data dir, build and chain")
 async def debug_info(services: ServicesDep) -> DebugInfo:
-    node, config = services.node, services.config
+    node, config, peers = services.node, services.config, services.peers
     node_id = node.node_id if node is not None else ""
     url = node.api_url if node is not None else None
     addrs = [url] if url else []
+    peer_id = peers.peer_id if peers is not None else node_id
+    record = peers.record if peers is not None else None
+    spr = record.text if record is not None else ""
+    known = [] if peers is None else peers.entries()[:MAX_TABLE_SHOWN]
     return DebugInfo(
         id=node_id,
+        peer_id=peer_id if peers is not None else "",
         addrs=addrs,
         repo=str(config.data_dir),
-        spr="",
-        announce_addresses=addrs,
+        spr=spr,
+        announce_addresses=list(record.urls) if record is not None else addrs,
         table=Table(
-            local_node=LocalNode(node_id=node_id, peer_id=node_id, record="", address=url or "", seen=False),
-            nodes=[],
+            local_node=LocalNode(node_id=node_id, peer_id=peer_id, record=spr, address=url or "", seen=False),
+            nodes=[
+                LocalNode(
+                    node_id=e.peer_id,
+                    peer_id=e.peer_id,
+                    record=e.record.text,
+                    address=e.record.urls[0],
+                    seen=e.verified,
+                )
+                for e in known
+            ],
         ),
         codex=CodexInfo(version=buildinfo.version(), revision=buildinfo.revision(), contracts=buildinfo.contracts()),
         marketplace=config.chain_mode,

@@ -1,0 +1,110 @@
+"""Peer-facing block routes: blocks by CID, one at a time or batched (``blockexchange/wire.py``).
+
+Both hand out only content-addressed bytes the asker verifies against the CID it asked for, so they are open
+without the API token (``api/access.py``, :data:`~codex_node.api.access.OPEN_PEER_ROUTES`); they answer nothing
+but stored blocks and "not here". They count as downloads (``api/downloads.py``, ``--api-max-downloads``): a batch
+holds about three groups of :data:`SERVE_READ_AHEAD` blocks, and its request names
+at most :data:`~codex_node.blockexchange.wire.MAX_BATCH_CIDS` CIDs (the body is under the 256 KiB body limit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Annotated, cast
+
+import structlog
+from fastapi import APIRouter, Path, Request, Response
+from fastapi.responses import StreamingResponse
+from pydantic import Field
+
+from codex_node.api.schemas import CamelModel
+from codex_node.api.services import services_of
+from codex_node.blockexchange.wire import MAX_BATCH_CIDS, MAX_FRAME_BYTES, MEDIA_TYPE, frame
+from codex_node.data.cid import Cid, parse_cid
+from codex_node.errors import CodexError
+from codex_node.stores.repostore import RepoStore
+
+log = structlog.get_logger(__name__)
+
+router = APIRouter(tags=["Blocks"], include_in_schema=False)
+"""Not in ``openapi.yaml``: it is the Codex-compatible contract for clients, and these routes are the nodes' own
+peer protocol (documented here and in ``blockexchange/wire.py``)."""
+
+SERVE_READ_AHEAD = 16
+"""Blocks of a batch read from the repo in one worker thread (1 MiB of 64 KiB blocks), the next group being read
+while one is sent: a batch holds about three such groups (one read, one sent, one in the send buffer)."""
+
+
+class BlocksRequest(CamelModel):
+    cids: list[str] = Field(max_length=MAX_BATCH_CIDS, description=f"At most {MAX_BATCH_CIDS} block CIDs")
+
+
+def _repo(request: Request) -> RepoStore:
+    return cast(RepoStore, services_of(request.app).repo)
+
+
+@router.get(
+    "/blocks/{cid}",
+    response_class=Response,
+    summary="One block by CID, for peers (open without the API token: the bytes are verifiable by their CID)",
+    responses={
+        200: {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+        400: {"description": "Malformed CID"},
+        404: {"description": "Not stored on this node"},
+    },
+)
+async def get_block(request: Request, cid: Annotated[str, Path(description="A block or manifest CID")]) -> Response:
+    return Response(await _repo(request).get_block(parse_cid(cid)), media_type="application/octet-stream")
+
+
+@router.post(
+    "/blocks",
+    response_class=StreamingResponse,
+    summary="Many blocks by CID, framed, for peers (open without the API token: the bytes are verifiable)",
+    description=(
+        "Answers one frame per CID, in order: a status byte (0 found, 1 not here), a 4-byte big-endian length and "
+        f"the block's bytes. Blocks over {MAX_FRAME_BYTES} bytes are answered 'not here' (ask for them alone)."
+    ),
+    responses={
+        200: {"content": {MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}}},
+        400: {"description": "Malformed body or CID"},
+        422: {"description": f"More than {MAX_BATCH_CIDS} CIDs"},
+    },
+)
+async def get_blocks(request: Request, body: BlocksRequest) -> StreamingResponse:
+    cids = [parse_cid(text) for text in body.cids]  # all parsed before the answer starts: a bad one is a 400
+    return StreamingResponse(_frames(_repo(request), cids), media_type=MEDIA_TYPE)
+
+
+def _read_group(repo: RepoStore, cids: list[Cid]) -> bytes:
+    """The frames of ``cids``, read in one worker thread; a block that cannot be read is answered "not here"."""
+    try:
+        blocks = repo.read_blocks(cids)
+    except CodexError as e:  # a block gone bad on disk is not served; the asker goes to another peer
+        log.warning("blocks not served", first=cids[0].text, error=repr(e))
+        blocks = [None] * len(cids)
+    out = bytearray()
+    for data in blocks:
+        if data is not None and len(data) > MAX_FRAME_BYTES:
+            data = None
+        out += frame(data)
+        if data is not None:
+            out += data
+    return bytes(out)
+
+
+async def _frames(repo: RepoStore, cids: list[Cid]) -> AsyncIterator[bytes]:
+    """The answer group by group (:data:`SERVE_READ_AHEAD` blocks), the next group read while one is sent."""
+    groups = [cids[i : i + SERVE_READ_AHEAD] for i in range(0, len(cids), SERVE_READ_AHEAD)]
+    ahead: asyncio.Future[bytes] | None = None
+    try:
+        for i in range(len(groups)):
+            current = ahead or asyncio.ensure_future(asyncio.to_thread(_read_group, repo, groups[i]))
+            ahead = None
+            if i + 1 < len(groups):
+                ahead = asyncio.ensure_future(asyncio.to_thread(_read_group, repo, groups[i + 1]))
+            yield await current
+    finally:
+        if ahead is not None and not ahead.done():
+            await asyncio.wait([ahead])  # a thread cannot be cancelled: let it finish

@@ -1,0 +1,129 @@
+"""Whole datasets from the network, for the ``/data/{cid}/network…`` routes: the manifest, a background download
+into the repo, and a stream while fetching.
+
+All three start with the dataset's manifest, verified against its CID (from the repo if it is here). The
+background download (``POST /data/{cid}/network``) stores the dataset exactly as an upload would: window by window
+through an :class:`~codex_node.stores.uploads.UploadSession`, then the manifest, so a download that fails or is
+stopped leaves nothing behind, and a finished one is listed by ``GET /data`` and read by ``GET /data/{cid}``. One
+download per dataset runs at a time; the tasks are owned here and cancelled when the node stops. The stream
+(``GET …/network/stream``) fetches window by window in order, one window ahead, and stores nothing: its memory is
+two windows (:data:`WINDOW_BLOCKS` blocks each) whatever the dataset's size.
+
+This module never serves HTTP (``api/routes/network.py`` does) and never reads a block it has not verified
+(:class:`~codex_node.blockexchange.fetcher.BlockFetcher` checks each against its CID).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import structlog
+
+from codex_node.blockexchange.fetcher import BlockFetcher
+from codex_node.data.cid import Cid
+from codex_node.data.manifest import Manifest
+from codex_node.errors import CodexError, CorruptBlockError, PeerError, ValidationError
+from codex_node.stores.repostore import RepoStore
+from codex_node.stores.uploads import UploadSession
+from codex_node.utils.trackedtasks import TrackedTasks
+
+log = structlog.get_logger(__name__)
+
+WINDOW_BLOCKS = 128
+"""Blocks fetched (and, for a download, stored) per window: 8 MiB of 64 KiB blocks."""
+
+
+class NetworkDatasets:
+    """Datasets fetched from peers (see the module docstring). A node part: :meth:`stop` cancels downloads."""
+
+    def __init__(self, repo: RepoStore, fetcher: BlockFetcher, *, window_blocks: int = WINDOW_BLOCKS) -> None:
+        if window_blocks < 1:
+            raise ValueError("window_blocks must be at least 1")
+        self._repo = repo
+        self._fetcher = fetcher
+        self._window = window_blocks
+        self._tasks = TrackedTasks("network downloads")
+        self._running: dict[str, asyncio.Task[None]] = {}
+
+    async def start(self) -> None:
+        self._tasks.reopen()
+
+    async def stop(self) -> None:
+        await self._tasks.cancel_all()
+
+    async def manifest(self, cid: Cid) -> Manifest:
+        """The dataset manifest ``cid``, verified against its CID: from the repo, else from a peer."""
+        if not cid.is_manifest:
+            raise ValidationError(f"{cid} is not a dataset manifest CID (a block or a protected manifest)")
+        raw = await self._fetcher.get_manifest_block(cid)
+        try:
+            manifest = Manifest.decode(raw)
+        except CorruptBlockError as e:
+            raise PeerError(f"the manifest {cid} matches its CID but is not a dataset manifest: {e}") from e
+        if manifest.cid() != cid:  # stored, it would be re-encoded under another CID
+            raise PeerError(f"the manifest {cid} is not in canonical form")
+        return manifest
+
+    async def download(self, cid: Cid) -> Manifest:
+        """Start fetching the dataset ``cid`` into the repo in the background (unless it is here or on its way)."""
+        manifest = await self.manifest(cid)
+        if self._repo.has_block(cid) or cid.text in self._running:
+            return manifest
+        task = self._tasks.spawn(self._download(cid, manifest), name=f"network download {cid.text}")
+        self._running[cid.text] = task
+        task.add_done_callback(lambda _: self._running.pop(cid.text, None))
+        return manifest
+
+    def downloading(self, cid: Cid) -> bool:
+        return cid.text in self._running
+
+    async def wait(self, cid: Cid) -> None:
+        """Return once no download of ``cid`` runs (at once if none does)."""
+        task = self._running.get(cid.text)
+        if task is not None:
+            await asyncio.wait([task])
+
+    async def stream(self, cid: Cid, manifest: Manifest) -> AsyncIterator[bytes]:
+        """The dataset's bytes in order, window by window, fetched one window ahead."""
+        windows = range(0, manifest.block_count, self._window)
+        current: asyncio.Future[bytes] | None = None
+        ahead: asyncio.Future[bytes] | None = None
+        try:
+            for start in windows:
+                current = ahead or asyncio.ensure_future(self._window_bytes(cid, manifest, start))
+                following = start + self._window
+                ahead = None
+                if following < manifest.block_count:
+                    ahead = asyncio.ensure_future(self._window_bytes(cid, manifest, following))
+                yield await current
+        finally:
+            left = [f for f in (current, ahead) if f is not None and not f.done()]
+            for f in left:
+                f.cancel()
+            if left:
+                await asyncio.wait(left)
+
+    async def _window_bytes(self, cid: Cid, manifest: Manifest, start: int) -> bytes:
+        end = min(start + self._window, manifest.block_count)
+        blocks = await self._fetcher.get_blocks([manifest.block_cid(i) for i in range(start, end)], hint=cid)
+        return b"".join(blocks)
+
+    async def _download(self, cid: Cid, manifest: Manifest) -> None:
+        session = UploadSession(self._repo)
+        info = manifest.info
+        log.info("network download started", cid=cid.text, blocks=manifest.block_count, bytes=info.dataset_size)
+        try:
+            for seq, start in enumerate(range(0, manifest.block_count, self._window)):
+                data = await self._window_bytes(cid, manifest, start)
+                await session.put_group(seq, data, info.block_size, None)
+            stored = await session.finish(manifest, None)
+        except CodexError as e:
+            await asyncio.shield(session.abort())
+            log.warning("network download failed", cid=cid.text, error=str(e))
+            return
+        except BaseException:
+            await asyncio.shield(session.abort())
+            raise
+        assert stored == cid  # manifest() accepted only the canonical form
+        log.info("network download finished", cid=cid.text, blocks=manifest.block_count, bytes=info.dataset_size)

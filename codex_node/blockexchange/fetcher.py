@@ -1,0 +1,410 @@
+"""Fetching verified blocks from peers: parallel, bounded, with retries, back-off and stall detection.
+
+:class:`BlockFetcher` implements :class:`~codex_node.blockexchange.port.BlockGetter` (the repo first, then peers)
+and, for callers that store what arrives (the network slot data source, the ``/data/{cid}/network`` routes),
+:meth:`BlockFetcher.fetch`, which hands every verified batch to a callback as it lands.
+
+How a fetch runs: the CIDs are cut into batches of :attr:`FetchOptions.batch_blocks`; :attr:`FetchOptions.parallel`
+workers take batches from one queue and ask one peer each (``POST {peer}/blocks``, ``blockexchange/wire.py``),
+choosing among the peers ``Providers.find`` gave the least busy one that has not been asked for that batch yet.
+What a peer does not have goes back to the queue for another peer. A peer whose answer is malformed, fails, makes
+no progress for :attr:`FetchOptions.stall_seconds` (measured on the injected clock), or carries a block whose bytes
+do not hash to its CID is abandoned (its answer, one batch at most, is checked block by block once read, in a
+worker thread; the blocks that match are kept), reported through
+``Providers.misbehaved``, counted in ``codex_blockexchange_peer_failures_total{reason}`` and not asked again in
+this fetch; its unfinished blocks go to the others. When no peer is left to ask for a batch, the fetcher backs off
+(``backoff_seconds``, doubled each round), asks ``Providers.find`` again, and tries every peer once more, for at
+most :attr:`FetchOptions.rounds` rounds; then the fetch raises :class:`~codex_node.errors.BlocksUnavailableError`
+naming how many blocks no one served.
+
+Every block is checked against its CID before the callback sees it: a wrong byte is never handed on, so never
+stored. Memory: each worker holds at most two batches: one being read and verified, and the one before it being
+handed on (stored) meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import structlog
+
+from codex_node.blockexchange.metrics import FetchMetrics
+from codex_node.blockexchange.peerclient import PeerClient
+from codex_node.clock import Clock
+from codex_node.data.cid import Cid
+from codex_node.data.slots import BLOCK_SIZE
+from codex_node.errors import BlockNotFoundError, BlocksUnavailableError, PeerError
+from codex_node.peers.port import PeerInfo, Providers
+from codex_node.stores.repostore import RepoStore
+
+log = structlog.get_logger(__name__)
+
+_T = TypeVar("_T")
+_MIB = 1024 * 1024
+
+OnVerified = Callable[[list[tuple[Cid, bytes]]], Awaitable[None]]
+"""Receives each batch of verified blocks (CID, bytes) as it lands, in no particular order."""
+
+
+@dataclass(frozen=True, slots=True)
+class FetchOptions:
+    batch_blocks: int = 64
+    """Blocks asked of a peer in one request (64 × 64 KiB = 4 MiB; a worker holds two batches at most)."""
+    parallel: int = 3
+    """Requests in flight at once, over all peers."""
+    find_limit: int = 8
+    """Peers asked of ``Providers.find`` at a time."""
+    rounds: int = 3
+    """Passes over the peers (with back-off between) before a block is given up."""
+    backoff_seconds: int = 1
+    """Wait before the second pass; doubled before each further one."""
+    stall_seconds: int = 10
+    """A peer's answer that makes no progress for this long is abandoned."""
+    max_block_bytes: int = BLOCK_SIZE
+    """The largest data block accepted from a batch answer."""
+    max_manifest_bytes: int = 16 * _MIB
+    """The largest manifest accepted (a manifest lists 32 bytes per block; 16 MiB covers a 24 GiB dataset)."""
+
+    def __post_init__(self) -> None:
+        for name in ("batch_blocks", "parallel", "find_limit", "rounds", "stall_seconds", "max_block_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+
+
+class _Stalled(Exception):  # noqa: N818 - internal signal, never leaves this module
+    pass
+
+
+@dataclass
+class _Batch:
+    cids: list[Cid]
+    tried: set[str] = field(default_factory=set)
+    round: int = 0
+
+
+@dataclass
+class _Run:
+    """One :meth:`BlockFetcher.fetch`: the peers known, those abandoned, the work left, progress."""
+
+    key: Cid
+    peers: list[PeerInfo]
+    on_verified: OnVerified
+    queue: asyncio.Queue[_Batch | None]
+    open_batches: int
+    started: int
+    bad: set[str] = field(default_factory=set)
+    busy: dict[str, int] = field(default_factory=dict)
+    unavailable: list[Cid] = field(default_factory=list)
+    blocks: int = 0
+    nbytes: int = 0
+    logged_at: int = 0
+
+
+@dataclass
+class _Progress:
+    last: int
+
+
+class _Handover:
+    """A worker's verified batch being handed on (stored) while it fetches the next one."""
+
+    def __init__(self) -> None:
+        self.task: asyncio.Future[None] | None = None
+
+    async def settle(self) -> None:
+        """Wait for the hand-over in progress; raises what it raised."""
+        task, self.task = self.task, None
+        if task is not None:
+            await task
+
+    async def drop(self) -> None:
+        """Stop the hand-over in progress (the fetch failed or was cancelled) and wait for it to end."""
+        task, self.task = self.task, None
+        if task is None:
+            return
+        if not task.done():
+            task.cancel()
+            await asyncio.wait([task])
+        if not task.cancelled():
+            task.exception()  # the fetch is failing already: its own error is the one that propagates
+
+
+def _verify(received: list[tuple[Cid, bytes]]) -> tuple[list[tuple[Cid, bytes]], Cid | None]:
+    """The blocks whose bytes match their CIDs, and the first CID whose bytes do not (``None``: all match)."""
+    good: list[tuple[Cid, bytes]] = []
+    wrong: Cid | None = None
+    for cid, data in received:
+        if cid.matches(data):
+            good.append((cid, data))
+        elif wrong is None:
+            wrong = cid
+    return good, wrong
+
+
+class BlockFetcher:
+    """Verified blocks from the repo or from peers (see the module docstring). :meth:`close` (or ``stop``) when
+    done."""
+
+    def __init__(
+        self,
+        repo: RepoStore,
+        providers: Providers,
+        clock: Clock,
+        *,
+        client: PeerClient | None = None,
+        options: FetchOptions | None = None,
+        metrics: FetchMetrics | None = None,
+    ) -> None:
+        self._repo = repo
+        self._providers = providers
+        self._clock = clock
+        self._client = client or PeerClient()
+        self.options = options or FetchOptions()
+        self._metrics = metrics or FetchMetrics(None)
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def start(self) -> None:
+        """A node part: nothing to start (connections open on first use)."""
+
+    async def stop(self) -> None:
+        await self.close()
+
+    # --- BlockGetter -------------------------------------------------------------------------------------------
+
+    async def get_blocks(self, cids: Sequence[Cid], *, hint: Cid | None = None) -> list[bytes]:
+        found: dict[str, bytes] = {}
+        missing: list[Cid] = []
+        for cid in cids:
+            if cid.text in found:
+                continue
+            if not self._repo.has_block(cid):  # an index lookup: no worker thread for what is not here
+                missing.append(cid)
+                continue
+            try:
+                found[cid.text] = await self._repo.get_block(cid)
+            except BlockNotFoundError:  # deleted meanwhile
+                missing.append(cid)
+
+        async def keep(blocks: list[tuple[Cid, bytes]]) -> None:
+            for cid, data in blocks:
+                found[cid.text] = data
+
+        await self.fetch(missing, hint=hint, on_verified=keep)
+        return [found[c.text] for c in cids]
+
+    # --- one block (a manifest) --------------------------------------------------------------------------------
+
+    async def get_manifest_block(self, cid: Cid) -> bytes:
+        """The verified bytes of ``cid`` (a manifest or protected manifest): from the repo, else from a peer."""
+        try:
+            return await self._repo.get_block(cid)
+        except BlockNotFoundError:
+            pass
+        opts = self.options
+        bad: set[str] = set()
+        for round_ in range(opts.rounds):
+            if round_:
+                await self._backoff(round_ - 1)
+            for peer in await self._providers.find(cid, limit=opts.find_limit):
+                if peer.peer_id in bad:
+                    continue
+                try:
+                    data = await self._guarded(
+                        self._client.get_block(peer, cid, max_bytes=opts.max_manifest_bytes), _Progress(self._now())
+                    )
+                except PeerError as e:
+                    self._bad(peer, bad, "error", str(e))
+                    continue
+                except _Stalled:
+                    self._bad(peer, bad, "stalled", f"no answer for {opts.stall_seconds} s")
+                    continue
+                if data is None:
+                    continue
+                if not cid.matches(data):
+                    self._bad(peer, bad, "corrupt", f"its bytes for {cid} do not match the CID")
+                    continue
+                self._providers.served(peer, cid, len(data))
+                return data
+        raise BlocksUnavailableError(f"{cid} could be had from none of the peers asked ({opts.rounds} rounds)")
+
+    # --- many blocks ------------------------------------------------------------------------------------------
+
+    async def fetch(self, cids: Sequence[Cid], *, hint: Cid | None, on_verified: OnVerified) -> None:
+        """Fetch every CID of ``cids`` from peers, handing verified batches to ``on_verified`` as they land.
+
+        Raises :class:`BlocksUnavailableError` (after every batch that could be had was handed on) when some
+        blocks could be had from no peer. An exception from ``on_verified`` stops the fetch and propagates.
+        """
+        unique = list({c.text: c for c in cids}.values())
+        if not unique:
+            return
+        opts = self.options
+        key = hint or unique[0]
+        batches = [unique[i : i + opts.batch_blocks] for i in range(0, len(unique), opts.batch_blocks)]
+        run = _Run(
+            key=key,
+            peers=await self._providers.find(key, limit=opts.find_limit),
+            on_verified=on_verified,
+            queue=asyncio.Queue(),
+            open_batches=len(batches),
+            started=self._now(),
+        )
+        for batch in batches:
+            run.queue.put_nowait(_Batch(batch))
+        workers = [asyncio.ensure_future(self._worker(run)) for _ in range(min(opts.parallel, len(batches)))]
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            for w in workers:
+                w.cancel()
+            await asyncio.wait(workers)
+        self._log_progress(run, final=True)
+        if run.unavailable:
+            raise BlocksUnavailableError(
+                f"{len(run.unavailable)} of {len(unique)} blocks of {key} could be had from none of the peers asked "
+                f"({opts.rounds} rounds; first missing: {run.unavailable[0]})"
+            )
+
+    async def _worker(self, run: _Run) -> None:
+        handover = _Handover()
+        try:
+            while True:
+                batch = await run.queue.get()
+                if batch is None:
+                    break
+                await self._run_batch(run, batch, handover)
+            await handover.settle()
+        finally:
+            await handover.drop()
+
+    def _finished(self, run: _Run) -> None:
+        run.open_batches -= 1
+        if run.open_batches == 0:
+            for _ in range(self.options.parallel):
+                run.queue.put_nowait(None)
+
+    async def _run_batch(self, run: _Run, batch: _Batch, handover: _Handover) -> None:
+        peer = self._pick(run, batch)
+        if peer is None:
+            if batch.round + 1 >= self.options.rounds:
+                run.unavailable.extend(batch.cids)
+                self._finished(run)
+                return
+            await self._backoff(batch.round)
+            self._merge_peers(run, await self._providers.find(run.key, limit=self.options.find_limit))
+            run.queue.put_nowait(_Batch(batch.cids, set(), batch.round + 1))
+            return
+        run.busy[peer.peer_id] = run.busy.get(peer.peer_id, 0) + 1
+        try:
+            left = await self._ask(run, peer, batch.cids, handover)
+        finally:
+            run.busy[peer.peer_id] -= 1
+        if left:
+            run.queue.put_nowait(_Batch(left, batch.tried | {peer.peer_id}, batch.round))
+        else:
+            self._finished(run)
+
+    def _pick(self, run: _Run, batch: _Batch) -> PeerInfo | None:
+        candidates = [p for p in run.peers if p.peer_id not in run.bad and p.peer_id not in batch.tried]
+        if not candidates:
+            return None
+        return min(candidates, key=lambda p: run.busy.get(p.peer_id, 0))
+
+    @staticmethod
+    def _merge_peers(run: _Run, found: list[PeerInfo]) -> None:
+        known = {p.peer_id for p in run.peers}
+        run.peers.extend(p for p in found if p.peer_id not in known)
+
+    async def _ask(self, run: _Run, peer: PeerInfo, cids: list[Cid], handover: _Handover) -> list[Cid]:
+        """Ask ``peer`` for ``cids``; hand on what it served correctly; return the CIDs still to be had."""
+        received: list[tuple[Cid, bytes]] = []  # not verified yet: at most one batch
+        progress = _Progress(self._now())
+
+        async def read() -> None:
+            stream = self._client.stream_blocks(peer, cids, max_bytes=self.options.max_block_bytes)
+            async for index, payload in stream:
+                progress.last = self._now()
+                if payload is not None:
+                    received.append((cids[index], payload))
+
+        failure: tuple[str, str] | None = None
+        try:
+            await self._guarded(read(), progress)
+        except PeerError as e:
+            failure = ("error", str(e))
+        except _Stalled:
+            failure = ("stalled", f"no progress for {self.options.stall_seconds} s")
+        # Hashing in a worker thread lets it overlap the other requests' transfers (hashlib releases the GIL).
+        got, wrong = await asyncio.to_thread(_verify, received) if received else ([], None)
+        if wrong is not None:
+            failure = ("corrupt", f"its bytes for block {wrong} do not match the CID")
+        if failure is not None:
+            self._bad(peer, run.bad, *failure)
+        if got:
+            # The worker asks for its next batch while this one is handed on (stored): one hand-over at a time.
+            await handover.settle()
+            handover.task = asyncio.ensure_future(self._hand_on(run, peer, got))
+        done = {cid.text for cid, _ in got}
+        return [c for c in cids if c.text not in done]
+
+    async def _hand_on(self, run: _Run, peer: PeerInfo, got: list[tuple[Cid, bytes]]) -> None:
+        nbytes = sum(len(data) for _, data in got)
+        await run.on_verified(got)
+        self._providers.served(peer, run.key, nbytes)
+        self._metrics.blocks.inc(len(got))
+        self._metrics.bytes.inc(nbytes)
+        run.blocks += len(got)
+        run.nbytes += nbytes
+        self._log_progress(run, final=False)
+
+    async def _guarded(self, work: Coroutine[Any, Any, _T], progress: _Progress) -> _T:
+        """Run ``work``; raise :class:`_Stalled` (cancelling it) once ``progress.last`` is ``stall_seconds`` old."""
+        task = asyncio.ensure_future(work)
+        waiter: asyncio.Future[None] | None = None
+        try:
+            while True:
+                deadline = progress.last + self.options.stall_seconds
+                waiter = asyncio.ensure_future(self._clock.wait_until(deadline))
+                await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                if task.done():
+                    return task.result()
+                if self._now() >= progress.last + self.options.stall_seconds:
+                    raise _Stalled
+        finally:
+            if waiter is not None:
+                waiter.cancel()
+            if not task.done():
+                task.cancel()
+                await asyncio.wait([task])
+
+    def _bad(self, peer: PeerInfo, bad: set[str], reason: str, detail: str) -> None:
+        bad.add(peer.peer_id)
+        self._metrics.bad_peers.labels(reason).inc()
+        self._providers.misbehaved(peer, f"{reason}: {detail}")
+        log.warning("peer abandoned", peer=peer.peer_id, url=peer.url, reason=reason, detail=detail[:200])
+
+    async def _backoff(self, round_: int) -> None:
+        await self._clock.wait_until(self._now() + self.options.backoff_seconds * 2**round_)
+
+    def _now(self) -> int:
+        return self._clock.now()
+
+    def _log_progress(self, run: _Run, *, final: bool) -> None:
+        now = self._now()
+        if not final and now == run.logged_at:
+            return  # at most one line per second of the clock
+        run.logged_at = now
+        elapsed = max(now - run.started, 1)
+        log.info(
+            "blocks fetched" if final else "fetching blocks",
+            cid=run.key.text,
+            blocks=run.blocks,
+            mib=round(run.nbytes / _MIB, 1),
+            mib_per_s=round(run.nbytes / _MIB / elapsed, 1),
+            peers_abandoned=len(run.bad),
+        )

@@ -1,0 +1,170 @@
+"""The /data/{cid}/network routes and the peer block routes, over real HTTP peers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from codex_node.api.access import AccessMiddleware, AccessPolicy
+from codex_node.api.app import API_PREFIX, create_app
+from codex_node.api.server import HttpServer
+from codex_node.api.services import Services, provide
+from codex_node.blockexchange.datasets import NetworkDatasets
+from codex_node.blockexchange.fetcher import BlockFetcher, FetchOptions
+from codex_node.blockexchange.wire import FrameReader
+from codex_node.data.cid import Cid
+from codex_node.data.slots import BLOCK_SIZE
+from codex_node.peers.port import PeerInfo
+from codex_node.stores.blockfiles import BlockFiles
+from codex_node.stores.datasets import store_dataset
+from codex_node.stores.repostore import RepoStore
+from codex_node.testing.fakeclock import FakeClock
+from codex_node.testing.memorykv import MemoryKV
+from codex_node.testing.staticpeers import StaticProviders
+from tests.harness.blockpeers import HostilePeer
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def make_repo(tmp_path: Path, clock: FakeClock) -> Iterator[Callable[[str], RepoStore]]:
+    made: list[RepoStore] = []
+
+    def make(name: str) -> RepoStore:
+        repo = RepoStore(
+            MemoryKV(), BlockFiles(tmp_path / name, sync="none"), clock=clock, quota_max=1 << 30, block_ttl=60
+        )
+        made.append(repo)
+        return repo
+
+    yield make
+    for repo in made:
+        repo.close()
+
+
+async def _one(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+@pytest.fixture
+async def peer(make_repo: Callable[[str], RepoStore]) -> AsyncIterator[tuple[RepoStore, PeerInfo, bytes, Cid]]:
+    repo = make_repo("peer")
+    data = os.urandom(5 * BLOCK_SIZE + 123)
+    cid = await store_dataset(repo, _one(data), filename="f.bin")
+    server = HttpServer(create_app(repo=repo), "127.0.0.1", 0, flag="--api-port", name="peer", graceful_timeout=1)
+    await server.start()
+    yield repo, PeerInfo("peer", (f"{server.url}{API_PREFIX}",)), data, cid
+    await server.stop()
+
+
+@pytest.fixture
+async def node(
+    make_repo: Callable[[str], RepoStore], clock: FakeClock, peer: tuple[RepoStore, PeerInfo, bytes, Cid]
+) -> AsyncIterator[tuple[httpx.AsyncClient, RepoStore, NetworkDatasets]]:
+    here = make_repo("here")
+    fetcher = BlockFetcher(here, StaticProviders([peer[1]]), clock, options=FetchOptions(rounds=1, batch_blocks=2))
+    network = NetworkDatasets(here, fetcher, window_blocks=2)
+    app = create_app(repo=here)
+    provide(app, Services(repo=here, network=network))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=f"http://127.0.0.1{API_PREFIX}") as client:
+        yield client, here, network
+    await network.stop()
+    await fetcher.close()
+
+
+async def test_post_network_downloads_the_dataset_in_the_background_as_a_whole_dataset(
+    node: tuple[httpx.AsyncClient, RepoStore, NetworkDatasets], peer: tuple[RepoStore, PeerInfo, bytes, Cid]
+) -> None:
+    client, _here, network = node
+    _, _, data, cid = peer
+    response = await client.post(f"/data/{cid}/network")
+    assert response.status_code == 200
+    assert response.json()["cid"] == cid.text
+    assert response.json()["manifest"]["datasetSize"] == len(data)
+    await network.wait(cid)
+    listed = (await client.get("/data")).json()["content"]
+    assert [d["cid"] for d in listed] == [cid.text]
+    assert (await client.get(f"/data/{cid}")).content == data
+
+
+async def test_stream_answers_the_dataset_while_fetching_and_stores_nothing(
+    node: tuple[httpx.AsyncClient, RepoStore, NetworkDatasets], peer: tuple[RepoStore, PeerInfo, bytes, Cid]
+) -> None:
+    client, here, _ = node
+    _, _, data, cid = peer
+    response = await client.get(f"/data/{cid}/network/stream")
+    assert response.status_code == 200
+    assert response.content == data
+    assert response.headers["content-length"] == str(len(data))
+    assert here.total_blocks == 0
+
+
+async def test_manifest_fetches_only_the_manifest(
+    node: tuple[httpx.AsyncClient, RepoStore, NetworkDatasets], peer: tuple[RepoStore, PeerInfo, bytes, Cid]
+) -> None:
+    client, here, _ = node
+    _, _, _data, cid = peer
+    response = await client.get(f"/data/{cid}/network/manifest")
+    assert response.status_code == 200
+    assert response.json()["manifest"]["filename"] == "f.bin"
+    assert here.total_blocks == 0
+
+
+async def test_a_block_cid_is_a_422_an_unknown_dataset_a_404_a_bad_cid_a_400(
+    node: tuple[httpx.AsyncClient, RepoStore, NetworkDatasets], peer: tuple[RepoStore, PeerInfo, bytes, Cid]
+) -> None:
+    client, _, _ = node
+    peer_repo, _, _, cid = peer
+    manifest = await peer_repo.get_manifest(cid)
+    block = manifest.block_cid(0)
+    response = await client.post(f"/data/{block}/network")
+    assert response.status_code == 422
+    assert "not a dataset manifest CID" in response.json()["error"]
+    other = await store_dataset(peer_repo, _one(b"x"))
+    await peer_repo.del_block(other)
+    assert (await client.get(f"/data/{other}/network/manifest")).status_code == 404
+    assert (await client.get("/data/not-a-cid/network/manifest")).status_code == 400
+
+
+async def test_without_the_block_exchange_the_routes_answer_503(make_repo: Callable[[str], RepoStore]) -> None:
+    app = create_app(repo=make_repo("alone"))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as client:
+        response = await client.post(f"{API_PREFIX}/data/zdj7WWeQ43G6JJvLWQWZpyHuAMq6uYWRjkBXFad11vE2LHhQ7/network")
+    assert response.status_code == 503
+    assert "without the block exchange" in response.json()["error"]
+
+
+async def test_peers_get_blocks_singly_and_framed_in_a_batch(peer: tuple[RepoStore, PeerInfo, bytes, Cid]) -> None:
+    repo, info, _, cid = peer
+    manifest = await repo.get_manifest(cid)
+    cids = [*manifest.block_cids(), cid]
+    async with httpx.AsyncClient() as client:
+        single = await client.get(f"{info.url}/blocks/{cids[0]}")
+        batch = await client.post(f"{info.url}/blocks", json={"cids": [c.text for c in cids]})
+        too_many = await client.post(f"{info.url}/blocks", json={"cids": [cid.text] * 257})
+    assert single.content == await repo.get_block(cids[0])
+    frames = list(FrameReader(len(cids), 1 << 20).feed(batch.content))
+    assert frames == [await repo.get_block(c) for c in cids]
+    assert too_many.status_code == 422
+
+
+def test_the_peer_block_routes_are_open_without_the_token_and_nothing_else_is() -> None:
+    guard = AccessMiddleware(HostilePeer, AccessPolicy.build("127.0.0.1", token=b"secret"))  # type: ignore[arg-type]
+
+    def scope(method: str, path: str) -> dict[str, object]:
+        return {"type": "http", "method": method, "path": path, "headers": [(b"host", b"127.0.0.1")]}
+
+    assert guard.refusal(scope("GET", f"{API_PREFIX}/blocks/zb2abc")) is None
+    assert guard.refusal(scope("POST", f"{API_PREFIX}/blocks")) is None
+    refused = guard.refusal(scope("GET", f"{API_PREFIX}/blocksx"))
+    assert refused is not None
+    assert refused[0] == 401
+    assert guard.refusal(scope("GET", f"{API_PREFIX}/data/zb2abc"))[0] == 401  # type: ignore[index]
