@@ -359,6 +359,10 @@ class EmbeddedChain:
     async def _rpc(self, request: Callable[[], T]) -> T:
         def run() -> T:
             try:
+                # The pending block is stamped now, so a transaction lands at the time its gas estimate saw (the
+                # period, hence a proof's challenge); also right after a restart, whose pending header py-evm made
+                # before the time offset was read.
+                evmbackend.stamp_pending(self._backend_(), self._now)
                 return request()
             finally:
                 self._update_head()

@@ -149,11 +149,24 @@ def new_tester(chain: MiningChain) -> tuple[EthereumTester, PersistentBackend]:
     return EthereumTester(backend), backend
 
 
-def mine(tester: EthereumTester, backend: PersistentBackend, time_source: TimeSource, blocks: int = 1) -> None:
-    """Mine ``blocks`` empty blocks; the first is stamped now (the pending header was made at the last block)."""
+def stamp_pending(backend: PersistentBackend, time_source: TimeSource) -> None:
+    """Stamp the pending block now: ``max(its stamp, time_source())``.
+
+    py-evm makes the pending header when it mines the block before, and stamps it then; a transaction is mined in
+    it (eth-tester mines each one as it comes), a ``pending`` view runs in it, while a gas estimate runs in a block
+    stamped by ``time_source`` at the estimate. Stamped anew before each of them, the three agree: the block a
+    transaction lands in is the one its estimate and the ``pending`` views saw (the period, hence the challenge).
+    """
     chain = backend.chain
     if not chain.get_block().transactions:  # always true: eth-tester mines each transaction as it comes
-        chain.header = chain.header.copy(timestamp=max(chain.header.timestamp, time_source()))
+        now = time_source()
+        if now > chain.header.timestamp:
+            chain.header = chain.header.copy(timestamp=now)
+
+
+def mine(tester: EthereumTester, backend: PersistentBackend, time_source: TimeSource, blocks: int = 1) -> None:
+    """Mine ``blocks`` empty blocks; the first is stamped now (:func:`stamp_pending`)."""
+    stamp_pending(backend, time_source)
     tester.mine_blocks(blocks)
 
 

@@ -13,7 +13,8 @@ Rules kept here:
   anything else from the node a :class:`~codex_node.errors.ChainError`.
 - Views read the ``latest`` block: they describe the chain as of the newest mined block, whose timestamp is the
   clock's ``now``. A transaction lands in a later block; a proof built from :meth:`get_challenge` stays valid as
-  long as the period does not end and the slot's pointer does not wrap in between (the contract's downtime).
+  long as the period does not end and the slot's pointer does not wrap in between: with the pointer at 255 the
+  very next block wraps it, so the sales read the challenge through ``sales.challenge.stable_challenge``.
 - ``request_storage`` and ``fill_slot`` first raise the marketplace's token allowance by the amount they move
   (``allowance + amount``). One lock per account spans the approval *and* the transaction that spends it, so
   the allowance read never includes what a concurrent spend of this account is about to take (two concurrent

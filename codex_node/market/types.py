@@ -182,6 +182,13 @@ class ChainInfo:
     node_address: str
 
 
+POINTERS = 256
+"""The challenge pointer runs over the last 256 block hashes (the EVM's BLOCKHASH window) and wraps after 255."""
+WRAP_MARGIN = 4
+"""Blocks a proof may take from the view that read its challenge to the block it lands in: a challenge read this
+close to the pointer's wrap is not used (``sales/challenge.py`` waits the wrap out)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Periodicity:
     """Proof periods: period ``p`` covers ``[p*seconds, (p+1)*seconds)``."""

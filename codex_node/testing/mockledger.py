@@ -25,6 +25,8 @@ from codex_node.clock import Clock
 from codex_node.errors import CodexError
 from codex_node.market.market import revert_error as revert
 from codex_node.market.types import (
+    POINTERS,
+    WRAP_MARGIN,
     Address,
     MarketEvent,
     MarketplaceConfig,
@@ -474,10 +476,11 @@ class MarketLedger:
         override = self._pointer_override.get(slot)
         if override is not None:
             return override
-        # Without an override the pointer is never inside the downtime, so "required" alone decides.
+        # Without an override the pointer is never inside the downtime, so "required" alone decides, nor within
+        # WRAP_MARGIN of the wrap, whose challenge a prover waits out.
         downtime = self.config.proofs.downtime
         spread = int.from_bytes(slot, "big") + period * self.config.proofs.downtime_product
-        return downtime + spread % (256 - downtime)
+        return downtime + spread % (POINTERS - WRAP_MARGIN - downtime)
 
     def _required(self, slot: SlotId, period: int) -> bool:
         """The contract's ``_getProofRequirement`` without the downtime part."""

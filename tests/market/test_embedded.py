@@ -243,6 +243,32 @@ async def test_time_travel_survives_a_restart_and_mining_goes_on_at_once(chain_d
         await again.stop()
 
 
+async def test_a_transaction_lands_at_the_time_the_pending_block_showed_also_right_after_a_restart(
+    chain_dir: Path, clock: FakeClock
+) -> None:
+    """The pending block (where the proof's challenge is read), a gas estimate and the block a transaction is
+    mined in share one timestamp: now. py-evm stamps the pending header when it mines the block before, and on a
+    reopen before the time offset was read (the travelled hour was missing from it)."""
+    c = open_chain(chain_dir, clock)
+    await c.start()
+    target = clock.now() + 3600
+    await c.travel_to(target)
+    await c.stop()
+    clock.advance(30)  # down for 30 s
+    again = open_chain(chain_dir, clock)
+    await again.start()
+    try:
+        pending = await again.w3.eth.get_block("pending")
+        await transfer(again, again.client_account.address, 1)
+        mined = await again.w3.eth.get_block("latest")
+        assert (pending["timestamp"], mined["timestamp"]) == (target + 30, target + 30)
+        clock.advance(10)  # no block mined meanwhile (block_time=0): the next transaction is still stamped now
+        await transfer(again, again.client_account.address, 1)
+        assert (await again.w3.eth.get_block("latest"))["timestamp"] == target + 40
+    finally:
+        await again.stop()
+
+
 async def test_a_chain_ahead_of_the_clock_without_a_stored_offset_goes_on_from_its_head(
     chain_dir: Path, clock: FakeClock
 ) -> None:

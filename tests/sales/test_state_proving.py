@@ -9,6 +9,7 @@ from salesfakes import FakeProof, SalesEnv, assert_declared, next_period_start, 
 from structlog.testing import capture_logs
 
 from codex_node.errors import ProofError, ProofInvalidError
+from codex_node.market.types import POINTERS, WRAP_MARGIN
 from codex_node.sales.agent import SalesAgent
 from codex_node.sales.states.base import SaleState
 from codex_node.sales.states.cancelled import Cancelled
@@ -102,6 +103,68 @@ async def test_a_proof_refused_because_the_challenge_moved_on_is_made_again_for_
         await task
 
 
+async def test_a_challenge_read_at_the_pointer_wrap_is_waited_out_block_by_block(env: SalesEnv) -> None:
+    """The latest block's pointer at 255: its challenge is gone in the next block, where the proof's transaction
+    runs. The prover must get the challenge of the block after the wrap, not the one before it."""
+    agent, task = await start_proving(env)
+    old, new = b"\x05" * 32, b"\x06" * 32
+    env.market.set_pointer(agent.slot_id, POINTERS - 1)
+    env.market.set_challenge(agent.slot_id, old)
+    await next_period(env)
+    assert env.prover.proved == []  # waiting for the next block
+    env.market.set_pointer(agent.slot_id, 0)  # the next block wraps the pointer: the challenge changes with it
+    env.market.set_challenge(agent.slot_id, new)
+    env.clock.advance(1)
+    await until_waiting(env.clock)
+    assert env.prover.proved == [new]
+    assert env.market.calls("submit_proof") == [(agent.slot_id, FakeProof(new))]
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_a_challenge_read_a_few_blocks_before_the_wrap_is_waited_out_too(env: SalesEnv) -> None:
+    agent, task = await start_proving(env)
+    env.market.set_pointer(agent.slot_id, POINTERS - WRAP_MARGIN)
+    await next_period(env)
+    assert env.prover.proved == []
+    env.market.set_pointer(agent.slot_id, POINTERS - WRAP_MARGIN - 1)  # far enough from the wrap
+    env.clock.advance(1)
+    await until_waiting(env.clock)
+    assert len(env.prover.proved) == 1
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_a_proof_refused_at_the_wrap_with_the_view_unchanged_is_made_again_past_the_wrap(
+    env: SalesEnv,
+) -> None:
+    """A proof slower than the margin meets the wrap: a chain estimating in the next block refuses it while the
+    latest block still shows the old challenge (pointer 255). Read again past the wrap, the new one is proven."""
+    agent, task = await start_proving(env)
+    old, new = b"\x05" * 32, b"\x06" * 32
+    env.market.set_challenge(agent.slot_id, old)
+
+    async def refused_at_the_wrap() -> None:
+        if len(env.prover.proved) == 1:
+            env.market.set_pointer(agent.slot_id, POINTERS - 1)  # blocks went by while the proof was built
+            raise ProofInvalidError("InvalidCellProof")
+
+    env.market.on_call("submit_proof", refused_at_the_wrap)
+    await next_period(env)
+    assert env.prover.proved == [old]  # refused; waiting for the block that wraps the pointer
+    env.market.set_pointer(agent.slot_id, 0)
+    env.market.set_challenge(agent.slot_id, new)
+    env.clock.advance(1)
+    await until_waiting(env.clock)
+    assert env.prover.proved == [old, new]
+    assert env.market.calls("submit_proof")[-1] == (agent.slot_id, FakeProof(new))
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
 async def test_a_proof_mined_in_the_next_period_counts_for_it_and_that_period_is_not_proven_again(
     env: SalesEnv,
 ) -> None:
@@ -184,27 +247,12 @@ async def test_a_proof_that_lands_after_its_period_ended_is_not_made_again_for_t
         await task
 
 
-async def test_a_proof_refused_for_an_unchanged_challenge_is_made_once_more_in_the_same_period(env: SalesEnv) -> None:
+async def test_a_wrong_proof_for_an_unchanged_challenge_is_not_sent_again(env: SalesEnv) -> None:
     _, task = await start_proving(env)
     env.market.fail_next("submit_proof", ProofInvalidError("InvalidCellProof"))
     with capture_logs() as logs:
         await next_period(env)
-    assert len(env.prover.proved) == 2
-    events = [(e["log_level"], e["event"]) for e in logs]
-    assert ("warning", "proof refused with the challenge unchanged; proving once more") in events
-    assert ("info", "proof submitted") in events
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-
-
-async def test_a_proof_refused_twice_for_an_unchanged_challenge_is_reported_and_not_sent_again(env: SalesEnv) -> None:
-    _, task = await start_proving(env)
-    env.market.fail_next("submit_proof", ProofInvalidError("InvalidCellProof"))
-    env.market.fail_next("submit_proof", ProofInvalidError("InvalidCellProof"))
-    with capture_logs() as logs:
-        await next_period(env)
-    assert len(env.prover.proved) == 2
+    assert len(env.prover.proved) == 1
     assert ("warning", "proof not submitted") in [(e["log_level"], e["event"]) for e in logs]
     task.cancel()
     with pytest.raises(asyncio.CancelledError):

@@ -45,7 +45,15 @@ async def test_a_proof_sent_again_in_the_same_period_does_not_count_as_another_p
     agent = env.agent(0)
     task = asyncio.create_task(ProvingSimulated(2).run(agent))
     await until_waiting(env.clock)
-    env.market.fail_next("submit_proof", ProofInvalidError("InvalidCellProof"))  # type: ignore[attr-defined]
+    moved: list[bool] = []
+
+    async def challenge_moves_on() -> None:  # the first proof lands after the pointer wrapped
+        if not moved:
+            moved.append(True)
+            env.market.set_challenge(agent.slot_id, b"\x07" * 32)  # type: ignore[attr-defined]
+            raise ProofInvalidError("InvalidCellProof")
+
+    env.market.on_call("submit_proof", challenge_moves_on)  # type: ignore[attr-defined]
     for _ in range(3):
         env.clock.set(await next_period_start(env) + 1)
         await until_waiting(env.clock)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from codex_node.errors import CodexError, ContractRevertError, ProofInvalidError, SaleError
 from codex_node.market.types import Periodicity, SlotState
+from codex_node.sales.challenge import stable_challenge
 from codex_node.sales.proofmargin import record_proof_margin
 from codex_node.sales.salebook import ProofRecord
 from codex_node.sales.states.base import SaleState
@@ -115,29 +116,29 @@ class Proving(SaleState):
         """Prove the current challenge; once more if the challenge moved on before the proof landed.
 
         The challenge points at a block hash ``pointer`` blocks back; the pointer grows by one per block and wraps
-        every 256 blocks, and at the wrap the challenge changes. A proof built just before a wrap and mined just
-        after it is refused (``ProofInvalidError``) although the data is fine: then the new challenge, stable for
-        the next ~250 blocks, is proven at once instead of leaving the period unproven (a slashable miss).
+        every 256 blocks, and at the wrap the challenge changes. ``stable_challenge`` does not read it within a few
+        blocks of the wrap (``sales/challenge.py``), but a proof slower than those blocks may still meet the wrap
+        and be refused (``ProofInvalidError``) although the data is fine. The challenge is then read again past
+        the wrap (a chain that estimates in the next block refuses the proof while the latest block still shows
+        the old challenge), and the new one, stable for the next ~250 blocks, is proven at once instead of leaving
+        the period unproven (a slashable miss). Refused with the challenge unchanged, the proof itself is wrong.
         If the *period* ended meanwhile, the proof was for a period that is over: the next round proves the new one.
         """
         market = agent.context.market
-        challenge = await market.get_challenge(agent.slot_id)
+        clock = agent.context.clock
+        challenge = await stable_challenge(market, clock, agent.slot_id)
         proof = await agent.context.prover.prove(agent.slot, challenge)
         try:
             return await self.submit(agent, proof, period)
         except ProofInvalidError:
             periodicity = await market.periodicity()
-            if periodicity.period_of(agent.context.clock.now()) != period:
+            if periodicity.period_of(clock.now()) != period:
                 agent.log.warning("period ended before its proof landed", period=period)
                 return None
-            fresh = await market.get_challenge(agent.slot_id)
+            fresh = await stable_challenge(market, clock, agent.slot_id)
             if fresh == challenge:
-                # Seen after a restart and a time travel on the embedded chain: refused although the challenge
-                # read again is the same (cause not found yet). A period left unproven is a slashable miss, so
-                # prove once more from a fresh read; a proof that is really wrong is refused again and raised.
-                agent.log.warning("proof refused with the challenge unchanged; proving once more", period=period)
-            else:
-                agent.log.info("challenge changed while the proof was in flight; proving again", period=period)
+                raise  # the proof itself is wrong: nothing a new attempt would change
+            agent.log.info("challenge changed while the proof was in flight; proving again", period=period)
             return await self.submit(agent, await agent.context.prover.prove(agent.slot, fresh), period)
 
     async def submit(self, agent: SalesAgent, proof: StorageProof, period: int) -> int:
