@@ -36,6 +36,10 @@ class Bootstrap:
     record: PeerRecord | None = None
 
 
+EARLY_CHECK_GAP = 5
+"""Seconds between two checks of introduced peers outside the discovery rounds (a bound on outgoing calls)."""
+
+
 class Discovery:
     def __init__(
         self,
@@ -66,17 +70,54 @@ class Discovery:
         self.verify_peers = verify_peers
         self._gate = asyncio.Semaphore(concurrency)
         self._round = asyncio.Lock()
+        self._heard = asyncio.Event()
         self._bootstrap_retry: dict[str, int] = {}
         self.rounds = 0
 
     async def run(self) -> None:
-        """Rounds forever, ``interval`` seconds apart (an owned task; cancelled when the node stops)."""
+        """Rounds forever, ``interval`` seconds apart (an owned task; cancelled when the node stops). A peer that
+        introduced itself (:meth:`heard`) is reached sooner: a check of the heard-of peers runs at most every
+        :data:`EARLY_CHECK_GAP` seconds between rounds, so a new node is shared with others in seconds, not a
+        minute, and a flood of introductions cannot make this node call out more often than that."""
         while True:
             try:
                 await self.round()
             except CodexError as e:  # e.g. the metadata store failed: the next round tries again
                 log.warning("peer discovery round failed", error=str(e))
-            await self.clock.wait_until(self.clock.now() + self.interval)
+            next_round = self.clock.now() + self.interval
+            while await self._heard_before(next_round):
+                try:
+                    await self.check_heard_of()
+                except CodexError as e:
+                    log.warning("checking introduced peers failed", error=str(e))
+                await self.clock.wait_until(min(next_round, self.clock.now() + EARLY_CHECK_GAP))
+
+    def heard(self) -> None:
+        """A peer introduced itself (its record is in the table, not yet reached): check it before the next round."""
+        self._heard.set()
+
+    async def _heard_before(self, deadline: int) -> bool:
+        """Wait until ``deadline`` or an introduction, whichever comes first; whether it was an introduction."""
+        if self.clock.now() >= deadline:
+            return False
+        timer = asyncio.ensure_future(self.clock.wait_until(deadline))
+        heard = asyncio.ensure_future(self._heard.wait())
+        try:
+            await asyncio.wait({timer, heard}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            timer.cancel()
+            heard.cancel()
+        if not heard.done() or heard.cancelled():
+            return False
+        self._heard.clear()
+        return self.clock.now() < deadline
+
+    async def check_heard_of(self) -> None:
+        """Reach the peers only heard of (``verify_peers`` at most), outside a full round."""
+        async with self._round:
+            await self._verify()
+            self.save()
+            self.metrics.known.set(len(self.table))
 
     async def round(self) -> None:
         async with self._round:

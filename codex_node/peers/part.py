@@ -141,7 +141,9 @@ class Peers:
     def learn(self, text: str) -> PeerRecord:
         """A record a peer introduced itself with: verified, kept unverified until this node reaches it."""
         record = decode_record(text)
-        self.table.add(record, now=self.clock.now())
+        entry = self.table.get(record.peer_id)
+        if self.table.add(record, now=self.clock.now()) and (entry is None or not entry.verified):
+            self.discovery.heard()  # reached within seconds, then shared with the peers that ask
         return record
 
     def entries(self) -> list[PeerEntry]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from prometheus_client import CollectorRegistry
 
-from codex_node.peers.discovery import Bootstrap
+from codex_node.peers.discovery import EARLY_CHECK_GAP, Bootstrap
 from codex_node.peers.part import Peers
 from codex_node.peers.store import KNOWN_PREFIX, next_seq
 from codex_node.testing.fakeclock import FakeClock
@@ -136,5 +138,30 @@ async def test_discovery_runs_every_interval_of_the_injected_clock() -> None:
     clock.advance(peers.discovery.interval)
     await settle(lambda: peers.discovery.rounds == 2 and clock.waiters == 1)
     assert peers.discovery.rounds == 2
+    await peers.stop()
+    assert clock.waiters == 0
+
+
+async def test_a_peer_that_introduces_itself_is_reached_within_seconds_not_at_the_next_round() -> None:
+    """A new node pushes its record with its first exchange; this node reaches it at once (so it can share it with
+    the next peer that asks), and a flood of introductions is checked at most every EARLY_CHECK_GAP seconds."""
+    wire, kv, clock = FakePeerWire(), MemoryKV(), FakeClock()
+    peer(wire, 3)
+    peer(wire, 4)
+    peers = node(wire, kv, clock)
+    await peers.start()
+    peers.start_discovery()
+    await settle(lambda: peers.discovery.rounds == 1 and clock.waiters == 1)
+    peers.learn(record(3).text)  # as GET /peers?spr=… does
+    await settle(lambda: (e := peers.table.get(key(3).peer_id)) is not None and e.verified)
+    assert peers.discovery.rounds == 1  # no full round: only the check of the introduced peer
+    assert [r.peer_id for r in peers.share(10)] == [key(3).peer_id]
+    peers.learn(record(4).text)  # within the gap: waits for it, on the injected clock
+    for _ in range(100):
+        await asyncio.sleep(0)
+    assert not peers.table.get(key(4).peer_id).verified  # type: ignore[union-attr]
+    clock.advance(EARLY_CHECK_GAP)
+    await settle(lambda: (e := peers.table.get(key(4).peer_id)) is not None and e.verified)
+    assert peers.discovery.rounds == 1
     await peers.stop()
     assert clock.waiters == 0
