@@ -301,12 +301,16 @@ class EventStream:
 
     async def _run(self) -> None:
         delay = self._poll_interval
+        failed = 0
         while not self._stopping:
             try:
                 await self._poll_once()
-                delay = self._poll_interval
+                if failed:
+                    log.info("chain reachable again: event stream catching up", failed_polls=failed)
+                delay, failed = self._poll_interval, 0
             except ChainError as e:
-                log.warning("event stream poll failed", error=str(e), retry_in=delay)
+                failed += 1
+                log.warning("event stream poll failed", error=str(e), retry_in=delay, failed_polls=failed)
                 delay = min(delay * 2, MAX_RETRY_DELAY)
             if self._stopping:
                 return
