@@ -13,6 +13,10 @@ owns (so a caller that stops waiting cannot tear a phase in half):
    cannot queue out-of-order nonces (Hardhat and eth-tester when automining) need. If the node did not take the
    transaction, the nonce is re-read from the chain (``pending`` count) before the next one, so an unused nonce
    is reused and a used one is not.
+   A locally signed transaction whose broadcast got no answer (connection reset, timeout, an HTTP error) is not
+   taken as refused: the node may hold it, and its hash is known, so the sender watches for it like any other
+   (and sends the same copy again if it never shows, see below). A caller never sees an error for a transaction
+   that lands, and nothing is sent under another nonce.
 3. **receipt** – wait for the receipt (of any copy sent: see below). A transaction that was mined but failed is
    replayed as a call in its block to recover the revert data. A cancelled caller stops waiting here; the sender
    keeps watching the transaction in the background and logs its outcome. A node that does not answer for a
@@ -35,9 +39,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, NoReturn, cast
 
 import structlog
+from aiohttp import ClientError
 from eth_account.signers.local import LocalAccount
 from eth_typing import ChecksumAddress
 from eth_utils.address import to_checksum_address
@@ -258,16 +263,13 @@ class TxSender:
         params = {**params, "nonce": Nonce(nonce)}
         try:
             tx_hash = await self._send_copy(job, params)
-        except Exception as e:  # web3/eth-tester raise many unrelated types; each is classified below
-            # Whether the node kept the transaction is unknown (Hardhat mines a reverting one and still answers
-            # with an error): ask the chain before the next nonce is assigned.
-            self._next_nonce = None
-            typed = self._errors.error_for(e)
-            if typed is not None:
-                self._metrics.failed.labels(job.label, "revert").inc()
-                raise typed from None
-            self._metrics.failed.labels(job.label, "rejected").inc()
-            raise TransactionError(f"{job.label}: node refused the transaction (nonce {nonce}): {_one_line(e)}") from e
+        except Exception as e:  # noqa: BLE001 - web3/eth-tester raise many unrelated types; classified here
+            if self._local is not None and _answer_lost(e) and self._errors.error_for(e) is None:
+                # The node may have taken it: watch for its hash (and send the same copy again if it never shows).
+                log.warning("broadcast answer lost: watching for it", function=job.label, nonce=nonce, error=str(e))
+                tx_hash = job.hashes[-1]
+            else:
+                self._refused(job, nonce, e)
         self._next_nonce = nonce + 1
         job.tx_hash = tx_hash
         job.params = params
@@ -275,6 +277,17 @@ class TxSender:
         self._metrics.pending.inc()
         log.debug("transaction sent", function=job.label, nonce=nonce, tx=tx_hash.hex())
         return tx_hash
+
+    def _refused(self, job: _Job, nonce: int, e: Exception) -> NoReturn:
+        # Whether the node kept the transaction is unknown (Hardhat mines a reverting one and still answers
+        # with an error): ask the chain before the next nonce is assigned.
+        self._next_nonce = None
+        typed = self._errors.error_for(e)
+        if typed is not None:
+            self._metrics.failed.labels(job.label, "revert").inc()
+            raise typed from None
+        self._metrics.failed.labels(job.label, "rejected").inc()
+        raise TransactionError(f"{job.label}: node refused the transaction (nonce {nonce}): {_one_line(e)}") from e
 
     async def _send_copy(self, job: _Job, params: TxParams) -> bytes:
         """Broadcast ``params``; a locally signed copy's hash is in ``job.hashes`` before it leaves, so a copy the
@@ -436,6 +449,12 @@ class TxSender:
                 log.info("abandoned transaction mined", function=job.label, nonce=job.nonce)
             else:
                 log.warning("abandoned transaction failed", function=job.label, nonce=job.nonce, error=str(error))
+
+
+def _answer_lost(e: BaseException) -> bool:
+    """Whether ``e`` says the answer did not come back (the connection failed, timed out, or the HTTP layer failed),
+    as opposed to the node answering no: the transaction may have reached the node."""
+    return isinstance(e, (OSError, TimeoutError, ClientError)) and not isinstance(e, Web3RPCError)
 
 
 def _one_line(e: BaseException) -> str:
