@@ -163,6 +163,19 @@ def test_localnet_starts_a_marketplace_whose_request_starts_and_stops_every_proc
     assert sorted(i for slots in hosted.values() for i in slots) == [0, 1, 2]
     assert all(len(slots) == 1 for slots in hosted.values()), hosted
 
+    # --- bootstrapped to each other: every node has reached the four others -----------------------------------------
+    def peers_known() -> dict[str, int]:
+        known = {}
+        for node in status["nodes"]:
+            with CodexClient(node["api"]) as client:
+                known[node["name"]] = len(client.debug_info().table.nodes)
+        return known
+
+    deadline = time.monotonic() + 30.0
+    while min((known := peers_known()).values()) < 4 and time.monotonic() < deadline:
+        time.sleep(1.0)
+    assert min(known.values()) >= 4, known
+
     # --- Ctrl-C: everything stops, nothing is left ----------------------------------------------------------------
     net.proc.send_signal(signal.SIGINT)
     assert net.proc.wait(timeout=STOP_TIMEOUT) == 0, net.output()
