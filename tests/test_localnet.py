@@ -192,3 +192,18 @@ def test_localnet_refuses_a_dir_already_in_use(tmp_path: Path) -> None:
     assert "--dir" in done.stderr
     assert "not an empty directory" in done.stderr
     assert (tmp_path / "old.log").read_text() == "a chain that no longer exists\n"
+
+
+@pytest.mark.slow
+@pytest.mark.hardhat
+def test_a_node_that_dies_stops_the_whole_net_with_its_log(tmp_path: Path, started: list[LocalNet]) -> None:
+    if not hardhat.available():
+        pytest.skip("Hardhat is not installed (npm ci in contracts/)")
+    net = LocalNet(tmp_path, "--block-time", "0")
+    started.append(net)
+    status = net.wait_up()
+    host2 = status["pids"][3]  # Hardhat, client, host1, host2, …
+    os.kill(host2, signal.SIGKILL)
+    assert net.proc.wait(timeout=STOP_TIMEOUT) == 1, net.output()
+    assert "host2 exited with -9" in net.output()
+    assert [pid for pid in status["pids"] if alive(pid)] == []
