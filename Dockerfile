@@ -22,7 +22,10 @@ USER codex
 # Defaults for any `run` given to the container; flags and -e CODEX_... still override them.
 # Bound to all interfaces so `-p 8080:8080` can publish the API; metrics (with --metrics) likewise on 8008.
 # The node refuses a non-loopback API without a token; in a container the publish (-p) decides the exposure, so
-# the image allows it: publish on 127.0.0.1 (-p 127.0.0.1:8080:8080), or set -e CODEX_API_TOKEN=/path/to/file.
+# the image allows it, and the node's first lines warn ("API open without a token") with how to guard it: publish
+# on 127.0.0.1 (-p 127.0.0.1:8080:8080), or mount a token file (16+ characters, owned by uid 10001, mode 600) and
+# set -e CODEX_API_TOKEN=/run/api-token. The token then guards every route but /health, the dashboard's shell
+# and the peer routes. Change the port with -e CODEX_API_PORT (the health check reads it), not --api-port.
 ENV CODEX_DATA_DIR=/data \
     CODEX_API_BINDADDR=0.0.0.0 \
     CODEX_API_ALLOW_UNAUTHENTICATED=true \

@@ -97,6 +97,19 @@ class NodeConfig:
         return "embedded" if self.eth_provider is None else "remote"
 
 
+def open_api_warning(c: NodeConfig) -> str | None:
+    """What to tell an operator whose API listens beyond loopback with no token (allowed only by
+    ``--api-allow-unauthenticated``, which the container image sets): anyone reaching the port may use it.
+    ``None`` when a token guards the API or it listens on loopback only."""
+    if c.api_token is not None or ipaddress.ip_address(c.api_bindaddr).is_loopback:
+        return None
+    return (
+        f"the API listens on {c.api_bindaddr} without a token: whoever reaches the port may use it; keep it on "
+        "loopback (in a container: publish it as -p 127.0.0.1:PORT:PORT) or pass a token with --api-token FILE "
+        "(CODEX_API_TOKEN=FILE; a file of 16+ characters, mode 600)"
+    )
+
+
 def _check_combinations(c: NodeConfig) -> None:
     """Rules between flags; each names the flag an operator should change."""
     if c.api_token is None and not c.api_allow_unauthenticated and not ipaddress.ip_address(c.api_bindaddr).is_loopback:

@@ -46,7 +46,7 @@ from codex_node.api.guards import guard_metrics
 from codex_node.api.server import HttpServer
 from codex_node.api.services import DevChain, Services, provide
 from codex_node.clock import Clock, SystemClock
-from codex_node.config import NodeConfig
+from codex_node.config import NodeConfig, open_api_warning
 from codex_node.market import provider
 from codex_node.market.sharedchain import SharedChain
 from codex_node.market.types import ChainInfo
@@ -120,6 +120,8 @@ class Node:
             event_loop=eventloop.loop_name(asyncio.get_running_loop()),
             http_parser=eventloop.http_parser(),
         )
+        if (warning := open_api_warning(self.config)) is not None:
+            log.warning("API open without a token", bindaddr=self.config.api_bindaddr, hint=warning)
 
     async def stop(self) -> None:
         await self._parts.stop_all()
