@@ -153,10 +153,13 @@ async def _scenario(net: Network) -> None:
             return await client.market.missing_proofs(lost) >= n or await freed()
 
         await net.until(slashed, what=f"the failing host's missed proof #{marked} marked by the validator", periods=3)
+        if marked == 1:
+            # The failing host goes away (its proofs keep missing): stopped before its slot is freed, it cannot
+            # take its own freed slot back (it still holds the data, and its availability gets the bytes back).
+            await net.stop_node("c")
     await net.wait_for(freed, what="the failing host's slot freed after its second slash")
     events = await marketplace_events(net.chain.w3, net.chain.deployment)
     assert any(isinstance(e.event, SlotFreed) and e.event.slot_index == lost_index for e in events)
-    await net.stop_node("c")  # gone for good: the repair cannot use it
 
     # --- 4. the fourth host repairs the slot from the two honest hosts ----------------------------------------
     # d's sale of the freed slot (SlotFreed → its slot queue, the slot in Repair) rebuilds the slot from K=2 other
@@ -247,6 +250,16 @@ async def test_a_peer_serving_corrupted_blocks_gets_no_byte_stored_and_the_slots
         )
         honest_read = liar_repo.read_blocks
         served_corrupt = 0
+        # The client serves nothing until the liar has served something: whichever peer the host asks first, the
+        # liar is asked (and caught) before the host gets its blocks from the client.
+        client_repo = client.node.repo
+        assert client_repo is not None
+        client_read = client_repo.read_blocks
+
+        def client_after_the_liar(cids: Sequence[Cid]) -> list[bytes | None]:
+            return client_read(cids) if served_corrupt else [None] * len(cids)
+
+        client_repo.read_blocks = client_after_the_liar  # type: ignore[method-assign]
 
         def lying_read(cids: Sequence[Cid]) -> list[bytes | None]:
             nonlocal served_corrupt
