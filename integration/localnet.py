@@ -41,12 +41,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, TypeVar
 
+import httpx
 from eth_account import Account
+from prometheus_client.parser import text_string_to_metric_families
 from web3 import HTTPProvider, Web3
 
 from codex_node.client import CodexClient
 from codex_node.client.errors import ServiceUnavailableError, TransportError
-from codex_node.market.deployment import Deployment, artifact
+from codex_node.market.deployment import DEV_CONFIG, Deployment, artifact
 from codex_node.market.types import RequestId, RequestState, SlotId, SlotState
 from integration.reaper import Reaper
 from tests.harness import hardhat
@@ -61,6 +63,8 @@ FUNDED_ACCOUNTS: Final = 8
 STEP_TIMEOUT: Final = 60.0
 """Seconds one step may take (a node start, a sale's fill): generous, the machine is shared."""
 POLL: Final = 0.2
+PERIOD: Final = DEV_CONFIG.proofs.period
+"""Seconds of a proof period of the deployed marketplace (``codex-node deploy`` uses the dev configuration)."""
 REPORT_LINES: Final = 40
 """Last log lines per node in a failure report (warnings and errors before them are added)."""
 
@@ -91,6 +95,10 @@ def format_line(line: str) -> str:
     return " ".join([head, *(f"{k}={v}" for k, v in doc.items())])
 
 
+class NodeExitedError(AssertionError):
+    """A node exited while the test waited for something (its log is in the failure report)."""
+
+
 @dataclass
 class LocalNode:
     """One ``codex-node run`` process and the test's hands on it."""
@@ -108,6 +116,19 @@ class LocalNode:
     def url(self) -> str:
         """The API base URL (``http://127.0.0.1:<port>/api/codex/v1``): what its peers are given."""
         return self.process.api
+
+    def metric(self, name: str) -> float:
+        """The value of the Prometheus sample ``name`` (without labels) on the node's ``/metrics`` (started with
+        ``--metrics --metrics-port 0``); 0 when the node has not counted it yet."""
+        started = self.process.find(lambda e: e.get("event") == "node started")
+        url = started[-1].get("metrics") if started else None
+        assert url, f"{self.name} serves no metrics: start it with --metrics --metrics-port 0"
+        text = httpx.get(str(url), timeout=10).text
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and not sample.labels:
+                    return float(sample.value)
+        return 0.0
 
     def report(self, lines: int = REPORT_LINES) -> str:
         text = self.process.log.read_text(errors="replace").splitlines()
@@ -267,6 +288,10 @@ class LocalNet:
         hardhat.rpc(self.url, "evm_mine")
         return self.now()
 
+    def advance_periods(self, periods: int = 1) -> int:
+        """Move the chain one second into the ``periods``-th proof period after the current one; the new time."""
+        return self.advance_to((self.now() // PERIOD + periods) * PERIOD + 1)
+
     def advance_to(self, timestamp: int) -> int:
         """Mine a block at ``timestamp`` or later (no move if the chain is there already)."""
         now = self.now()
@@ -282,10 +307,24 @@ class LocalNet:
             if found is not None and found is not False:
                 return found
             dead = [n.name for n in self.nodes.values() if not n.process.running]
-            assert not dead, f"waiting for {what}: node(s) {dead} exited"
+            if dead:
+                raise NodeExitedError(f"waiting for {what}: node(s) {dead} exited")
             if time.monotonic() > deadline:
                 raise AssertionError(f"timed out after {within}s waiting for {what}")
             time.sleep(POLL)
+
+    def until(self, probe: Callable[[], T | None], *, what: str, periods: int = 6, within: float = 10.0) -> T:
+        """Like :meth:`wait_for`, moving the chain into the next proof period whenever ``probe`` does not hold
+        within ``within`` seconds (a fill waits for a period's end; no test waits a wall minute for one);
+        :class:`AssertionError` once ``periods`` periods passed without it holding."""
+        for _ in range(periods):
+            try:
+                return self.wait_for(probe, what=what, within=within)
+            except NodeExitedError:
+                raise
+            except AssertionError:
+                self.advance_periods(1)
+        return self.wait_for(probe, what=f"{what} (after {periods} periods)", within=within)
 
     # --- the end ---------------------------------------------------------------------------------------------------
 
