@@ -1,6 +1,7 @@
 """Anchor §8.2 "Marketplace" over separate processes on Hardhat: a client and three hosts negotiate a contract
-(nodes=3, tolerance=1), the hosts fetch their slots from the client over HTTP, fill and prove; at the end the hosts
-are paid for the time they stored and the client gets the rest back.
+(nodes=3, tolerance=1), the hosts fetch their slots from the client over HTTP, fill and prove; the client is
+restarted and its purchase goes on; at the end the hosts are paid for the time they stored and the client gets the
+rest back.
 
 Every amount is checked against the contract's arithmetic (fill times read from the chain's own events), every
 availability and quota against the bytes and collateral a slot takes, and each node's books against its own check.
@@ -114,6 +115,16 @@ def test_nodes_negotiate_a_contract_hosts_are_paid_and_the_client_gets_the_rest_
         return all(net.view.proofs_submitted(s) >= 1 for s in sids)
 
     net.until(every_slot_proven, what="a proof of every slot", periods=3)
+
+    # --- the purchase survives a restart of the client (it withdraws the rest below, after the restart) -------
+    purchase = client.api.get_purchase(pid)
+    client = net.restart_node("client")
+    assert client.api.list_purchases() == [pid]
+    restarted = client.api.get_purchase(pid)
+    assert restarted.state == "started"
+    assert restarted.request == purchase.request
+    assert restarted.request is not None
+    assert restarted.request.client == client.address
 
     # --- the request ends: every host is paid, the client gets the rest back ------------------------------------
     net.advance_to(end + 1)
