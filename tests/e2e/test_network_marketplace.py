@@ -122,7 +122,11 @@ async def _scenario(net: Network) -> None:
     lost_index = sids.index(lost)
     for host in hosts:  # every host fetched its whole slot from the client, block by verified block
         fetched = host.node.registry.get_sample_value("codex_blockexchange_bytes_fetched_total")
-        assert fetched == slot_size
+        # Two hosts may reserve and fetch the same slot; the one that loses the fill takes another slot and fetches
+        # that one too: whole slots only, at least its own.
+        assert fetched is not None
+        assert fetched >= slot_size
+        assert fetched % slot_size == 0
 
     # The client drops its own copy of the slots (each slot manifest with its blocks), so that the repair below
     # can only use the hosts' slots.
