@@ -4,7 +4,10 @@
 persisted in the metadata store with ``eth_getLogs`` in pages of ``page_size`` blocks, then follows the chain by
 polling the head every ``poll_interval`` seconds (or at once after :meth:`~EventStream.wake`, which the market
 calls after each of its transactions). That works on every node (eth-tester, Hardhat, geth) without filters or
-websockets. Logs are delivered once the block is ``confirmations`` deep (0: as soon as mined).
+websockets. Over a websocket provider a ``newHeads`` subscription (``market/newheads.py``) also wakes it at each
+block, and the timed poll becomes a safety net (every :data:`SUBSCRIBED_POLL_FACTOR` intervals); the logs are
+still read from the cursor, so delivery is the same either way.
+Logs are delivered once the block is ``confirmations`` deep (0: as soon as mined).
 
 Invariants:
 
@@ -46,6 +49,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from codex_node.errors import ChainError
 from codex_node.market.logdecoder import ChainLog, LogDecoder
+from codex_node.market.newheads import NewHeads
 from codex_node.market.types import EVENT_TYPES, Address, MarketEvent
 
 if TYPE_CHECKING:
@@ -62,6 +66,8 @@ CURSOR_PREFIX: Final = "meta/chain/cursor/"
 DEFAULT_PAGE_SIZE: Final = 1000
 DEFAULT_POLL_INTERVAL: Final = 1.0
 MAX_RETRY_DELAY: Final = 30.0
+SUBSCRIBED_POLL_FACTOR: Final = 10
+"""While a websocket subscription announces new blocks, the timed poll runs this many times less often."""
 RECENT_BLOCKS: Final = 64
 """Anchors (block number and hash) remembered with the cursor: how deep a reorganisation the stream rewinds
 exactly; a deeper one rewinds to the oldest of them."""
@@ -200,6 +206,7 @@ class EventStream:
         self._head: ChainHead | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._new_heads = NewHeads(w3, self.wake)
         self._delivering = False
         self._stopping = False
         self._progress = asyncio.Condition()
@@ -239,6 +246,11 @@ class EventStream:
     @property
     def head(self) -> ChainHead | None:
         return self._head
+
+    @property
+    def subscribed(self) -> bool:
+        """Whether a websocket subscription currently announces new blocks (else the stream only polls)."""
+        return self._new_heads.subscribed
 
     @property
     def running(self) -> bool:
@@ -283,9 +295,11 @@ class EventStream:
         await self._observe_head()
         log.info("event stream started", contract=self._address, cursor=self._cursor.block, head=self._head)
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"events of {self._address}")
+        self._new_heads.start()
 
     async def stop(self) -> None:
         """Stop following; a log whose handlers are running is finished first (up to ``stop_grace`` seconds)."""
+        await self._new_heads.stop()
         task = self._task
         if task is None or task.done():
             return
@@ -301,17 +315,22 @@ class EventStream:
 
     async def _run(self) -> None:
         delay = self._poll_interval
+        failed = 0
         while not self._stopping:
             try:
                 await self._poll_once()
-                delay = self._poll_interval
+                if failed:
+                    log.info("chain reachable again: event stream catching up", failed_polls=failed)
+                delay, failed = self._poll_interval, 0
             except ChainError as e:
-                log.warning("event stream poll failed", error=str(e), retry_in=delay)
+                failed += 1
+                log.warning("event stream poll failed", error=str(e), retry_in=delay, failed_polls=failed)
                 delay = min(delay * 2, MAX_RETRY_DELAY)
             if self._stopping:
                 return
+            wait = max(delay, self._poll_interval * SUBSCRIBED_POLL_FACTOR) if self.subscribed else delay
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
+                async with asyncio.timeout(wait):
                     await self._wake.wait()
             self._wake.clear()
 

@@ -47,7 +47,14 @@ from codex_node.market.events import (
 from codex_node.market.logdecoder import LogDecoder
 from codex_node.market.market import E, EventHandler, Subscription, revert_error
 from codex_node.market.reverts import ErrorDecoder
-from codex_node.market.txsender import DEFAULT_GAS_EXTRA, DEFAULT_GAS_MARGIN, SentTransaction, TxMetrics, TxSender
+from codex_node.market.txsender import (
+    DEFAULT_GAS_EXTRA,
+    DEFAULT_GAS_MARGIN,
+    DEFAULT_RESEND_AFTER,
+    SentTransaction,
+    TxMetrics,
+    TxSender,
+)
 from codex_node.market.types import (
     Address,
     Ask,
@@ -98,6 +105,8 @@ class MarketOptions:
     gas_extra: int = DEFAULT_GAS_EXTRA
     receipt_timeout: float = 300.0
     receipt_poll_interval: float = 0.1
+    resend_after: float = DEFAULT_RESEND_AFTER
+    """Seconds a transaction may stay unmined before it is sent again with its nonce (``market/txsender.py``)."""
 
 
 class _Shared:
@@ -171,6 +180,7 @@ class OnChainMarket:
             gas_extra=options.gas_extra,
             receipt_timeout=options.receipt_timeout,
             poll_interval=options.receipt_poll_interval,
+            resend_after=options.resend_after,
         )
         self._sender.after_mined = shared.events.wake
         self._address = self._sender.address

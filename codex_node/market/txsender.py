@@ -13,12 +13,25 @@ owns (so a caller that stops waiting cannot tear a phase in half):
    cannot queue out-of-order nonces (Hardhat and eth-tester when automining) need. If the node did not take the
    transaction, the nonce is re-read from the chain (``pending`` count) before the next one, so an unused nonce
    is reused and a used one is not.
-3. **receipt** – wait for the receipt. A transaction that was mined but failed is replayed as a call in its
-   block to recover the revert data. A cancelled caller stops waiting here; the sender keeps watching the
-   transaction in the background and logs its outcome.
+   A locally signed transaction whose broadcast got no answer (connection reset, timeout, an HTTP error) is not
+   taken as refused: the node may hold it, and its hash is known, so the sender watches for it like any other
+   (and sends the same copy again if it never shows, see below). A caller never sees an error for a transaction
+   that lands, and nothing is sent under another nonce.
+3. **receipt** – wait for the receipt (of any copy sent: see below). A transaction that was mined but failed is
+   replayed as a call in its block to recover the revert data. A cancelled caller stops waiting here; the sender
+   keeps watching the transaction in the background and logs its outcome. A node that does not answer for a
+   while is asked again, with back-off, until ``receipt_timeout``: an outage does not fail a transaction that
+   was sent (nor make anyone send it again).
 
-Metrics (:class:`TxMetrics`): transactions sent and failed by contract function, transactions broadcast whose
-receipt has not been seen yet.
+A transaction not mined within ``resend_after`` seconds is sent again **with the same nonce and the same call**
+(to, data, gas): if the node dropped it, at the fees it had (or the chain's current ones, when higher); if it is
+still waiting in the pool, outbidding it (``market/fees.py``: the current fees or 12.5 % more, whichever is
+higher), since the chain evidently wants more. Whichever copy is mined ends the send; no other nonce is ever
+used for it, so the nonce sequence stays whole. When the account's nonce moved past ours while none of our copies
+was mined, another transaction used it (the key is used elsewhere): the send fails with a TransactionError.
+
+Metrics (:class:`TxMetrics`): transactions sent, sent again and failed by contract function, transactions
+broadcast whose receipt has not been seen yet.
 """
 
 from __future__ import annotations
@@ -26,17 +39,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, NoReturn, cast
 
 import structlog
+from aiohttp import ClientError
 from eth_account.signers.local import LocalAccount
 from eth_typing import ChecksumAddress
 from eth_utils.address import to_checksum_address
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from web3.exceptions import TimeExhausted
+from web3.exceptions import TransactionNotFound, Web3RPCError
 from web3.types import Nonce, Wei
 
 from codex_node.errors import ChainError, CodexError, TransactionError
+from codex_node.market import fees
 from codex_node.market.reverts import ErrorDecoder
 from codex_node.market.types import Address
 
@@ -54,6 +69,10 @@ DEFAULT_GAS_EXTRA: Final = 25_000
 ``approve`` estimated while the allowance was non-zero, mined after a fill used it up, needs exactly that."""
 DEFAULT_RECEIPT_TIMEOUT: Final = 300.0
 DEFAULT_POLL_INTERVAL: Final = 0.1
+DEFAULT_RESEND_AFTER: Final = 90.0
+"""Seconds a broadcast transaction may stay unmined before it is sent again (several blocks on any chain)."""
+MAX_POLL_BACKOFF: Final = 5.0
+"""Longest pause between receipt polls while the node does not answer."""
 
 
 class TxMetrics:
@@ -71,6 +90,12 @@ class TxMetrics:
             "codex_chain_transactions_failed",
             "Transactions that failed, by contract function and reason (revert, rejected, timeout, error)",
             ["function", "reason"],
+            registry=registry,
+        )
+        self.resent = Counter(
+            "codex_chain_transactions_resent",
+            "Transactions sent again with their nonce after not being mined in time, by contract function",
+            ["function"],
             registry=registry,
         )
         self.pending = Gauge(
@@ -98,6 +123,10 @@ class _Job:
     nonce: int | None = None
     abandoned: bool = False
     tx_hash: bytes | None = None
+    params: TxParams | None = None
+    """The last copy broadcast, nonce and fees included."""
+    hashes: list[bytes] = field(default_factory=list)
+    """Every copy broadcast (the first, then each one sent again)."""
     broadcast_done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -120,9 +149,12 @@ class TxSender:
         gas_extra: int = DEFAULT_GAS_EXTRA,
         receipt_timeout: float = DEFAULT_RECEIPT_TIMEOUT,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
+        resend_after: float = DEFAULT_RESEND_AFTER,
     ) -> None:
         if gas_margin < 1.0:
             raise ValueError("gas_margin must be at least 1.0")
+        if resend_after <= 0 or poll_interval <= 0:
+            raise ValueError("resend_after and poll_interval must be positive")
         self._w3 = w3
         self._local = account if isinstance(account, LocalAccount) else None
         self._address = Address(to_checksum_address(account.address if isinstance(account, LocalAccount) else account))
@@ -132,6 +164,7 @@ class TxSender:
         self._gas_extra = gas_extra
         self._receipt_timeout = receipt_timeout
         self._poll_interval = poll_interval
+        self._resend_after = resend_after
         self._lock = asyncio.Lock()
         self._next_nonce: int | None = None
         self._chain_id: int | None = None
@@ -206,12 +239,8 @@ class TxSender:
     async def _fees(self, job: _Job) -> TxParams:
         if self._chain_id is None:
             self._chain_id = await self._chain(job, "reading the chain id", self._w3.eth.chain_id)
-        latest = await self._chain(job, "reading the latest block", self._w3.eth.get_block("latest"))
-        base_fee = latest.get("baseFeePerGas")
-        if base_fee is None:
-            return {"chainId": self._chain_id, "gasPrice": await self._w3.eth.gas_price}
-        priority = await self._chain(job, "reading the priority fee", self._w3.eth.max_priority_fee)
-        return {"chainId": self._chain_id, "maxPriorityFeePerGas": priority, "maxFeePerGas": 2 * base_fee + priority}
+        current = await self._chain(job, "reading the fees", self._current_fees())
+        return cast("TxParams", {"chainId": self._chain_id, **current})
 
     async def _broadcast_in_order(self, job: _Job, params: TxParams) -> bytes:
         # Cancellable only until the nonce is taken: from then on the caller no longer cancels this task (see
@@ -233,42 +262,49 @@ class TxSender:
     async def _broadcast(self, job: _Job, params: TxParams, nonce: int) -> bytes:
         params = {**params, "nonce": Nonce(nonce)}
         try:
-            if self._local is not None:
-                signed = self._local.sign_transaction(cast(Any, params))
-                tx_hash = bytes(await self._w3.eth.send_raw_transaction(signed.raw_transaction))
+            tx_hash = await self._send_copy(job, params)
+        except Exception as e:  # noqa: BLE001 - web3/eth-tester raise many unrelated types; classified here
+            if self._local is not None and _answer_lost(e) and self._errors.error_for(e) is None:
+                # The node may have taken it: watch for its hash (and send the same copy again if it never shows).
+                log.warning("broadcast answer lost: watching for it", function=job.label, nonce=nonce, error=str(e))
+                tx_hash = job.hashes[-1]
             else:
-                tx_hash = bytes(await self._w3.eth.send_transaction(params))
-        except Exception as e:  # web3/eth-tester raise many unrelated types; each is classified below
-            # Whether the node kept the transaction is unknown (Hardhat mines a reverting one and still answers
-            # with an error): ask the chain before the next nonce is assigned.
-            self._next_nonce = None
-            typed = self._errors.error_for(e)
-            if typed is not None:
-                self._metrics.failed.labels(job.label, "revert").inc()
-                raise typed from None
-            self._metrics.failed.labels(job.label, "rejected").inc()
-            raise TransactionError(f"{job.label}: node refused the transaction (nonce {nonce}): {_one_line(e)}") from e
+                self._refused(job, nonce, e)
         self._next_nonce = nonce + 1
         job.tx_hash = tx_hash
+        job.params = params
         self._metrics.sent.labels(job.label).inc()
         self._metrics.pending.inc()
         log.debug("transaction sent", function=job.label, nonce=nonce, tx=tx_hash.hex())
         return tx_hash
 
+    def _refused(self, job: _Job, nonce: int, e: Exception) -> NoReturn:
+        # Whether the node kept the transaction is unknown (Hardhat mines a reverting one and still answers
+        # with an error): ask the chain before the next nonce is assigned.
+        self._next_nonce = None
+        typed = self._errors.error_for(e)
+        if typed is not None:
+            self._metrics.failed.labels(job.label, "revert").inc()
+            raise typed from None
+        self._metrics.failed.labels(job.label, "rejected").inc()
+        raise TransactionError(f"{job.label}: node refused the transaction (nonce {nonce}): {_one_line(e)}") from e
+
+    async def _send_copy(self, job: _Job, params: TxParams) -> bytes:
+        """Broadcast ``params``; a locally signed copy's hash is in ``job.hashes`` before it leaves, so a copy the
+        node took while its answer was lost is still recognised when it is mined."""
+        if self._local is not None:
+            signed = self._local.sign_transaction(cast(Any, params))
+            if bytes(signed.hash) not in job.hashes:
+                job.hashes.append(bytes(signed.hash))
+            return bytes(await self._w3.eth.send_raw_transaction(signed.raw_transaction))
+        tx_hash = bytes(await self._w3.eth.send_transaction(params))
+        if tx_hash not in job.hashes:
+            job.hashes.append(tx_hash)
+        return tx_hash
+
     async def _await_receipt(self, job: _Job, tx_hash: bytes) -> SentTransaction:
         try:
-            receipt = await self._w3.eth.wait_for_transaction_receipt(
-                cast(Any, tx_hash), timeout=self._receipt_timeout, poll_latency=self._poll_interval
-            )
-        except TimeExhausted:
-            self._metrics.failed.labels(job.label, "timeout").inc()
-            self._next_nonce = None
-            raise TransactionError(
-                f"{job.label}: not mined within {self._receipt_timeout:.0f} s (nonce {job.nonce})"
-            ) from None
-        except Exception as e:  # transport failures from web3/aiohttp
-            self._metrics.failed.labels(job.label, "error").inc()
-            raise ChainError(f"{job.label}: waiting for the receipt failed: {_one_line(e)}") from e
+            receipt = await self._watch(job)
         finally:
             self._metrics.pending.dec()
         if self.after_mined is not None:
@@ -277,11 +313,105 @@ class TxSender:
             self._metrics.failed.labels(job.label, "revert").inc()
             raise await self._replayed_revert(job, receipt)
         return SentTransaction(
-            tx_hash=tx_hash,
+            tx_hash=bytes(receipt["transactionHash"]),
             nonce=cast(int, job.nonce),
             block_number=int(receipt["blockNumber"]),
             gas_used=int(receipt["gasUsed"]),
         )
+
+    async def _watch(self, job: _Job) -> TxReceipt:
+        """Poll for the receipt of any copy of ``job`` until ``receipt_timeout``; send it again when it is late."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._receipt_timeout
+        resend_at = loop.time() + self._resend_after
+        failures = 0
+        last_error = ""
+        while True:
+            try:
+                receipt = await self._any_receipt(job)
+                if receipt is None and loop.time() >= resend_at:
+                    resend_at = loop.time() + self._resend_after
+                    receipt = await self._send_again(job)
+                if failures:
+                    log.info("chain answers again", function=job.label, nonce=job.nonce, failed_polls=failures)
+                failures = 0
+            except TransactionError:
+                self._metrics.failed.labels(job.label, "rejected").inc()
+                raise
+            except Exception as e:  # noqa: BLE001 - transport failures from web3/aiohttp: the node may come back
+                failures += 1
+                last_error = _one_line(e)
+                if failures == 1:
+                    log.warning("chain unreachable while waiting for a receipt", function=job.label, error=last_error)
+                receipt = None
+            if receipt is not None:
+                return receipt
+            if loop.time() >= deadline:
+                self._next_nonce = None  # whether the node still holds it is unknown: ask before the next nonce
+                if failures:
+                    self._metrics.failed.labels(job.label, "error").inc()
+                    raise ChainError(f"{job.label}: waiting for the receipt failed (nonce {job.nonce}): {last_error}")
+                self._metrics.failed.labels(job.label, "timeout").inc()
+                raise TransactionError(
+                    f"{job.label}: not mined within {self._receipt_timeout:.0f} s (nonce {job.nonce})"
+                )
+            await asyncio.sleep(min(self._poll_interval * 2**failures, max(MAX_POLL_BACKOFF, self._poll_interval)))
+
+    async def _any_receipt(self, job: _Job) -> TxReceipt | None:
+        for tx_hash in reversed(job.hashes):
+            try:
+                return await self._w3.eth.get_transaction_receipt(cast(Any, tx_hash))
+            except TransactionNotFound:
+                continue
+        return None
+
+    async def _send_again(self, job: _Job) -> TxReceipt | None:
+        """Send ``job`` again with its nonce (see the module docstring); its receipt if it turns out mined."""
+        sent = cast("TxParams", job.params)
+        try:
+            waiting: Any = await self._w3.eth.get_transaction(cast(Any, job.hashes[-1]))
+        except TransactionNotFound:
+            waiting = None
+        if waiting is not None and waiting.get("blockNumber") is not None:
+            return await self._any_receipt(job)  # mined since the last poll
+        address = cast(ChecksumAddress, self._address)
+        if int(await self._w3.eth.get_transaction_count(address, "latest")) > cast(int, job.nonce):
+            receipt = await self._any_receipt(job)
+            if receipt is None:
+                raise TransactionError(
+                    f"{job.label}: nonce {job.nonce} was used by another transaction of {self._address}"
+                )
+            return receipt
+        current = await self._current_fees()
+        new_fees = fees.at_least(current, sent) if waiting is None else fees.outbid(current, waiting)
+        params = cast("TxParams", {**sent, **new_fees})
+        if "maxFeePerGas" in new_fees:
+            params.pop("gasPrice", None)
+        reason = "dropped by the node" if waiting is None else "still waiting in the pool"
+        try:
+            tx_hash = await self._send_copy(job, params)
+        except Web3RPCError as e:  # the node answered no, e.g. "nonce too low" as a copy was just mined
+            log.warning("sending again refused", function=job.label, nonce=job.nonce, error=_one_line(e))
+            return None
+        job.params = params
+        self._metrics.resent.labels(job.label).inc()
+        log.warning(
+            "transaction not mined in time: sent again with its nonce",
+            function=job.label,
+            nonce=job.nonce,
+            reason=reason,
+            fees=new_fees,
+            tx=tx_hash.hex(),
+        )
+        return None
+
+    async def _current_fees(self) -> dict[str, int]:
+        latest = await self._w3.eth.get_block("latest")
+        base_fee = latest.get("baseFeePerGas")
+        if base_fee is None:
+            return {"gasPrice": int(await self._w3.eth.gas_price)}
+        priority = int(await self._w3.eth.max_priority_fee)
+        return {"maxFeePerGas": 2 * int(base_fee) + priority, "maxPriorityFeePerGas": priority}
 
     async def _replayed_revert(self, job: _Job, receipt: TxReceipt) -> CodexError:
         """The error of a mined, failed transaction: replay it as a call on the state it left."""
@@ -319,6 +449,12 @@ class TxSender:
                 log.info("abandoned transaction mined", function=job.label, nonce=job.nonce)
             else:
                 log.warning("abandoned transaction failed", function=job.label, nonce=job.nonce, error=str(error))
+
+
+def _answer_lost(e: BaseException) -> bool:
+    """Whether ``e`` says the answer did not come back (the connection failed, timed out, or the HTTP layer failed),
+    as opposed to the node answering no: the transaction may have reached the node."""
+    return isinstance(e, (OSError, TimeoutError, ClientError)) and not isinstance(e, Web3RPCError)
 
 
 def _one_line(e: BaseException) -> str:

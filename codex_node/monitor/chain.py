@@ -11,8 +11,6 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from codex_node.errors import CodexError
-
 if TYPE_CHECKING:
     from web3 import AsyncWeb3
 
@@ -76,7 +74,9 @@ class MarketProbe:
             return ChainReading(
                 False, f"no answer within {self._timeout:g}s", cursor_block=cursor, collateral_promised=promised
             )
-        except (CodexError, OSError, ValueError) as e:
+        # aiohttp's HTTP errors (a 500 from the provider or a proxy in front of it) are none of CodexError, OSError
+        # or ValueError; whatever the transport raises, the chain is unreachable, never the health check broken.
+        except Exception as e:  # noqa: BLE001
             return ChainReading(
                 False,
                 " ".join(str(e).split())[:200] or type(e).__name__,

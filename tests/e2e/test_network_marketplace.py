@@ -120,13 +120,10 @@ async def _scenario(net: Network) -> None:
     assert sorted(h.name for h in holders.values() if h is not None) == ["a", "b", "c"]  # one slot each
     lost = next(s for s, h in holders.items() if h is failing)
     lost_index = sids.index(lost)
-    for host in hosts:  # every host fetched its whole slot from the client, block by verified block
+    for host in hosts:  # every host fetched at least its whole slot from the client, block by verified block
         fetched = host.node.registry.get_sample_value("codex_blockexchange_bytes_fetched_total")
-        # Two hosts may reserve and fetch the same slot; the one that loses the fill takes another slot and fetches
-        # that one too: whole slots only, at least its own.
         assert fetched is not None
-        assert fetched >= slot_size
-        assert fetched % slot_size == 0
+        assert fetched >= slot_size  # more when a host lost the race for a slot it had started to download
 
     # The client drops its own copy of the slots (each slot manifest with its blocks), so that the repair below
     # can only use the hosts' slots.

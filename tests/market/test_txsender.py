@@ -12,6 +12,7 @@ import pytest
 from chainfixtures import chain_snapshot, eventually, market, new_request
 from prometheus_client import CollectorRegistry
 from web3 import AsyncHTTPProvider, AsyncWeb3
+from web3.exceptions import Web3RPCError
 
 from codex_node.errors import ChainError, ContractRevertError, SlotReservationNotAllowedError, TransactionError
 from codex_node.market.onchain import OnChainMarket
@@ -69,7 +70,7 @@ async def test_a_broadcast_the_node_refuses_leaves_its_nonce_to_the_next_transac
             nonlocal calls
             calls += 1
             if calls == 1:
-                raise ConnectionResetError("node went away")
+                raise Web3RPCError("the node said no")
             return await send_raw(raw)
 
         w3.eth.send_raw_transaction = flaky  # type: ignore[method-assign]
@@ -175,3 +176,32 @@ async def test_a_node_that_does_not_answer_is_a_chain_error_not_a_revert() -> No
             await host.reserve_slot(RequestId(b"\x42" * 32), 0)
         await host.stop()
         await dead.provider.disconnect()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("reached_the_node", [True, False])
+async def test_a_broadcast_whose_answer_is_lost_is_watched_and_lands_once(reached_the_node: bool) -> None:
+    async with chain_snapshot("eth-tester") as (chain, w3, deployment):
+        client = market(chain, w3, deployment)
+        sender = TxSender(w3, chain.accounts[0], client._shared.errors, poll_interval=0.01, resend_after=0.2)
+        send_raw = w3.eth.send_raw_transaction
+        broadcasts = 0
+
+        async def answer_lost(raw: Any) -> Any:
+            nonlocal broadcasts
+            broadcasts += 1
+            if broadcasts == 1:
+                if reached_the_node:
+                    await send_raw(raw)
+                raise ConnectionResetError("connection reset by peer")
+            return await send_raw(raw)
+
+        w3.eth.send_raw_transaction = answer_lost  # type: ignore[method-assign]
+        data = bytes.fromhex(client._shared.token.encode_abi("approve", args=[deployment.marketplace, 3])[2:])
+        start = await nonce_of(client)
+        sent = await sender.send(deployment.token, data, label="approve")
+        assert sent.nonce == start
+        assert await nonce_of(client) == start + 1  # one transaction mined
+        assert broadcasts == (1 if reached_the_node else 2)  # sent again (the same copy) only if it never arrived
+        assert (await sender.send(deployment.token, data, label="approve")).nonce == start + 1
+        await sender.aclose()
+        await client.stop()
