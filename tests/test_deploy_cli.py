@@ -160,3 +160,48 @@ def test_deploy_with_a_private_key_signs_locally(node: hardhat.HardhatNode, key_
     deployed = Deployment.from_json(result.stdout)
     assert has_code(node, deployed.marketplace)
     assert int(hardhat.rpc(node.url, "eth_getTransactionCount", [HARDHAT_ACCOUNT_0, "latest"]), 16) == nonce_before + 2
+
+
+# --- --fund: a local marketplace needs no other tool --------------------------------------------------------------
+
+
+def test_a_bad_fund_address_exits_2_naming_the_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["--eth-provider", "http://127.0.0.1:8545", "--eth-account", HARDHAT_ACCOUNT_0, "--fund", "0x12"]
+    assert main(["deploy", *args], env={}) == EXIT_USAGE
+    assert_one_line(capsys.readouterr().err, "--fund", "not an Ethereum address")
+
+
+def token_balance(node: hardhat.HardhatNode, token: str, account: str) -> int:
+    call = {"to": token, "data": "0x70a08231" + account[2:].lower().rjust(64, "0")}  # balanceOf(account)
+    return int(hardhat.rpc(node.url, "eth_call", [call, "latest"]), 16)
+
+
+def ether(node: hardhat.HardhatNode, account: str) -> int:
+    return int(hardhat.rpc(node.url, "eth_getBalance", [account, "latest"]), 16)
+
+
+@pytest.mark.hardhat
+def test_fund_mints_tokens_to_each_account_and_sends_ether_only_to_those_without(
+    node: hardhat.HardhatNode, key_file: Path
+) -> None:
+    from codex_node.market.deployment import FUND_ETHER, FUND_TOKENS
+
+    dev_account = node.accounts[3]  # a Hardhat dev account: 10,000 ether already
+    stranger = "0x" + os.urandom(20).hex()  # nobody's account: no ether at all
+    dev_ether_before = ether(node, dev_account)
+    result = run_cli(
+        "deploy", "--eth-provider", node.url, "--eth-private-key", str(key_file),
+        "--fund", dev_account, "--fund", stranger, "--fund", dev_account,  # a repeated account is funded once
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    deployed = Deployment.from_json(result.stdout)
+    assert token_balance(node, deployed.token, dev_account) == FUND_TOKENS
+    assert token_balance(node, deployed.token, stranger) == FUND_TOKENS
+    assert ether(node, stranger) == FUND_ETHER
+    assert ether(node, dev_account) == dev_ether_before  # not sent any: it pays its own gas already
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2, result.stderr
+    assert "funded" in lines[0]
+    assert "ether" not in lines[0]
+    assert "funded" in lines[1]
+    assert "10 ether" in lines[1]

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, TypeAlias, cast
 
 import structlog
 
@@ -31,9 +31,10 @@ from codex_node.market.types import Address, CollateralConfig, MarketplaceConfig
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
+    from eth_typing import ChecksumAddress
     from web3 import AsyncWeb3
     from web3.contract.async_contract import AsyncContractConstructor, AsyncContractFunction
-    from web3.types import TxParams, TxReceipt
+    from web3.types import TxParams, TxReceipt, Wei
 
 log = structlog.get_logger(__name__)
 
@@ -266,6 +267,58 @@ async def mint(
     """Mint ``amount`` test tokens to ``to`` (on local chains TestToken lets anyone mint, elsewhere its deployer)."""
     token = w3.eth.contract(address=deployment.token, abi=artifact("TestToken")["abi"])  # type: ignore[call-overload]
     await send(w3, minter, token.functions.mint(to, amount), what=f"minting tokens to {to}", gas=gas)
+
+
+FUND_TOKENS: Final = 10**24
+"""Test tokens ``codex-node deploy --fund`` mints to each account (what the embedded chain gives its accounts)."""
+MIN_ETHER: Final = 10**18
+"""An account funded with ``--fund`` holding less ether than this (1 ether) is sent :data:`FUND_ETHER`."""
+FUND_ETHER: Final = 10 * 10**18
+
+
+@dataclass(frozen=True)
+class Funded:
+    """What :func:`fund` gave one account: tokens minted, and wei sent (0 when it had ether enough)."""
+
+    account: Address
+    tokens: int
+    wei: int
+
+
+async def fund(w3: AsyncWeb3[Any], deployment: Deployment, funder: Deployer, account: str) -> Funded:
+    """Mint :data:`FUND_TOKENS` test tokens to ``account`` and, if it holds less than :data:`MIN_ETHER` (not a
+    Hardhat dev account), send it :data:`FUND_ETHER` from ``funder`` for gas."""
+    from eth_utils.address import to_checksum_address
+
+    to = to_checksum_address(account)
+    await mint(w3, deployment, funder, to, FUND_TOKENS)
+    wei = 0
+    if await w3.eth.get_balance(to) < MIN_ETHER:
+        await send_ether(w3, funder, to, FUND_ETHER)
+        wei = FUND_ETHER
+    log.info("account funded", account=to, tokens=FUND_TOKENS, wei=wei)
+    return Funded(Address(to), FUND_TOKENS, wei)
+
+
+async def send_ether(w3: AsyncWeb3[Any], sender: Deployer, to: str, wei: int) -> None:
+    """Send ``wei`` from ``sender`` to ``to`` and wait for the receipt (:class:`TransactionError` if it fails)."""
+    what = f"sending {wei} wei to {to}"
+    params: TxParams = {"from": deployer_address(sender), "to": cast("ChecksumAddress", to), "value": cast("Wei", wei)}
+    try:
+        if isinstance(sender, str):
+            tx_hash = await w3.eth.send_transaction(params)
+        else:
+            params["nonce"] = await w3.eth.get_transaction_count(sender.address, "pending")
+            params["gas"] = 21_000
+            params["chainId"] = await w3.eth.chain_id
+            params["gasPrice"] = await w3.eth.gas_price
+            signed = sender.sign_transaction(params)  # type: ignore[arg-type]
+            tx_hash = await w3.eth.send_raw_transaction(signed.raw_transaction)
+        receipt = await w3.eth.wait_for_transaction_receipt(tx_hash, timeout=RECEIPT_TIMEOUT, poll_latency=0.1)
+    except Exception as e:  # web3 raises many unrelated types (ValueError, Web3Exception, TimeExhausted, OSError)
+        raise TransactionError(f"{what} failed: {_one_line(e)}") from e
+    if receipt["status"] != 1:
+        raise TransactionError(f"{what} reverted (transaction {tx_hash.to_0x_hex()})")
 
 
 async def token_balance(w3: AsyncWeb3[Any], deployment: Deployment, account: str) -> int:
