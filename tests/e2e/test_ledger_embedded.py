@@ -32,6 +32,7 @@ from e2ekit import (
 from codex_node.cli import main
 from codex_node.config import NodeConfig
 from codex_node.data.cid import parse_cid
+from codex_node.errors import ContractRevertError
 from codex_node.market.types import Request, RequestState
 from codex_node.node import Node
 from codex_node.proofs.slotdata import dataset_commitment
@@ -144,7 +145,14 @@ async def test_a_slashed_sale_s_ledger_adds_up_to_the_balance_change(tmp_path: P
                 await travel(PERIODS.period_end(period) + 1)
                 for s in sids:
                     if await validator.can_mark_proof_as_missing(s, period):
-                        await validator.mark_proof_as_missing(s, period)
+                        try:
+                            await validator.mark_proof_as_missing(s, period)
+                        except ContractRevertError as e:
+                            # The contract asks "was a proof required?" in the block the marking runs in: when the
+                            # challenge pointer wraps into the downtime one block after the check, it says no (the
+                            # validator counts this too). The next period's marking goes on.
+                            if "ProofNotRequired" not in str(e):
+                                raise
             assert await market.request_state(request.id) == RequestState.FAILED
             await eventually(lambda: no_active_sales(api), what="both sales over")
             change = await market.token_balance(await market.get_signer()) - before

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2ekit import COLLATERAL_PER_BYTE, DURATION, EXPIRY, PRICE, dataset, fill_times, marketplace_events
+from e2ekit import COLLATERAL_PER_BYTE, DURATION, dataset, fill_times, marketplace_events, request_body
 
 from codex_node.data.cid import Cid, parse_cid
 from codex_node.data.erasure import ErasureLayout, ErasureParams
@@ -44,18 +44,6 @@ SLASHES = DEV_CONFIG.collateral.max_number_of_slashes  # 2: the second missed pr
 SLASH_PERCENT = DEV_CONFIG.collateral.slash_percentage
 VALIDATOR_PERCENT = DEV_CONFIG.collateral.validator_reward_percentage
 REPAIR_PERCENT = DEV_CONFIG.collateral.repair_reward_percentage
-
-
-def request_body() -> dict[str, Any]:
-    return {
-        "duration": DURATION,
-        "pricePerBytePerSecond": str(PRICE),
-        "proofProbability": "1",  # with the dev config's downtime, a proof is due every period after the fill's
-        "collateralPerByte": str(COLLATERAL_PER_BYTE),
-        "expiry": EXPIRY,
-        "nodes": NODES,
-        "tolerance": TOLERANCE,
-    }
 
 
 def slot_size_of(size: int) -> int:

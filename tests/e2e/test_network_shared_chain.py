@@ -19,14 +19,13 @@ import pytest
 from e2ekit import (
     COLLATERAL_PER_BYTE,
     DURATION,
-    EXPIRY,
-    PRICE,
     PROVING,
     dataset,
     expected_payout,
     fill_times,
     marketplace_events,
     proven_periods,
+    request_body,
     sales_in,
 )
 
@@ -40,18 +39,6 @@ pytestmark = pytest.mark.slow
 
 NODES, TOLERANCE = 3, 1
 WALL_LIMIT = 150.0
-
-
-def request_body() -> dict[str, Any]:
-    return {
-        "duration": DURATION,
-        "pricePerBytePerSecond": str(PRICE),
-        "proofProbability": "1",  # with the dev config's downtime, a proof is due every period after the fill's
-        "collateralPerByte": str(COLLATERAL_PER_BYTE),
-        "expiry": EXPIRY,
-        "nodes": NODES,
-        "tolerance": TOLERANCE,
-    }
 
 
 def availability_for(slot_size: int) -> dict[str, Any]:
