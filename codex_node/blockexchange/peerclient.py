@@ -17,6 +17,7 @@ from codex_node.blockexchange.wire import MEDIA_TYPE, FrameReader
 from codex_node.data.cid import Cid
 from codex_node.errors import PeerError
 from codex_node.peers.port import PeerInfo
+from codex_node.peers.wire import read_capped
 
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 """The transport's own bound on any one read; the fetcher's stall detection (clock-driven) usually acts first."""
@@ -31,6 +32,7 @@ class PeerClient:
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             follow_redirects=False,
             trust_env=False,  # a peer on 127.0.0.1 must not go through a proxy from the environment
+            headers={"Accept-Encoding": "identity"},  # raw bytes: blocks and frames are read with aiter_raw
         )
 
     async def close(self) -> None:
@@ -44,15 +46,7 @@ class PeerClient:
                     return None
                 if response.status_code != 200:
                     raise PeerError(f"peer {peer.peer_id} answered {response.status_code} for block {cid}")
-                declared = response.headers.get("content-length")
-                if declared is not None and (not declared.isdigit() or int(declared) > max_bytes):
-                    raise PeerError(f"peer {peer.peer_id} announced {declared[:20]} bytes; at most {max_bytes}")
-                body = bytearray()
-                async for chunk in response.aiter_raw():
-                    body += chunk
-                    if len(body) > max_bytes:
-                        raise PeerError(f"peer {peer.peer_id} sent more than {max_bytes} bytes for {cid}")
-                return bytes(body)
+                return await read_capped(response, max_bytes, f"peer {peer.peer_id} (block {cid})")
         except httpx.HTTPError as e:
             raise PeerError(f"peer {peer.peer_id} at {peer.url}: {type(e).__name__} {e}") from e
 

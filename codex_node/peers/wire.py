@@ -34,6 +34,21 @@ HAVE_LIMIT = 64
 DEFAULT_TIMEOUT = 5.0
 
 
+async def read_capped(response: httpx.Response, cap: int, who: str) -> bytes:
+    """A peer's whole answer body, refused (:class:`PeerAnswerError`) as soon as it says or shows it is longer than
+    ``cap`` bytes: a hostile peer cannot make this node buffer more. Raw bytes: ask with ``Accept-Encoding:
+    identity``, so the cap counts what was sent and a compressed answer cannot expand past it."""
+    declared = response.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > cap):
+        raise PeerAnswerError(f"{who} announced {declared[:20]} bytes, more than the {cap} allowed")
+    body = bytearray()
+    async for chunk in response.aiter_raw():
+        body += chunk
+        if len(body) > cap:
+            raise PeerAnswerError(f"{who} sent more than the {cap} bytes allowed")
+    return bytes(body)
+
+
 class PeerWire(Protocol):
     async def record(self, url: str) -> PeerRecord: ...
 
@@ -75,15 +90,7 @@ class HttpPeerWire:
             ):
                 if response.status_code != 200:
                     raise PeerError(f"{url} answered {response.status_code}")
-                declared = response.headers.get("content-length")
-                if declared is not None and declared.isdigit() and int(declared) > cap:
-                    raise PeerAnswerError(f"{url} announced {declared} bytes, more than the {cap} allowed")
-                body = bytearray()
-                async for chunk in response.aiter_raw():
-                    body += chunk
-                    if len(body) > cap:
-                        raise PeerAnswerError(f"{url} sent more than the {cap} bytes allowed")
-                return bytes(body)
+                return await read_capped(response, cap, url)
         except httpx.HTTPError as e:
             raise PeerError(f"{url} could not be reached: {type(e).__name__}") from None
         except TimeoutError:
