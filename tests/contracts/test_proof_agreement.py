@@ -57,6 +57,8 @@ def target_of(chain: Chain, posted: PostedRequest, index: int) -> ProofTarget:
 
 
 def _flip(data: bytes, at: int) -> bytes:
+    if not data:  # an earlier edit of the same draw emptied it (e.g. "resize cell" to 0): changing it means adding
+        return b"\x01"
     at %= len(data)
     return data[:at] + bytes([data[at] ^ 0x01]) + data[at + 1 :]
 
