@@ -19,7 +19,10 @@ in memory, so load from other processes falls on all alike):
   (re-encoded when ``s`` is a parity slot), the faster of one zfec call per row and one per batch of rows;
 * **hash floor**: what any check of the rebuilt slot costs: keccak of its 2 KiB cells up to each block's subtree
   (the slot root) and sha2-256 of each block (its CID);
-* **repair**: rebuilt MiB/s, and its ratio to zfec decode alone (the target) and to decode + hash floor.
+* **repair**: rebuilt MiB/s, and its ratio to zfec decode alone (the target) and to decode + hash floor;
+* **first proof**: the host's first proof of the repaired slot right after (what InitialProving does), with the
+  repair's cell leaves handed to the prover (``on_slot_leaves``, as the node wires it) and, for comparison, by a
+  prover that reads and hashes the slot again.
 
 The baselines are the best of a few tries each; the repairs are timed once per run.
 """
@@ -48,14 +51,17 @@ from codex_node.data.protected import ProtectedManifest
 from codex_node.data.repair import batch_rows, source_order
 from codex_node.data.slots import cid_bytes
 from codex_node.errors import BlocksUnavailableError
-from codex_node.market.types import Ask, Content, Request
+from codex_node.market.types import Ask, Content, Request, Slot
+from codex_node.proofs import Prover, check_proof
 from codex_node.purchasing.protect import protect_dataset
 from codex_node.stores.blockfiles import BlockFiles
 from codex_node.stores.datasets import store_dataset
 from codex_node.stores.kv import LevelDBStore
 from codex_node.stores.repostore import RepoStore, in_thread
+from codex_node.testing.mockledger import ProofTarget
 
 MiB = 1 << 20
+SAMPLES = 5
 
 
 @dataclass
@@ -121,6 +127,28 @@ def decode_alone(protected: ProtectedManifest, s: int, sources: dict[int, list[b
     return min(per_row, per_batch_time)
 
 
+async def first_proof(prover: Prover, request: Request, s: int) -> float:
+    """Seconds for ``prover``'s first proof of slot ``s`` (its tree built first); the proof must verify."""
+    challenge = os.urandom(32)
+    start = time.perf_counter()
+    proof = await prover.prove(Slot(request, s), challenge)
+    elapsed = time.perf_counter() - start
+    check_proof(
+        proof,
+        ProofTarget(
+            challenge=challenge,
+            slot_id=Slot(request, s).id,
+            slot_index=s,
+            slots=request.ask.slots,
+            slot_size=request.ask.slot_size,
+            dataset_root=request.content.merkle_root,
+            samples=SAMPLES,
+        ),
+    )
+    prover.close()
+    return elapsed
+
+
 def hash_floor(blocks: list[bytes]) -> float:
     start = time.perf_counter()
     for block in blocks:
@@ -161,15 +189,20 @@ async def main(size_mib: int, nodes: int, tolerance: int, s: int, runs: int) -> 
                 async def on_blocks(nbytes: int) -> None:
                     pass
 
-                repairer = RepoSlotRepairer(host, RepoGetter(client, lost))
+                request = request_for(dataset.cid, protected)
+                prover = Prover(host, samples=SAMPLES, registry=None)
+                repairer = RepoSlotRepairer(host, RepoGetter(client, lost), on_slot_leaves=prover.offer_slot_leaves)
                 start = time.perf_counter()
-                await repairer.repair(request_for(dataset.cid, protected), s, int(time.time()) + 3600, on_blocks)
+                await repairer.repair(request, s, int(time.time()) + 3600, on_blocks)
                 t_repair = time.perf_counter() - start
                 assert host.has_block(lost_cid)
+                t_prove = await first_proof(prover, request, s)
+                t_rehash = await first_proof(Prover(host, samples=SAMPLES, registry=None), request, s)
                 host.close()
                 figures.append(
                     f"{mode}: {slot_mib / t_repair:5.1f} MiB/s, ratio {t_decode / t_repair:.2f} "
-                    f"(to decode + hash floor {(t_decode + t_hash) / t_repair:.2f})"
+                    f"(to decode + hash floor {(t_decode + t_hash) / t_repair:.2f}), first proof "
+                    f"{t_prove * 1000:.0f} ms (rehashing the slot: {t_rehash * 1000:.0f} ms)"
                 )
             print(
                 f"run {run}: zfec decode alone {slot_mib / t_decode:6.1f} MiB/s, hash floor {slot_mib / t_hash:5.1f} "
