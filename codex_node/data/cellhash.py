@@ -40,38 +40,40 @@ def _helpers() -> ThreadPoolExecutor:
         return _pool
 
 
-def block_hashes(blocks: Sequence[Buffer]) -> tuple[bytes, list[bytes]]:
-    """The cell leaves of ``blocks`` (concatenated, 32 per block) and each block's subtree root, on this thread.
-
-    Every block must be exactly 64 KiB (``ValueError`` otherwise)."""
+def block_hashes(blocks: Sequence[Buffer], roots: bool = True) -> tuple[bytes, list[bytes]]:
+    """The cell leaves of ``blocks`` (concatenated, 32 per block) and, with ``roots``, each block's subtree root
+    (else an empty list), on this thread. Every block must be exactly 64 KiB (``ValueError`` otherwise)."""
     leaves: list[bytes] = []
-    roots: list[bytes] = []
+    subtree_roots: list[bytes] = []
     for block in blocks:
         size = memoryview(block).nbytes
         if size != BLOCK_SIZE:
             raise ValueError(f"a slot block is {BLOCK_SIZE} bytes, got {size}")
         cells = hash_chunks(block, CELL_SIZE)
         leaves.append(cells)
-        roots.append(MerkleTree(cells).root)
-    return b"".join(leaves), roots
+        if roots:
+            subtree_roots.append(MerkleTree(cells).root)
+    return b"".join(leaves), subtree_roots
 
 
-def hash_blocks(blocks: Sequence[Buffer], *, threads: int = HASH_THREADS) -> tuple[bytes, list[bytes]]:
+def hash_blocks(
+    blocks: Sequence[Buffer], *, threads: int = HASH_THREADS, roots: bool = True
+) -> tuple[bytes, list[bytes]]:
     """:func:`block_hashes` of ``blocks``, the work shared by up to ``threads`` threads (the module docstring)."""
     parts = max(1, min(threads, len(blocks) // MIN_BLOCKS_PER_THREAD))
     if parts == 1:
-        return block_hashes(blocks)
+        return block_hashes(blocks, roots)
     step = -(-len(blocks) // parts)
     runs = [blocks[i : i + step] for i in range(0, len(blocks), step)]
     pool = _helpers()
-    helpers: list[Future[tuple[bytes, list[bytes]]]] = [pool.submit(block_hashes, run) for run in runs[:-1]]
+    helpers: list[Future[tuple[bytes, list[bytes]]]] = [pool.submit(block_hashes, run, roots) for run in runs[:-1]]
     try:
-        last = block_hashes(runs[-1])
+        last = block_hashes(runs[-1], roots)
     finally:
         wait(helpers)  # the helpers read the caller's buffers: never return (or raise) while one still runs
     leaves = bytearray()
-    roots: list[bytes] = []
+    subtree_roots: list[bytes] = []
     for part_leaves, part_roots in [*(f.result() for f in helpers), last]:
         leaves += part_leaves
-        roots.extend(part_roots)
-    return bytes(leaves), roots
+        subtree_roots.extend(part_roots)
+    return bytes(leaves), subtree_roots

@@ -41,9 +41,9 @@ def test_the_work_is_shared_with_a_helper_thread(monkeypatch: pytest.MonkeyPatch
     seen: list[tuple[str, int]] = []
     real = cellhash.block_hashes
 
-    def recording(run: list[bytes]) -> tuple[bytes, list[bytes]]:
+    def recording(run: list[bytes], roots: bool = True) -> tuple[bytes, list[bytes]]:
         seen.append((threading.current_thread().name, len(run)))
-        return real(run)
+        return real(run, roots)
 
     monkeypatch.setattr(cellhash, "block_hashes", recording)
     given = blocks(16)
@@ -88,3 +88,9 @@ def test_one_byte_changed_anywhere_changes_the_slot_root() -> None:
         builder = SlotRootBuilder()
         builder.add_many(changed)
         assert builder.root() != root, (index, offset)
+
+
+def test_leaves_alone_are_the_same_leaves_without_the_roots() -> None:
+    given = blocks(12, seed=5)
+    leaves, roots = hash_blocks(given, roots=False)
+    assert (leaves, roots) == (hash_blocks(given)[0], [])
