@@ -1,6 +1,6 @@
 """Slot repair throughput, as a ratio to zfec decoding alone of the same rows in the same run.
 
-    .venv/bin/python benchmarks/repair.py [--size-mib 64] [--shape 3:1] [--slot 0] [--runs 3]
+    .venv/bin/python benchmarks/repair.py [--size-mib 64] [--shape 3:1] [--slot 0] [--runs 3] [--getter batch]
 
 Set-up: a "client" repo (LevelDB and pack files in a temporary folder, as a node has them) holds a random dataset
 erasure-coded into its K + M slots (``purchasing/protect.py``). Each run then repairs slot ``--slot`` into a fresh
@@ -71,11 +71,16 @@ class RepoGetter:
 
     repo: RepoStore
     lost: frozenset[Cid] = frozenset()
+    per_block: bool = False
+    """Read block by block, one worker-thread hop each, one after the other (as ``BlockFetcher.get_blocks`` reads
+    local blocks today) instead of one hop for the whole call."""
 
     async def get_blocks(self, cids: Sequence[Cid], *, hint: Cid | None = None) -> list[bytes]:
         missing = [cid for cid in cids if cid in self.lost or not self.repo.has_block(cid)]
         if missing:
             raise BlocksUnavailableError(f"{len(missing)} of {len(cids)} blocks are not in the repo")
+        if self.per_block:
+            return [await self.repo.get_block(cid) for cid in cids]
         # One worker-thread hop for the whole call (each block still read from disk and checked against its CID):
         # a hop per 64 KiB block costs the event loop more than the repair's own work.
         return await in_thread(self._read, cids)
@@ -157,7 +162,7 @@ def hash_floor(blocks: list[bytes]) -> float:
     return time.perf_counter() - start
 
 
-async def main(size_mib: int, nodes: int, tolerance: int, s: int, runs: int) -> None:
+async def main(size_mib: int, nodes: int, tolerance: int, s: int, runs: int, per_block: bool) -> None:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     params = ErasureParams.from_request(nodes, tolerance)
     size = size_mib * MiB - 12345  # a short last block and a padded last row
@@ -191,7 +196,8 @@ async def main(size_mib: int, nodes: int, tolerance: int, s: int, runs: int) -> 
 
                 request = request_for(dataset.cid, protected)
                 prover = Prover(host, samples=SAMPLES, registry=None)
-                repairer = RepoSlotRepairer(host, RepoGetter(client, lost), on_slot_leaves=prover.offer_slot_leaves)
+                getter = RepoGetter(client, lost, per_block)
+                repairer = RepoSlotRepairer(host, getter, on_slot_leaves=prover.offer_slot_leaves)
                 start = time.perf_counter()
                 await repairer.repair(request, s, int(time.time()) + 3600, on_blocks)
                 t_repair = time.perf_counter() - start
@@ -218,6 +224,13 @@ if __name__ == "__main__":
     p.add_argument("--shape", default="3:1", help="nodes:tolerance (K = nodes - tolerance, M = tolerance)")
     p.add_argument("--slot", type=int, default=0, help="the slot to repair")
     p.add_argument("--runs", type=int, default=3)
+    p.add_argument(
+        "--getter",
+        choices=["batch", "per-block"],
+        default="batch",
+        help="how the stand-in getter reads the source blocks: one worker-thread hop per call, or one per block in "
+        "turn (as the fetcher reads local blocks today)",
+    )
     args = p.parse_args()
     nodes, tolerance = (int(x) for x in args.shape.split(":"))
-    asyncio.run(main(args.size_mib, nodes, tolerance, args.slot, args.runs))
+    asyncio.run(main(args.size_mib, nodes, tolerance, args.slot, args.runs, args.getter == "per-block"))
