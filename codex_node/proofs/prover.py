@@ -21,7 +21,8 @@ that cannot produce a proof the contract accepts is a :class:`ProofDataError` at
 
 Metrics (read at scrape time, like the stores'; ``registry=None`` registers none): ``codex_proofs_built_total``,
 ``codex_proof_build_seconds`` (whole ``prove`` calls, tree builds included), ``codex_proof_tree_builds_total``,
-``codex_proof_tree_build_seconds``, ``codex_proof_tree_cache_bytes``.
+``codex_proof_tree_build_seconds``, ``codex_proof_tree_cache_bytes``, ``codex_proof_trees_from_offered_leaves_total``
+(slot trees built from a repair's leaves, the slot not hashed again).
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ _METRIC_NAMES = (
     "codex_proof_tree_builds",
     "codex_proof_tree_build_seconds",
     "codex_proof_tree_cache_bytes",
+    "codex_proof_trees_from_offered_leaves",
 )
 
 
@@ -73,6 +75,7 @@ class ProverStats:
     proof_seconds: float = 0.0
     tree_builds: int = 0
     tree_seconds: float = 0.0
+    trees_from_offered_leaves: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,16 +148,17 @@ class Prover:
             self._offered_bytes -= len(leaves)
         return leaves
 
-    async def _slot_tree(self, dataset: SlottedDataset, slot: Slot) -> SlotTree:
-        """Slot ``slot``'s tree: from offered leaves if they are the slot's, else read and hashed from the repo."""
+    async def _slot_tree(self, dataset: SlottedDataset, slot: Slot) -> tuple[SlotTree, bool]:
+        """Slot ``slot``'s tree and whether it came from offered leaves (if they are the slot's), else read and
+        hashed from the repo."""
         leaves = self._drop_offer(_slot_key(slot))
         if leaves is not None and dataset.protected:
             tree = await asyncio.to_thread(SlotTree, leaves)
             cells = dataset.layout.blocks_per_slot * CELLS_PER_BLOCK
             if tree.root == dataset.slot_roots[slot.slot_index] and tree.cells == cells:
-                return tree
+                return tree, True
             log.warning("offered slot leaves are not the slot's: hashing the slot", slot_index=slot.slot_index)
-        return await slot_tree(self.repo, dataset, slot.slot_index)
+        return await slot_tree(self.repo, dataset, slot.slot_index), False
 
     def corrupt(self, proof: StorageProof) -> StorageProof:
         """``proof`` with its slot root changed: well-formed, and refused (``InvalidCellProof``)."""
@@ -186,6 +190,11 @@ class Prover:
             sum_value=stats.tree_seconds,
         )
         yield CounterMetricFamily("codex_proof_tree_builds", "Slot tree builds", value=stats.tree_builds)
+        yield CounterMetricFamily(
+            "codex_proof_trees_from_offered_leaves",
+            "Slot tree builds that took the cell leaves a repair handed over instead of hashing the slot",
+            value=stats.trees_from_offered_leaves,
+        )
         yield GaugeMetricFamily(
             "codex_proof_tree_cache_bytes", "Bytes held by cached slot trees", value=self._cached_bytes
         )
@@ -245,15 +254,16 @@ class Prover:
         dataset_key = (request.content.cid, request.ask.slots)
         dtree = self._datasets.get(dataset_key)
         siblings: list[SlotTree] = []
+        offered = False
         if dtree is None and dataset.protected:
             # The manifest commits to every slot root: this host needs only its own slot (the others are elsewhere).
             dtree = DatasetTree(dataset.slot_roots)
-            tree = await self._slot_tree(dataset, slot)
+            tree, offered = await self._slot_tree(dataset, slot)
         elif dtree is None:
             dtree, siblings = await dataset_tree(self.repo, dataset, first=slot.slot_index)
             tree = siblings[slot.slot_index]
         else:
-            tree = await self._slot_tree(dataset, slot)
+            tree, offered = await self._slot_tree(dataset, slot)
         if dtree.root != request.content.merkle_root:
             raise ProofDataError(
                 f"dataset {cid} hashes to root 0x{dtree.root.hex()}, the request commits to "
@@ -277,12 +287,14 @@ class Prover:
         elapsed = time.perf_counter() - started
         self.stats.tree_builds += 1
         self.stats.tree_seconds += elapsed
+        self.stats.trees_from_offered_leaves += offered
         log.info(
             "slot tree built",
             cid=cid.text,
             slot_index=slot.slot_index,
             slot_size=request.ask.slot_size,
             dataset_hashed=bool(siblings),
+            from_offered_leaves=offered,
             seconds=round(elapsed, 3),
         )
         return entry

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
+from structlog.testing import capture_logs
 
 from codex_node.data.cid import Cid
 from codex_node.data.erasure import ErasureParams
@@ -367,6 +368,7 @@ async def test_metrics_count_proofs_tree_builds_and_cache_bytes(repo: RepoStore)
     assert value("codex_proof_tree_builds_total") == 1  # one build hashed the dataset and kept both slot trees
     assert (value("codex_proof_tree_build_seconds_sum") or 0) > 0
     assert value("codex_proof_tree_cache_bytes") == prover.cached_bytes > 0
+    assert value("codex_proof_trees_from_offered_leaves_total") == 0
     prover.close()
     assert value("codex_proofs_built_total") is None
 
@@ -406,11 +408,15 @@ async def test_offered_leaves_of_a_repaired_slot_spare_hashing_it_again(repo: Re
     cid, request = await protected_request(repo)
     leaves = await slot_leaves(repo, cid, 1)
     reader = CountingReader(repo)
-    prover = Prover(reader, samples=SAMPLES, registry=None)
+    registry = CollectorRegistry()
+    prover = Prover(reader, samples=SAMPLES, registry=registry)
     prover.offer_slot_leaves(request, 1, leaves)
     challenge = os.urandom(32)
-    proof = await prover.prove(Slot(request, 1), challenge)
+    with capture_logs() as logs:
+        proof = await prover.prove(Slot(request, 1), challenge)
     check_proof(proof, target_for(Slot(request, 1), challenge))
+    assert [e["from_offered_leaves"] for e in logs if e["event"] == "slot tree built"] == [True]
+    assert registry.get_sample_value("codex_proof_trees_from_offered_leaves_total") == 1
     # The protected manifest and the sampled blocks only: the slot's 20 blocks were not read to be hashed.
     assert 2 <= len(reader.reads) <= 1 + SAMPLES
     assert prover.stats.tree_builds == 1
@@ -432,8 +438,10 @@ async def test_offered_leaves_that_are_not_the_slots_are_ignored_and_the_slot_is
     prover = Prover(reader, samples=SAMPLES, registry=None)
     prover.offer_slot_leaves(request, 1, leaves)
     challenge = os.urandom(32)
-    proof = await prover.prove(Slot(request, 1), challenge)
+    with capture_logs() as logs:
+        proof = await prover.prove(Slot(request, 1), challenge)
     check_proof(proof, target_for(Slot(request, 1), challenge))
+    assert [e["from_offered_leaves"] for e in logs if e["event"] == "slot tree built"] == [False]
     assert len(reader.reads) >= request.ask.slot_size // BLOCK_SIZE  # the whole slot was read and hashed
 
 
