@@ -214,7 +214,10 @@ async def start_marketplace(
     if fetcher is not None:
         # Slots come from peers: fetched, verified and stored block by block, then held like local ones.
         # A slot in Repair is rebuilt from K other slots, read through the same fetcher (local blocks first).
-        repairer = repairer or RepoSlotRepairer(repo, fetcher, registry=registry)
+        # The repaired slot's cell leaves go to the prover: InitialProving does not hash that slot again.
+        repairer = repairer or RepoSlotRepairer(
+            repo, fetcher, registry=registry, on_slot_leaves=prover.offer_slot_leaves
+        )
         data_source = NetworkSlotDataSource(repo, fetcher, local_source, repairer=repairer)
     ledger = EarningsLedger(kv, market.clock)
     registry.register(LedgerCollector(ledger))
