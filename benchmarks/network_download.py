@@ -5,7 +5,8 @@ bytes in the same run.
 
 Starts two ``codex-node run --no-marketplace`` processes on fresh data dirs: the **holder**, to which one dataset of
 ``--size-mib`` distinct blocks is uploaded, and the **downloader**, started with ``--bootstrap-node`` naming the
-holder. Then ``--runs`` times:
+holder. After one raw and one node download to warm both processes up (page cache, thread pools, connections),
+``--runs`` times:
 
 * **raw**: ``GET /data/{cid}`` from the holder (its plain download: one HTTP stream, the bytes read and dropped);
 * **node**: ``POST /data/{cid}/network`` on the downloader (the real API: the manifest, then every block fetched from
@@ -120,6 +121,7 @@ def main() -> int:
         ratios = []
         with httpx.Client(timeout=120, trust_env=False) as client:
             raw(client, holder_base, cid)  # warm the holder's page cache and thread pools
+            node(client, base, cid, size, work / "downloader.log", timeout=120)  # and the downloader's
             for run in range(args.runs):
                 n_raw, t_raw = raw(client, holder_base, cid)
                 if n_raw != size:

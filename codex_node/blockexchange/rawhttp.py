@@ -17,7 +17,7 @@ fresh one. Only ``http://`` URLs: the caller keeps its general client for anythi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from urllib.parse import urlsplit
 
 from codex_node.errors import PeerError
@@ -63,7 +63,7 @@ class RawHttp:
 
     async def post_stream(
         self, url: str, body: bytes, *, content_type: str, accept: str, max_body: int
-    ) -> AsyncIterator[tuple[int, bytes]]:
+    ) -> AsyncGenerator[tuple[int, bytes], None]:
         """POST ``body`` to ``url``; yield ``(status, b"")`` once the head is in, then ``(status, piece)`` for each
         piece of the answer's body, at most ``max_body`` bytes in all (more raises :class:`PeerError`)."""
         parts = urlsplit(url)
