@@ -6,8 +6,6 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Callable
 
-from conftest import Serve
-
 from codex_node.api.app import create_app
 from codex_node.blockexchange.datasets import NetworkDatasets
 from codex_node.blockexchange.fetcher import BlockFetcher, FetchOptions
@@ -16,6 +14,7 @@ from codex_node.stores.datasets import store_dataset
 from codex_node.stores.repostore import RepoStore
 from codex_node.testing.fakeclock import FakeClock
 from codex_node.testing.staticpeers import StaticProviders
+from tests.blockexchange.conftest import Serve
 
 
 async def _one(data: bytes) -> AsyncIterator[bytes]:
