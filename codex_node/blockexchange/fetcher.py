@@ -51,9 +51,9 @@ OnVerified = Callable[[list[tuple[Cid, bytes]]], Awaitable[None]]
 
 @dataclass(frozen=True, slots=True)
 class FetchOptions:
-    batch_blocks: int = 128
+    batch_blocks: int = 64
     """Blocks asked of a peer in one request (64 × 64 KiB = 4 MiB; a worker holds two batches at most)."""
-    parallel: int = 2
+    parallel: int = 3
     """Requests in flight at once, over all peers."""
     find_limit: int = 8
     """Peers asked of ``Providers.find`` at a time."""
