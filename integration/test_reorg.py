@@ -11,8 +11,11 @@ from integration.chainfaults import (
     COLLATERAL_PER_BYTE,
     NODES,
     Posted,
+    block_number,
     delivered,
     logged,
+    mined_by,
+    nonce_count,
     offer_every_slot,
     on_chain,
     payouts,
@@ -63,6 +66,7 @@ def test_a_request_whose_start_left_the_chain_starts_again_and_pays_exactly(net:
     host = net.add_node("host", "--metrics", "--metrics-port", "0", bootstrap=[client])
     availability = offer_every_slot(host)
     before = {n.name: net.view.balance(n.address) for n in (client, host)}
+    first_block, first_nonce = block_number(net), nonce_count(net, host.address)
 
     posted = post_request(client)
     snapshot = hardhat.rpc(net.url, "evm_snapshot")  # the request is on chain, no slot filled yet
@@ -97,6 +101,10 @@ def test_a_request_whose_start_left_the_chain_starts_again_and_pays_exactly(net:
     assert client.api.get_purchase(posted.pid).state == "started"
     check = host.api.debug_check()
     assert check.ok, check.parts
+    # the nonces of the lost fills were used again: the host's nonces on the chain as it is now are whole
+    assert logged(host, "the account's nonce went back on chain (blocks left the chain): using it again")
+    nonces = [int(tx["nonce"], 16) for tx in mined_by(net, host.address, first_block)]
+    assert nonces == list(range(first_nonce, nonce_count(net, host.address)))
 
     # --- the request ends: the host is paid for the fills of the chain as it is now --------------------------
     owed = settle(net, client, posted)
