@@ -273,7 +273,15 @@ def test_the_repaired_slots_are_proven_and_every_host_is_paid_at_the_end(story: 
         net.wait_for(lambda: flows() == expected or None, what="every token flow as the contract says")
     except AssertionError:
         assert flows() == expected  # says which account differs
-    (availability,) = r.api.list_availabilities()  # R's bytes and collateral went back to its offer
-    assert availability.free_size == availability.total_size == NODES * story.slot_size
-    assert availability.total_remaining_collateral == availability.total_collateral == NODES * story.collateral
+
+    def offer_whole_again() -> bool:  # each of R's sales, once it ended, gave its bytes and collateral back
+        (a,) = r.api.list_availabilities()
+        return (a.total_size, a.free_size, a.total_collateral, a.total_remaining_collateral) == (
+            NODES * story.slot_size,
+            NODES * story.slot_size,
+            NODES * story.collateral,
+            NODES * story.collateral,
+        )
+
+    net.wait_for(offer_whole_again, what="R's offer whole again (every sale ended)")
     assert r.api.debug_books().balanced
