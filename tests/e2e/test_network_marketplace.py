@@ -44,6 +44,9 @@ SLASHES = DEV_CONFIG.collateral.max_number_of_slashes  # 2: the second missed pr
 SLASH_PERCENT = DEV_CONFIG.collateral.slash_percentage
 VALIDATOR_PERCENT = DEV_CONFIG.collateral.validator_reward_percentage
 REPAIR_PERCENT = DEV_CONFIG.collateral.repair_reward_percentage
+LONG_REQUEST = 3 * DURATION
+"""The repair scenario's request duration: each wait moves the chain a period on when its step is slow (a loaded
+machine), up to ~15 periods before the repaired slot proves; the request must not end first."""
 
 
 def slot_size_of(size: int) -> int:
@@ -54,7 +57,7 @@ def one_slot(slot_size: int) -> dict[str, Any]:
     """Room and collateral for exactly one slot: each host fills one, never two."""
     return {
         "totalSize": slot_size,
-        "duration": 2 * DURATION,
+        "duration": 2 * LONG_REQUEST,
         "minPricePerBytePerSecond": "1",
         "totalCollateral": str(slot_size * COLLATERAL_PER_BYTE),
     }
@@ -89,7 +92,7 @@ async def _scenario(net: Network) -> None:
 
     cid = await client.upload(data)
     before = {n.name: await n.balance() for n in [client, *hosts, validator]}
-    pid = await client.request_storage(cid, request_body())
+    pid = await client.request_storage(cid, request_body() | {"duration": LONG_REQUEST})
     rid = request_id(pid)
     request = await client.market.get_request(rid)
     assert request is not None
