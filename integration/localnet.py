@@ -111,6 +111,8 @@ class LocalNode:
     flags: tuple[str, ...]
     process: NodeProcess
     api: CodexClient
+    stopped: bool = False
+    """Stopped by the test (:meth:`LocalNet.stop_node`): no longer running, on purpose."""
 
     @property
     def url(self) -> str:
@@ -177,6 +179,36 @@ class ChainView:
     def proofs_submitted(self, sid: SlotId) -> int:
         return sum(
             1 for log in self.market.events.ProofSubmitted.get_logs(from_block=0) if bytes(log["args"]["id"]) == sid
+        )
+
+    def proof_periods(self, sid: SlotId) -> list[int]:
+        """The proof periods of the blocks holding a ``ProofSubmitted`` of ``sid`` (a fill's proof included)."""
+        return [
+            int(self.w3.eth.get_block(log["blockNumber"])["timestamp"]) // PERIOD
+            for log in self.market.events.ProofSubmitted.get_logs(from_block=0)
+            if bytes(log["args"]["id"]) == sid
+        ]
+
+    def missing_proofs(self, sid: SlotId) -> int:
+        """Proofs marked missing since the slot was last filled (reset when it is freed)."""
+        return int(self.market.functions.missingProofs(sid).call())
+
+    def current_collateral(self, sid: SlotId) -> int:
+        """The collateral the slot's host still has in the contract (0 once the slot is freed)."""
+        return int(self.market.functions.currentCollateral(sid).call())
+
+    def freed_slots(self, rid: RequestId) -> list[int]:
+        """The slot indices of every ``SlotFreed`` of ``rid``, in chain order."""
+        return [
+            int(log["args"]["slotIndex"])
+            for log in self.market.events.SlotFreed.get_logs(from_block=0)
+            if bytes(log["args"]["requestId"]) == rid
+        ]
+
+    def request_failed(self, rid: RequestId) -> bool:
+        """Whether a ``RequestFailed`` of ``rid`` was emitted."""
+        return any(
+            bytes(log["args"]["requestId"]) == rid for log in self.market.events.RequestFailed.get_logs(from_block=0)
         )
 
 
@@ -266,6 +298,7 @@ class LocalNet:
     def restart_node(self, name: str) -> LocalNode:
         """Stop ``name`` (SIGTERM) and start it again on its data dir, account and flags."""
         old = self.nodes[name]
+        old.stopped = False
         old.api.close()
         if old.process.running:
             old.process.stop()
@@ -275,6 +308,14 @@ class LocalNet:
         old.process, old.api = process, CodexClient(process.api)
         self.wait_for(lambda: _ready(old), what=f"{name} ready again (/health)")
         return old
+
+    def stop_node(self, name: str) -> None:
+        """Stop ``name`` for good (SIGTERM): its account stays taken, and waits no longer count it as dead."""
+        node = self.nodes[name]
+        node.stopped = True
+        node.api.close()
+        if node.process.running:
+            node.process.stop()
 
     # --- chain time ------------------------------------------------------------------------------------------------
 
@@ -306,7 +347,7 @@ class LocalNet:
             found = probe()
             if found is not None and found is not False:
                 return found
-            dead = [n.name for n in self.nodes.values() if not n.process.running]
+            dead = [n.name for n in self.nodes.values() if not n.stopped and not n.process.running]
             if dead:
                 raise NodeExitedError(f"waiting for {what}: node(s) {dead} exited")
             if time.monotonic() > deadline:
