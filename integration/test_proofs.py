@@ -142,12 +142,16 @@ def test_a_slot_is_not_freed_with_fewer_missed_proofs_than_the_limit(
     start(net, client, pid, rid, sids, [host], [validator])
     assert [net.view.host(s) for s in sids] == [host.address] * TERMS.nodes
     provers = [(host, [(rid, s) for s in sids])]
+    # The fills came within a period or two: no slot sent its third proof yet, so the first mark below is the
+    # first of every slot (the window argument rests on it).
+    assert sum(net.view.missing_proofs(s) for s in sids) == 0
 
     # --- until the first mark: its period p is the first with a mark, so no slot has more than one by p + 2 ----
     marked = None
     for _ in range(3 * every + 2):  # one wrong proof in 3 periods, each markable unless the pointer is in downtime
         checked = next_period(net, provers=provers, validators=[validator])
-        if sum(net.view.missing_proofs(s) for s in sids):
+        first = [s for s in sids if net.view.missing_proofs(s)]
+        if first:
             marked = checked
             break
     assert marked is not None, "no proof marked missing"
@@ -163,10 +167,10 @@ def test_a_slot_is_not_freed_with_fewer_missed_proofs_than_the_limit(
     assert net.view.request_state(rid) == RequestState.STARTED
     assert [net.view.current_collateral(s) for s in sids] == [collateral - m * slash for m in missed]
     assert validator.api.validator().proofs_marked - marked_before == sum(missed)
-    # the slot marked in period p proved the next periods with right proofs: ProofSubmitted on chain
-    for s, m in zip(sids, missed, strict=True):
-        if m:
-            assert set(window) <= set(net.view.proof_periods(s))
+    # the slots marked for period p proved the next periods with right proofs: ProofSubmitted on chain (another
+    # slot may have sent its wrong proof, and been marked, in the window)
+    for s in first:
+        assert set(window) <= set(net.view.proof_periods(s))
     for s in sids:
         assert hosting_state(host, s) == "SaleProvingSimulated"
 
