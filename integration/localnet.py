@@ -240,8 +240,8 @@ class LocalNet:
     def pids(self) -> list[int]:
         """Every process this net started (the reaper, Hardhat, the nodes)."""
         found = [] if self._reaper is None else [self._reaper.pid]
-        if self.chain._proc is not None:
-            found.append(self.chain._proc.pid)
+        if self.chain.pid is not None:
+            found.append(self.chain.pid)
         return found + [n.process.proc.pid for n in self.nodes.values()]
 
     def start(self) -> None:
@@ -249,8 +249,8 @@ class LocalNet:
         (self.root / "logs").mkdir(parents=True, exist_ok=True)
         self._reaper = Reaper()
         self.chain.start()
-        assert self.chain._proc is not None
-        self._reaper.register(self.chain._proc.pid)
+        assert self.chain.pid is not None
+        self._reaper.register(self.chain.pid)
         hardhat.rpc(self.url, "evm_setIntervalMining", [1000])
         deployer = write_key(self.root / "account-0.key", dev_key(0))
         output = self.root / "deployment.json"
