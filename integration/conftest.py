@@ -38,8 +38,7 @@ def own_nodes(net: LocalNet) -> Iterator[None]:
     nodes only (no host of the last test fills its requests, no validator of it marks its slots)."""
     before = set(net.nodes)
     yield
-    for name in set(net.nodes) - before:
-        net.stop_node(name)
+    net.stop_nodes(*(name for name in net.nodes if name not in before))
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterable
@@ -52,7 +53,7 @@ from codex_node.market.deployment import DEV_CONFIG, Deployment, artifact
 from codex_node.market.types import RequestId, RequestState, SlotId, SlotState
 from integration.reaper import Reaper
 from tests.harness import hardhat
-from tests.harness.nodeprocess import SCRIPT, NodeProcess, start_node
+from tests.harness.nodeprocess import SCRIPT, STOP_TIMEOUT, NodeProcess, start_node
 
 T = TypeVar("T")
 
@@ -112,7 +113,7 @@ class LocalNode:
     process: NodeProcess
     api: CodexClient
     stopped: bool = False
-    """Stopped by the test (:meth:`LocalNet.stop_node`): no longer running, on purpose."""
+    """Stopped by the test (:meth:`LocalNet.stop_nodes`): no longer running, on purpose."""
 
     @property
     def url(self) -> str:
@@ -309,13 +310,20 @@ class LocalNet:
         self.wait_for(lambda: _ready(old), what=f"{name} ready again (/health)")
         return old
 
-    def stop_node(self, name: str) -> None:
-        """Stop ``name`` for good (SIGTERM): its account stays taken, and waits no longer count it as dead."""
-        node = self.nodes[name]
-        node.stopped = True
-        node.api.close()
-        if node.process.running:
-            node.process.stop()
+    def stop_nodes(self, *names: str) -> None:
+        """Stop the nodes ``names`` for good (SIGTERM to all, then wait for each; SIGKILL after 15 s): their
+        accounts stay taken, and waits no longer count them as dead."""
+        nodes = [self.nodes[name] for name in names]
+        for node in nodes:
+            node.stopped = True
+            node.api.close()
+            if node.process.running:
+                node.process.proc.send_signal(signal.SIGTERM)
+        for node in nodes:
+            try:
+                node.process.proc.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                node.process.kill()
 
     # --- chain time ------------------------------------------------------------------------------------------------
 
