@@ -270,6 +270,10 @@ class LocalNet:
         """The address of Hardhat's dev account ``index``."""
         return str(Account.from_key(dev_key(index)).address)
 
+    def next_address(self) -> str:
+        """The account the next :meth:`add_node` gets (to read its balance before the node can act)."""
+        return self.address(len(self.nodes) + 1)
+
     def add_node(self, name: str, *flags: str, bootstrap: Iterable[LocalNode] = ()) -> LocalNode:
         """Start ``codex-node run`` as ``name`` with the next funded Hardhat account; return once it is ready."""
         assert name not in self.nodes, f"a node called {name!r} is already in the net"

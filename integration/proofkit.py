@@ -172,3 +172,14 @@ def start(
                 raise
         next_period(net, provers=[(h, [(rid, s) for s in sids]) for h in hosts], validators=validators)
     raise AssertionError(f"the purchase did not start within {periods} periods")
+
+
+def start_validator(net: LocalNet, name: str, *flags: str) -> LocalNode:
+    """A validator node (``--validator`` and ``flags``) serving metrics."""
+    return net.add_node(name, "--validator", *flags, "--metrics", "--metrics-port", "0")
+
+
+def end_every_request(net: LocalNet, terms: Terms) -> None:
+    """Move the chain past the end of every request made on ``terms`` so far (a test's last step, whatever
+    happened in it): no slot of them is left filled or free for the next test's hosts and validators."""
+    net.advance((terms.duration_periods + terms.expiry_periods + 1) * PERIOD)
