@@ -187,7 +187,11 @@ async def start_marketplace(
         account = provider.account(config.eth_private_key, config.eth_account)
 
     found = await identity.verify(kv, w3, deployment.marketplace, data_dir=str(config.data_dir))
-    options = market_options or MarketOptions(confirmations=config.eth_confirmations)
+    options = market_options or MarketOptions(
+        confirmations=config.eth_confirmations,
+        resend_after=config.eth_resend_after,
+        max_fee_per_gas=config.eth_max_fee_per_gas,
+    )
     market = OnChainMarket(w3, deployment, account, kv, options=options, registry=registry)
     head = await w3.eth.get_block("latest")
     market.clock.observe(int(head["number"]), int(head["timestamp"]))

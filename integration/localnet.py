@@ -37,10 +37,10 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 import httpx
 from eth_account import Account
@@ -53,7 +53,10 @@ from codex_node.market.deployment import DEV_CONFIG, Deployment, artifact
 from codex_node.market.types import RequestId, RequestState, SlotId, SlotState
 from integration.reaper import Reaper
 from tests.harness import hardhat
+from tests.harness.bgloop import BackgroundLoop
+from tests.harness.blockgate import BlockGate
 from tests.harness.nodeprocess import SCRIPT, STOP_TIMEOUT, NodeProcess, start_node
+from tests.harness.rpcproxy import Mode, RpcProxy
 
 T = TypeVar("T")
 
@@ -112,8 +115,8 @@ class LocalNode:
     flags: tuple[str, ...]
     process: NodeProcess
     api: CodexClient
-    stopped: bool = False
-    """Stopped by the test (:meth:`LocalNet.stop_nodes`): no longer running, on purpose."""
+    rpc: RpcProxy | None = None
+    """The proxy between the node and Hardhat, when started with ``rpc_proxy=True`` (:meth:`LocalNet.rpc_fail`)."""
 
     @property
     def url(self) -> str:
@@ -177,6 +180,25 @@ class ChainView:
                 out[int(log["args"]["slotIndex"])] = int(self.w3.eth.get_block(log["blockNumber"])["timestamp"])
         return out
 
+    def transactions_from(self, account: str) -> list[tuple[str, int]]:
+        """Every transaction ``account`` sent, in order, as (the marketplace or token function called, its receipt
+        status: 1 succeeded, 0 reverted)."""
+        sender = Web3.to_checksum_address(account)
+        out: list[tuple[str, int]] = []
+        for number in range(self.w3.eth.block_number + 1):
+            for tx in self.w3.eth.get_block(number, full_transactions=True)["transactions"]:
+                if tx["from"] != sender:  # type: ignore[index]
+                    continue
+                contract = self.market if tx["to"] == self.market.address else self.token  # type: ignore[index]
+                function, _ = contract.decode_function_input(tx["input"])  # type: ignore[index]
+                status = int(self.w3.eth.get_transaction_receipt(tx["hash"])["status"])  # type: ignore[index]
+                out.append((str(function.fn_name), status))
+        return out
+
+    def nonce(self, account: str) -> int:
+        """Transactions ``account`` has sent that the chain took (its next nonce)."""
+        return int(self.w3.eth.get_transaction_count(Web3.to_checksum_address(account)))
+
     def proofs_submitted(self, sid: SlotId) -> int:
         return sum(
             1 for log in self.market.events.ProofSubmitted.get_logs(from_block=0) if bytes(log["args"]["id"]) == sid
@@ -220,9 +242,13 @@ class LocalNet:
     root: Path
     chain: hardhat.HardhatNode = field(default_factory=hardhat.HardhatNode)
     nodes: dict[str, LocalNode] = field(default_factory=dict)
+    stopped: set[str] = field(default_factory=set)
+    """Nodes stopped on purpose (:meth:`stop_node`): a wait does not take their exit for a crash."""
     deployment_file: Path | None = None
     _reaper: Reaper | None = None
     _view: ChainView | None = None
+    _loop: BackgroundLoop | None = None
+    _gates: list[BlockGate] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -274,16 +300,23 @@ class LocalNet:
         """The account the next :meth:`add_node` gets (to read its balance before the node can act)."""
         return self.address(len(self.nodes) + 1)
 
-    def add_node(self, name: str, *flags: str, bootstrap: Iterable[LocalNode] = ()) -> LocalNode:
-        """Start ``codex-node run`` as ``name`` with the next funded Hardhat account; return once it is ready."""
+    def add_node(
+        self, name: str, *flags: str, bootstrap: Iterable[LocalNode] = (), rpc_proxy: bool = False
+    ) -> LocalNode:
+        """Start ``codex-node run`` as ``name`` with the next funded Hardhat account; return once it is ready.
+
+        With ``rpc_proxy`` the node reaches Hardhat through a :class:`~tests.harness.rpcproxy.RpcProxy` (in a
+        thread of the test process) that :meth:`rpc_fail` switches to failing; it stays the node's through restarts.
+        """
         assert name not in self.nodes, f"a node called {name!r} is already in the net"
         assert self.deployment_file is not None, "start the net first"
         index = len(self.nodes) + 1
         assert index <= FUNDED_ACCOUNTS, f"at most {FUNDED_ACCOUNTS} nodes"
         key = write_key(self.root / f"account-{index}.key", dev_key(index))
+        proxy = self.in_loop_run(RpcProxy(self.url).__aenter__()) if rpc_proxy else None
         chain_flags = (
             "--eth-provider",
-            self.url,
+            self.url if proxy is None else proxy.url,
             "--eth-private-key",
             str(key),
             "--deployment",
@@ -295,32 +328,27 @@ class LocalNet:
         process = start_node(data_dir, *all_flags, log_dir=self.root / "logs", timeout=STEP_TIMEOUT)
         assert self._reaper is not None
         self._reaper.register(process.proc.pid)
-        node = LocalNode(name, index, self.address(index), data_dir, all_flags, process, CodexClient(process.api))
+        api = CodexClient(process.api)
+        node = LocalNode(name, index, self.address(index), data_dir, all_flags, process, api, proxy)
         self.nodes[name] = node
         self.wait_for(lambda: _ready(node), what=f"{name} ready (/health)")
         return node
 
-    def restart_node(self, name: str) -> LocalNode:
-        """Stop ``name`` (SIGTERM) and start it again on its data dir, account and flags."""
-        old = self.nodes[name]
-        old.stopped = False
-        old.api.close()
-        if old.process.running:
-            old.process.stop()
-        process = start_node(old.data_dir, *old.flags, log_dir=self.root / "logs", timeout=STEP_TIMEOUT)
-        assert self._reaper is not None
-        self._reaper.register(process.proc.pid)
-        old.process, old.api = process, CodexClient(process.api)
-        self.wait_for(lambda: _ready(old), what=f"{name} ready again (/health)")
-        return old
+    def stop_node(self, name: str) -> None:
+        """Stop ``name`` (SIGTERM) and leave it stopped (:meth:`restart_node` starts it again)."""
+        node = self.nodes[name]
+        node.api.close()
+        self.stopped.add(name)
+        if node.process.running:
+            node.process.stop()
 
     def stop_nodes(self, *names: str) -> None:
-        """Stop the nodes ``names`` for good (SIGTERM to all, then wait for each; SIGKILL after 15 s): their
-        accounts stay taken, and waits no longer count them as dead."""
+        """Like :meth:`stop_node` for several nodes at once: SIGTERM to all, then wait for each (SIGKILL after
+        ``STOP_TIMEOUT``), so they take one stop time, not one each."""
         nodes = [self.nodes[name] for name in names]
         for node in nodes:
-            node.stopped = True
             node.api.close()
+            self.stopped.add(node.name)
             if node.process.running:
                 node.process.proc.send_signal(signal.SIGTERM)
         for node in nodes:
@@ -328,6 +356,53 @@ class LocalNet:
                 node.process.proc.wait(timeout=STOP_TIMEOUT)
             except subprocess.TimeoutExpired:
                 node.process.kill()
+
+    def restart_node(self, name: str, *, kill: bool = False) -> LocalNode:
+        """Stop ``name`` if it runs (SIGTERM; SIGKILL with ``kill``: no clean-up runs, as in a crash) and start it
+        again on its data dir, account and flags."""
+        old = self.nodes[name]
+        self.stopped.discard(name)
+        old.api.close()
+        if old.process.running:
+            if kill:
+                assert old.process.kill() == -signal.SIGKILL
+            else:
+                old.process.stop()
+        process = start_node(old.data_dir, *old.flags, log_dir=self.root / "logs", timeout=STEP_TIMEOUT)
+        assert self._reaper is not None
+        self._reaper.register(process.proc.pid)
+        old.process, old.api = process, CodexClient(process.api)
+        self.wait_for(lambda: _ready(old), what=f"{name} ready again (/health)")
+        return old
+
+    # --- proxies (run in a thread of the test process) ------------------------------------------------------------
+
+    def in_loop_run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` in the background loop of this net's proxies (started on first use)."""
+        if self._loop is None:
+            self._loop = BackgroundLoop()
+        return self._loop.run(coro)
+
+    def in_loop(self, fn: Callable[..., T], *args: Any) -> T:
+        """Call ``fn(*args)`` in the proxies' loop: what touches a proxy's asyncio state (``gate.open``)."""
+        if self._loop is None:
+            self._loop = BackgroundLoop()
+        return self._loop.call(fn, *args)
+
+    def rpc_fail(self, node: LocalNode, mode: Mode, *, after: str | None = None) -> None:
+        """Make ``node``'s RPC proxy answer errors (``error``) or nothing (``hang``), now or after ``after``."""
+        assert node.rpc is not None, f"{node.name} was not started with rpc_proxy=True"
+        self.in_loop(lambda: node.rpc.fail(mode, after=after))  # type: ignore[union-attr]
+
+    def rpc_recover(self, node: LocalNode) -> None:
+        assert node.rpc is not None, f"{node.name} was not started with rpc_proxy=True"
+        self.in_loop(node.rpc.recover)
+
+    def block_gate(self) -> BlockGate:
+        """A started :class:`~tests.harness.blockgate.BlockGate` (open; closed with the net)."""
+        gate = BlockGate()
+        self._gates.append(gate)
+        return self.in_loop_run(gate.__aenter__())
 
     # --- chain time ------------------------------------------------------------------------------------------------
 
@@ -359,7 +434,7 @@ class LocalNet:
             found = probe()
             if found is not None and found is not False:
                 return found
-            dead = [n.name for n in self.nodes.values() if not n.stopped and not n.process.running]
+            dead = [n.name for n in self.nodes.values() if not n.process.running and n.name not in self.stopped]
             if dead:
                 raise NodeExitedError(f"waiting for {what}: node(s) {dead} exited")
             if time.monotonic() > deadline:
@@ -399,6 +474,13 @@ class LocalNet:
                     node.process.stop()
                 except subprocess.TimeoutExpired:
                     node.process.kill()
+        if self._loop is not None:
+            for proxy in [n.rpc for n in self.nodes.values() if n.rpc is not None] + self._gates:
+                try:
+                    self.in_loop_run(proxy.__aexit__(None, None, None))
+                except Exception as e:  # a proxy that fails to close must not keep Hardhat running
+                    print(f"closing a proxy failed: {e!r}")
+            self._loop.close()
         self.chain.stop()
         if self._reaper is not None:
             self._reaper.close()

@@ -23,6 +23,12 @@ owns (so a caller that stops waiting cannot tear a phase in half):
    while is asked again, with back-off, until ``receipt_timeout``: an outage does not fail a transaction that
    was sent (nor make anyone send it again).
 
+A broadcast whose answer was lost (the connection failed, timed out, or the provider or a proxy in front of it
+answered an HTTP error) may or may not have reached the node. Its nonce stays assigned and the sender asks the node
+whether it holds the transaction as soon as the node answers again, and before the next nonce is broadcast; if it
+does not, the same copy is sent again at once. So an outage that swallowed broadcasts leaves no nonce gap, which a
+chain that cannot queue out-of-order nonces would answer by refusing every later transaction.
+
 A transaction not mined within ``resend_after`` seconds is sent again **with the same nonce and the same call**
 (to, data, gas): if the node dropped it, at the fees it had (or the chain's current ones, when higher); if it is
 still waiting in the pool, outbidding it (``market/fees.py``: the current fees or 12.5 % more, whichever is
@@ -30,8 +36,18 @@ higher), since the chain evidently wants more. Whichever copy is mined ends the 
 used for it, so the nonce sequence stays whole. When the account's nonce moved past ours while none of our copies
 was mined, another transaction used it (the key is used elsewhere): the send fails with a TransactionError.
 
+**Fee cap.** With ``max_fee_per_gas`` (the operator's ``--eth-max-fee-per-gas``) no copy ever offers more than
+the cap (``fees.capped``), however often it is sent again. When the chain asks for more, the sender logs a
+warning once per transaction, counts it in ``codex_chain_transactions_at_fee_cap`` and keeps waiting and checking
+at the cap (a dropped copy is sent again at the cap; a waiting one is left alone, as outbidding it would pay
+more) until the base fee comes down or ``receipt_timeout`` ends the send.
+
+**Nonces after a reorganisation.** The next nonce is kept between sends only while another send holds one; a
+send that finds none in flight reads the account's ``pending`` count from the chain. So transactions that were
+mined on blocks a reorganisation (or Hardhat's ``evm_revert``) removed leave no gap: their nonces are used again.
+
 Metrics (:class:`TxMetrics`): transactions sent, sent again and failed by contract function, transactions
-broadcast whose receipt has not been seen yet.
+broadcast whose receipt has not been seen yet, transactions waiting at the fee cap.
 """
 
 from __future__ import annotations
@@ -103,6 +119,11 @@ class TxMetrics:
             "Transactions broadcast whose receipt has not been seen yet",
             registry=registry,
         )
+        self.at_fee_cap = Gauge(
+            "codex_chain_transactions_at_fee_cap",
+            "Transactions waiting because the chain asks for a higher fee than --eth-max-fee-per-gas allows",
+            registry=registry,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +148,10 @@ class _Job:
     """The last copy broadcast, nonce and fees included."""
     hashes: list[bytes] = field(default_factory=list)
     """Every copy broadcast (the first, then each one sent again)."""
+    lost: bool = False
+    """Its broadcast's answer was lost and the node has not been seen holding it yet (module docstring)."""
+    at_fee_cap: bool = False
+    """The chain asked for more than the fee cap (counted in the gauge until the send ends)."""
     broadcast_done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -150,11 +175,16 @@ class TxSender:
         receipt_timeout: float = DEFAULT_RECEIPT_TIMEOUT,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         resend_after: float = DEFAULT_RESEND_AFTER,
+        max_fee_per_gas: int | None = None,
     ) -> None:
+        """``max_fee_per_gas``: the most any copy of a transaction offers per gas, in wei (``None``: no cap)."""
         if gas_margin < 1.0:
             raise ValueError("gas_margin must be at least 1.0")
         if resend_after <= 0 or poll_interval <= 0:
             raise ValueError("resend_after and poll_interval must be positive")
+        if max_fee_per_gas is not None and max_fee_per_gas <= 0:
+            raise ValueError("max_fee_per_gas must be positive")
+        self._max_fee = max_fee_per_gas
         self._w3 = w3
         self._local = account if isinstance(account, LocalAccount) else None
         self._address = Address(to_checksum_address(account.address if isinstance(account, LocalAccount) else account))
@@ -169,6 +199,8 @@ class TxSender:
         self._next_nonce: int | None = None
         self._chain_id: int | None = None
         self._tasks: dict[asyncio.Task[SentTransaction], _Job] = {}
+        self._lost: list[_Job] = []
+        """Jobs whose broadcast answer was lost, in nonce order, until the node is seen holding them."""
         self._closed = False
         self.after_mined: Callable[[], None] | None = None
         """Called after each mined transaction of this sender (the market uses it to poke its event stream)."""
@@ -240,12 +272,29 @@ class TxSender:
         if self._chain_id is None:
             self._chain_id = await self._chain(job, "reading the chain id", self._w3.eth.chain_id)
         current = await self._chain(job, "reading the fees", self._current_fees())
-        return cast("TxParams", {"chainId": self._chain_id, **current})
+        return cast("TxParams", {"chainId": self._chain_id, **self._within_cap(job, current)})
+
+    def _within_cap(self, job: _Job, wanted: dict[str, int]) -> dict[str, int]:
+        """``wanted`` lowered to the fee cap; the first time a send of ``job`` meets the cap is logged and counted."""
+        if fees.over_cap(wanted, self._max_fee):
+            if not job.at_fee_cap:
+                job.at_fee_cap = True
+                self._metrics.at_fee_cap.inc()
+                log.warning(
+                    "the chain asks for more than the fee cap: waiting at the cap",
+                    function=job.label,
+                    nonce=job.nonce,
+                    wanted=wanted,
+                    max_fee_per_gas=self._max_fee,
+                )
+            return fees.capped(wanted, self._max_fee)
+        return wanted
 
     async def _broadcast_in_order(self, job: _Job, params: TxParams) -> bytes:
         # Cancellable only until the nonce is taken: from then on the caller no longer cancels this task (see
         # ``send``) and ``aclose`` waits for the broadcast to end before it cancels anything.
         async with self._lock:
+            await self._chain(job, "sending again the transactions whose broadcast was lost", self._settle_lost())
             job.nonce = await self._take_nonce(job)
             try:
                 return await self._broadcast(job, params, job.nonce)
@@ -253,11 +302,25 @@ class TxSender:
                 job.broadcast_done.set()
 
     async def _take_nonce(self, job: _Job) -> int:
-        if self._next_nonce is None:
+        if self._next_nonce is None or not self._nonce_held(job):
+            # No other send holds a nonce: the chain's count is the truth. It is lower than ours when blocks with
+            # our mined transactions left the chain (a reorganisation): their nonces are free again.
             address = cast(ChecksumAddress, self._address)
             count = await self._chain(job, "reading the nonce", self._w3.eth.get_transaction_count(address, "pending"))
+            if self._next_nonce is not None and int(count) < self._next_nonce:
+                log.warning(
+                    "the account's nonce went back on chain (blocks left the chain): using it again",
+                    expected=self._next_nonce,
+                    chain=int(count),
+                )
             self._next_nonce = int(count)
         return self._next_nonce
+
+    def _nonce_held(self, job: _Job) -> bool:
+        """Whether another send holds a nonce and is not finished (its transaction may not be mined yet)."""
+        return any(
+            other is not job and other.nonce is not None and not task.done() for task, other in self._tasks.items()
+        )
 
     async def _broadcast(self, job: _Job, params: TxParams, nonce: int) -> bytes:
         params = {**params, "nonce": Nonce(nonce)}
@@ -268,6 +331,8 @@ class TxSender:
                 # The node may have taken it: watch for its hash (and send the same copy again if it never shows).
                 log.warning("broadcast answer lost: watching for it", function=job.label, nonce=nonce, error=str(e))
                 tx_hash = job.hashes[-1]
+                job.lost = True
+                self._lost.append(job)
             else:
                 self._refused(job, nonce, e)
         self._next_nonce = nonce + 1
@@ -329,7 +394,10 @@ class TxSender:
         while True:
             try:
                 receipt = await self._any_receipt(job)
-                if receipt is None and loop.time() >= resend_at:
+                if receipt is None and job.lost:  # the node answers again: make sure it holds the transaction
+                    async with self._lock:
+                        await self._settle_lost()
+                elif receipt is None and loop.time() >= resend_at:
                     resend_at = loop.time() + self._resend_after
                     receipt = await self._send_again(job)
                 if failures:
@@ -357,6 +425,38 @@ class TxSender:
                 )
             await asyncio.sleep(min(self._poll_interval * 2**failures, max(MAX_POLL_BACKOFF, self._poll_interval)))
 
+    async def _settle_lost(self) -> None:
+        """Make sure the node holds every transaction whose broadcast answer was lost, lowest nonce first: each one
+        it does not know is sent again (the same copy). Call with the lock held; transport errors propagate (the
+        node is still unreachable: the jobs stay lost)."""
+        while self._lost:
+            job = self._lost[0]
+            if not await self._node_holds(job):
+                try:
+                    await self._send_copy(job, cast("TxParams", job.params))
+                except Web3RPCError as e:  # the node answered no ("nonce too low": a copy was mined meanwhile)
+                    log.warning(
+                        "sending a lost broadcast again refused",
+                        function=job.label,
+                        nonce=job.nonce,
+                        error=_one_line(e),
+                    )
+                else:
+                    log.warning(
+                        "a lost broadcast never reached the node: sent again", function=job.label, nonce=job.nonce
+                    )
+            job.lost = False
+            self._lost.pop(0)
+
+    async def _node_holds(self, job: _Job) -> bool:
+        for tx_hash in job.hashes:
+            try:
+                await self._w3.eth.get_transaction(cast(Any, tx_hash))
+            except TransactionNotFound:
+                continue
+            return True
+        return False
+
     async def _any_receipt(self, job: _Job) -> TxReceipt | None:
         for tx_hash in reversed(job.hashes):
             try:
@@ -383,7 +483,10 @@ class TxSender:
                 )
             return receipt
         current = await self._current_fees()
-        new_fees = fees.at_least(current, sent) if waiting is None else fees.outbid(current, waiting)
+        wanted = fees.at_least(current, sent) if waiting is None else fees.outbid(current, waiting)
+        new_fees = self._within_cap(job, wanted)
+        if waiting is not None and not fees.raises(new_fees, waiting):
+            return None  # at the cap: outbidding it would pay more than the operator allows; it waits as it is
         params = cast("TxParams", {**sent, **new_fees})
         if "maxFeePerGas" in new_fees:
             params.pop("gasPrice", None)
@@ -441,6 +544,8 @@ class TxSender:
 
     def _finished(self, task: asyncio.Task[SentTransaction]) -> None:
         job = self._tasks.pop(task)
+        if job.at_fee_cap:
+            self._metrics.at_fee_cap.dec()
         if task.cancelled():
             return
         error = task.exception()
