@@ -32,6 +32,15 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNet]:
         local.stop()
 
 
+@pytest.fixture
+def own_nodes(net: LocalNet) -> Iterator[None]:
+    """The nodes a test adds are stopped when it ends: the next test of the module starts with the module's own
+    nodes only (no host of the last test fills its requests, no validator of it marks its slots)."""
+    before = set(net.nodes)
+    yield
+    net.stop_nodes(*(name for name in net.nodes if name not in before))
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, None, None]:
     """A failed test that used the net gets every node's log tail in its report."""

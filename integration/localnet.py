@@ -55,7 +55,7 @@ from integration.reaper import Reaper
 from tests.harness import hardhat
 from tests.harness.bgloop import BackgroundLoop
 from tests.harness.blockgate import BlockGate
-from tests.harness.nodeprocess import SCRIPT, NodeProcess, start_node
+from tests.harness.nodeprocess import SCRIPT, STOP_TIMEOUT, NodeProcess, start_node
 from tests.harness.rpcproxy import Mode, RpcProxy
 
 T = TypeVar("T")
@@ -204,6 +204,36 @@ class ChainView:
             1 for log in self.market.events.ProofSubmitted.get_logs(from_block=0) if bytes(log["args"]["id"]) == sid
         )
 
+    def proof_periods(self, sid: SlotId) -> list[int]:
+        """The proof periods of the blocks holding a ``ProofSubmitted`` of ``sid`` (a fill's proof included)."""
+        return [
+            int(self.w3.eth.get_block(log["blockNumber"])["timestamp"]) // PERIOD
+            for log in self.market.events.ProofSubmitted.get_logs(from_block=0)
+            if bytes(log["args"]["id"]) == sid
+        ]
+
+    def missing_proofs(self, sid: SlotId) -> int:
+        """Proofs marked missing since the slot was last filled (reset when it is freed)."""
+        return int(self.market.functions.missingProofs(sid).call())
+
+    def current_collateral(self, sid: SlotId) -> int:
+        """The collateral the slot's host still has in the contract (0 once the slot is freed)."""
+        return int(self.market.functions.currentCollateral(sid).call())
+
+    def freed_slots(self, rid: RequestId) -> list[int]:
+        """The slot indices of every ``SlotFreed`` of ``rid``, in chain order."""
+        return [
+            int(log["args"]["slotIndex"])
+            for log in self.market.events.SlotFreed.get_logs(from_block=0)
+            if bytes(log["args"]["requestId"]) == rid
+        ]
+
+    def request_failed(self, rid: RequestId) -> bool:
+        """Whether a ``RequestFailed`` of ``rid`` was emitted."""
+        return any(
+            bytes(log["args"]["requestId"]) == rid for log in self.market.events.RequestFailed.get_logs(from_block=0)
+        )
+
 
 @dataclass
 class LocalNet:
@@ -266,6 +296,10 @@ class LocalNet:
         """The address of Hardhat's dev account ``index``."""
         return str(Account.from_key(dev_key(index)).address)
 
+    def next_address(self) -> str:
+        """The account the next :meth:`add_node` gets (to read its balance before the node can act)."""
+        return self.address(len(self.nodes) + 1)
+
     def add_node(
         self, name: str, *flags: str, bootstrap: Iterable[LocalNode] = (), rpc_proxy: bool = False
     ) -> LocalNode:
@@ -307,6 +341,21 @@ class LocalNet:
         self.stopped.add(name)
         if node.process.running:
             node.process.stop()
+
+    def stop_nodes(self, *names: str) -> None:
+        """Like :meth:`stop_node` for several nodes at once: SIGTERM to all, then wait for each (SIGKILL after
+        ``STOP_TIMEOUT``), so they take one stop time, not one each."""
+        nodes = [self.nodes[name] for name in names]
+        for node in nodes:
+            node.api.close()
+            self.stopped.add(node.name)
+            if node.process.running:
+                node.process.proc.send_signal(signal.SIGTERM)
+        for node in nodes:
+            try:
+                node.process.proc.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                node.process.kill()
 
     def restart_node(self, name: str, *, kill: bool = False) -> LocalNode:
         """Stop ``name`` if it runs (SIGTERM; SIGKILL with ``kill``: no clean-up runs, as in a crash) and start it
