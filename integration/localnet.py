@@ -188,6 +188,8 @@ class LocalNet:
     chain: hardhat.HardhatNode = field(default_factory=hardhat.HardhatNode)
     nodes: dict[str, LocalNode] = field(default_factory=dict)
     deployment_file: Path | None = None
+    chainless: bool = False
+    """Started with ``start(chain=False)``: no Hardhat, no deployment; nodes run storage only (``--no-marketplace``)."""
     _reaper: Reaper | None = None
     _view: ChainView | None = None
 
@@ -212,10 +214,14 @@ class LocalNet:
             found.append(self.chain._proc.pid)
         return found + [n.process.proc.pid for n in self.nodes.values()]
 
-    def start(self) -> None:
-        """Start the reaper and Hardhat, then deploy and fund accounts 1..:data:`FUNDED_ACCOUNTS` with the CLI."""
+    def start(self, *, chain: bool = True) -> None:
+        """Start the reaper and Hardhat, then deploy and fund accounts 1..:data:`FUNDED_ACCOUNTS` with the CLI.
+        ``chain=False``: the reaper only, for scenarios of storage alone (see :attr:`chainless`)."""
         (self.root / "logs").mkdir(parents=True, exist_ok=True)
         self._reaper = Reaper()
+        if not chain:
+            self.chainless = True
+            return
         self.chain.start()
         assert self.chain._proc is not None
         self._reaper.register(self.chain._proc.pid)
@@ -240,18 +246,20 @@ class LocalNet:
     def add_node(self, name: str, *flags: str, bootstrap: Iterable[LocalNode] = ()) -> LocalNode:
         """Start ``codex-node run`` as ``name`` with the next funded Hardhat account; return once it is ready."""
         assert name not in self.nodes, f"a node called {name!r} is already in the net"
-        assert self.deployment_file is not None, "start the net first"
+        assert self.deployment_file is not None or self.chainless, "start the net first"
         index = len(self.nodes) + 1
         assert index <= FUNDED_ACCOUNTS, f"at most {FUNDED_ACCOUNTS} nodes"
-        key = write_key(self.root / f"account-{index}.key", dev_key(index))
-        chain_flags = (
-            "--eth-provider",
-            self.url,
-            "--eth-private-key",
-            str(key),
-            "--deployment",
-            str(self.deployment_file),
-        )
+        chain_flags: tuple[str, ...] = ("--no-marketplace",)
+        if not self.chainless:
+            key = write_key(self.root / f"account-{index}.key", dev_key(index))
+            chain_flags = (
+                "--eth-provider",
+                self.url,
+                "--eth-private-key",
+                str(key),
+                "--deployment",
+                str(self.deployment_file),
+            )
         boot = tuple(a for peer in bootstrap for a in ("--bootstrap-node", peer.url))
         all_flags = (*chain_flags, *boot, *flags)
         data_dir = self.root / name
@@ -331,7 +339,7 @@ class LocalNet:
     def report(self) -> str:
         out = []
         try:
-            out.append(f"chain {self.url} at {self.now()}")
+            out.append("no chain (storage only)" if self.chainless else f"chain {self.url} at {self.now()}")
         except Exception as e:
             out.append(f"chain not readable: {type(e).__name__}: {e}")
         out.extend(node.report() for node in self.nodes.values())

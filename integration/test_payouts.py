@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from functools import partial
 
 import pytest
 
@@ -165,7 +166,7 @@ def test_the_collateral_of_every_sale_a_host_lost_comes_back_to_its_availability
         ) == hosted[host.name]
 
     for h in hosts:
-        net.wait_for(lambda h=h: returned(h), what=f"{h.name}: the collateral of its lost sales back")
+        net.wait_for(partial(returned, h), what=f"{h.name}: the collateral of its lost sales back")
         assert net.view.balance(h.address) == before[h.name] - hosted[h.name] * collateral
         assert h.api.space().quota_reserved_bytes == (NODES - hosted[h.name]) * slot_size
         assert h.api.debug_books().balanced
