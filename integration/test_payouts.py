@@ -98,7 +98,7 @@ def test_an_expired_request_pays_the_host_for_the_time_stored_and_returns_bytes_
         found = [i for i, s in enumerate(sids) if net.view.slot_state(s) == SlotState.FILLED]
         return found if len(found) == 2 else None
 
-    hosted = net.until(filled, what="the host filled two slots", periods=8)
+    hosted = net.until(filled, what="the host filled two slots", periods=8, within=5)
     assert all(net.view.host(sids[i]) == host.address for i in hosted)
     (availability,) = host.api.list_availabilities()
     assert (availability.free_size, availability.total_remaining_collateral) == (0, 0)
@@ -126,6 +126,13 @@ def test_an_expired_request_pays_the_host_for_the_time_stored_and_returns_bytes_
     # The host's collateral came back on top of the payout; the client lost exactly what the host gained.
     expected = {host.name: payout, client.name: -payout}
     net.wait_for(lambda: flows() == expected or None, what="the token flows of a cancelled request")
+    # What the operators read agrees with the chain: each node's ledger nets its wallet's change.
+    net.wait_for(
+        lambda: {n.name: n.api.account().totals.net_flow for n in (client, host)} == expected or None,
+        what="the ledgers' net flows",
+    )
+    totals = host.api.account().totals
+    assert (totals.by_kind["payout"], totals.by_kind["collateralReturned"]) == (payout, 2 * collateral)
 
     # --- the availability has its bytes and collateral back; the quota and the books follow -----------------
     def settled() -> bool:
@@ -138,6 +145,10 @@ def test_an_expired_request_pays_the_host_for_the_time_stored_and_returns_bytes_
     assert host.api.space().quota_reserved_bytes == reserved_before
     assert host.api.debug_books().balanced
     assert net.view.slot_state(sids[({0, 1, 2} - set(hosted)).pop()]) == SlotState.FREE  # never filled
+    # The slots' data goes at the expiry too (its used quota is not held for the --block-ttl, anchor #1251);
+    # the maintenance that deletes it runs on the wall clock, which the test's chain has left behind.
+    lowered = host.process.find(lambda e: e.get("event") == "slot expiry lowered")
+    assert [e["expiry"] for e in lowered] == [expires_at] * len(hosted)
 
 
 def test_the_collateral_of_every_sale_a_host_lost_comes_back_to_its_availability(
@@ -152,7 +163,7 @@ def test_the_collateral_of_every_sale_a_host_lost_comes_back_to_its_availability
     before = {h.name: net.view.balance(h.address) for h in hosts}
 
     pid, rid = request(client, data)
-    net.until(lambda: client.api.get_purchase(pid).state == "started", what="the purchase started", periods=8)
+    net.until(lambda: client.api.get_purchase(pid).state == "started", what="the purchase started", periods=8, within=5)
     by_address = {h.address: h.name for h in hosts}
     holders = [by_address[net.view.host(slot_id(rid, i))] for i in range(NODES)]
     hosted = {h.name: holders.count(h.name) for h in hosts}
@@ -170,6 +181,9 @@ def test_the_collateral_of_every_sale_a_host_lost_comes_back_to_its_availability
         assert net.view.balance(h.address) == before[h.name] - hosted[h.name] * collateral
         assert h.api.space().quota_reserved_bytes == (NODES - hosted[h.name]) * slot_size
         assert h.api.debug_books().balanced
+        account = h.api.account()
+        assert (account.hosted_slots, account.collateral_locked) == (hosted[h.name], hosted[h.name] * collateral)
+        assert account.totals.net_flow == -hosted[h.name] * collateral
 
     # Collateral did come back: some host reserved a slot (took its collateral) that another host filled.
     lost = [
