@@ -66,6 +66,8 @@ POLL: Final = 0.2
 PERIOD: Final = DEV_CONFIG.proofs.period
 """Seconds of a proof period of the deployed marketplace (``codex-node deploy`` uses the dev configuration)."""
 REPORT_LINES: Final = 40
+CHAIN_REPORT_LINES: Final = 80
+"""Last lines of Hardhat's output (one per JSON-RPC call, and each mined transaction) in a failure report."""
 """Last log lines per node in a failure report (warnings and errors before them are added)."""
 
 
@@ -343,6 +345,10 @@ class LocalNet:
         except Exception as e:
             out.append(f"chain not readable: {type(e).__name__}: {e}")
         out.extend(node.report() for node in self.nodes.values())
+        if self.chain._log is not None:  # Hardhat logs each JSON-RPC call: what the chain was asked last
+            tail = self.chain._log_text().strip().splitlines()[-CHAIN_REPORT_LINES:]
+            out.append(f"== hardhat (last {len(tail)} lines)")
+            out.extend(f"   | {line}" for line in tail)
         return "\n".join(out)
 
     def stop(self) -> None:
