@@ -68,12 +68,18 @@ def _run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     # Imported here so that `--help` and flag errors stay fast and never touch the heavier node modules.
     from codex_node.logutils import configure_logging
     from codex_node.node import run_node
-    from codex_node.utils import eventloop
+    from codex_node.utils import eventloop, exitguard
 
     config = load_node_config(given(args, (CONFIG_FILE, *OPTIONS)), env)
     check_files(config)
     configure_logging(config.log_level, config.log_format)
-    return eventloop.run(run_node(config))
+
+    async def main() -> int:
+        code = await run_node(config)
+        exitguard.arm(code)  # the process's own shutdown may not hang on a stuck thread (utils/exitguard.py)
+        return code
+
+    return eventloop.run(main())
 
 
 def check_files(config: NodeConfig) -> None:

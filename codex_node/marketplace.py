@@ -206,7 +206,10 @@ async def start_marketplace(
         fetcher = BlockFetcher(repo, providers, clock, metrics=FetchMetrics(registry))
         await start_part("block fetcher", fetcher)
         # A slot in Repair is rebuilt from K other slots, read through the same fetcher (local blocks first).
-        repairer = repairer or RepoSlotRepairer(repo, fetcher, registry=registry)
+        # The repaired slot's cell leaves go to the prover: InitialProving does not hash that slot again.
+        repairer = repairer or RepoSlotRepairer(
+            repo, fetcher, registry=registry, on_slot_leaves=prover.offer_slot_leaves
+        )
         data_source = NetworkSlotDataSource(repo, fetcher, local_source, repairer=repairer)
         network = NetworkDatasets(repo, fetcher)
         await start_part("network downloads", network)

@@ -34,12 +34,13 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 import httpx
 from eth_account import Account
@@ -52,7 +53,10 @@ from codex_node.market.deployment import DEV_CONFIG, Deployment, artifact
 from codex_node.market.types import RequestId, RequestState, SlotId, SlotState
 from integration.reaper import Reaper
 from tests.harness import hardhat
+from tests.harness.bgloop import BackgroundLoop
+from tests.harness.blockgate import BlockGate
 from tests.harness.nodeprocess import SCRIPT, NodeProcess, start_node
+from tests.harness.rpcproxy import Mode, RpcProxy
 
 T = TypeVar("T")
 
@@ -113,6 +117,8 @@ class LocalNode:
     flags: tuple[str, ...]
     process: NodeProcess
     api: CodexClient
+    rpc: RpcProxy | None = None
+    """The proxy between the node and Hardhat, when started with ``rpc_proxy=True`` (:meth:`LocalNet.rpc_fail`)."""
 
     @property
     def url(self) -> str:
@@ -176,6 +182,25 @@ class ChainView:
                 out[int(log["args"]["slotIndex"])] = int(self.w3.eth.get_block(log["blockNumber"])["timestamp"])
         return out
 
+    def transactions_from(self, account: str) -> list[tuple[str, int]]:
+        """Every transaction ``account`` sent, in order, as (the marketplace or token function called, its receipt
+        status: 1 succeeded, 0 reverted)."""
+        sender = Web3.to_checksum_address(account)
+        out: list[tuple[str, int]] = []
+        for number in range(self.w3.eth.block_number + 1):
+            for tx in self.w3.eth.get_block(number, full_transactions=True)["transactions"]:
+                if tx["from"] != sender:  # type: ignore[index]
+                    continue
+                contract = self.market if tx["to"] == self.market.address else self.token  # type: ignore[index]
+                function, _ = contract.decode_function_input(tx["input"])  # type: ignore[index]
+                status = int(self.w3.eth.get_transaction_receipt(tx["hash"])["status"])  # type: ignore[index]
+                out.append((str(function.fn_name), status))
+        return out
+
+    def nonce(self, account: str) -> int:
+        """Transactions ``account`` has sent that the chain took (its next nonce)."""
+        return int(self.w3.eth.get_transaction_count(Web3.to_checksum_address(account)))
+
     def proofs_submitted(self, sid: SlotId) -> int:
         return sum(
             1 for log in self.market.events.ProofSubmitted.get_logs(from_block=0) if bytes(log["args"]["id"]) == sid
@@ -194,6 +219,8 @@ class LocalNet:
     """Started with ``start(chain=False)``: no Hardhat, no deployment; nodes run storage only (``--no-marketplace``)."""
     _reaper: Reaper | None = None
     _view: ChainView | None = None
+    _loop: BackgroundLoop | None = None
+    _gates: list[BlockGate] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -212,8 +239,8 @@ class LocalNet:
     def pids(self) -> list[int]:
         """Every process this net started (the reaper, Hardhat, the nodes)."""
         found = [] if self._reaper is None else [self._reaper.pid]
-        if self.chain._proc is not None:
-            found.append(self.chain._proc.pid)
+        if self.chain.pid is not None:
+            found.append(self.chain.pid)
         return found + [n.process.proc.pid for n in self.nodes.values()]
 
     def start(self, *, chain: bool = True) -> None:
@@ -225,8 +252,8 @@ class LocalNet:
             self.chainless = True
             return
         self.chain.start()
-        assert self.chain._proc is not None
-        self._reaper.register(self.chain._proc.pid)
+        assert self.chain.pid is not None
+        self._reaper.register(self.chain.pid)
         hardhat.rpc(self.url, "evm_setIntervalMining", [1000])
         deployer = write_key(self.root / "account-0.key", dev_key(0))
         output = self.root / "deployment.json"
@@ -245,18 +272,26 @@ class LocalNet:
         """The address of Hardhat's dev account ``index``."""
         return str(Account.from_key(dev_key(index)).address)
 
-    def add_node(self, name: str, *flags: str, bootstrap: Iterable[LocalNode] = ()) -> LocalNode:
-        """Start ``codex-node run`` as ``name`` with the next funded Hardhat account; return once it is ready."""
+    def add_node(
+        self, name: str, *flags: str, bootstrap: Iterable[LocalNode] = (), rpc_proxy: bool = False
+    ) -> LocalNode:
+        """Start ``codex-node run`` as ``name`` with the next funded Hardhat account; return once it is ready.
+
+        With ``rpc_proxy`` the node reaches Hardhat through a :class:`~tests.harness.rpcproxy.RpcProxy` (in a
+        thread of the test process) that :meth:`rpc_fail` switches to failing; it stays the node's through restarts.
+        """
         assert name not in self.nodes, f"a node called {name!r} is already in the net"
         assert self.deployment_file is not None or self.chainless, "start the net first"
         index = len(self.nodes) + 1
         assert index <= FUNDED_ACCOUNTS, f"at most {FUNDED_ACCOUNTS} nodes"
         chain_flags: tuple[str, ...] = ("--no-marketplace",)
+        proxy = None
         if not self.chainless:
             key = write_key(self.root / f"account-{index}.key", dev_key(index))
+            proxy = self.in_loop_run(RpcProxy(self.url).__aenter__()) if rpc_proxy else None
             chain_flags = (
                 "--eth-provider",
-                self.url,
+                self.url if proxy is None else proxy.url,
                 "--eth-private-key",
                 str(key),
                 "--deployment",
@@ -268,23 +303,57 @@ class LocalNet:
         process = start_node(data_dir, *all_flags, log_dir=self.root / "logs", timeout=STEP_TIMEOUT)
         assert self._reaper is not None
         self._reaper.register(process.proc.pid)
-        node = LocalNode(name, index, self.address(index), data_dir, all_flags, process, CodexClient(process.api))
+        api = CodexClient(process.api)
+        node = LocalNode(name, index, self.address(index), data_dir, all_flags, process, api, proxy)
         self.nodes[name] = node
         self.wait_for(lambda: _ready(node), what=f"{name} ready (/health)")
         return node
 
-    def restart_node(self, name: str) -> LocalNode:
-        """Stop ``name`` (SIGTERM) and start it again on its data dir, account and flags."""
+    def restart_node(self, name: str, *, kill: bool = False) -> LocalNode:
+        """Stop ``name`` (SIGTERM; SIGKILL with ``kill``: no clean-up runs, as in a crash) and start it again on
+        its data dir, account and flags."""
         old = self.nodes[name]
         old.api.close()
         if old.process.running:
-            old.process.stop()
+            if kill:
+                assert old.process.kill() == -signal.SIGKILL
+            else:
+                old.process.stop()
         process = start_node(old.data_dir, *old.flags, log_dir=self.root / "logs", timeout=STEP_TIMEOUT)
         assert self._reaper is not None
         self._reaper.register(process.proc.pid)
         old.process, old.api = process, CodexClient(process.api)
         self.wait_for(lambda: _ready(old), what=f"{name} ready again (/health)")
         return old
+
+    # --- proxies (run in a thread of the test process) ------------------------------------------------------------
+
+    def in_loop_run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` in the background loop of this net's proxies (started on first use)."""
+        if self._loop is None:
+            self._loop = BackgroundLoop()
+        return self._loop.run(coro)
+
+    def in_loop(self, fn: Callable[..., T], *args: Any) -> T:
+        """Call ``fn(*args)`` in the proxies' loop: what touches a proxy's asyncio state (``gate.open``)."""
+        if self._loop is None:
+            self._loop = BackgroundLoop()
+        return self._loop.call(fn, *args)
+
+    def rpc_fail(self, node: LocalNode, mode: Mode, *, after: str | None = None) -> None:
+        """Make ``node``'s RPC proxy answer errors (``error``) or nothing (``hang``), now or after ``after``."""
+        assert node.rpc is not None, f"{node.name} was not started with rpc_proxy=True"
+        self.in_loop(lambda: node.rpc.fail(mode, after=after))  # type: ignore[union-attr]
+
+    def rpc_recover(self, node: LocalNode) -> None:
+        assert node.rpc is not None, f"{node.name} was not started with rpc_proxy=True"
+        self.in_loop(node.rpc.recover)
+
+    def block_gate(self) -> BlockGate:
+        """A started :class:`~tests.harness.blockgate.BlockGate` (open; closed with the net)."""
+        gate = BlockGate()
+        self._gates.append(gate)
+        return self.in_loop_run(gate.__aenter__())
 
     # --- chain time ------------------------------------------------------------------------------------------------
 
@@ -360,6 +429,13 @@ class LocalNet:
                     node.process.stop()
                 except subprocess.TimeoutExpired:
                     node.process.kill()
+        if self._loop is not None:
+            for proxy in [n.rpc for n in self.nodes.values() if n.rpc is not None] + self._gates:
+                try:
+                    self.in_loop_run(proxy.__aexit__(None, None, None))
+                except Exception as e:  # a proxy that fails to close must not keep Hardhat running
+                    print(f"closing a proxy failed: {e!r}")
+            self._loop.close()
         self.chain.stop()
         if self._reaper is not None:
             self._reaper.close()

@@ -29,6 +29,11 @@ while slot ``s``'s manifest was unknown were checked only by their sources' dige
 manifest CID then does not match, those this repair added are deleted again. The slot manifest is never stored
 for a slot that failed.
 
+The slot tree: the rebuild hashes every rebuilt cell for the slot root anyway, so with ``on_slot_leaves`` (the
+prover's :meth:`~codex_node.proofs.prover.Prover.offer_slot_leaves`) a repaired slot's cell leaves (1/64 of its
+bytes, kept for slots of at most ``keep_leaves_max`` bytes of leaves) are handed over once the slot passed its
+checks, and InitialProving does not read and hash the same slot again right after.
+
 Metrics (on the node's registry): ``codex_slot_repairs_total{outcome}`` (succeeded, failed),
 ``codex_slot_repair_rebuilt_bytes_total``, ``codex_slot_repair_source_switches_total`` (a source slot dropped for
 missing or wrong blocks).
@@ -48,6 +53,8 @@ from prometheus_client import CollectorRegistry, Counter
 from codex_node.blockexchange.port import BlockGetter
 from codex_node.data.cid import DIGEST_SIZE, Cid
 from codex_node.data.manifest import Manifest
+from codex_node.data.merkle import HASH_SIZE
+from codex_node.data.proof import CELLS_PER_BLOCK
 from codex_node.data.protected import ProtectedManifest
 from codex_node.data.repair import BATCH_BYTES, RebuiltRows, SlotRebuilder, batch_rows, source_order
 from codex_node.data.slots import BLOCK_SIZE, cid_from_bytes
@@ -66,8 +73,15 @@ from codex_node.stores.repostore import RepoStore, in_thread
 
 log = structlog.get_logger(__name__)
 
+LEAF_BYTES_PER_BLOCK = CELLS_PER_BLOCK * HASH_SIZE
+
 PROGRESS_EVERY = 5.0
 """Seconds between progress log lines."""
+KEEP_LEAVES_MAX = 64 * 1024 * 1024
+"""Cell leaves kept for the prover at most (those of a 4 GiB slot); a larger slot is hashed again when proven."""
+
+OnSlotLeaves = Callable[[Request, int, bytes], None]
+"""Called with a repaired slot's request, index and cell leaves, once the slot is checked and stored."""
 
 
 class RepairMetrics:
@@ -96,6 +110,8 @@ class RepoSlotRepairer:
         registry: CollectorRegistry | None = None,
         batch_bytes: int = BATCH_BYTES,
         monotonic: Callable[[], float] = time.monotonic,
+        on_slot_leaves: OnSlotLeaves | None = None,
+        keep_leaves_max: int = KEEP_LEAVES_MAX,
     ) -> None:
         if batch_bytes < BLOCK_SIZE:
             raise ValueError(f"batch_bytes must be at least one block ({BLOCK_SIZE})")
@@ -103,6 +119,8 @@ class RepoSlotRepairer:
         self._getter = getter
         self._batch_bytes = batch_bytes
         self._monotonic = monotonic
+        self._on_slot_leaves = on_slot_leaves
+        self._keep_leaves_max = keep_leaves_max
         self.metrics = RepairMetrics(registry)
 
     async def repair(self, request: Request, slot_index: int, expiry: int, on_blocks: OnBlocks) -> None:
@@ -117,6 +135,9 @@ class RepoSlotRepairer:
             self._failed(request, slot_index, e)
             raise RepairError(f"repairing slot {slot_index} failed: {e}") from e
         self.metrics.repairs.labels(outcome="succeeded").inc()
+        leaves = job.rebuilder.leaves()
+        if self._on_slot_leaves is not None and leaves is not None:
+            self._on_slot_leaves(request, slot_index, leaves)
         elapsed = self._monotonic() - started
         log.info(
             "slot repaired",
@@ -164,7 +185,9 @@ class RepoSlotRepairer:
             slot_index,
         )
         own = await job.manifest(slot_index)
-        job.rebuilder = SlotRebuilder(protected, slot_index, slot_manifest=own)
+        leaf_bytes = protected.blocks_per_slot * LEAF_BYTES_PER_BLOCK
+        keep = self._on_slot_leaves is not None and leaf_bytes <= self._keep_leaves_max
+        job.rebuilder = SlotRebuilder(protected, slot_index, slot_manifest=own, keep_leaves=keep)
         local = [j for j in range(protected.params.slots) if self._repo.has_block(protected.slot_manifests[j])]
         job.candidates = source_order(protected, slot_index, local)
         log.info(

@@ -29,11 +29,12 @@ This module never does I/O: blocks come in through iterables or callables and go
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import zfec
 
+from codex_node.data.cellhash import HASH_THREADS, hash_blocks
 from codex_node.data.merkle import Buffer, Frontier, MerkleTree, hash_chunks
 from codex_node.data.proof import CELL_SIZE
 from codex_node.data.slots import BLOCK_SIZE, ZERO_BLOCK
@@ -143,24 +144,37 @@ def block_root(block: Buffer) -> bytes:
 
 
 class SlotRootBuilder:
-    """A slot root computed block by block (see the module docstring); memory ``O(log2(blocks))``."""
+    """A slot root computed block by block (see the module docstring); memory ``O(log2(blocks))``, plus the
+    slot's cell leaves (1/64 of its bytes) with ``keep_leaves``: the slot tree's bottom level, for a prover."""
 
-    __slots__ = ("_frontier",)
+    __slots__ = ("_frontier", "_leaves")
 
-    def __init__(self) -> None:
+    def __init__(self, *, keep_leaves: bool = False) -> None:
         self._frontier = Frontier(BLOCK_LEVEL)
+        self._leaves: bytearray | None = bytearray() if keep_leaves else None
 
     @property
     def blocks(self) -> int:
         return self._frontier.count
 
     def add(self, block: Buffer) -> None:
-        if memoryview(block).nbytes != BLOCK_SIZE:
-            raise ValueError(f"a slot block is {BLOCK_SIZE} bytes, got {memoryview(block).nbytes}")
-        self._frontier.push(block_root(block))
+        self.add_many((block,), threads=1)
+
+    def add_many(self, blocks: Sequence[Buffer], *, threads: int = HASH_THREADS) -> None:
+        """Add the next ``blocks`` in order, their cells hashed on up to ``threads`` threads (``data/cellhash.py``)."""
+        leaves, roots = hash_blocks(blocks, threads=threads)
+        push = self._frontier.push
+        for node in roots:
+            push(node)
+        if self._leaves is not None:
+            self._leaves += leaves
 
     def root(self) -> bytes:
         return self._frontier.root()
+
+    def leaves(self) -> bytes | None:
+        """The cell leaves of every block added so far, concatenated; ``None`` unless built with ``keep_leaves``."""
+        return None if self._leaves is None else bytes(self._leaves)
 
 
 def slot_root(blocks: Iterable[Buffer]) -> bytes:

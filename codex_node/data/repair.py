@@ -99,7 +99,14 @@ class SlotRebuilder:
     Not thread-safe: one caller at a time (it may be a worker thread).
     """
 
-    def __init__(self, protected: ProtectedManifest, slot_index: int, *, slot_manifest: Manifest | None = None) -> None:
+    def __init__(
+        self,
+        protected: ProtectedManifest,
+        slot_index: int,
+        *,
+        slot_manifest: Manifest | None = None,
+        keep_leaves: bool = False,
+    ) -> None:
         _check_slot(protected, slot_index)
         self.protected = protected
         self.slot_index = slot_index
@@ -111,7 +118,7 @@ class SlotRebuilder:
         if slot_manifest is not None:
             _check_slot_manifest(protected, slot_index, slot_manifest)
             self._expected = slot_manifest.block_digests
-        self._root = SlotRootBuilder()
+        self._root = SlotRootBuilder(keep_leaves=keep_leaves)
         self._digests = bytearray()
         self.next_row = 0
 
@@ -151,11 +158,16 @@ class SlotRebuilder:
                     f"{self.protected.slot_manifests[self.slot_index]}: the protected dataset's slots are not one "
                     "erasure coding"
                 )
-        for block in blocks:
-            self._root.add(block)
+        self._root.add_many(blocks)  # the cells are hashed on two threads (data/cellhash.py)
         self._digests += digests
         self.next_row = first + count
         return RebuiltRows(first, tuple(blocks), digests)
+
+    def leaves(self) -> bytes | None:
+        """The rebuilt slot's cell leaves (its slot tree's bottom level, 1/64 of its bytes) when built with
+        ``keep_leaves``, else ``None``. Vouched for only once :meth:`finish` has returned: a prover can then take
+        them instead of reading and hashing the slot again."""
+        return self._root.leaves()
 
     def finish(self) -> Manifest:
         """Check the rebuilt slot against its slot root and return its slot manifest (whose CID is checked against

@@ -23,6 +23,12 @@ owns (so a caller that stops waiting cannot tear a phase in half):
    while is asked again, with back-off, until ``receipt_timeout``: an outage does not fail a transaction that
    was sent (nor make anyone send it again).
 
+A broadcast whose answer was lost (the connection failed, timed out, or the provider or a proxy in front of it
+answered an HTTP error) may or may not have reached the node. Its nonce stays assigned and the sender asks the node
+whether it holds the transaction as soon as the node answers again, and before the next nonce is broadcast; if it
+does not, the same copy is sent again at once. So an outage that swallowed broadcasts leaves no nonce gap, which a
+chain that cannot queue out-of-order nonces would answer by refusing every later transaction.
+
 A transaction not mined within ``resend_after`` seconds is sent again **with the same nonce and the same call**
 (to, data, gas): if the node dropped it, at the fees it had (or the chain's current ones, when higher); if it is
 still waiting in the pool, outbidding it (``market/fees.py``: the current fees or 12.5 % more, whichever is
@@ -127,6 +133,8 @@ class _Job:
     """The last copy broadcast, nonce and fees included."""
     hashes: list[bytes] = field(default_factory=list)
     """Every copy broadcast (the first, then each one sent again)."""
+    lost: bool = False
+    """Its broadcast's answer was lost and the node has not been seen holding it yet (module docstring)."""
     broadcast_done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -169,6 +177,8 @@ class TxSender:
         self._next_nonce: int | None = None
         self._chain_id: int | None = None
         self._tasks: dict[asyncio.Task[SentTransaction], _Job] = {}
+        self._lost: list[_Job] = []
+        """Jobs whose broadcast answer was lost, in nonce order, until the node is seen holding them."""
         self._closed = False
         self.after_mined: Callable[[], None] | None = None
         """Called after each mined transaction of this sender (the market uses it to poke its event stream)."""
@@ -246,6 +256,7 @@ class TxSender:
         # Cancellable only until the nonce is taken: from then on the caller no longer cancels this task (see
         # ``send``) and ``aclose`` waits for the broadcast to end before it cancels anything.
         async with self._lock:
+            await self._chain(job, "sending again the transactions whose broadcast was lost", self._settle_lost())
             job.nonce = await self._take_nonce(job)
             try:
                 return await self._broadcast(job, params, job.nonce)
@@ -268,6 +279,8 @@ class TxSender:
                 # The node may have taken it: watch for its hash (and send the same copy again if it never shows).
                 log.warning("broadcast answer lost: watching for it", function=job.label, nonce=nonce, error=str(e))
                 tx_hash = job.hashes[-1]
+                job.lost = True
+                self._lost.append(job)
             else:
                 self._refused(job, nonce, e)
         self._next_nonce = nonce + 1
@@ -329,7 +342,10 @@ class TxSender:
         while True:
             try:
                 receipt = await self._any_receipt(job)
-                if receipt is None and loop.time() >= resend_at:
+                if receipt is None and job.lost:  # the node answers again: make sure it holds the transaction
+                    async with self._lock:
+                        await self._settle_lost()
+                elif receipt is None and loop.time() >= resend_at:
                     resend_at = loop.time() + self._resend_after
                     receipt = await self._send_again(job)
                 if failures:
@@ -356,6 +372,38 @@ class TxSender:
                     f"{job.label}: not mined within {self._receipt_timeout:.0f} s (nonce {job.nonce})"
                 )
             await asyncio.sleep(min(self._poll_interval * 2**failures, max(MAX_POLL_BACKOFF, self._poll_interval)))
+
+    async def _settle_lost(self) -> None:
+        """Make sure the node holds every transaction whose broadcast answer was lost, lowest nonce first: each one
+        it does not know is sent again (the same copy). Call with the lock held; transport errors propagate (the
+        node is still unreachable: the jobs stay lost)."""
+        while self._lost:
+            job = self._lost[0]
+            if not await self._node_holds(job):
+                try:
+                    await self._send_copy(job, cast("TxParams", job.params))
+                except Web3RPCError as e:  # the node answered no ("nonce too low": a copy was mined meanwhile)
+                    log.warning(
+                        "sending a lost broadcast again refused",
+                        function=job.label,
+                        nonce=job.nonce,
+                        error=_one_line(e),
+                    )
+                else:
+                    log.warning(
+                        "a lost broadcast never reached the node: sent again", function=job.label, nonce=job.nonce
+                    )
+            job.lost = False
+            self._lost.pop(0)
+
+    async def _node_holds(self, job: _Job) -> bool:
+        for tx_hash in job.hashes:
+            try:
+                await self._w3.eth.get_transaction(cast(Any, tx_hash))
+            except TransactionNotFound:
+                continue
+            return True
+        return False
 
     async def _any_receipt(self, job: _Job) -> TxReceipt | None:
         for tx_hash in reversed(job.hashes):

@@ -8,6 +8,12 @@ dataset, which the node holds whole in the single-node case). Both are built onc
   tree build produces are kept too, as the first to be evicted;
 - dataset trees by (content CID, slot count), at most ``MAX_DATASET_TREES`` (a few bytes per slot each).
 
+A slot just rebuilt by a repair was hashed cell by cell on the way (its slot root is checked before the repair
+succeeds): :meth:`Prover.offer_slot_leaves` takes those cell leaves, and the slot's first tree build (InitialProving,
+right after) builds the tree from them instead of reading and hashing the slot again, once they give the slot root
+the protected manifest commits to and the slot's cell count (otherwise the slot is read and hashed as usual). Offered
+leaves wait until then, at most ``cache_bytes / 4`` of them (the oldest dropped first).
+
 A proof then reads only the blocks its sampled cells fall in. Tree building runs in worker threads, one build at
 a time (a second slot's build waits; proofs of cached slots never do). Before a slot tree is cached, the dataset
 root it yields is compared with the request's ``Content.merkleRoot`` and the slot size with ``Ask.slotSize``: data
@@ -15,7 +21,8 @@ that cannot produce a proof the contract accepts is a :class:`ProofDataError` at
 
 Metrics (read at scrape time, like the stores'; ``registry=None`` registers none): ``codex_proofs_built_total``,
 ``codex_proof_build_seconds`` (whole ``prove`` calls, tree builds included), ``codex_proof_tree_builds_total``,
-``codex_proof_tree_build_seconds``, ``codex_proof_tree_cache_bytes``.
+``codex_proof_tree_build_seconds``, ``codex_proof_tree_cache_bytes``, ``codex_proof_trees_from_offered_leaves_total``
+(slot trees built from a repair's leaves, the slot not hashed again).
 """
 
 from __future__ import annotations
@@ -31,10 +38,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import CollectorRegistry
 
 from codex_node import metrics
-from codex_node.data.proof import StorageProof
+from codex_node.data.proof import CELLS_PER_BLOCK, StorageProof
 from codex_node.data.slots import cid_from_bytes
 from codex_node.errors import InvalidCidError, ProofDataError
-from codex_node.market.types import Slot
+from codex_node.market.types import Request, Slot
 from codex_node.proofs.build import build_proof
 from codex_node.proofs.sampling import sample_indices
 from codex_node.proofs.slotdata import BlockReader, SlottedDataset, dataset_tree, open_dataset, read_cells, slot_tree
@@ -56,6 +63,7 @@ _METRIC_NAMES = (
     "codex_proof_tree_builds",
     "codex_proof_tree_build_seconds",
     "codex_proof_tree_cache_bytes",
+    "codex_proof_trees_from_offered_leaves",
 )
 
 
@@ -67,6 +75,7 @@ class ProverStats:
     proof_seconds: float = 0.0
     tree_builds: int = 0
     tree_seconds: float = 0.0
+    trees_from_offered_leaves: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +106,8 @@ class Prover:
         self._slots: OrderedDict[_SlotKey, _SlotEntry] = OrderedDict()
         self._datasets: OrderedDict[_DatasetKey, DatasetTree] = OrderedDict()
         self._cached_bytes = 0
+        self._offered: OrderedDict[_SlotKey, bytes] = OrderedDict()
+        self._offered_bytes = 0
         self._build_lock = asyncio.Lock()
         self._unregister = metrics.register(metrics.LiveCollector(self._metrics, _METRIC_NAMES), registry)
 
@@ -116,11 +127,45 @@ class Prover:
         log.debug("proof built", slot_id=slot.id.hex(), slot_index=slot.slot_index, ms=round(elapsed * 1000, 1))
         return proof
 
+    def offer_slot_leaves(self, request: Request, slot_index: int, leaves: bytes) -> None:
+        """The cell leaves of slot ``slot_index`` of ``request``'s dataset, hashed by whoever just stored that slot
+        (a repair, after checking them against the slot root): the slot's next tree build starts from them (module
+        docstring). Checked when used, not here."""
+        key = (request.content.cid, request.ask.slots, slot_index)
+        self._drop_offer(key)
+        self._offered[key] = leaves
+        self._offered_bytes += len(leaves)
+        while self._offered_bytes > self.cache_bytes // 4 and self._offered:
+            self._drop_offer(next(iter(self._offered)))
+
+    def has_offered_leaves(self, slot: Slot) -> bool:
+        """Whether leaves offered for ``slot`` wait for its next tree build."""
+        return _slot_key(slot) in self._offered
+
+    def _drop_offer(self, key: _SlotKey) -> bytes | None:
+        leaves = self._offered.pop(key, None)
+        if leaves is not None:
+            self._offered_bytes -= len(leaves)
+        return leaves
+
+    async def _slot_tree(self, dataset: SlottedDataset, slot: Slot) -> tuple[SlotTree, bool]:
+        """Slot ``slot``'s tree and whether it came from offered leaves (if they are the slot's), else read and
+        hashed from the repo."""
+        leaves = self._drop_offer(_slot_key(slot))
+        if leaves is not None and dataset.protected:
+            tree = await asyncio.to_thread(SlotTree, leaves)
+            cells = dataset.layout.blocks_per_slot * CELLS_PER_BLOCK
+            if tree.root == dataset.slot_roots[slot.slot_index] and tree.cells == cells:
+                return tree, True
+            log.warning("offered slot leaves are not the slot's: hashing the slot", slot_index=slot.slot_index)
+        return await slot_tree(self.repo, dataset, slot.slot_index), False
+
     def corrupt(self, proof: StorageProof) -> StorageProof:
         """``proof`` with its slot root changed: well-formed, and refused (``InvalidCellProof``)."""
         return replace(proof, slot_root=bytes([proof.slot_root[0] ^ 1]) + proof.slot_root[1:])
 
     async def forget(self, slot: Slot) -> None:
+        self._drop_offer(_slot_key(slot))
         entry = self._slots.pop(_slot_key(slot), None)
         if entry is not None:
             self._cached_bytes -= entry.tree.nbytes
@@ -145,6 +190,11 @@ class Prover:
             sum_value=stats.tree_seconds,
         )
         yield CounterMetricFamily("codex_proof_tree_builds", "Slot tree builds", value=stats.tree_builds)
+        yield CounterMetricFamily(
+            "codex_proof_trees_from_offered_leaves",
+            "Slot tree builds that took the cell leaves a repair handed over instead of hashing the slot",
+            value=stats.trees_from_offered_leaves,
+        )
         yield GaugeMetricFamily(
             "codex_proof_tree_cache_bytes", "Bytes held by cached slot trees", value=self._cached_bytes
         )
@@ -204,15 +254,16 @@ class Prover:
         dataset_key = (request.content.cid, request.ask.slots)
         dtree = self._datasets.get(dataset_key)
         siblings: list[SlotTree] = []
+        offered = False
         if dtree is None and dataset.protected:
             # The manifest commits to every slot root: this host needs only its own slot (the others are elsewhere).
             dtree = DatasetTree(dataset.slot_roots)
-            tree = await slot_tree(self.repo, dataset, slot.slot_index)
+            tree, offered = await self._slot_tree(dataset, slot)
         elif dtree is None:
             dtree, siblings = await dataset_tree(self.repo, dataset, first=slot.slot_index)
             tree = siblings[slot.slot_index]
         else:
-            tree = await slot_tree(self.repo, dataset, slot.slot_index)
+            tree, offered = await self._slot_tree(dataset, slot)
         if dtree.root != request.content.merkle_root:
             raise ProofDataError(
                 f"dataset {cid} hashes to root 0x{dtree.root.hex()}, the request commits to "
@@ -236,12 +287,14 @@ class Prover:
         elapsed = time.perf_counter() - started
         self.stats.tree_builds += 1
         self.stats.tree_seconds += elapsed
+        self.stats.trees_from_offered_leaves += offered
         log.info(
             "slot tree built",
             cid=cid.text,
             slot_index=slot.slot_index,
             slot_size=request.ask.slot_size,
             dataset_hashed=bool(siblings),
+            from_offered_leaves=offered,
             seconds=round(elapsed, 3),
         )
         return entry

@@ -178,7 +178,7 @@ class SalesAgent(Machine[SaleState]):
         """The slot is ours: the slot-queue worker may take other slots."""
         self.context.hooks.worker_released(self)
 
-    async def end_sale(self, *, reprocess: bool = False) -> int:
+    async def end_sale(self, *, reprocess: bool = False, retry: bool = False) -> int:
         """End the sale once: lower the slot's block expiry to the contract end, decide the collateral that came
         back, then hand back to Sales. Returns that collateral (0 on a repeated call).
 
@@ -203,7 +203,7 @@ class SalesAgent(Machine[SaleState]):
             self._record_lost_collateral(chain)
             if data.reservation is not None:
                 returned = collateral_back(data.reservation, chain, filled=data.filled)
-        await self.context.hooks.sale_ended(self, returned, reprocess)
+        await self.context.hooks.sale_ended(self, returned, reprocess, retry=retry)
         return returned
 
     # --- machine --------------------------------------------------------------------------------------------------

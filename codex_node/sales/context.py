@@ -100,8 +100,11 @@ class AgentHooks(Protocol):
         """The slot is filled by this host: the slot-queue worker may go."""
         ...
 
-    async def sale_ended(self, agent: SalesAgent, returned_collateral: int, reprocess: bool) -> None:
-        """The sale ended: return the reservation's bytes and ``returned_collateral`` and forget the agent."""
+    async def sale_ended(
+        self, agent: SalesAgent, returned_collateral: int, reprocess: bool, *, retry: bool = False
+    ) -> None:
+        """The sale ended: return the reservation's bytes and ``returned_collateral`` and forget the agent; queue the
+        slot again (``reprocess``: seen; ``retry``: unseen, after :data:`~codex_node.sales.sales.RETRY_SECONDS`)."""
         ...
 
 

@@ -39,7 +39,7 @@ import asyncio
 import random
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import structlog
 
@@ -87,6 +87,10 @@ from codex_node.utils.asyncstatemachine import Machine, State
 from codex_node.utils.trackedtasks import TrackedTasks
 
 log = structlog.get_logger(__name__)
+
+RETRY_SECONDS: Final = 10
+"""A slot whose sale met an unreachable chain before the fill is queued again (unseen) this long after: once per
+this many seconds during an outage, at once after it (a few seconds of a request's expiry)."""
 
 
 @dataclass(eq=False, slots=True)
@@ -478,7 +482,9 @@ class Sales:
         if sale is not None and sale.agent is agent:
             sale.release_worker()
 
-    async def sale_ended(self, agent: SalesAgent, returned_collateral: int, reprocess: bool) -> None:
+    async def sale_ended(
+        self, agent: SalesAgent, returned_collateral: int, reprocess: bool, *, retry: bool = False
+    ) -> None:
         """:class:`~codex_node.sales.context.AgentHooks`: end the sale's books, then drop the agent."""
         data = agent.data
         sale: _Sale | None = self._sales.get(agent.slot_id)
@@ -500,9 +506,21 @@ class Sales:
                 # Not awaited: this runs inside the agent's own state task, which the agent's stop() cancels.
                 self._tasks.spawn(agent.stop(), name="sales-agent-stop")
         item = data.slot_queue_item
-        if sale is not None and reprocess and item is not None and self.running:
+        if sale is not None and retry and item is not None and self.running:
+            # The chain did not answer: a seen item would wait for an availability change that may never come, an
+            # unseen one pushed now would spin through the outage. Back unseen, a while later.
+            self._tasks.spawn(self._retry_later(item), name="sales-retry")
+        elif sale is not None and reprocess and item is not None and self.running:
             # Back unseen (tried at once) after a missed save, else seen (tried once an availability changes).
             self._push([item.with_seen(not missed_save)])
+
+    async def _retry_later(self, item: SlotQueueItem) -> None:
+        await self.clock.wait_until(self.clock.now() + RETRY_SECONDS)
+        if self.running and self.clock.now() < item.expires_at:
+            log.info(
+                "slot queued again after a chain error", request_id=item.request_id.hex(), slot_index=item.slot_index
+            )
+            self._push([item.with_seen(False)])
 
     def _on_transition(
         self, machine: Machine[Any], from_state: State[Any] | None, to_state: State[Any], cause: str

@@ -15,6 +15,8 @@ from codex_node.blockexchange.repair import RepoSlotRepairer
 from codex_node.data.erasure import dataset_root
 from codex_node.data.slots import BLOCK_SIZE
 from codex_node.errors import RepairError
+from codex_node.market.types import Request
+from codex_node.proofs.trees import SlotTree, cell_leaves
 from codex_node.stores.repostore import RepoStore
 from codex_node.testing.fakeclock import FakeClock
 from tests.harness.repairkit import Protected, RepoGetter, copy_slots, protect, request_for, slot_blocks
@@ -267,3 +269,52 @@ async def test_progress_is_logged_with_rows_mib_and_rate(client: RepoStore, host
     assert progress[-1]["rows"] == 4
     assert progress[-1]["mib"] == 0.2
     assert all("mib_per_s" in e for e in progress)
+
+
+class Offered:
+    """Records the cell leaves a repairer hands to the prover."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[bytes, int, bytes]] = []
+
+    def __call__(self, request: Request, slot_index: int, leaves: bytes) -> None:
+        self.calls.append((request.id, slot_index, leaves))
+
+
+@pytest.mark.parametrize("own_manifest", [True, False], ids=["own-manifest-known", "own-manifest-lost"])
+async def test_a_repaired_slots_cell_leaves_are_handed_to_the_prover(
+    client: RepoStore, host: RepoStore, own_manifest: bool
+) -> None:
+    p = await hosting(client, host, 20 * B + 9, 2, 1)
+    getter = RepoGetter([client])
+    await getter.lose_slot(client, p.manifest, 1, manifest=not own_manifest)
+    offered = Offered()
+    request = request_for(p)
+    await RepoSlotRepairer(host, getter, on_slot_leaves=offered, batch_bytes=8 * 2 * B).repair(
+        request, 1, EXPIRY, Reported()
+    )
+    await assert_repaired(host, client, p, 1)
+    [(request_id, index, leaves)] = offered.calls
+    assert (request_id, index) == (request.id, 1)
+    assert leaves == cell_leaves(b"".join(await slot_blocks(client, p.manifest, 1)))
+    assert SlotTree(leaves).root == p.manifest.slot_roots[1]
+
+
+async def test_no_leaves_are_handed_over_for_a_slot_that_fails_its_root_or_whose_leaves_are_too_many(
+    client: RepoStore, host: RepoStore
+) -> None:
+    p = await hosting(client, host, 5 * B, 3, 2)
+    roots = list(p.manifest.slot_roots)
+    roots[4] = bytes(32)
+    forged = replace(p.manifest, slot_roots=tuple(roots), dataset_root=dataset_root(roots))
+    await host.put_block(forged.cid(), forged.encode())
+    offered = Offered()
+    with pytest.raises(RepairError, match="slot root"):
+        await RepoSlotRepairer(host, RepoGetter([client]), on_slot_leaves=offered).repair(
+            request_for(p, forged.cid()), 4, EXPIRY, Reported()
+        )
+    leaf_bytes = p.manifest.blocks_per_slot * 32 * 32
+    small = RepoSlotRepairer(host, RepoGetter([client]), on_slot_leaves=offered, keep_leaves_max=leaf_bytes - 1)
+    await small.repair(request_for(p), 4, EXPIRY, Reported())
+    await assert_repaired(host, client, p, 4)
+    assert offered.calls == []

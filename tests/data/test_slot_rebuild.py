@@ -19,6 +19,7 @@ from codex_node.data.protected import ProtectedManifest, Protector
 from codex_node.data.repair import RebuiltRows, SlotRebuilder, batch_rows, source_order
 from codex_node.data.slots import BLOCK_SIZE
 from codex_node.errors import RepairError, SlotRootMismatchError
+from codex_node.proofs.trees import SlotTree, cell_leaves
 
 B = BLOCK_SIZE
 
@@ -269,3 +270,34 @@ def test_rebuilt_rows_name_their_blocks_by_cid() -> None:
     rows = RebuiltRows(0, (b"a" * B,), hashlib.sha256(b"a" * B).digest())
     assert [cid.matches(b"a" * B) for cid in rows.cids()] == [True]
     assert isinstance(rows.cids()[0], Cid)
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_the_rebuilt_slots_cell_leaves_are_kept_for_the_prover_only_when_asked(keep: bool) -> None:
+    c = coded(16 * 2 * B, 2, 1)
+    rebuilder = SlotRebuilder(c.protected, 2, slot_manifest=c.manifests[2], keep_leaves=keep)
+    rebuilder.rebuild({j: c.slots[j] for j in (0, 1)}, {j: c.digests(j, 0, 16) for j in (0, 1)})
+    rebuilder.finish()
+    leaves = rebuilder.leaves()
+    if keep:
+        assert leaves == cell_leaves(b"".join(c.slots[2]))
+        assert SlotTree(leaves).root == c.protected.slot_roots[2]
+    else:
+        assert leaves is None
+
+
+@pytest.mark.parametrize("row", [0, 7, 8, 15])
+def test_a_rebuilt_slot_one_byte_off_is_refused_by_its_slot_root(row: int) -> None:
+    """Sources whose digests vouch for a block one byte off (a forged source slot manifest) and the slot's own
+    manifest lost: only the slot root can tell, on whichever hashing thread the bad block's cells land."""
+    c = coded(16 * 2 * B, 2, 1)
+    slots = [list(blocks) for blocks in c.slots]
+    block = bytearray(slots[0][row])
+    block[row * 4099 % B] ^= 0x40
+    slots[0][row] = bytes(block)
+    rebuilder = SlotRebuilder(c.protected, 2, keep_leaves=True)
+    digests = {j: b"".join(hashlib.sha256(b).digest() for b in slots[j]) for j in (0, 1)}
+    rows = rebuilder.rebuild({j: slots[j] for j in (0, 1)}, digests)
+    assert rows.corrupt_sources == ()
+    with pytest.raises(SlotRootMismatchError):
+        rebuilder.finish()

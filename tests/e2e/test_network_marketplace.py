@@ -164,6 +164,8 @@ async def _scenario(net: Network) -> None:
     await net.until(repairer_proving, what="d proving the repaired slot", periods=2)
     repaired_bytes = repairer.node.registry.get_sample_value("codex_slot_repair_rebuilt_bytes_total")
     assert repaired_bytes == slot_size  # rebuilt from the other slots: the slot's own blocks existed nowhere
+    # InitialProving built the slot tree from the cell leaves the repair had hashed, not by hashing the slot again.
+    assert repairer.node.registry.get_sample_value("codex_proof_trees_from_offered_leaves_total") == 1
 
     # --- 5. the request finishes; the hosts holding a slot are paid; the client gets the rest back -------------
     end = await client.market.request_end(rid)

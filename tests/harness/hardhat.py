@@ -82,6 +82,11 @@ class HardhatNode:
             raise RuntimeError("hardhat node not started")
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def pid(self) -> int | None:
+        """The ``hardhat node`` process's id while it runs (None before start and after stop)."""
+        return None if self._proc is None else self._proc.pid
+
     def start(self) -> None:
         if self._proc is not None:
             raise RuntimeError("hardhat node already started")

@@ -9,10 +9,13 @@ import socket
 from typing import Any
 
 import pytest
+from aiohttp import ClientResponseError, RequestInfo
 from chainfixtures import chain_snapshot, eventually, market, new_request
+from multidict import CIMultiDict, CIMultiDictProxy
 from prometheus_client import CollectorRegistry
 from web3 import AsyncHTTPProvider, AsyncWeb3
 from web3.exceptions import Web3RPCError
+from yarl import URL
 
 from codex_node.errors import ChainError, ContractRevertError, SlotReservationNotAllowedError, TransactionError
 from codex_node.market.onchain import OnChainMarket
@@ -203,5 +206,63 @@ async def test_a_broadcast_whose_answer_is_lost_is_watched_and_lands_once(reache
         assert await nonce_of(client) == start + 1  # one transaction mined
         assert broadcasts == (1 if reached_the_node else 2)  # sent again (the same copy) only if it never arrived
         assert (await sender.send(deployment.token, data, label="approve")).nonce == start + 1
+        await sender.aclose()
+        await client.stop()
+
+
+async def test_a_lost_broadcast_that_never_reached_the_node_is_sent_again_before_the_next_nonce() -> None:
+    """An outage answered the first broadcast with an HTTP error (it never reached the node): the next send must not
+    broadcast the nonce after it first (a chain that cannot queue out-of-order nonces refuses it, and the gap blocks
+    every later transaction), nor may the lost one wait ``resend_after`` (90 s in production) to be sent again."""
+    async with chain_snapshot("eth-tester") as (chain, w3, deployment):
+        client = market(chain, w3, deployment)
+        sender = TxSender(w3, chain.accounts[0], client._shared.errors, poll_interval=0.01, resend_after=3600)
+        send_raw = w3.eth.send_raw_transaction
+        broadcasts: list[bytes] = []
+
+        async def first_lost(raw: Any) -> Any:
+            broadcasts.append(bytes(raw))
+            if len(broadcasts) == 1:
+                raise ClientResponseError(
+                    RequestInfo(URL("http://127.0.0.1"), "POST", CIMultiDictProxy(CIMultiDict())), (), status=500
+                )
+            return await send_raw(raw)
+
+        w3.eth.send_raw_transaction = first_lost  # type: ignore[method-assign]
+        token = client._shared.token
+        data = [bytes.fromhex(token.encode_abi("approve", args=[deployment.marketplace, n])[2:]) for n in (3, 4)]
+        start = await nonce_of(client)
+        first = asyncio.ensure_future(sender.send(deployment.token, data[0], label="approve"))
+        await eventually(lambda: len(broadcasts) >= 1)
+        second = await asyncio.wait_for(sender.send(deployment.token, data[1], label="approve"), 10)
+        assert (await asyncio.wait_for(first, 10)).nonce == start
+        assert second.nonce == start + 1
+        assert await nonce_of(client) == start + 2  # both mined, once each
+        assert broadcasts == [broadcasts[0], broadcasts[0], broadcasts[2]]  # the same copy again, then the next
+        await sender.aclose()
+        await client.stop()
+
+
+async def test_a_lost_broadcast_is_sent_again_as_soon_as_the_node_answers() -> None:
+    async with chain_snapshot("eth-tester") as (chain, w3, deployment):
+        client = market(chain, w3, deployment)
+        sender = TxSender(w3, chain.accounts[0], client._shared.errors, poll_interval=0.01, resend_after=3600)
+        send_raw = w3.eth.send_raw_transaction
+        broadcasts = 0
+
+        async def first_lost(raw: Any) -> Any:
+            nonlocal broadcasts
+            broadcasts += 1
+            if broadcasts == 1:
+                raise ConnectionResetError("connection reset by peer")
+            return await send_raw(raw)
+
+        w3.eth.send_raw_transaction = first_lost  # type: ignore[method-assign]
+        data = bytes.fromhex(client._shared.token.encode_abi("approve", args=[deployment.marketplace, 3])[2:])
+        start = await nonce_of(client)
+        sent = await asyncio.wait_for(sender.send(deployment.token, data, label="approve"), 10)
+        assert sent.nonce == start
+        assert broadcasts == 2
+        assert await nonce_of(client) == start + 1
         await sender.aclose()
         await client.stop()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
+from structlog.testing import capture_logs
 
 from codex_node.data.cid import Cid
 from codex_node.data.erasure import ErasureParams
@@ -367,6 +368,7 @@ async def test_metrics_count_proofs_tree_builds_and_cache_bytes(repo: RepoStore)
     assert value("codex_proof_tree_builds_total") == 1  # one build hashed the dataset and kept both slot trees
     assert (value("codex_proof_tree_build_seconds_sum") or 0) > 0
     assert value("codex_proof_tree_cache_bytes") == prover.cached_bytes > 0
+    assert value("codex_proof_trees_from_offered_leaves_total") == 0
     prover.close()
     assert value("codex_proofs_built_total") is None
 
@@ -387,3 +389,70 @@ async def test_a_host_holding_only_its_own_slot_of_a_protected_dataset_proves_it
         challenge = os.urandom(32)
         proof = await prover.prove(Slot(request, own), challenge)
         check_proof(proof, target_for(Slot(request, own), challenge))
+
+
+async def protected_request(repo: RepoStore) -> tuple[Cid, Request]:
+    original = await store(repo, os.urandom(39 * BLOCK_SIZE + 77))  # 20 rows: a slot of 20 blocks
+    protected = await protect_dataset(repo, original, await repo.get_manifest(original), ErasureParams(2, 1))
+    commitment = await dataset_commitment(repo, protected.cid, 3)
+    return protected.cid, request_for(commitment.content, 3, commitment.slot_size)
+
+
+async def slot_leaves(repo: RepoStore, cid: Cid, slot_index: int) -> bytes:
+    dataset = await slotdata_module.open_dataset(repo, cid, 3, only_slot=slot_index)
+    tree = await slotdata_module.slot_tree(repo, dataset, slot_index)
+    return b"".join(tree.leaf(i) for i in range(tree.cells))
+
+
+async def test_offered_leaves_of_a_repaired_slot_spare_hashing_it_again(repo: RepoStore) -> None:
+    cid, request = await protected_request(repo)
+    leaves = await slot_leaves(repo, cid, 1)
+    reader = CountingReader(repo)
+    registry = CollectorRegistry()
+    prover = Prover(reader, samples=SAMPLES, registry=registry)
+    prover.offer_slot_leaves(request, 1, leaves)
+    challenge = os.urandom(32)
+    with capture_logs() as logs:
+        proof = await prover.prove(Slot(request, 1), challenge)
+    check_proof(proof, target_for(Slot(request, 1), challenge))
+    assert [e["from_offered_leaves"] for e in logs if e["event"] == "slot tree built"] == [True]
+    assert registry.get_sample_value("codex_proof_trees_from_offered_leaves_total") == 1
+    # The protected manifest and the sampled blocks only: the slot's 20 blocks were not read to be hashed.
+    assert 2 <= len(reader.reads) <= 1 + SAMPLES
+    assert prover.stats.tree_builds == 1
+
+
+@pytest.mark.parametrize("change", ["one-leaf", "extra-zero-leaf", "other-slot"])
+async def test_offered_leaves_that_are_not_the_slots_are_ignored_and_the_slot_is_hashed(
+    repo: RepoStore, change: str
+) -> None:
+    cid, request = await protected_request(repo)
+    leaves = await slot_leaves(repo, cid, 1)
+    if change == "one-leaf":
+        leaves = leaves[:64] + bytes([leaves[64] ^ 1]) + leaves[65:]
+    elif change == "extra-zero-leaf":  # the same root (zero padding), one cell too many: sampling would be wrong
+        leaves += bytes(32)
+    else:
+        leaves = await slot_leaves(repo, cid, 0)
+    reader = CountingReader(repo)
+    prover = Prover(reader, samples=SAMPLES, registry=None)
+    prover.offer_slot_leaves(request, 1, leaves)
+    challenge = os.urandom(32)
+    with capture_logs() as logs:
+        proof = await prover.prove(Slot(request, 1), challenge)
+    check_proof(proof, target_for(Slot(request, 1), challenge))
+    assert [e["from_offered_leaves"] for e in logs if e["event"] == "slot tree built"] == [False]
+    assert len(reader.reads) >= request.ask.slot_size // BLOCK_SIZE  # the whole slot was read and hashed
+
+
+async def test_offered_leaves_are_bounded_and_dropped_when_the_slot_is_forgotten(repo: RepoStore) -> None:
+    cid, request = await protected_request(repo)
+    leaves = await slot_leaves(repo, cid, 1)
+    prover = Prover(repo, samples=SAMPLES, registry=None, cache_bytes=4 * 2 * len(leaves))
+    for index in (0, 1, 2):
+        prover.offer_slot_leaves(request, index, leaves)
+    held = [i for i in (0, 1, 2) if prover.has_offered_leaves(Slot(request, i))]
+    assert held == [1, 2]  # a quarter of the cache: the oldest dropped first
+    await prover.forget(Slot(request, 2))
+    assert not prover.has_offered_leaves(Slot(request, 2))
+    assert prover.has_offered_leaves(Slot(request, 1))

@@ -168,12 +168,17 @@ class FakeTimers:
 class RecordingHooks:
     filled: list[SalesAgent] = field(default_factory=list)
     cleaned: list[tuple[SalesAgent, int, bool]] = field(default_factory=list)
+    retried: list[SalesAgent] = field(default_factory=list)
 
     def worker_released(self, agent: SalesAgent) -> None:
         self.filled.append(agent)
 
-    async def sale_ended(self, agent: SalesAgent, returned_collateral: int, reprocess: bool) -> None:
+    async def sale_ended(
+        self, agent: SalesAgent, returned_collateral: int, reprocess: bool, *, retry: bool = False
+    ) -> None:
         self.cleaned.append((agent, returned_collateral, reprocess))
+        if retry:
+            self.retried.append(agent)
 
 
 @dataclass

@@ -97,9 +97,9 @@ async def test_end_sale_lowers_expiry_to_the_contract_end_before_the_clean_up(en
 
     clean = env.hooks.sale_ended
 
-    async def clean_second(*args: object) -> None:
+    async def clean_second(*args: object, **kwargs: object) -> None:
         order.append("clean")
-        await clean(*args)  # type: ignore[arg-type]
+        await clean(*args, **kwargs)  # type: ignore[arg-type]
 
     env.data_source.lower_expiry = lower_first  # type: ignore[method-assign]
     env.hooks.sale_ended = clean_second  # type: ignore[method-assign]
@@ -121,7 +121,7 @@ async def test_end_sale_still_cleans_up_when_lowering_expiry_fails(env: SalesEnv
 async def test_failing_clean_up_does_not_loop_through_errored(env: SalesEnv) -> None:
     agent = env.agent(0)
 
-    async def broken_clean_up(*_: object) -> None:
+    async def broken_clean_up(*_: object, **__: object) -> None:
         raise ChainError("metadata store gone")
 
     env.hooks.sale_ended = broken_clean_up  # type: ignore[method-assign]

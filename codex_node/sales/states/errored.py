@@ -9,21 +9,31 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
+from codex_node.errors import ChainError, ChainMismatchError, ContractRevertError, DeploymentFileError, TransactionError
 from codex_node.sales.states.base import SaleState
 
 if TYPE_CHECKING:
     from codex_node.sales.agent import SalesAgent
 
 
+def chain_unreachable(error: BaseException) -> bool:
+    """Whether ``error`` says only that the chain could not be asked (the provider failed, timed out or answered an
+    HTTP error), not that the chain or the contract said no: the same step may well succeed once it answers."""
+    refusals = (ContractRevertError, TransactionError, ChainMismatchError, DeploymentFileError)
+    return isinstance(error, ChainError) and not isinstance(error, refusals)
+
+
 class Errored(SaleState):
     terminal: ClassVar[bool] = True
     transitions: ClassVar[frozenset[str]] = frozenset()
 
-    def __init__(self, error: BaseException, *, reprocess: bool = False) -> None:
+    def __init__(self, error: BaseException, *, reprocess: bool = False, retry: bool = False) -> None:
         self.error = error
         self.reprocess = reprocess
+        self.retry = retry
+        """The slot is tried again, as new, a while later (a step before the fill met an unreachable chain)."""
 
     async def run(self, machine: SalesAgent) -> SaleState | None:
-        machine.log.error("sale errored", error=repr(self.error))
-        await machine.end_sale(reprocess=self.reprocess)
+        machine.log.error("sale errored", error=repr(self.error), retry=self.retry)
+        await machine.end_sale(reprocess=self.reprocess, retry=self.retry)
         return None

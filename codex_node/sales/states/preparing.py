@@ -18,7 +18,7 @@ from codex_node.market.types import SlotState
 from codex_node.sales.matching import why_not
 from codex_node.sales.states.base import SaleState, complete_despite_cancel
 from codex_node.sales.states.cancelled import Cancelled
-from codex_node.sales.states.errored import Errored
+from codex_node.sales.states.errored import Errored, chain_unreachable
 from codex_node.sales.states.failed import Failed
 from codex_node.sales.states.ignored import AVAILABILITY_MISMATCH, Ignored
 from codex_node.sales.states.slotreserving import SlotReserving
@@ -46,7 +46,7 @@ class Preparing(SaleState):
         try:
             return await self._prepare(machine)
         except CodexError as e:
-            return Errored(e)
+            return Errored(e, retry=chain_unreachable(e))
 
     async def _prepare(self, agent: SalesAgent) -> SaleState:
         market = agent.context.market

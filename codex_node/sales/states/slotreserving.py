@@ -15,7 +15,7 @@ from codex_node.errors import CodexError, SlotReservationNotAllowedError
 from codex_node.sales.states.base import SaleState
 from codex_node.sales.states.cancelled import Cancelled
 from codex_node.sales.states.downloading import Downloading
-from codex_node.sales.states.errored import Errored
+from codex_node.sales.states.errored import Errored, chain_unreachable
 from codex_node.sales.states.failed import Failed
 from codex_node.sales.states.ignored import Ignored
 from codex_node.sales.wallet import short_of_collateral, wallet_balance
@@ -50,5 +50,6 @@ class SlotReserving(SaleState):
         except SlotReservationNotAllowedError:
             return Ignored(reprocess=False, reason="slot reservation not allowed")
         except CodexError as e:
-            return Errored(e)
+            # Nothing is on chain yet, or a reservation that a retry finds (it then cannot reserve again: ignored).
+            return Errored(e, retry=chain_unreachable(e))
         return Downloading()
