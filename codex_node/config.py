@@ -23,6 +23,7 @@ import stat
 import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Literal, cast
 from urllib.parse import urlsplit
@@ -79,6 +80,9 @@ class NodeConfig:
     deployment: Path | None = None
     dev_block_time: int = 1
     eth_confirmations: int = 0
+    eth_resend_after: int = 90
+    eth_max_fee_per_gas: int | None = None
+    """Wei per gas (the flag is in gwei)."""
     validator: bool = False
     validator_groups: int | None = None
     validator_group_index: int = 0
@@ -222,6 +226,27 @@ def _duration(minimum: int) -> Callable[[str], int]:
         return n
 
     return parse
+
+
+WEI_PER_GWEI = 10**9
+
+
+def _gwei(text: str) -> int:
+    """A fee in gwei (``50``, ``1.5``; at most 9 decimals: whole wei) → wei."""
+    try:
+        gwei = Decimal(text.strip())
+    except InvalidOperation:
+        raise ValueError(f"'{text}' is not a number of gwei (e.g. 50 or 1.5)") from None
+    if not gwei.is_finite() or gwei <= 0:
+        raise ValueError(f"'{text}' must be more than 0 gwei")
+    wei = gwei * WEI_PER_GWEI
+    if wei != wei.to_integral_value():
+        raise ValueError(f"'{text}' is finer than one wei (at most 9 decimals)")
+    return int(wei)
+
+
+def _show_gwei(v: object) -> str:
+    return f"{Decimal(v) / WEI_PER_GWEI:f} gwei" if isinstance(v, int) else str(v)
 
 
 def _log_format(text: str) -> str:
@@ -570,6 +595,25 @@ OPTIONS: tuple[Option, ...] = (
         "blocks a marketplace event must be buried under before the node acts on it (0: at once)",
         _int_in(0, 1000),
         metavar="N",
+        group="marketplace",
+    ),
+    Option(
+        "--eth-resend-after",
+        "how long a transaction may stay unmined before it is sent again with its nonce (and a higher fee if the "
+        "chain wants one)",
+        _duration(1),
+        metavar="DURATION",
+        show=_show_duration,
+        group="marketplace",
+    ),
+    Option(
+        "--eth-max-fee-per-gas",
+        "the most, in gwei, any transaction offers per gas however often it is sent again (50, 1.5); while the chain "
+        "asks for more, a transaction waits at the cap (a warning, metric codex_chain_transactions_at_fee_cap); "
+        "default: no cap",
+        _gwei,
+        metavar="GWEI",
+        show=_show_gwei,
         group="marketplace",
     ),
     Option(

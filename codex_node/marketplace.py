@@ -99,9 +99,9 @@ class MarketplaceParts:
     """The connection the market runs on (the monitor reads the head and the gas balance through it)."""
     proof_margins: ProofMargins | None = None
     fetcher: BlockFetcher | None = None
-    """Verified blocks from peers (``blockexchange/``); ``None`` without a ``Providers``."""
+    """Verified blocks from peers (``blockexchange/``, the node's own); ``None`` without a block exchange."""
     network: NetworkDatasets | None = None
-    """Datasets fetched from peers for the ``/data/{cid}/network…`` routes; ``None`` without a ``Providers``."""
+    """Datasets fetched from peers for the ``/data/{cid}/network…`` routes (the node's own, see ``Node.network``)."""
 
 
 class _Exits:
@@ -166,8 +166,15 @@ async def start_marketplace(
     providers: Providers | None = None,
     repairer: SlotRepairer | None = None,
     shared_chain: SharedChain | None = None,
+    fetcher: BlockFetcher | None = None,
+    network: NetworkDatasets | None = None,
 ) -> MarketplaceParts:
-    """Build and start the chain, the Market and Sales (see the module docstring); return them."""
+    """Build and start the chain, the Market and Sales (see the module docstring); return them.
+
+    ``fetcher`` (and ``network``): the node's block exchange, built and started by the node (``node.py``) so the
+    ``/data/{cid}/network…`` routes work without a marketplace too; sales fetch their slots through it. Without
+    one, a ``providers`` makes this function build its own (tests that start only the marketplace).
+    """
     chain: EmbeddedChain | None = None
     account: LocalAccount | str
     if shared_chain is not None:
@@ -187,7 +194,11 @@ async def start_marketplace(
         account = provider.account(config.eth_private_key, config.eth_account)
 
     found = await identity.verify(kv, w3, deployment.marketplace, data_dir=str(config.data_dir))
-    options = market_options or MarketOptions(confirmations=config.eth_confirmations)
+    options = market_options or MarketOptions(
+        confirmations=config.eth_confirmations,
+        resend_after=config.eth_resend_after,
+        max_fee_per_gas=config.eth_max_fee_per_gas,
+    )
     market = OnChainMarket(w3, deployment, account, kv, options=options, registry=registry)
     head = await w3.eth.get_block("latest")
     market.clock.observe(int(head["number"]), int(head["timestamp"]))
@@ -199,20 +210,19 @@ async def start_marketplace(
     registry.register(ReservationsCollector(reservations.availability_totals))  # the node's own registry
     local_source = LocalSlotDataSource(repo)
     data_source: SlotDataSource = local_source
-    fetcher: BlockFetcher | None = None
-    network: NetworkDatasets | None = None
-    if providers is not None:
-        # Slots come from peers: fetched, verified and stored block by block, then held like local ones.
+    if fetcher is None and providers is not None:
         fetcher = BlockFetcher(repo, providers, clock, metrics=FetchMetrics(registry))
         await start_part("block fetcher", fetcher)
+        network = NetworkDatasets(repo, fetcher)
+        await start_part("network downloads", network)
+    if fetcher is not None:
+        # Slots come from peers: fetched, verified and stored block by block, then held like local ones.
         # A slot in Repair is rebuilt from K other slots, read through the same fetcher (local blocks first).
         # The repaired slot's cell leaves go to the prover: InitialProving does not hash that slot again.
         repairer = repairer or RepoSlotRepairer(
             repo, fetcher, registry=registry, on_slot_leaves=prover.offer_slot_leaves
         )
         data_source = NetworkSlotDataSource(repo, fetcher, local_source, repairer=repairer)
-        network = NetworkDatasets(repo, fetcher)
-        await start_part("network downloads", network)
     ledger = EarningsLedger(kv, market.clock)
     registry.register(LedgerCollector(ledger))
     account_metrics = AccountMetrics(registry)

@@ -17,6 +17,8 @@ Data dir layout::
 
 The peers part (node key, peer record, peer table, discovery: ``peers/part.py``) starts after the metadata store;
 ``node.peers`` is the ``Providers`` the network's fetchers use. Its discovery rounds start once the API serves.
+The block exchange (``node.fetcher``, and ``node.network`` behind the ``/data/{cid}/network…`` routes) starts after
+the repo, with or without a marketplace; sales fetch their slots through the same fetcher.
 The marketplace (the chain, embedded by default or remote; the Market on it; Sales) starts after the repo and
 before the API (``marketplace.py``), Purchasing with it; with ``--validator`` the Validator
 (``validation/``) starts after it, on the node's account and the market's event stream and chain clock. A node given a
@@ -45,6 +47,9 @@ from codex_node.api.app import API_PREFIX, create_app
 from codex_node.api.guards import guard_metrics
 from codex_node.api.server import HttpServer
 from codex_node.api.services import DevChain, Services, provide
+from codex_node.blockexchange.datasets import NetworkDatasets
+from codex_node.blockexchange.fetcher import BlockFetcher
+from codex_node.blockexchange.metrics import FetchMetrics
 from codex_node.clock import Clock, SystemClock
 from codex_node.config import NodeConfig, open_api_warning
 from codex_node.market import provider
@@ -94,6 +99,10 @@ class Node:
         self.peers: Peers | None = None
         """The network's peers: a ``Providers`` for the block exchange, and what the peer routes serve."""
         self.validator: Validator | None = None
+        self.fetcher: BlockFetcher | None = None
+        """The block exchange's fetcher (verified blocks from ``peers``), with or without a marketplace."""
+        self.network: NetworkDatasets | None = None
+        """Datasets fetched from peers (the ``/data/{cid}/network…`` routes), with or without a marketplace."""
         # The node's own metrics registry, passed to every part and hung on the process-wide one while the node
         # runs: a second node in the same process (tests) never collides with the first's series.
         self.registry = CollectorRegistry(auto_describe=True)
@@ -185,6 +194,15 @@ class Node:
         await self._parts.start("block maintainer", maintainer)
         self.maintainer = maintainer
 
+        # The block exchange: verified blocks from peers, for the /data/{cid}/network routes (with or without a
+        # marketplace) and for sales fetching their slots.
+        fetcher = BlockFetcher(repo, peers, self.clock, metrics=FetchMetrics(self.registry))
+        await self._parts.start("block fetcher", fetcher)
+        self.fetcher = fetcher
+        network = NetworkDatasets(repo, fetcher)
+        await self._parts.start("network downloads", network)
+        self.network = network
+
         if c.chain_mode != "none":
             mp = await start_marketplace(
                 c,
@@ -195,6 +213,8 @@ class Node:
                 registry=self.registry,
                 providers=self.peers,
                 shared_chain=self._shared_chain,
+                fetcher=fetcher,
+                network=network,
             )
             self.marketplace = mp
             self.chain = mp.info
@@ -237,7 +257,14 @@ class Node:
         """What the API's routes reach, once every part they may touch has started."""
         mp = self.marketplace
         if mp is None:
-            return Services(config=self.config, node=self, repo=self.repo, monitor=self.monitor, peers=self.peers)
+            return Services(
+                config=self.config,
+                node=self,
+                repo=self.repo,
+                monitor=self.monitor,
+                peers=self.peers,
+                network=self.network,
+            )
         dev = None
         if mp.chain is not None:
             dev = DevChain(chain=mp.chain, market=mp.market, client=mp.market.for_account(mp.chain.client_account))
@@ -255,7 +282,7 @@ class Node:
             ledger=mp.ledger,
             account_metrics=mp.account_metrics,
             peers=self.peers,
-            network=mp.network,
+            network=self.network,
             validator=self.validator,
         )
 

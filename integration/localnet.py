@@ -214,6 +214,8 @@ class LocalNet:
     root: Path
     chain: hardhat.HardhatNode = field(default_factory=hardhat.HardhatNode)
     nodes: dict[str, LocalNode] = field(default_factory=dict)
+    stopped: set[str] = field(default_factory=set)
+    """Nodes stopped on purpose (:meth:`stop_node`): a wait does not take their exit for a crash."""
     deployment_file: Path | None = None
     chainless: bool = False
     """Started with ``start(chain=False)``: no Hardhat, no deployment; nodes run storage only (``--no-marketplace``)."""
@@ -309,10 +311,19 @@ class LocalNet:
         self.wait_for(lambda: _ready(node), what=f"{name} ready (/health)")
         return node
 
+    def stop_node(self, name: str) -> None:
+        """Stop ``name`` (SIGTERM) and leave it stopped (:meth:`restart_node` starts it again)."""
+        node = self.nodes[name]
+        node.api.close()
+        self.stopped.add(name)
+        if node.process.running:
+            node.process.stop()
+
     def restart_node(self, name: str, *, kill: bool = False) -> LocalNode:
-        """Stop ``name`` (SIGTERM; SIGKILL with ``kill``: no clean-up runs, as in a crash) and start it again on
-        its data dir, account and flags."""
+        """Stop ``name`` if it runs (SIGTERM; SIGKILL with ``kill``: no clean-up runs, as in a crash) and start it
+        again on its data dir, account and flags."""
         old = self.nodes[name]
+        self.stopped.discard(name)
         old.api.close()
         if old.process.running:
             if kill:
@@ -385,7 +396,7 @@ class LocalNet:
             found = probe()
             if found is not None and found is not False:
                 return found
-            dead = [n.name for n in self.nodes.values() if not n.process.running]
+            dead = [n.name for n in self.nodes.values() if not n.process.running and n.name not in self.stopped]
             if dead:
                 raise NodeExitedError(f"waiting for {what}: node(s) {dead} exited")
             if time.monotonic() > deadline:

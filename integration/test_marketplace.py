@@ -110,9 +110,9 @@ def test_nodes_negotiate_a_contract_hosts_are_paid_and_the_client_gets_the_rest_
         host.api.update_availability(offers[host.name], until=end - 1)  # before the hosted slot's end
     assert host.api.list_availabilities()[0].total_size == slot_size  # nothing half written
 
-    # --- periodic proofs: every host proves its slot --------------------------------------------------------
+    # --- periodic proofs: every host proves its slot (a fill carries a proof: a periodic one is the second) ---
     def every_slot_proven() -> bool:
-        return all(net.view.proofs_submitted(s) >= 1 for s in sids)
+        return all(net.view.proofs_submitted(s) >= 2 for s in sids)
 
     net.until(every_slot_proven, what="a proof of every slot", periods=3)
 

@@ -2,12 +2,13 @@
 into the repo, and a stream while fetching.
 
 All three start with the dataset's manifest, verified against its CID (from the repo if it is here). The
-background download (``POST /data/{cid}/network``) stores the dataset exactly as an upload would: window by window
-through an :class:`~codex_node.stores.uploads.UploadSession`, then the manifest, so a download that fails or is
-stopped leaves nothing behind, and a finished one is listed by ``GET /data`` and read by ``GET /data/{cid}``. One
-download per dataset runs at a time; the tasks are owned here and cancelled when the node stops. The stream
-(``GET …/network/stream``) fetches window by window in order, one window ahead, and stores nothing: its memory is
-two windows (:data:`WINDOW_BLOCKS` blocks each) whatever the dataset's size.
+background download (``POST /data/{cid}/network``) stores the dataset exactly as an upload would: batch by batch
+as the fetcher's parallel workers verify them, through an :class:`~codex_node.stores.uploads.UploadSession`, then
+the manifest, so a download that fails or is stopped leaves nothing behind, and a finished one is listed by
+``GET /data`` and read by ``GET /data/{cid}``. One download per dataset runs at a time; the tasks are owned here
+and cancelled when the node stops. The stream (``GET …/network/stream``) fetches window by window in order, one
+window ahead, and stores nothing: its memory is two windows (:data:`WINDOW_BLOCKS` blocks each) whatever the
+dataset's size.
 
 This module never serves HTTP (``api/routes/network.py`` does) and never reads a block it has not verified
 (:class:`~codex_node.blockexchange.fetcher.BlockFetcher` checks each against its CID).
@@ -16,6 +17,7 @@ This module never serves HTTP (``api/routes/network.py`` does) and never reads a
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator
 
 import structlog
@@ -31,7 +33,11 @@ from codex_node.utils.trackedtasks import TrackedTasks
 log = structlog.get_logger(__name__)
 
 WINDOW_BLOCKS = 128
-"""Blocks fetched (and, for a download, stored) per window: 8 MiB of 64 KiB blocks."""
+"""Blocks fetched per window of a stream (and read per group of blocks a download finds here): 8 MiB of 64 KiB
+blocks."""
+SEGMENT_BLOCKS = 4096
+"""Blocks a download hands the fetcher at a time (256 MiB of 64 KiB blocks): their CIDs are all the download
+holds in memory besides the fetcher's batches in flight."""
 
 
 class NetworkDatasets:
@@ -45,6 +51,7 @@ class NetworkDatasets:
         self._window = window_blocks
         self._tasks = TrackedTasks("network downloads")
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._seq = 0  # the next upload-session group number (unique per node run is enough)
 
     async def start(self) -> None:
         self._tasks.reopen()
@@ -114,9 +121,8 @@ class NetworkDatasets:
         info = manifest.info
         log.info("network download started", cid=cid.text, blocks=manifest.block_count, bytes=info.dataset_size)
         try:
-            for seq, start in enumerate(range(0, manifest.block_count, self._window)):
-                data = await self._window_bytes(cid, manifest, start)
-                await session.put_group(seq, data, info.block_size, None)
+            for start in range(0, manifest.block_count, SEGMENT_BLOCKS):
+                await self._segment(session, cid, manifest, start)
             stored = await session.finish(manifest, None)
         except CodexError as e:
             await asyncio.shield(session.abort())
@@ -127,3 +133,25 @@ class NetworkDatasets:
             raise
         assert stored == cid  # manifest() accepted only the canonical form
         log.info("network download finished", cid=cid.text, blocks=manifest.block_count, bytes=info.dataset_size)
+
+    async def _segment(self, session: UploadSession, key: Cid, manifest: Manifest, start: int) -> None:
+        """Store blocks ``start…start+SEGMENT_BLOCKS`` as referenced by ``session``, once per position.
+
+        The blocks not here are fetched by the fetcher's parallel workers and stored batch by batch as they land
+        (verified against their CIDs by the fetcher, so not hashed again); those here are read and referenced.
+        """
+        cids = [manifest.block_cid(i) for i in range(start, min(start + SEGMENT_BLOCKS, manifest.block_count))]
+        uses = Counter(c.text for c in cids)
+        unique = list({c.text: c for c in cids}.values())
+        here = {c.text for c in unique if self._repo.has_block(c)}
+        held = [c for c in unique if c.text in here]
+        missing = [c for c in unique if c.text not in here]
+
+        async def store(blocks: list[tuple[Cid, bytes]]) -> None:
+            seq, self._seq = self._seq, self._seq + 1
+            await session.put_verified(seq, [(c, data) for c, data in blocks for _ in range(uses[c.text])], None)
+
+        for i in range(0, len(held), self._window):
+            group = held[i : i + self._window]
+            await store(list(zip(group, await self._fetcher.get_blocks(group, hint=key), strict=True)))
+        await self._fetcher.fetch(missing, hint=key, on_verified=store)

@@ -167,7 +167,7 @@ class NetworkSlotDataSource:
             nonlocal stored
             # Out of the reservation first, then into the repo: the quota never holds the bytes twice.
             await on_blocks(sum(uses[cid.text] for cid, _ in blocks) * BLOCK_SIZE)
-            await self._repo.put_blocks(blocks, ttl)
+            await self._repo.put_blocks(blocks, ttl, verified=True)  # the fetcher checked each against its CID
             stored += len(blocks)
 
         log.info("fetching slot blocks from peers", manifest=hint.text, blocks=len(missing), held_positions=held)

@@ -130,13 +130,23 @@ class Reservation(ClientModel):
     valid_until: int
 
 
+class DownloadProgress(ClientModel):
+    """How far a slot's download got: ``bytes`` of ``total`` secured, as of ``at`` (unix seconds)."""
+
+    at: int
+    bytes: int
+    total: int
+
+
 class SaleTransition(ClientModel):
-    """One transition of a sale: at ``at`` (unix seconds), from ``from_state`` to ``to_state``, moved by ``cause``."""
+    """One transition of a sale: at ``at`` (unix seconds), from ``from_state`` to ``to_state``, moved by ``cause``;
+    on a slot's SaleDownloading entry, ``progress`` says how far the download got."""
 
     at: int
     from_state: str | None = Field(alias="from")
     to_state: str = Field(alias="to")
     cause: str
+    progress: DownloadProgress | None = None
 
 
 class SlotSale(ClientModel):

@@ -407,7 +407,9 @@ class EventStream:
         head = ChainHead(
             int(block["number"]), int(block["timestamp"]), bytes(block["hash"]), bytes(block["parentHash"])
         )
-        if self._head is None or head.number > self._head.number:
+        # A later timestamp counts too: after a reorganisation to a shorter chain the new blocks have numbers the
+        # stream saw already, and the clock must still move with them (it never goes back).
+        if self._head is None or head.number > self._head.number or head.timestamp > self._head.timestamp:
             self._head = head
             self._metrics.head_block.set(head.number)
             for listener in list(self._listeners):

@@ -6,7 +6,9 @@ chain's current fees or 12.5 % more than the waiting transaction, whichever is h
 dropped has nothing to outbid: :func:`at_least` keeps its fees unless the chain now asks for more.
 
 Fee fields are those of web3's ``TxParams``: ``maxFeePerGas`` and ``maxPriorityFeePerGas`` on chains with a base
-fee, ``gasPrice`` on the others. Must never lower a fee it was given.
+fee, ``gasPrice`` on the others. :func:`outbid` and :func:`at_least` never lower a fee they were given;
+:func:`capped` is the one place a fee is lowered: to the operator's cap (``--eth-max-fee-per-gas``), which no
+transaction ever offers more than.
 """
 
 from __future__ import annotations
@@ -41,3 +43,30 @@ def _combine(current: Mapping[str, Any], old: Mapping[str, Any], raise_old: Call
     tip = max(int(current["maxPriorityFeePerGas"]), raise_old(old_tip) if old_tip else 0)
     cap = max(int(current["maxFeePerGas"]), raise_old(old_cap) if old_cap else 0, tip)
     return {"maxFeePerGas": cap, "maxPriorityFeePerGas": tip}
+
+
+def capped(offer: Mapping[str, int], max_fee: int | None) -> FeeFields:
+    """``offer`` with no fee above ``max_fee`` wei per gas (``None``: no cap). The tip never exceeds the fee cap."""
+    out = dict(offer)
+    if max_fee is None:
+        return out
+    for name in ("gasPrice", "maxFeePerGas", "maxPriorityFeePerGas"):
+        if name in out:
+            out[name] = min(out[name], max_fee)
+    return out
+
+
+def over_cap(wanted: Mapping[str, int], max_fee: int | None) -> bool:
+    """Whether ``wanted`` offers more than ``max_fee`` (the chain asks for more than the operator allows)."""
+    if max_fee is None:
+        return False
+    return max(wanted.get("maxFeePerGas", 0), wanted.get("gasPrice", 0)) > max_fee
+
+
+def raises(new: Mapping[str, int], old: Mapping[str, Any]) -> bool:
+    """Whether ``new`` offers more than ``old`` on its fee cap (or gas price): a copy worth sending again."""
+
+    def top(fees: Mapping[str, Any]) -> int:
+        return int(fees.get("maxFeePerGas") or fees.get("gasPrice") or 0)
+
+    return top(new) > top(old)

@@ -107,6 +107,8 @@ class MarketOptions:
     receipt_poll_interval: float = 0.1
     resend_after: float = DEFAULT_RESEND_AFTER
     """Seconds a transaction may stay unmined before it is sent again with its nonce (``market/txsender.py``)."""
+    max_fee_per_gas: int | None = None
+    """The most a transaction offers per gas, in wei, however often it is sent again (``None``: no cap)."""
 
 
 class _Shared:
@@ -181,6 +183,7 @@ class OnChainMarket:
             receipt_timeout=options.receipt_timeout,
             poll_interval=options.receipt_poll_interval,
             resend_after=options.resend_after,
+            max_fee_per_gas=options.max_fee_per_gas,
         )
         self._sender.after_mined = shared.events.wake
         self._address = self._sender.address

@@ -36,8 +36,18 @@ higher), since the chain evidently wants more. Whichever copy is mined ends the 
 used for it, so the nonce sequence stays whole. When the account's nonce moved past ours while none of our copies
 was mined, another transaction used it (the key is used elsewhere): the send fails with a TransactionError.
 
+**Fee cap.** With ``max_fee_per_gas`` (the operator's ``--eth-max-fee-per-gas``) no copy ever offers more than
+the cap (``fees.capped``), however often it is sent again. When the chain asks for more, the sender logs a
+warning once per transaction, counts it in ``codex_chain_transactions_at_fee_cap`` and keeps waiting and checking
+at the cap (a dropped copy is sent again at the cap; a waiting one is left alone, as outbidding it would pay
+more) until the base fee comes down or ``receipt_timeout`` ends the send.
+
+**Nonces after a reorganisation.** The next nonce is kept between sends only while another send holds one; a
+send that finds none in flight reads the account's ``pending`` count from the chain. So transactions that were
+mined on blocks a reorganisation (or Hardhat's ``evm_revert``) removed leave no gap: their nonces are used again.
+
 Metrics (:class:`TxMetrics`): transactions sent, sent again and failed by contract function, transactions
-broadcast whose receipt has not been seen yet.
+broadcast whose receipt has not been seen yet, transactions waiting at the fee cap.
 """
 
 from __future__ import annotations
@@ -109,6 +119,11 @@ class TxMetrics:
             "Transactions broadcast whose receipt has not been seen yet",
             registry=registry,
         )
+        self.at_fee_cap = Gauge(
+            "codex_chain_transactions_at_fee_cap",
+            "Transactions waiting because the chain asks for a higher fee than --eth-max-fee-per-gas allows",
+            registry=registry,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +150,8 @@ class _Job:
     """Every copy broadcast (the first, then each one sent again)."""
     lost: bool = False
     """Its broadcast's answer was lost and the node has not been seen holding it yet (module docstring)."""
+    at_fee_cap: bool = False
+    """The chain asked for more than the fee cap (counted in the gauge until the send ends)."""
     broadcast_done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -158,11 +175,16 @@ class TxSender:
         receipt_timeout: float = DEFAULT_RECEIPT_TIMEOUT,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         resend_after: float = DEFAULT_RESEND_AFTER,
+        max_fee_per_gas: int | None = None,
     ) -> None:
+        """``max_fee_per_gas``: the most any copy of a transaction offers per gas, in wei (``None``: no cap)."""
         if gas_margin < 1.0:
             raise ValueError("gas_margin must be at least 1.0")
         if resend_after <= 0 or poll_interval <= 0:
             raise ValueError("resend_after and poll_interval must be positive")
+        if max_fee_per_gas is not None and max_fee_per_gas <= 0:
+            raise ValueError("max_fee_per_gas must be positive")
+        self._max_fee = max_fee_per_gas
         self._w3 = w3
         self._local = account if isinstance(account, LocalAccount) else None
         self._address = Address(to_checksum_address(account.address if isinstance(account, LocalAccount) else account))
@@ -250,7 +272,23 @@ class TxSender:
         if self._chain_id is None:
             self._chain_id = await self._chain(job, "reading the chain id", self._w3.eth.chain_id)
         current = await self._chain(job, "reading the fees", self._current_fees())
-        return cast("TxParams", {"chainId": self._chain_id, **current})
+        return cast("TxParams", {"chainId": self._chain_id, **self._within_cap(job, current)})
+
+    def _within_cap(self, job: _Job, wanted: dict[str, int]) -> dict[str, int]:
+        """``wanted`` lowered to the fee cap; the first time a send of ``job`` meets the cap is logged and counted."""
+        if fees.over_cap(wanted, self._max_fee):
+            if not job.at_fee_cap:
+                job.at_fee_cap = True
+                self._metrics.at_fee_cap.inc()
+                log.warning(
+                    "the chain asks for more than the fee cap: waiting at the cap",
+                    function=job.label,
+                    nonce=job.nonce,
+                    wanted=wanted,
+                    max_fee_per_gas=self._max_fee,
+                )
+            return fees.capped(wanted, self._max_fee)
+        return wanted
 
     async def _broadcast_in_order(self, job: _Job, params: TxParams) -> bytes:
         # Cancellable only until the nonce is taken: from then on the caller no longer cancels this task (see
@@ -264,11 +302,25 @@ class TxSender:
                 job.broadcast_done.set()
 
     async def _take_nonce(self, job: _Job) -> int:
-        if self._next_nonce is None:
+        if self._next_nonce is None or not self._nonce_held(job):
+            # No other send holds a nonce: the chain's count is the truth. It is lower than ours when blocks with
+            # our mined transactions left the chain (a reorganisation): their nonces are free again.
             address = cast(ChecksumAddress, self._address)
             count = await self._chain(job, "reading the nonce", self._w3.eth.get_transaction_count(address, "pending"))
+            if self._next_nonce is not None and int(count) < self._next_nonce:
+                log.warning(
+                    "the account's nonce went back on chain (blocks left the chain): using it again",
+                    expected=self._next_nonce,
+                    chain=int(count),
+                )
             self._next_nonce = int(count)
         return self._next_nonce
+
+    def _nonce_held(self, job: _Job) -> bool:
+        """Whether another send holds a nonce and is not finished (its transaction may not be mined yet)."""
+        return any(
+            other is not job and other.nonce is not None and not task.done() for task, other in self._tasks.items()
+        )
 
     async def _broadcast(self, job: _Job, params: TxParams, nonce: int) -> bytes:
         params = {**params, "nonce": Nonce(nonce)}
@@ -431,7 +483,10 @@ class TxSender:
                 )
             return receipt
         current = await self._current_fees()
-        new_fees = fees.at_least(current, sent) if waiting is None else fees.outbid(current, waiting)
+        wanted = fees.at_least(current, sent) if waiting is None else fees.outbid(current, waiting)
+        new_fees = self._within_cap(job, wanted)
+        if waiting is not None and not fees.raises(new_fees, waiting):
+            return None  # at the cap: outbidding it would pay more than the operator allows; it waits as it is
         params = cast("TxParams", {**sent, **new_fees})
         if "maxFeePerGas" in new_fees:
             params.pop("gasPrice", None)
@@ -489,6 +544,8 @@ class TxSender:
 
     def _finished(self, task: asyncio.Task[SentTransaction]) -> None:
         job = self._tasks.pop(task)
+        if job.at_fee_cap:
+            self._metrics.at_fee_cap.dec()
         if task.cancelled():
             return
         error = task.exception()

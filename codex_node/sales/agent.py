@@ -150,6 +150,16 @@ class SalesAgent(Machine[SaleState]):
             full = self.data.request.ask.collateral_per_slot if self.data.request is not None else 0
             self.record_money(EntryKind.SLASHED, max(0, full - payment.collateral))
 
+    def record_download(self, nbytes: int, total: int) -> None:
+        """``nbytes`` of the slot's ``total`` are in the repo: the slot's history shows it (throttled there)."""
+        recorder = self.context.download_progress
+        if recorder is None:
+            return
+        try:
+            recorder.progress(self.slot_id, nbytes, total)
+        except CodexError as e:
+            self.log.warning("could not record the download's progress", nbytes=nbytes, error=repr(e))
+
     def record_proof(self, proof: ProofRecord) -> None:
         book = self.context.book
         if book is None or self.data.sale_id is None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from codex_node.clock import Clock
 from codex_node.market.market import Market
-from codex_node.market.types import Request, RequestId, Slot
+from codex_node.market.types import Request, RequestId, Slot, SlotId
 
 if TYPE_CHECKING:
     from codex_node.proofs import StorageProof
@@ -70,6 +70,14 @@ class SalesReservations(Protocol):
 
     async def lower_collateral(self, reservation_id: bytes, availability_id: bytes, collateral: int) -> Reservation:
         """Keep only ``collateral`` in the reservation; the rest returns to the availability now."""
+        ...
+
+
+class DownloadProgress(Protocol):
+    """Where a slot's download progress is kept (``sales.history.SaleHistory`` implements it)."""
+
+    def progress(self, slot: SlotId, nbytes: int, total: int) -> bool:
+        """``nbytes`` of the slot's ``total`` are secured; the recorder decides how often it writes."""
         ...
 
 
@@ -129,6 +137,8 @@ class SalesContext:
     """Where the states record the money of a sale (``SalesAgent.record_money``); ``None``: not recorded."""
     book: SaleBook | None = None
     """Where the proofs of a sale are recorded (``SalesAgent.record_proof``); ``None``: not recorded."""
+    download_progress: DownloadProgress | None = None
+    """Where a slot's download progress is recorded (``SalesAgent.record_download``); ``None``: not recorded."""
 
 
 class SalesData:

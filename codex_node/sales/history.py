@@ -9,6 +9,11 @@ Each slot keeps its last :data:`MAX_ENTRIES_PER_SLOT` transitions; the histories
 :data:`MAX_ENDED_SLOTS` ended sales are kept and older ones are deleted, so the store cannot grow without bound.
 Each record goes in with its pruning in one write batch.
 
+Download progress (:meth:`SaleHistory.progress`) is not a transition: it is a ``progress`` field (bytes secured, of
+the slot's size) on the slot's latest entry while that entry is its Downloading one, rewritten in place at most
+once per second of the clock (and once more at the end), so a download adds no entry and at most one small write
+per second, whatever its size.
+
 The sales themselves — every sale ever started, its outcome, reason or error, transitions and proofs, paged for
 ``GET /sales/history`` — are kept by the :class:`~codex_node.sales.salebook.SaleBook` this history holds
 (:attr:`SaleHistory.book`): the per-slot transitions here serve ``GET /sales/slots/{slotId}`` as before.
@@ -17,7 +22,7 @@ The sales themselves — every sale ever started, its outcome, reason or error, 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from codex_node.clock import Clock
 from codex_node.market.types import RequestId, SlotId
@@ -30,22 +35,48 @@ MAX_ENTRIES_PER_SLOT = 64
 MAX_ENDED_SLOTS = 256
 
 
+DOWNLOADING = "SaleDownloading"
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """How far a slot's download is: ``nbytes`` of ``total`` secured in the repo, as of ``at``."""
+
+    at: int
+    nbytes: int
+    total: int
+
+
 @dataclass(frozen=True, slots=True)
 class HistoryEntry:
-    """One transition: ``from_state`` is ``None`` for the first state of an agent (also after a restart)."""
+    """One transition: ``from_state`` is ``None`` for the first state of an agent (also after a restart).
+
+    ``progress``: on a Downloading entry, how far the download got (``None`` before its first batch)."""
 
     at: int
     from_state: str | None
     to_state: str
     cause: str
+    progress: Progress | None = None
 
     def to_json(self) -> dict[str, object]:
-        return {"at": self.at, "from": self.from_state, "to": self.to_state, "cause": self.cause}
+        d: dict[str, object] = {"at": self.at, "from": self.from_state, "to": self.to_state, "cause": self.cause}
+        if self.progress is not None:
+            p = self.progress
+            d["progress"] = {"at": p.at, "bytes": p.nbytes, "total": p.total}
+        return d
 
     @staticmethod
     def from_json(raw: bytes) -> HistoryEntry:
         d = json.loads(raw)
-        return HistoryEntry(at=int(d["at"]), from_state=d["from"], to_state=str(d["to"]), cause=str(d["cause"]))
+        p = d.get("progress")
+        return HistoryEntry(
+            at=int(d["at"]),
+            from_state=d["from"],
+            to_state=str(d["to"]),
+            cause=str(d["cause"]),
+            progress=None if p is None else Progress(int(p["at"]), int(p["bytes"]), int(p["total"])),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +118,7 @@ class SaleHistory:
         # slot-hex → (first kept seq, next seq); filled lazily from the store.
         self._ranges: dict[str, tuple[int, int]] = {}
         self._ended: list[tuple[int, EndedSale]] | None = None
+        self._progress_at: dict[str, int] = {}  # slot-hex → clock second of its last progress write
         self.book = SaleBook(kv, clock)
 
     def record(self, slot: SlotId, from_state: str | None, to_state: str, cause: str) -> HistoryEntry:
@@ -101,7 +133,33 @@ class SaleHistory:
             first += 1
         self._kv.write(batch)
         self._ranges[key] = (first, nxt)
+        self._progress_at.pop(key, None)
         return entry
+
+    def progress(self, slot: SlotId, nbytes: int, total: int) -> bool:
+        """Record that ``nbytes`` of the slot's ``total`` are secured, on its latest entry if that is its
+        Downloading one; at most once per clock second unless the download is complete. Returns whether it wrote."""
+        key = slot.hex()
+        now = self._clock.now()
+        done = nbytes >= total
+        if not done and self._progress_at.get(key) == now:
+            return False
+        first, nxt = self._range(key)
+        if nxt == first:
+            return False
+        raw = self._kv.get(_entry_key(key, nxt - 1))
+        if raw is None:
+            return False
+        entry = HistoryEntry.from_json(raw)
+        if entry.to_state != DOWNLOADING:
+            return False
+        updated = replace(entry, progress=Progress(now, min(nbytes, total), total))
+        self._kv.put(_entry_key(key, nxt - 1), json.dumps(updated.to_json()).encode())
+        if done:
+            self._progress_at.pop(key, None)
+        else:
+            self._progress_at[key] = now
+        return True
 
     def entries(self, slot: SlotId) -> list[HistoryEntry]:
         return [HistoryEntry.from_json(v) for _, v in self._kv.iterate(f"{PREFIX}{slot.hex()}/")]

@@ -152,6 +152,7 @@ class Sales:
             proof_margins=proof_margins,
             ledger=ledger,
             book=None if history is None else history.book,
+            download_progress=history,
         )
         self._rng = rng or random.Random()
         self._sales: dict[SlotId, _Sale] = {}

@@ -272,8 +272,12 @@ class RepoStore:
         *,
         batch: WriteBatch | None = None,
         reserved_delta: int = 0,
+        verified: bool = False,
     ) -> int:
         """Store several standalone blocks with one metadata batch; return how many bytes were new.
+
+        ``verified``: the caller has just checked every block against its CID (the block fetcher does, before it
+        hands a peer's block on), so the store does not hash them a second time.
 
         ``batch`` and ``reserved_delta`` are written atomically with the blocks' metadata: a sale storing slot
         data passes its reservation change and ``-(bytes of the blocks)`` so the bytes move from reserved to used
@@ -281,16 +285,21 @@ class RepoStore:
         Raises :class:`CorruptBlockError`, :class:`ValidationError`, :class:`QuotaNotEnoughError` (nothing stored,
         ``batch`` not written).
         """
-        _, added_bytes = await in_thread(self._put_verified, list(blocks), ttl, batch, reserved_delta)
+        _, added_bytes = await in_thread(self._put_verified, list(blocks), ttl, batch, reserved_delta, verified)
         return added_bytes
 
     def _put_verified(
-        self, blocks: list[tuple[Cid, Buffer]], ttl: int | None, batch: WriteBatch | None, reserved_delta: int
+        self,
+        blocks: list[tuple[Cid, Buffer]],
+        ttl: int | None,
+        batch: WriteBatch | None,
+        reserved_delta: int,
+        verified: bool = False,
     ) -> tuple[int, int]:
         for cid, data in blocks:
             if not cid.is_storable:
                 raise ValidationError(f"cannot store {cid}: only raw and dag-json blocks under sha2-256")
-            if not cid.matches(data):
+            if not verified and not cid.matches(data):
                 raise CorruptBlockError(f"data does not match {cid}")
         return self.write_blocks(
             blocks, ttl=ttl, ref=False, standalone=True, batch=batch, reserved_delta=reserved_delta

@@ -13,6 +13,7 @@ This module only sequences the repo store's own operations (``RepoStore.write_bl
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
 from codex_node.data.cid import Cid, block_cid, manifest_cid
 from codex_node.data.manifest import Manifest
@@ -36,6 +37,11 @@ class UploadSession:
         """Cut ``data`` into blocks, store them as referenced by this upload; return their digests in order."""
         return await in_thread(self._put_group, seq, data, block_size, ttl)
 
+    async def put_verified(self, seq: int, blocks: Sequence[tuple[Cid, Buffer]], ttl: int | None) -> None:
+        """Store ``blocks`` (already checked against their CIDs by the caller: a peer's blocks, verified by the
+        block fetcher) as referenced by this upload, once per entry (a block at two positions is listed twice)."""
+        await in_thread(self._put_blocks, seq, list(blocks), ttl)
+
     async def finish(self, manifest: Manifest, ttl: int | None) -> Cid:
         """Store the manifest and hand the upload's references over to it; return the manifest CID."""
         return await in_thread(self._finish, manifest, ttl)
@@ -53,12 +59,17 @@ class UploadSession:
             blocks.append((cid, view[i : i + block_size]))
             digests += cid.digest
         record = bytes(digests)
+        self._write(seq, blocks, record, ttl)
+        return record
 
+    def _put_blocks(self, seq: int, blocks: list[tuple[Cid, Buffer]], ttl: int | None) -> None:
+        self._write(seq, blocks, b"".join(cid.digest for cid, _ in blocks), ttl)
+
+    def _write(self, seq: int, blocks: Sequence[tuple[Cid, Buffer]], record: bytes, ttl: int | None) -> None:
         def extra(tx: MetaTx) -> None:
             tx.batch.put(f"{self._records}{seq:010d}", record)
 
         self.repo.write_blocks(blocks, ttl=ttl, ref=True, standalone=False, extra=extra)
-        return record
 
     def _finish(self, manifest: Manifest, ttl: int | None) -> Cid:
         encoded = manifest.encode()

@@ -507,3 +507,19 @@ async def test_every_route_answers_503_without_a_marketplace(bare: httpx.AsyncCl
     r = await bare.request(method, f"{API}{path}", json=body)
     assert r.status_code == 503
     assert "marketplace" in error(r)
+
+
+async def test_slot_history_shows_how_far_the_download_got_on_its_downloading_entry(
+    api: httpx.AsyncClient, node: Node
+) -> None:
+    await create(api)
+    request = await post_request(node)
+    body = (await api.get(f"{API}/sales/slots/0x{slot_id(request.id, 0).hex()}")).json()
+    progress = {h["to"]: h["progress"] for h in body["history"]}
+    size = request.ask.slot_size
+    assert progress == {
+        "SalePreparing": None,
+        "SaleSlotReserving": None,
+        "SaleDownloading": {"at": node.clock.now(), "bytes": size, "total": size},
+        "SaleInitialProving": None,
+    }

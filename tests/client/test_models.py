@@ -29,6 +29,7 @@ MODEL_OF_SCHEMA: dict[str, type[BaseModel]] = {
     "SlotAgentRead": models.SlotSale,
     "ReservationRead": models.Reservation,
     "HistoryRead": models.SaleTransition,
+    "ProgressRead": models.DownloadProgress,
     "SalesAvailabilityRead": models.Availability,
     "DebugInfo": models.DebugInfo,
     "Table": models.Table,

@@ -61,6 +61,22 @@ async def test_a_running_stream_delivers_the_events_of_blocks_that_replaced_deli
 
 
 @pytest.mark.parametrize("chain_name", BOTH_CHAINS)
+async def test_the_clock_follows_a_shorter_chain_whose_blocks_are_later(chain_name: str) -> None:
+    async with chain_snapshot(chain_name) as (chain, w3, deployment):
+        reader = market(chain, w3, deployment)
+        await reader.start()
+        start = await w3.eth.block_number
+        before = chain.control.snapshot()
+        chain.control.mine(5)
+        await eventually(lambda: reader.clock.block_number == start + 5)
+        seen = reader.clock.now()
+        chain.control.revert(before)  # the five blocks leave the chain
+        chain.control.mine_at(seen + 100)  # one block, numbered below the ones seen, but later
+        await eventually(lambda: reader.clock.now() == seen + 100)
+        await reader.stop()
+
+
+@pytest.mark.parametrize("chain_name", BOTH_CHAINS)
 async def test_a_restarted_stream_rewinds_to_the_last_common_block(chain_name: str, tmp_path: Path) -> None:
     async with chain_snapshot(chain_name) as (chain, w3, deployment):
         recorder = Recorder()

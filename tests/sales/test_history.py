@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from codex_node.market.types import RequestId, SlotId
-from codex_node.sales.history import EndedSale, HistoryEntry, SaleHistory
+from codex_node.sales.history import EndedSale, HistoryEntry, Progress, SaleHistory
 from codex_node.testing.fakeclock import FakeClock
 from codex_node.testing.memorykv import MemoryKV
 
@@ -58,3 +58,30 @@ def test_histories_of_old_ended_sales_are_deleted_beyond_the_bound() -> None:
     assert history.entries(slots[1]) == []
     assert again.ended_sale(slots[2]) == EndedSale(slots[2], REQUEST, 2)
     assert again.ended_sale(slots[1]) is None
+
+
+def test_download_progress_updates_the_downloading_entry_in_place_at_most_once_a_second() -> None:
+    clock = FakeClock(1000)
+    kv = MemoryKV()
+    history = SaleHistory(kv, clock)
+    history.record(SLOT, None, "SalePreparing", "start")
+    history.record(SLOT, "SalePreparing", "SaleDownloading", "run")
+    assert history.progress(SLOT, 10, 100)
+    assert not history.progress(SLOT, 20, 100)  # same second: no write
+    clock.advance(1)
+    assert history.progress(SLOT, 30, 100)
+    entries = history.entries(SLOT)
+    assert len(entries) == 2  # progress adds no entry
+    assert entries[-1].progress == Progress(1001, 30, 100)
+    assert history.progress(SLOT, 100, 100)  # the end is always written, whatever the second
+    assert SaleHistory(kv, clock).entries(SLOT)[-1].progress == Progress(1001, 100, 100)  # persisted
+
+
+def test_download_progress_is_ignored_unless_the_latest_entry_is_the_downloading_one() -> None:
+    clock = FakeClock(1000)
+    history = SaleHistory(MemoryKV(), clock)
+    assert not history.progress(SLOT, 10, 100)  # no history yet
+    history.record(SLOT, None, "SaleDownloading", "start")
+    history.record(SLOT, "SaleDownloading", "SaleInitialProving", "run")
+    assert not history.progress(SLOT, 10, 100)
+    assert [e.progress for e in history.entries(SLOT)] == [None, None]

@@ -7,7 +7,8 @@ from dataclasses import replace
 from salesfakes import ASK, BLOCK, SalesEnv, assert_declared
 
 from codex_node.errors import BlockNotFoundError
-from codex_node.market.types import SlotState
+from codex_node.market.types import SlotId, SlotState
+from codex_node.sales.agent import SalesAgent
 from codex_node.sales.states.cancelled import Cancelled
 from codex_node.sales.states.downloading import Downloading
 from codex_node.sales.states.errored import Errored
@@ -67,3 +68,21 @@ async def test_a_resumed_download_releases_only_what_its_reservation_still_holds
     agent.data.reservation = replace(reservation, size=BLOCK)  # all but one block secured before the stop
     assert isinstance(await Downloading().run(agent), InitialProving)
     assert sum(env.reservations.released) == BLOCK
+
+
+class Recorded:
+    def __init__(self) -> None:
+        self.calls: list[tuple[SlotId, int, int]] = []
+
+    def progress(self, slot: SlotId, nbytes: int, total: int) -> bool:
+        self.calls.append((slot, nbytes, total))
+        return True
+
+
+async def test_reports_the_bytes_secured_so_far_after_each_batch(env: SalesEnv) -> None:
+    recorder = Recorded()
+    agent = env.agent(1)
+    agent = SalesAgent(replace(agent.context, download_progress=recorder), agent.data)
+    assert isinstance(await Downloading().run(agent), InitialProving)
+    blocks = ASK.slot_size // BLOCK
+    assert recorder.calls == [(agent.slot_id, n * BLOCK, ASK.slot_size) for n in range(1, blocks + 1)]

@@ -9,7 +9,7 @@ from salesfakes import FakeProof, SalesEnv, assert_declared, next_period_start, 
 from structlog.testing import capture_logs
 
 from codex_node.errors import ProofError, ProofInvalidError
-from codex_node.market.types import POINTERS, WRAP_MARGIN
+from codex_node.market.types import POINTERS, WRAP_MARGIN, SlotId, SlotState
 from codex_node.sales.agent import SalesAgent
 from codex_node.sales.states.base import SaleState
 from codex_node.sales.states.cancelled import Cancelled
@@ -307,3 +307,24 @@ async def test_slot_freed_for_repair_means_we_lost_it(env: SalesEnv) -> None:
     await env.market.free_slot(agent.slot_id)
     nxt = await Proving().run(agent)
     assert isinstance(nxt, Errored)
+
+
+async def test_a_fill_that_left_the_chain_ends_the_sale_with_its_collateral_back_and_queues_the_slot_again(
+    env: SalesEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await env.fill(env.market, 0)
+    agent = env.agent(0)
+    agent.data.filled = True
+    real = env.market.slot_state
+
+    async def reorganised(sid: SlotId) -> SlotState:  # the blocks of our fill left the chain: the slot is free
+        return SlotState.FREE if sid == agent.slot_id else await real(sid)
+
+    monkeypatch.setattr(env.market, "slot_state", reorganised)
+    with capture_logs() as logs:
+        nxt = await Proving().run(agent)
+    assert isinstance(nxt, Errored)
+    assert nxt.reprocess  # the slot goes back to the queue while the request is open
+    assert not agent.data.filled  # so the ending returns all the collateral: none of it is on chain
+    assert any("no longer on chain" in e["event"] for e in logs)
+    assert_declared(Proving(), nxt)

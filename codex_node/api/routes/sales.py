@@ -180,6 +180,14 @@ class SlotRead(CamelModel):
     slot_index: int
 
 
+class ProgressRead(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    at: int = Field(description="Unix seconds of the last update (at most one a second while downloading)")
+    bytes: int = Field(description="Bytes of the slot secured in the repo so far")
+    total: int = Field(description="The slot's size in bytes")
+
+
 class HistoryRead(BaseModel):
     model_config = ConfigDict(populate_by_name=True, frozen=True)
 
@@ -187,10 +195,20 @@ class HistoryRead(BaseModel):
     from_state: str | None = Field(alias="from")
     to_state: str = Field(alias="to")
     cause: str = Field(description="What moved the sale: start, run, or the chain event")
+    progress: ProgressRead | None = Field(
+        default=None, description="On a SaleDownloading entry of a slot's history: how far its download got"
+    )
 
     @classmethod
     def of(cls, e: HistoryEntry) -> HistoryRead:
-        return cls(at=e.at, from_state=e.from_state, to_state=e.to_state, cause=e.cause)
+        p = e.progress
+        return cls(
+            at=e.at,
+            from_state=e.from_state,
+            to_state=e.to_state,
+            cause=e.cause,
+            progress=None if p is None else ProgressRead(at=p.at, bytes=p.nbytes, total=p.total),
+        )
 
     @classmethod
     def of_transition(cls, t: Transition) -> HistoryRead:

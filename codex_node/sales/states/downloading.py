@@ -1,7 +1,8 @@
 """Downloading: secure every block of the slot in the repo, releasing reserved bytes as blocks land.
 
 Blocks get the request's expiry (or its end, once the request has started) so they outlive the download even
-if the sale then stalls; Filled raises it to the contract end and the sale's end lowers it again.
+if the sale then stalls; Filled raises it to the contract end and the sale's end lowers it again. How far the
+download got is recorded on the slot's history entry for this state (``SaleHistory.progress``, throttled there).
 """
 
 from __future__ import annotations
@@ -56,13 +57,17 @@ class Downloading(SaleState):
         # A resumed sale's reservation holds only what was not secured before the stop, while a data source may
         # report the whole slot again: release at most what the reservation still holds.
         remaining = reservation.size
+        total = agent.request.ask.slot_size
+        secured = 0
 
         async def on_blocks(nbytes: int) -> None:
-            nonlocal remaining
+            nonlocal remaining, secured
             take = min(nbytes, remaining)
             if take > 0:
                 remaining -= take
                 await release(reservation.id, reservation.availability_id, take)
+            secured += nbytes
+            agent.record_download(min(secured, total), total)  # the slot's history shows how far it got
 
         # From here on some blocks may carry this sale's expiry, which the sale's end must lower again.
         data.stored = True

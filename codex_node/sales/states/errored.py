@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-from codex_node.errors import ChainError, ChainMismatchError, ContractRevertError, DeploymentFileError, TransactionError
+from codex_node.errors import (
+    ChainError,
+    ChainMismatchError,
+    ContractRevertError,
+    DeploymentFileError,
+    SaleError,
+    TransactionError,
+)
+from codex_node.sales.ledger import EntryKind
 from codex_node.sales.states.base import SaleState
 
 if TYPE_CHECKING:
@@ -37,3 +45,18 @@ class Errored(SaleState):
         machine.log.error("sale errored", error=repr(self.error), retry=self.retry)
         await machine.end_sale(reprocess=self.reprocess, retry=self.retry)
         return None
+
+
+def fill_left_the_chain(agent: SalesAgent) -> Errored:
+    """The sale's slot is free on chain although our fill went through: the blocks holding the fill left the chain
+    (a reorganisation; Hardhat's ``evm_revert``). The collateral is in our wallet again (the transfer left with the
+    fill), so the sale ends as if it never filled (all collateral back to the availability, the ledger's posting
+    undone) and the slot goes back to the queue, to be sold again while the request is open.
+
+    Were the lost fill mined again later (a real reorganisation may take it back from the pool), the chain would
+    list the slot among ours with no sale running: the start-up resume and ``codex-node check`` see that."""
+    if agent.data.filled:
+        agent.data.filled = False
+        agent.record_money(EntryKind.COLLATERAL_RETURNED, agent.reserved_collateral())
+    agent.log.warning("our fill of the slot is no longer on chain (blocks left the chain): selling the slot again")
+    return Errored(SaleError("the slot is free: our fill is no longer on chain"), reprocess=True)

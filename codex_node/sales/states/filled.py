@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 from codex_node.errors import CodexError, SaleError
+from codex_node.market.types import SlotState
 from codex_node.sales.states.base import SaleState
 from codex_node.sales.states.cancelled import Cancelled
-from codex_node.sales.states.errored import Errored
+from codex_node.sales.states.errored import Errored, fill_left_the_chain
 from codex_node.sales.states.failed import Failed
 from codex_node.sales.states.proving import Proving
 from codex_node.sales.states.provingsimulated import ProvingSimulated
@@ -28,6 +29,8 @@ class Filled(SaleState):
     async def run(self, machine: SalesAgent) -> SaleState | None:
         data = machine.data
         try:
+            if await machine.context.market.slot_state(machine.slot_id) == SlotState.FREE:
+                return fill_left_the_chain(machine)
             if not await machine.hosts_slot():
                 raise SaleError("the slot is filled by another host")
             data.stored = True

@@ -1,7 +1,8 @@
 """Proving: once per period, follow the slot's on-chain state and submit a proof whenever one is required.
 
 The chain decides how the sale goes on: Finished → Payout, Cancelled/Failed → that ending (also when the event
-was missed, e.g. across a restart), Repair (we were slashed out) or an unexpected Free/Paid → Errored.
+was missed, e.g. across a restart), Repair (we were slashed out) or an unexpected Paid → Errored, Free (our fill
+left the chain with its blocks) → Errored, the slot queued again (``errored.fill_left_the_chain``).
 A failed proof is logged and retried next period; it must not end a sale that may still be paid. The next round
 is timed from the period a round *started* in, so a period that begins while a proof is being made is proven at
 once, not skipped — unless the proof itself landed in that new period and was credited to it (the chain says which
@@ -19,7 +20,7 @@ from codex_node.sales.proofmargin import record_proof_margin
 from codex_node.sales.salebook import ProofRecord
 from codex_node.sales.states.base import SaleState
 from codex_node.sales.states.cancelled import Cancelled
-from codex_node.sales.states.errored import Errored
+from codex_node.sales.states.errored import Errored, fill_left_the_chain
 from codex_node.sales.states.failed import Failed
 from codex_node.sales.states.payout import Payout
 
@@ -68,6 +69,8 @@ class Proving(SaleState):
                 return Failed()
             elif state == SlotState.REPAIR:
                 raise SaleError("the slot was freed for repair: this host lost it")
+            elif state == SlotState.FREE:
+                return fill_left_the_chain(agent)
             else:
                 raise SaleError(f"the slot is {state.name.lower()}, not filled")
             if read_at <= ends < clock.now():
