@@ -70,6 +70,8 @@ POLL: Final = 0.2
 PERIOD: Final = DEV_CONFIG.proofs.period
 """Seconds of a proof period of the deployed marketplace (``codex-node deploy`` uses the dev configuration)."""
 REPORT_LINES: Final = 40
+CHAIN_REPORT_LINES: Final = 80
+"""Last lines of Hardhat's output (one per JSON-RPC call, and each mined transaction) in a failure report."""
 """Last log lines per node in a failure report (warnings and errors before them are added)."""
 
 
@@ -245,6 +247,8 @@ class LocalNet:
     stopped: set[str] = field(default_factory=set)
     """Nodes stopped on purpose (:meth:`stop_node`): a wait does not take their exit for a crash."""
     deployment_file: Path | None = None
+    chainless: bool = False
+    """Started with ``start(chain=False)``: no Hardhat, no deployment; nodes run storage only (``--no-marketplace``)."""
     _reaper: Reaper | None = None
     _view: ChainView | None = None
     _loop: BackgroundLoop | None = None
@@ -271,10 +275,14 @@ class LocalNet:
             found.append(self.chain.pid)
         return found + [n.process.proc.pid for n in self.nodes.values()]
 
-    def start(self) -> None:
-        """Start the reaper and Hardhat, then deploy and fund accounts 1..:data:`FUNDED_ACCOUNTS` with the CLI."""
+    def start(self, *, chain: bool = True) -> None:
+        """Start the reaper and Hardhat, then deploy and fund accounts 1..:data:`FUNDED_ACCOUNTS` with the CLI.
+        ``chain=False``: the reaper only, for scenarios of storage alone (see :attr:`chainless`)."""
         (self.root / "logs").mkdir(parents=True, exist_ok=True)
         self._reaper = Reaper()
+        if not chain:
+            self.chainless = True
+            return
         self.chain.start()
         assert self.chain.pid is not None
         self._reaper.register(self.chain.pid)
@@ -309,19 +317,22 @@ class LocalNet:
         thread of the test process) that :meth:`rpc_fail` switches to failing; it stays the node's through restarts.
         """
         assert name not in self.nodes, f"a node called {name!r} is already in the net"
-        assert self.deployment_file is not None, "start the net first"
+        assert self.deployment_file is not None or self.chainless, "start the net first"
         index = len(self.nodes) + 1
         assert index <= FUNDED_ACCOUNTS, f"at most {FUNDED_ACCOUNTS} nodes"
-        key = write_key(self.root / f"account-{index}.key", dev_key(index))
-        proxy = self.in_loop_run(RpcProxy(self.url).__aenter__()) if rpc_proxy else None
-        chain_flags = (
-            "--eth-provider",
-            self.url if proxy is None else proxy.url,
-            "--eth-private-key",
-            str(key),
-            "--deployment",
-            str(self.deployment_file),
-        )
+        chain_flags: tuple[str, ...] = ("--no-marketplace",)
+        proxy = None
+        if not self.chainless:
+            key = write_key(self.root / f"account-{index}.key", dev_key(index))
+            proxy = self.in_loop_run(RpcProxy(self.url).__aenter__()) if rpc_proxy else None
+            chain_flags = (
+                "--eth-provider",
+                self.url if proxy is None else proxy.url,
+                "--eth-private-key",
+                str(key),
+                "--deployment",
+                str(self.deployment_file),
+            )
         boot = tuple(a for peer in bootstrap for a in ("--bootstrap-node", peer.url))
         all_flags = (*chain_flags, *boot, *flags)
         data_dir = self.root / name
@@ -459,10 +470,14 @@ class LocalNet:
     def report(self) -> str:
         out = []
         try:
-            out.append(f"chain {self.url} at {self.now()}")
+            out.append("no chain (storage only)" if self.chainless else f"chain {self.url} at {self.now()}")
         except Exception as e:
             out.append(f"chain not readable: {type(e).__name__}: {e}")
         out.extend(node.report() for node in self.nodes.values())
+        if self.chain._log is not None:  # Hardhat logs each JSON-RPC call: what the chain was asked last
+            tail = self.chain._log_text().strip().splitlines()[-CHAIN_REPORT_LINES:]
+            out.append(f"== hardhat (last {len(tail)} lines)")
+            out.extend(f"   | {line}" for line in tail)
         return "\n".join(out)
 
     def stop(self) -> None:

@@ -114,8 +114,12 @@ class NetworkSlotDataSource:
     # --- internals ----------------------------------------------------------------------------------------------
 
     def _ttl(self, expiry: int) -> int:
-        """A TTL under which a stored block outlives ``expiry`` (the local pass then raises it exactly)."""
-        return max(expiry - self._repo.clock.now(), self._repo.block_ttl, 1)
+        """The TTL of a block fetched for the sale: until ``expiry``, no longer (the local pass then raises it
+        exactly). Not ``--block-ttl``: the local source records the manifest's expiry before the sale's first hold
+        as the floor a sale's end lowers to, so a fetched slot stored for the full TTL would keep its bytes in the
+        quota for that long after a cancelled or finished sale (anchor #1251), beside the bytes its availability
+        got back."""
+        return max(expiry - self._repo.clock.now(), 1)
 
     async def _protected(self, request: Request, cid: Cid, expiry: int) -> ProtectedManifest:
         raw = await self._fetcher.get_manifest_block(cid)  # verified against cid before it is parsed

@@ -18,11 +18,12 @@ from codex_node.purchasing.protect import ProtectedDataset, protect_dataset
 from codex_node.sales.context import OnBlocks
 from codex_node.sales.datasource import HOLDS_PREFIX, LocalSlotDataSource
 from codex_node.stores.datasets import store_dataset
+from codex_node.stores.maintenance import BlockMaintainer
 from codex_node.stores.repostore import RepoStore
 from codex_node.testing.fakeclock import FakeClock
 from codex_node.testing.mockmarket import account
 from codex_node.testing.staticpeers import StaticProviders
-from tests.blockexchange.conftest import Serve
+from tests.blockexchange.conftest import TTL, Serve
 from tests.harness.blockpeers import HostilePeer, honest_app, upload
 
 OPTIONS = FetchOptions(batch_blocks=3, parallel=2, rounds=1)
@@ -109,6 +110,37 @@ async def test_a_slot_is_fetched_verified_and_its_reserved_bytes_go_down_batch_b
         assert meta.expiry >= expiry
     assert providers.avoided["liar"].startswith("corrupt")
     assert list(here.kv.iterate(HOLDS_PREFIX))  # the local source's hold was recorded
+
+
+async def test_a_fetched_slot_lives_until_its_sale_ends_not_for_the_block_ttl(
+    make_repo: Callable[..., RepoStore], serve: Serve, clock: FakeClock
+) -> None:
+    """A sale cancelled at its request's expiry leaves its fetched slot to maintenance at that expiry: the bytes
+    its availability got back are not also held in the quota for the full ``--block-ttl`` (anchor #1251)."""
+    peer_repo = make_repo("peer")
+    dataset = await protected(peer_repo, 6)
+    request = request_for(dataset)
+    slot_cid = dataset.manifest.slot_manifests[1]
+    slot_manifest = await peer_repo.get_manifest(slot_cid)
+    here = make_repo("here")
+    fetcher = BlockFetcher(here, StaticProviders([await serve(honest_app(peer_repo), "peer")]), clock, options=OPTIONS)
+    source = source_for(here, fetcher)
+    expiry = clock.now() + 600  # the request's expiry: well before the repo's TTL
+    assert expiry < clock.now() + TTL
+    try:
+        await source.fetch(request, 1, expiry, Reservation(here, request.ask.slot_size))
+    finally:
+        await fetcher.close()
+    assert here.quota().used > 0
+    await source.lower_expiry(request, 1, expiry)  # the sale ended with its request, cancelled at its expiry
+    for cid in [dataset.cid, slot_cid, *slot_manifest.block_cids()]:
+        meta = here.block_meta(cid)
+        assert meta is not None
+        assert meta.expiry == expiry, cid
+    clock.set(expiry)
+    await BlockMaintainer(here, clock, registry=None).run_pass()
+    assert here.quota().used == 0
+    assert here.block_meta(slot_cid) is None
 
 
 async def test_only_the_blocks_missing_here_are_fetched(
