@@ -26,6 +26,8 @@ def test_the_guard_names_the_threads_the_exit_would_wait_for_and_exits_with_the_
     assert exits == [3]
     (warning,) = [e for e in logs if e["log_level"] == "warning"]
     assert "stuck-rpc-call" in warning["threads"]
+    stack = warning["stacks"]["stuck-rpc-call"]
+    assert any(line.endswith(" wait") for line in stack)  # threading.Event.wait: where the thread is stuck
     assert warning["seconds"] == 7.5
 
 
