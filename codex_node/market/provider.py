@@ -28,7 +28,9 @@ if TYPE_CHECKING:
 @asynccontextmanager
 async def connect(url: str, *, request_timeout: float = 30.0) -> AsyncIterator[AsyncWeb3[Any]]:
     """An AsyncWeb3 on ``url`` that has answered once, disconnected on exit."""
-    from web3 import AsyncHTTPProvider, AsyncWeb3, WebSocketProvider
+    from web3 import AsyncWeb3, WebSocketProvider
+
+    from codex_node.market.rpcsession import http_provider
 
     register_url(url)  # web3 logs the URL with each request at debug level, and aiohttp puts it in its errors
     if url.startswith(("ws://", "wss://")):
@@ -48,7 +50,7 @@ async def connect(url: str, *, request_timeout: float = 30.0) -> AsyncIterator[A
 
     retry = ExceptionRetryConfiguration(errors=(ClientError, TimeoutError), retries=2)
     http = AsyncWeb3(
-        AsyncHTTPProvider(url, request_kwargs={"timeout": request_timeout}, exception_retry_configuration=retry)
+        http_provider(url, request_kwargs={"timeout": request_timeout}, exception_retry_configuration=retry)
     )
     try:
         await _reachable(http, url)

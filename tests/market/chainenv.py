@@ -38,6 +38,7 @@ from codex_node.market import deployment as deploying
 from codex_node.market.deployment import Deployment
 from codex_node.market.evmgas import quick_gas_estimate
 from codex_node.market.onchain import MarketOptions, OnChainMarket
+from codex_node.market.rpcsession import http_provider
 from codex_node.market.types import Address, Ask, Content, Request, RequestId, SlotId, slot_id
 from codex_node.proofs import DatasetTree, SlotTree, StorageProof, prove_slot_data
 from codex_node.testing.memorykv import MemoryKV
@@ -177,7 +178,7 @@ async def hardhat_chain() -> SharedChain:
     url = node.url
 
     def new_w3() -> AsyncWeb3[Any]:
-        return AsyncWeb3(AsyncHTTPProvider(url))
+        return AsyncWeb3(http_provider(url))  # as the node makes it (market/rpcsession.py)
 
     control = HardhatControl(url)
     control.mine(257)
