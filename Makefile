@@ -9,6 +9,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
+# Test worker processes for `make test` (pytest-xdist, one test file per worker at a time); 0 runs every test in
+# pytest's own process.
+TEST_WORKERS ?= 2
 
 .PHONY: run test install install-test lint typecheck pytest openapi clean
 
@@ -20,7 +23,7 @@ test: $(VENV)/.installed-test contracts/node_modules/.installed
 	@status=0; \
 	echo "== ruff check ."; $(BIN)/ruff check . || status=1; \
 	echo "== mypy"; $(BIN)/mypy || status=1; \
-	echo "== pytest"; $(BIN)/pytest || status=1; \
+	echo "== pytest"; $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile || status=1; \
 	exit $$status
 
 install: $(VENV)/.installed-run
