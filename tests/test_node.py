@@ -90,6 +90,8 @@ async def test_a_node_serves_the_api_and_stops_every_part(tmp_path: Path) -> Non
             "repo store",
             "block maintainer metrics",
             "block maintainer",
+            "block fetcher",  # with or without the marketplace: the /data/{cid}/network routes need it
+            "network downloads",
             "monitor",
             "api",
         ]
