@@ -197,6 +197,21 @@ class ChainView:
                 out.append((str(function.fn_name), status))
         return out
 
+    def reverted_from(self, account: str) -> list[tuple[str, int]]:
+        """The transactions of ``account`` that reverted, as (the function called, the block that mined it)."""
+        sender = Web3.to_checksum_address(account)
+        out: list[tuple[str, int]] = []
+        for number in range(self.w3.eth.block_number + 1):
+            for tx in self.w3.eth.get_block(number, full_transactions=True)["transactions"]:
+                if tx["from"] != sender:  # type: ignore[index]
+                    continue
+                if int(self.w3.eth.get_transaction_receipt(tx["hash"])["status"]) == 1:  # type: ignore[index]
+                    continue
+                contract = self.market if tx["to"] == self.market.address else self.token  # type: ignore[index]
+                function, _ = contract.decode_function_input(tx["input"])  # type: ignore[index]
+                out.append((str(function.fn_name), number))
+        return out
+
     def nonce(self, account: str) -> int:
         """Transactions ``account`` has sent that the chain took (its next nonce)."""
         return int(self.w3.eth.get_transaction_count(Web3.to_checksum_address(account)))
