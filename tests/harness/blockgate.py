@@ -20,6 +20,8 @@ from types import TracebackType
 
 from aiohttp import ClientSession, ClientTimeout, web
 
+from tests.harness.loopback import serve
+
 FORWARDED_HEADERS = ("content-type", "accept", "authorization")
 
 
@@ -78,11 +80,7 @@ class BlockGate:
         self._session = ClientSession(timeout=ClientTimeout(total=120))
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve(app)
         return self
 
     async def __aexit__(

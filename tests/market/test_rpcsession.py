@@ -15,6 +15,7 @@ from web3 import AsyncWeb3
 from web3._utils.http_session_manager import HTTPSessionManager
 
 from codex_node.market.rpcsession import LoopSessionManager, http_provider
+from tests.harness.loopback import serve
 
 
 @pytest.fixture
@@ -28,11 +29,7 @@ async def rpc_url() -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_post("/", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    runner, port = await serve(app)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
