@@ -229,6 +229,10 @@ class ChainView:
             if bytes(log["args"]["id"]) == sid
         ]
 
+    def pointer(self, sid: SlotId) -> int:
+        """Where the slot's challenge pointer stands in the latest block (``getPointer``; it wraps after 255)."""
+        return int(self.market.functions.getPointer(sid).call())
+
     def missing_proofs(self, sid: SlotId) -> int:
         """Proofs marked missing since the slot was last filled (reset when it is freed)."""
         return int(self.market.functions.missingProofs(sid).call())
@@ -439,6 +443,11 @@ class LocalNet:
     def advance(self, seconds: int) -> int:
         """Move the chain's time ``seconds`` forward (``evm_increaseTime`` + ``evm_mine``); the new time."""
         hardhat.rpc(self.url, "evm_increaseTime", [seconds])
+        hardhat.rpc(self.url, "evm_mine")
+        return self.now()
+
+    def mine(self) -> int:
+        """Mine one block, time moving only as the wall clock does (``evm_mine``); the new time."""
         hardhat.rpc(self.url, "evm_mine")
         return self.now()
 

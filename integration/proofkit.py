@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from codex_node.data.erasure import ErasureLayout, ErasureParams
 from codex_node.market.deployment import DEV_CONFIG
-from codex_node.market.types import RequestId, SlotId, SlotState, slot_id
+from codex_node.market.types import POINTERS, WRAP_MARGIN, RequestId, SlotId, SlotState, slot_id
 from integration.localnet import PERIOD, LocalNet, LocalNode
 
 BLOCK = 65_536
@@ -110,6 +110,18 @@ def attempted(host: LocalNode, sid: SlotId, period: int) -> bool:
     return False
 
 
+def tried_or_mined(net: LocalNet, host: LocalNode, sid: SlotId, period: int) -> bool:
+    """Whether ``host`` tried the proof of ``sid`` for ``period``; if not, and the slot's challenge pointer is
+    within ``WRAP_MARGIN`` blocks of its wrap, one block is mined. The host waits for the wrap before it reads the
+    challenge (``sales/challenge.py``), for blocks a live chain keeps mining; Hardhat here mines only on
+    transactions and on the test's moves, and a host holding every slot may have none left to send."""
+    if attempted(host, sid, period):
+        return True
+    if net.view.pointer(sid) >= POINTERS - WRAP_MARGIN:
+        net.mine()
+    return False
+
+
 def fill_period(net: LocalNet, rid: RequestId, sid: SlotId) -> int | None:
     """The proof period the slot was last filled in (``None``: never filled)."""
     for index, at in net.view.fill_times(rid).items():
@@ -137,7 +149,7 @@ def next_period(
             if filled is None or filled >= period:
                 continue
             net.wait_for(
-                lambda host=host, sid=sid: attempted(host, sid, period),
+                lambda host=host, sid=sid: tried_or_mined(net, host, sid, period),
                 what=f"{host.name} trying the proof of period {period} of slot {sid.hex()[:8]}",
             )
     net.advance_periods(1)
