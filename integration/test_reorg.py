@@ -98,7 +98,10 @@ def test_a_request_whose_start_left_the_chain_starts_again_and_pays_exactly(net:
     reservations = host.api.list_reservations(availability)
     assert sorted((r.request_id, r.slot_index) for r in reservations) == [(posted.pid, i) for i in range(NODES)]
     assert host.api.debug_books().balanced
-    assert client.api.get_purchase(posted.pid).state == "started"
+    # the client's purchase went back to submitted when its start left the chain, and started again with it
+    net.wait_for(lambda: client.api.get_purchase(posted.pid).state == "started", what="the purchase started again")
+    states = [e["state"] for e in logged(client, "purchase state")]
+    assert states == ["pending", "submitted", "started", "submitted", "started"]
     check = host.api.debug_check()
     assert check.ok, check.parts
     # the nonces of the lost fills were used again: the host's nonces on the chain as it is now are whole

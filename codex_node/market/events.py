@@ -30,9 +30,10 @@ delivered (``block - 1``, or ``block`` itself while inside it), and the stream r
 chain; when the chain has another block there, or none (a remote chain reorganised, Hardhat ``evm_revert``, an
 embedded chain that came back shorter), the stream rewinds to the last remembered block the chain still has and
 delivers again from the block after it. Handlers are idempotent, so a log delivered twice does no harm; logs of
-blocks that left the chain are not taken back. A reorganisation deeper than the remembered anchors rewinds to the
-oldest of them (with a warning). Anchor hashes are read before the logs they cover, so a reorganisation between
-the two reads is found at the next poll.
+blocks that left the chain are not taken back, but the subscribers of
+:class:`~codex_node.market.types.ChainReorganised` hear of the rewind first (a host's sale reads its slot again).
+A reorganisation deeper than the remembered anchors rewinds to the oldest of them (with a warning). Anchor hashes
+are read before the logs they cover, so a reorganisation between the two reads is found at the next poll.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from codex_node.errors import ChainError
 from codex_node.market.logdecoder import ChainLog, LogDecoder
 from codex_node.market.newheads import NewHeads
-from codex_node.market.types import EVENT_TYPES, Address, MarketEvent
+from codex_node.market.types import SUBSCRIBABLE, Address, ChainReorganised, MarketEvent
 
 if TYPE_CHECKING:
     from web3 import AsyncWeb3
@@ -216,7 +217,7 @@ class EventStream:
     # --- subscribers and listeners ----------------------------------------------------------------------------
 
     async def subscribe(self, event_type: type[E], handler: Callable[[E], Awaitable[None]]) -> StreamSubscription:
-        if event_type not in EVENT_TYPES:
+        if event_type not in SUBSCRIBABLE:
             raise TypeError(f"{event_type!r} is not a marketplace event type")
         from_block = 0
         if self._task is not None:
@@ -391,6 +392,17 @@ class EventStream:
         self._recent = [anchor for anchor in self._recent if anchor[0] < cursor.block]
         self._store(cursor)
         self._metrics.rewinds.inc()
+        await self._announce(ChainReorganised(cursor.block))
+
+    async def _announce(self, event: ChainReorganised) -> None:
+        """Tell every :class:`ChainReorganised` subscriber, before any log is delivered again."""
+        self._delivering = True
+        try:
+            for subscriber in list(self._subscribers):
+                if subscriber.active and subscriber.event_type is ChainReorganised:
+                    await self._call(subscriber, event, f"rewind to block {event.first_block}")
+        finally:
+            self._delivering = False
 
     async def _block_hash(self, number: int) -> bytes | None:
         """The hash of block ``number``, or None when the chain has no such block."""
@@ -446,15 +458,19 @@ class EventStream:
                     continue
                 if not isinstance(event, subscriber.event_type):
                     continue
-                try:
-                    await subscriber.handler(event)
-                except Exception:  # a failing handler must not stop the stream nor the other handlers
-                    self.handler_failures += 1
-                    self._metrics.handler_errors.labels(name).inc()
-                    log.exception("market event handler failed", event_type=name, position=chain_log.position)
+                await self._call(subscriber, event, chain_log.position)
             self._metrics.delivered.labels(name).inc()
         finally:
             self._delivering = False
+
+    async def _call(self, subscriber: _Subscriber, event: MarketEvent, position: object) -> None:
+        try:
+            await subscriber.handler(event)
+        except Exception:  # a failing handler must not stop the stream nor the other handlers
+            name = type(event).__name__
+            self.handler_failures += 1
+            self._metrics.handler_errors.labels(name).inc()
+            log.exception("market event handler failed", event_type=name, position=position)
 
     async def _advance(self, cursor: Cursor) -> None:
         if cursor <= self._cursor:

@@ -261,6 +261,15 @@ class ProofSubmitted:
     slot_id: SlotId
 
 
+@dataclass(frozen=True, slots=True)
+class ChainReorganised:
+    """Not a contract log: the event stream found that blocks whose logs it delivered left the chain (a
+    reorganisation, a Hardhat ``evm_revert``) and delivers again from ``first_block``. Whatever a subscriber
+    believed because of those logs (a fill, a proof) may be gone: it reads the chain again."""
+
+    first_block: int
+
+
 MarketEvent = (
     StorageRequested
     | RequestFulfilled
@@ -270,6 +279,7 @@ MarketEvent = (
     | SlotFreed
     | SlotReservationsFull
     | ProofSubmitted
+    | ChainReorganised
 )
 
 EVENT_TYPES: tuple[type[MarketEvent], ...] = (
@@ -282,3 +292,7 @@ EVENT_TYPES: tuple[type[MarketEvent], ...] = (
     SlotReservationsFull,
     ProofSubmitted,
 )
+"""The contract's events (each has a log in the ABI)."""
+
+SUBSCRIBABLE: tuple[type[MarketEvent], ...] = (*EVENT_TYPES, ChainReorganised)
+"""What ``Market.subscribe`` accepts: the contract's events and the stream's own :class:`ChainReorganised`."""

@@ -4,7 +4,8 @@
 on the chain (submitted) — or raises what stopped it (the purchase is then forgotten: it never reached the
 chain, and the caller releases the slots it stored). :meth:`Purchasing.start` resumes every purchase whose
 record is not over (a terminal state with its funds withdrawn) from the chain's view of its request, then
-subscribes to the request events that wake the machines (fulfilled, cancelled, failed).
+subscribes to the request events that wake the machines (fulfilled, cancelled, failed) and to chain
+reorganisations, which wake them all.
 
 A part of the node (``marketplace.py``): started after the Market is built and before its event stream starts,
 stopped before it.
@@ -17,7 +18,15 @@ import structlog
 from codex_node.clock import Clock
 from codex_node.errors import CodexError, NotFoundError
 from codex_node.market.market import Market, Subscription
-from codex_node.market.types import MarketEvent, Request, RequestCancelled, RequestFailed, RequestFulfilled, RequestId
+from codex_node.market.types import (
+    ChainReorganised,
+    MarketEvent,
+    Request,
+    RequestCancelled,
+    RequestFailed,
+    RequestFulfilled,
+    RequestId,
+)
 from codex_node.purchasing.machine import PurchaseContext, PurchaseMachine, PurchaseState
 from codex_node.purchasing.metrics import PurchaseMetrics
 from codex_node.purchasing.records import PurchaseRecord, PurchaseStore, Transition
@@ -51,7 +60,7 @@ class Purchasing:
                 continue  # nothing more to do for it; it stays listed
             self._run(record, PurchaseUnknown())
             resumed += 1
-        for event_type in (RequestFulfilled, RequestCancelled, RequestFailed):
+        for event_type in (RequestFulfilled, RequestCancelled, RequestFailed, ChainReorganised):
             self._subscriptions.append(await self.market.subscribe(event_type, self._on_event))
         log.info("purchasing started", resumed=resumed, purchases=len(self.store.ids()))
 
@@ -111,6 +120,10 @@ class Purchasing:
         self.context.metrics.forget(machine.record.state)
 
     async def _on_event(self, event: MarketEvent) -> None:
+        if isinstance(event, ChainReorganised):  # what a waiting purchase read of the chain may be gone
+            for waiting in list(self._machines.values()):
+                waiting.poke()
+            return
         if not isinstance(event, RequestFulfilled | RequestCancelled | RequestFailed):
             return
         machine = self._machines.get(event.request_id)

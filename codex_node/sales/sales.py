@@ -47,6 +47,7 @@ from codex_node.clock import Clock
 from codex_node.errors import CodexError, QueueNotRunningError, SlotQueueItemExistsError
 from codex_node.market.market import Market, Subscription
 from codex_node.market.types import (
+    ChainReorganised,
     MarketEvent,
     Request,
     RequestCancelled,
@@ -355,6 +356,7 @@ class Sales:
             (SlotFilled, self._on_slot_filled),
             (SlotFreed, self._on_slot_freed),
             (SlotReservationsFull, self._on_slot_reservations_full),
+            (ChainReorganised, self._on_chain_reorganised),
         ]
         for event_type, handler in handlers:
             self._subscriptions.append(await self.market.subscribe(event_type, _guarded(handler)))
@@ -411,6 +413,13 @@ class Sales:
 
     async def _on_slot_reservations_full(self, event: SlotReservationsFull) -> None:
         self.queue.delete(event.request_id, event.slot_index)
+
+    async def _on_chain_reorganised(self, event: ChainReorganised) -> None:
+        # A proving sale would read its slot only at the next period; its fill may have left the chain now.
+        agents = self.agents()
+        log.info("chain reorganised: every sale reads its slot again", from_block=event.first_block, sales=len(agents))
+        for agent in agents:
+            agent.poke()
 
     def _forget_open(self, request_id: RequestId) -> None:
         # Last in each handler: a store that cannot write must not keep the queue and the agents from hearing it.

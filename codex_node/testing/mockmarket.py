@@ -30,7 +30,7 @@ from codex_node.clock import Clock
 from codex_node.market.deployment import DEV_CONFIG
 from codex_node.market.market import E, EventHandler, Market
 from codex_node.market.types import (
-    EVENT_TYPES,
+    SUBSCRIBABLE,
     Address,
     MarketEvent,
     MarketplaceConfig,
@@ -115,7 +115,7 @@ class _EventBus:
         self.handler_errors: list[BaseException] = []
 
     def subscribe(self, event_type: type[object], handler: EventHandler[Any]) -> _Subscriber:
-        if event_type not in EVENT_TYPES:
+        if event_type not in SUBSCRIBABLE:
             raise TypeError(f"{event_type!r} is not a marketplace event type")
         subscriber = _Subscriber(event_type, handler)
         self._subscribers.append(subscriber)

@@ -14,7 +14,7 @@ from chainfixtures import chain_snapshot, eventually, market, new_request
 
 from codex_node.market.deployment import Deployment
 from codex_node.market.events import CURSOR_PREFIX, RECENT_BLOCKS, Cursor, _decode_stored, _encode_stored
-from codex_node.market.types import MarketEvent, RequestId, StorageRequested
+from codex_node.market.types import ChainReorganised, MarketEvent, RequestId, StorageRequested
 from codex_node.stores.kv import LevelDBStore
 from codex_node.testing.memorykv import MemoryKV
 
@@ -49,15 +49,25 @@ async def test_a_running_stream_delivers_the_events_of_blocks_that_replaced_deli
         recorder = Recorder()
         reader = market(chain, w3, deployment)
         await reader.subscribe(StorageRequested, recorder)
+        await reader.subscribe(ChainReorganised, recorder)
         await reader.start()
         before = chain.control.snapshot()
         lost = await post(chain, w3, deployment)
+        lost_block = (await w3.eth.get_block("latest"))["number"]
         await eventually(lambda: recorder.requested() == [lost])
+        assert not any(isinstance(e, ChainReorganised) for e in recorder.events)
         chain.control.revert(before)  # the blocks of `lost` leave the chain
         replacing = await post(chain, w3, deployment)  # blocks of the same numbers, other hashes
         await eventually(lambda: replacing in recorder.requested())
         await reader.stop()
         assert recorder.requested() == [lost, replacing]  # handlers are idempotent: `lost` is not taken back
+        # The subscribers heard of the rewind once, before the new blocks' events, from a block at or before the
+        # lost one's.
+        kinds = [type(e) for e in recorder.events]
+        assert kinds == [StorageRequested, ChainReorganised, StorageRequested]
+        rewound = recorder.events[1]
+        assert isinstance(rewound, ChainReorganised)
+        assert rewound.first_block <= lost_block
 
 
 @pytest.mark.parametrize("chain_name", BOTH_CHAINS)
@@ -108,6 +118,7 @@ async def test_a_stream_on_an_unchanged_chain_does_not_rewind() -> None:
         kv = MemoryKV()
         reader = market(chain, w3, deployment, kv=kv)
         await reader.subscribe(StorageRequested, recorder)
+        await reader.subscribe(ChainReorganised, recorder)
         await reader.start()
         posted = [await post(chain, w3, deployment) for _ in range(3)]
         chain.control.mine(5)
@@ -120,6 +131,7 @@ async def test_a_stream_on_an_unchanged_chain_does_not_rewind() -> None:
         await restarted.events.wait_delivered(head)
         await restarted.stop()
         assert recorder.requested() == posted  # nothing delivered twice
+        assert not any(isinstance(e, ChainReorganised) for e in recorder.events)
         assert restarted.events._metrics.rewinds._value.get() == 0
 
 

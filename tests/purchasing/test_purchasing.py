@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from codex_node.data.proof import StorageProof
 from codex_node.errors import CodexError, ContractRevertError
-from codex_node.market.types import Ask, Content, Request, RequestFailed, RequestState
+from codex_node.market.types import Ask, ChainReorganised, Content, Request, RequestFailed, RequestState
 from codex_node.purchasing.metrics import PurchaseMetrics
 from codex_node.purchasing.purchasing import Purchasing
 from codex_node.purchasing.records import PurchaseRecord
@@ -239,6 +239,21 @@ async def test_a_corrupt_record_is_skipped_at_start_and_the_others_resume(world:
         assert resumed.machine(request.id) is not None
     finally:
         await resumed.stop()
+
+
+async def test_a_started_purchase_whose_start_left_the_chain_is_submitted_again_at_the_reorganisation(
+    world: World,
+) -> None:
+    request = a_request(CLIENT)
+    await world.purchasing.purchase(request)
+    await world.fill_all(request)
+    await state_of(world, request, "started")
+    # The blocks of the fills left the chain (set directly: the mock has no blocks): the request is new again, and
+    # the reorganisation alone must wake the purchase (no clock deadline passes, no request event comes).
+    world.market._ledger._contexts[request.id].state = RequestState.NEW
+    await world.market.emit(ChainReorganised(first_block=1))
+    await state_of(world, request, "submitted")
+    assert history(world, request) == ["pending", "submitted", "started", "submitted"]
 
 
 async def test_a_started_request_that_fails_is_followed_on_its_event_and_the_price_withdrawn(world: World) -> None:

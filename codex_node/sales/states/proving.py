@@ -76,11 +76,12 @@ class Proving(SaleState):
             if read_at <= ends < clock.now():
                 continue  # the request ended while this round ran: its final state now, not a period later
             # From the period this round started in: if it ended meanwhile (a slow proof), the next round is now.
-            # Woken at the request's end too, so the payout does not wait for the period to run out.
+            # Woken at the request's end too, so the payout does not wait for the period to run out, and at once
+            # when the chain reorganised (our fill or proof may have left it): the slot is read again.
             next_round = periodicity.period_end(period) + 1
             if clock.now() <= ends:
                 next_round = min(next_round, ends + 1)
-            await clock.wait_until(next_round)
+            await agent.wait(next_round)
 
     async def _prove_if_required(self, agent: SalesAgent, period: int, periodicity: Periodicity) -> int | None:
         """Prove ``period`` if the chain asks for a proof; the period the proof was credited to, if one landed.
