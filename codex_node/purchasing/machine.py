@@ -18,7 +18,6 @@ event about their request arrives (:meth:`PurchaseMachine.poke`), then read the 
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -31,6 +30,7 @@ from codex_node.purchasing.metrics import PurchaseMetrics
 from codex_node.purchasing.records import PurchaseRecord, PurchaseStore, with_state
 from codex_node.sales.ledger import MoneyRecorder
 from codex_node.utils.asyncstatemachine import Machine, State
+from codex_node.utils.wakeup import Wakeup
 
 log = structlog.get_logger(__name__)
 
@@ -57,7 +57,7 @@ class PurchaseMachine(Machine[PurchaseState]):
         super().__init__()
         self.record = record
         self.context = context
-        self._poked = asyncio.Event()
+        self._wakeup = Wakeup()
         self.failure: Exception | None = None
         """The error that sent the machine to errored (``Purchasing.purchase`` re-raises it)."""
         self.add_listener(self._persist)
@@ -72,19 +72,11 @@ class PurchaseMachine(Machine[PurchaseState]):
 
     def poke(self) -> None:
         """A marketplace event about this request arrived: the waiting state reads the chain again."""
-        self._poked.set()
+        self._wakeup.poke()
 
     async def wait(self, deadline: int) -> None:
         """Until the chain clock passes ``deadline`` or :meth:`poke` is called, whichever comes first."""
-        poked = asyncio.ensure_future(self._poked.wait())
-        due = asyncio.ensure_future(self.context.clock.wait_until(deadline))
-        try:
-            await asyncio.wait((poked, due), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (poked, due):
-                task.cancel()
-            await asyncio.gather(poked, due, return_exceptions=True)
-        self._poked.clear()
+        await self._wakeup.wait(self.context.clock, deadline)
 
     def mark_withdrawn(self) -> None:
         self.record = PurchaseRecord(self.record.request, self.record.state, self.record.error, withdrawn=True)

@@ -11,7 +11,6 @@ either: ``Sales`` stops and drops it after the clean-up.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable
 from typing import Any
 
@@ -27,6 +26,7 @@ from codex_node.sales.salebook import ProofRecord
 from codex_node.sales.states.base import SaleState
 from codex_node.sales.states.errored import Errored
 from codex_node.utils.asyncstatemachine import Machine, State, TransitionListener
+from codex_node.utils.wakeup import Wakeup
 
 log = structlog.get_logger(__name__)
 
@@ -63,7 +63,7 @@ class SalesAgent(Machine[SaleState]):
         # The slot id on every line (every state change included), so that grep finds a sale.
         self.log = log.bind(request_id=data.request_id.hex(), slot_index=data.slot_index, slot_id=self.slot_id.hex())
         self._ended = False
-        self._poked = asyncio.Event()
+        self._wakeup = Wakeup()
 
     # --- identity -------------------------------------------------------------------------------------------------
 
@@ -99,20 +99,12 @@ class SalesAgent(Machine[SaleState]):
 
     def poke(self) -> None:
         """The chain reorganised: a state waiting between its reads of the chain (Proving) reads it again now."""
-        self._poked.set()
+        self._wakeup.poke()
 
     async def wait(self, deadline: int) -> None:
         """Until the chain clock reaches ``deadline`` or :meth:`poke` is called, whichever comes first (a poke
         that came while the state was not waiting ends the next wait at once)."""
-        poked = asyncio.ensure_future(self._poked.wait())
-        due = asyncio.ensure_future(self.context.clock.wait_until(deadline))
-        try:
-            await asyncio.wait((poked, due), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (poked, due):
-                task.cancel()
-            await asyncio.gather(poked, due, return_exceptions=True)
-        self._poked.clear()
+        await self._wakeup.wait(self.context.clock, deadline)
 
     # --- helpers for the states ----------------------------------------------------------------------------------
 
