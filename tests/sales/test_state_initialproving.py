@@ -35,6 +35,7 @@ async def test_waits_for_the_next_period_then_proves_its_challenge(env: SalesEnv
     assert_declared(state, nxt)
     challenge = await env.market.get_challenge(agent.slot_id)
     assert nxt.proof == FakeProof(challenge)
+    assert nxt.challenge == challenge  # Filling can tell whether the challenge moved on
 
 
 async def test_waits_another_period_while_the_challenge_could_change_within_the_period(env: SalesEnv) -> None:

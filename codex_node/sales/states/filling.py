@@ -6,13 +6,20 @@ the sale — even the contract keeping what was posted — the books only ever m
 
 ``SlotFilled`` is not a reason to leave this state: it may be our own fill being reported before the call
 returns. If another host won, the contract refuses our fill with ``SlotNotFree`` and the sale is ignored.
+
+The contract checks the proof against the challenge of the block the fill runs in. A fill slower than the rest of
+the period (a busy chain, a slow RPC) meets the next period's challenge and is refused (``InvalidCellProof``)
+although the data is fine: when the challenge read again differs from the one proven, the next period's
+challenge is proven (``sales/fillproof.py``) and the fill sent again, at most :data:`FILL_ATTEMPTS` fills in all.
+Refused with the challenge unchanged, the proof itself is wrong and the sale errs.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-from codex_node.errors import CodexError, SlotStateMismatchError
+from codex_node.errors import CodexError, ProofInvalidError, SlotStateMismatchError
+from codex_node.sales.fillproof import fill_proof
 from codex_node.sales.ledger import EntryKind
 from codex_node.sales.states.base import SaleState, complete_despite_cancel
 from codex_node.sales.states.cancelled import Cancelled
@@ -27,11 +34,17 @@ if TYPE_CHECKING:
     from codex_node.sales.availability import Reservation
 
 
+FILL_ATTEMPTS = 3
+"""Fills tried per sale when each one's challenge moved on before it landed."""
+
+
 class Filling(SaleState):
     transitions: ClassVar[frozenset[str]] = frozenset({"Filled", "Ignored", "Errored", "Cancelled", "Failed"})
 
-    def __init__(self, proof: StorageProof) -> None:
+    def __init__(self, proof: StorageProof, challenge: bytes | None = None) -> None:
         self.proof = proof
+        self.challenge = challenge
+        """The challenge ``proof`` answers (``None``: unknown, a refused proof then errs)."""
 
     def on_cancelled(self) -> SaleState | None:
         return Cancelled()
@@ -42,18 +55,39 @@ class Filling(SaleState):
     async def run(self, machine: SalesAgent) -> SaleState | None:
         market = machine.context.market
         request_id, index = machine.data.request_id, machine.data.slot_index
-        try:
-            collateral = await market.slot_collateral(request_id, index)
-            await _set_aside_only(machine, collateral)
-            await market.fill_slot(request_id, index, self.proof, collateral)
-        except SlotStateMismatchError:
-            return Ignored(reprocess=False, reason="slot no longer free")
-        except CodexError as e:
-            return Errored(e)
+        proof, challenge = self.proof, self.challenge
+        for attempt in range(1, FILL_ATTEMPTS + 1):
+            try:
+                collateral = await market.slot_collateral(request_id, index)
+                await _set_aside_only(machine, collateral)
+                await market.fill_slot(request_id, index, proof, collateral)
+                break
+            except SlotStateMismatchError:
+                return Ignored(reprocess=False, reason="slot no longer free")
+            except ProofInvalidError as e:
+                if attempt == FILL_ATTEMPTS or not await _moved_on(machine, challenge):
+                    return Errored(e)
+                machine.log.warning("the challenge moved on before the fill landed: proving again", attempt=attempt)
+            except CodexError as e:
+                return Errored(e)
+            try:
+                proof, challenge = await fill_proof(machine)
+            except CodexError as e:
+                return Errored(e)
         machine.data.filled = True
         machine.record_money(EntryKind.COLLATERAL_POSTED, collateral)
         machine.log.info("slot filled", collateral=collateral)
         return Filled()
+
+
+async def _moved_on(agent: SalesAgent, challenge: bytes | None) -> bool:
+    """Whether the slot's challenge is no longer ``challenge`` (``None``, or unreadable: not known to have)."""
+    if challenge is None:
+        return False
+    try:
+        return await agent.context.market.get_challenge(agent.slot_id) != challenge
+    except CodexError:
+        return False
 
 
 async def _set_aside_only(agent: SalesAgent, collateral: int) -> None:

@@ -1,7 +1,5 @@
-"""InitialProving: build the proof that ``fillSlot`` checks, for a period whose challenge is stable.
-
-The challenge points at a recent block hash; near the end of the pointer's range (the last ``downtime``
-positions) the pointed-at block changes within the period, so we wait for a period where it does not.
+"""InitialProving: build the proof that ``fillSlot`` checks, for a period whose challenge is stable
+(``sales/fillproof.py``).
 """
 
 from __future__ import annotations
@@ -9,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 from codex_node.errors import CodexError
+from codex_node.sales.fillproof import fill_proof
 from codex_node.sales.states.base import SaleState
 from codex_node.sales.states.cancelled import Cancelled
 from codex_node.sales.states.errored import Errored
@@ -18,9 +17,6 @@ from codex_node.sales.states.ignored import Ignored
 
 if TYPE_CHECKING:
     from codex_node.sales.agent import SalesAgent
-
-POINTER_RANGE = 256
-"""The challenge pointer runs over the last 256 block hashes (the EVM's BLOCKHASH window)."""
 
 
 class InitialProving(SaleState):
@@ -36,16 +32,8 @@ class InitialProving(SaleState):
         return Ignored(reprocess=False, reason="slot filled by another host")
 
     async def run(self, machine: SalesAgent) -> SaleState | None:
-        market = machine.context.market
-        clock = machine.context.clock
         try:
-            periodicity = await market.periodicity()
-            downtime = (await market.config()).proofs.downtime
-            await clock.wait_until(periodicity.period_end(periodicity.period_of(clock.now())))
-            while await market.get_pointer(machine.slot_id) > POINTER_RANGE - downtime:
-                await clock.wait_until(periodicity.period_end(periodicity.period_of(clock.now())))
-            challenge = await market.get_challenge(machine.slot_id)
-            proof = await machine.context.prover.prove(machine.slot, challenge)
+            proof, challenge = await fill_proof(machine)
         except CodexError as e:
             return Errored(e)
-        return Filling(proof)
+        return Filling(proof, challenge)
