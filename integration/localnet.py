@@ -185,8 +185,16 @@ class ChainView:
     def transactions_from(self, account: str) -> list[tuple[str, int]]:
         """Every transaction ``account`` sent, in order, as (the marketplace or token function called, its receipt
         status: 1 succeeded, 0 reverted)."""
+        return [(function, status) for function, status, _ in self._sent(account)]
+
+    def reverted_from(self, account: str) -> list[tuple[str, int]]:
+        """The transactions of ``account`` that reverted, as (the function called, the block that mined it)."""
+        return [(function, block) for function, status, block in self._sent(account) if status != 1]
+
+    def _sent(self, account: str) -> list[tuple[str, int, int]]:
+        """Every transaction ``account`` sent, in order: (function called, receipt status, block number)."""
         sender = Web3.to_checksum_address(account)
-        out: list[tuple[str, int]] = []
+        out: list[tuple[str, int, int]] = []
         for number in range(self.w3.eth.block_number + 1):
             for tx in self.w3.eth.get_block(number, full_transactions=True)["transactions"]:
                 if tx["from"] != sender:  # type: ignore[index]
@@ -194,22 +202,7 @@ class ChainView:
                 contract = self.market if tx["to"] == self.market.address else self.token  # type: ignore[index]
                 function, _ = contract.decode_function_input(tx["input"])  # type: ignore[index]
                 status = int(self.w3.eth.get_transaction_receipt(tx["hash"])["status"])  # type: ignore[index]
-                out.append((str(function.fn_name), status))
-        return out
-
-    def reverted_from(self, account: str) -> list[tuple[str, int]]:
-        """The transactions of ``account`` that reverted, as (the function called, the block that mined it)."""
-        sender = Web3.to_checksum_address(account)
-        out: list[tuple[str, int]] = []
-        for number in range(self.w3.eth.block_number + 1):
-            for tx in self.w3.eth.get_block(number, full_transactions=True)["transactions"]:
-                if tx["from"] != sender:  # type: ignore[index]
-                    continue
-                if int(self.w3.eth.get_transaction_receipt(tx["hash"])["status"]) == 1:  # type: ignore[index]
-                    continue
-                contract = self.market if tx["to"] == self.market.address else self.token  # type: ignore[index]
-                function, _ = contract.decode_function_input(tx["input"])  # type: ignore[index]
-                out.append((str(function.fn_name), number))
+                out.append((str(function.fn_name), status, number))
         return out
 
     def nonce(self, account: str) -> int:

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from codex_node.market.types import POINTERS
+
 if TYPE_CHECKING:
     from codex_node.proofs import StorageProof
     from codex_node.sales.agent import SalesAgent
-
-POINTER_RANGE = 256
-"""The challenge pointer runs over the last 256 block hashes (the EVM's BLOCKHASH window)."""
 
 
 async def fill_proof(agent: SalesAgent) -> tuple[StorageProof, bytes]:
@@ -25,7 +24,7 @@ async def fill_proof(agent: SalesAgent) -> tuple[StorageProof, bytes]:
     periodicity = await market.periodicity()
     downtime = (await market.config()).proofs.downtime
     await clock.wait_until(periodicity.period_end(periodicity.period_of(clock.now())))
-    while await market.get_pointer(agent.slot_id) > POINTER_RANGE - downtime:
+    while await market.get_pointer(agent.slot_id) > POINTERS - downtime:
         await clock.wait_until(periodicity.period_end(periodicity.period_of(clock.now())))
     challenge = await market.get_challenge(agent.slot_id)
     return await agent.context.prover.prove(agent.slot, challenge), challenge

@@ -80,6 +80,7 @@ from codex_node.sales.states.base import SaleState
 from codex_node.sales.states.errored import Errored
 from codex_node.sales.states.ignored import Ignored
 from codex_node.sales.states.preparing import Preparing
+from codex_node.sales.states.proving import Proving
 from codex_node.sales.states.resuming import Resuming
 from codex_node.sales.states.unknown import Unknown
 from codex_node.sales.testhold import SaleHold
@@ -415,10 +416,13 @@ class Sales:
         self.queue.delete(event.request_id, event.slot_index)
 
     async def _on_chain_reorganised(self, event: ChainReorganised) -> None:
-        # A proving sale would read its slot only at the next period; its fill may have left the chain now.
-        agents = self.agents()
-        log.info("chain reorganised: every sale reads its slot again", from_block=event.first_block, sales=len(agents))
-        for agent in agents:
+        # A proving sale would read its slot only at the next period; its fill may have left the chain now. The
+        # other states read the chain at each of their steps (a sale entering Proving reads its slot first).
+        proving = [agent for agent in self.agents() if isinstance(agent.state, Proving)]
+        log.info(
+            "chain reorganised: proving sales read their slots again", from_block=event.first_block, sales=len(proving)
+        )
+        for agent in proving:
             agent.poke()
 
     def _forget_open(self, request_id: RequestId) -> None:
