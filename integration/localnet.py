@@ -69,6 +69,8 @@ STEP_TIMEOUT: Final = 60.0
 POLL: Final = 0.2
 PERIOD: Final = DEV_CONFIG.proofs.period
 """Seconds of a proof period of the deployed marketplace (``codex-node deploy`` uses the dev configuration)."""
+JUMP_SLACK: Final = 15
+"""Seconds after one of the test's time jumps in which a proof built before it may still be mined (and refused)."""
 REPORT_LINES: Final = 40
 CHAIN_REPORT_LINES: Final = 80
 """Last lines of Hardhat's output (one per JSON-RPC call, and each mined transaction) in a failure report."""
@@ -261,6 +263,9 @@ class LocalNet:
     deployment_file: Path | None = None
     chainless: bool = False
     """Started with ``start(chain=False)``: no Hardhat, no deployment; nodes run storage only (``--no-marketplace``)."""
+    jumps: list[int] = field(default_factory=list)
+    """The blocks :meth:`advance` mined, in order: where the test moved the chain's time (a transaction built
+    before such a jump and mined after it met a later period than the one it was built for)."""
     _reaper: Reaper | None = None
     _view: ChainView | None = None
     _loop: BackgroundLoop | None = None
@@ -437,7 +442,23 @@ class LocalNet:
         """Move the chain's time ``seconds`` forward (``evm_increaseTime`` + ``evm_mine``); the new time."""
         hardhat.rpc(self.url, "evm_increaseTime", [seconds])
         hardhat.rpc(self.url, "evm_mine")
+        self.jumps.append(int(hardhat.rpc(self.url, "eth_blockNumber"), 16))
         return self.now()
+
+    def refused_unexplained(self, account: str) -> list[tuple[str, int]]:
+        """The transactions of ``account`` that reverted (function, block), but for the proofs the test's own jumps
+        explain: a proof on its way when :meth:`advance` moved the chain into a later period meets another
+        challenge (or a finished request) and is refused, if mined up to :data:`JUMP_SLACK` seconds after the jump.
+        Anything this returns is the node's doing."""
+        w3 = self.view.w3
+        jumped = [int(w3.eth.get_block(j)["timestamp"]) for j in self.jumps]
+
+        def explained(block: int) -> bool:
+            at = int(w3.eth.get_block(block)["timestamp"])
+            return any(j <= block and at - t <= JUMP_SLACK for j, t in zip(self.jumps, jumped, strict=True))
+
+        reverted = self.view.reverted_from(account)
+        return [(name, block) for name, block in reverted if name != "submitProof" or not explained(block)]
 
     def mine(self) -> int:
         """Mine one block, time moving only as the wall clock does (``evm_mine``); the new time."""
