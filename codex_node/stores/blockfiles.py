@@ -291,10 +291,18 @@ class BlockFiles:
         """Read blocks (each ``block_size`` bytes, the last maybe shorter) into one ``length`` buffer.
 
         Returns the buffer and, per block, the bytes found (``None``: no pack file) so the caller can judge.
-        Blocks that follow each other in a pack are read with one ``preadv`` (their headers go to a scratch
-        buffer), so a dataset uploaded in order is read back as long sequential reads.
         """
         view = memoryview(bytearray(length))
+        dests = [view[k * block_size : min((k + 1) * block_size, length)] for k in range(len(locs))]
+        return view, self.read_into(locs, dests)
+
+    def read_into(self, locs: Sequence[Location], dests: Sequence[memoryview]) -> list[int | None]:
+        """Read each block into its view of ``dests`` (at most the view's length); per block, the bytes found
+        (``None``: no pack file) so the caller can judge.
+
+        Blocks that follow each other in a pack are read with one ``preadv`` (their headers go to a scratch
+        buffer), so a dataset uploaded in order is read back as long sequential reads; each pack is opened once.
+        """
         sizes: list[int | None] = [None] * len(locs)
         fds: dict[int, int | None] = {}
         try:
@@ -311,13 +319,13 @@ class BlockFiles:
                         fds[pack] = None
                 fd = fds[pack]
                 if fd is not None:
-                    self._read_into(fd, locs, i, j, view, block_size, length, sizes)
+                    self._read_into(fd, locs, i, j, dests, sizes)
                 i = j
         finally:
             for fd in fds.values():
                 if fd is not None:
                     os.close(fd)
-        return view, sizes
+        return sizes
 
     def _read_into(
         self,
@@ -325,9 +333,7 @@ class BlockFiles:
         locs: Sequence[Location],
         i: int,
         j: int,
-        view: memoryview,
-        block_size: int,
-        length: int,
+        dests: Sequence[memoryview],
         sizes: list[int | None],
     ) -> None:
         iov: list[memoryview] = []
@@ -336,8 +342,7 @@ class BlockFiles:
             if k > i:
                 iov.append(memoryview(bytearray(locs[k].offset - (locs[k - 1].offset + locs[k - 1].length))))
                 owner.append(None)
-            dest = view[k * block_size : min((k + 1) * block_size, length)]
-            iov.append(dest[: min(locs[k].length, len(dest))])
+            iov.append(dests[k][: min(locs[k].length, len(dests[k]))])
             owner.append(k)
         got = os.preadv(fd, iov, locs[i].offset)
         # A short read (a cut file) leaves the rest unfilled: each block reports what it got.

@@ -202,6 +202,11 @@ class RepoStore:
         raw = self.kv.get(TTL_PREFIX + cid.text)
         return None if raw is None else BlockMeta.decode(raw)
 
+    def block_metas(self, cids: Sequence[Cid]) -> list[BlockMeta | None]:
+        """:meth:`block_meta` of each CID, read as one group."""
+        raws = self.kv.get_many([TTL_PREFIX + cid.text for cid in cids])
+        return [None if raw is None else BlockMeta.decode(raw) for raw in raws]
+
     def ensure_expiry(self, cid: Cid, expiry: int) -> None:
         """Raise the block's expiry to at least ``expiry`` (never lowers). Raises :class:`BlockNotFoundError`."""
         if not self._change_expiry([cid], expiry, lower=False):
@@ -644,17 +649,29 @@ class RepoStore:
             return data
         raise CorruptBlockError(f"block {cid} kept moving while it was read")
 
-    def read_blocks(self, cids: Sequence[Cid]) -> list[bytes | None]:
+    def read_blocks(self, cids: Sequence[Cid]) -> list[memoryview | None]:
         """The stored bytes of each CID (``None``: not stored here), NOT checked against their CIDs: for serving
         peers, who check every block themselves (``api/routes/blocks.py``). Blocking: call it from a worker thread.
+
+        The index entries are read as one group and the blocks into one buffer, blocks that follow each other in
+        a pack with one ``preadv`` (a peer asks for a dataset's blocks in order, and they were stored in order).
         Raises :class:`CorruptBlockError` when a block's bytes are missing or have the wrong size."""
-        out: list[bytes | None] = []
-        for cid in cids:
-            try:
-                out.append(self._read(cid))
-            except BlockNotFoundError:
-                out.append(None)
-        return out
+        for _ in range(_READ_ATTEMPTS):
+            metas = self.block_metas(cids)
+            found = [(k, meta) for k, meta in enumerate(metas) if meta is not None]
+            buffer = memoryview(bytearray(sum(meta.size for _, meta in found)))
+            dests: list[memoryview] = []
+            at = 0
+            for _, meta in found:
+                dests.append(buffer[at : at + meta.size])
+                at += meta.size
+            sizes = self.files.read_into([meta.location for _, meta in found], dests)
+            if not self._moved([(cids[k], meta) for k, meta in found], sizes):
+                out: list[memoryview | None] = [None] * len(cids)
+                for (k, _), dest in zip(found, dests, strict=True):
+                    out[k] = dest
+                return out
+        raise CorruptBlockError("blocks kept moving while they were read")
 
     async def get_manifest(self, cid: Cid) -> Manifest:
         """The manifest stored under ``cid``. Raises :class:`BlockNotFoundError`, :class:`ValidationError` (not a
@@ -699,8 +716,7 @@ class RepoStore:
         """Consecutive blocks of ``block_size`` bytes (the last may be shorter), ``length`` bytes in all."""
         for _ in range(_READ_ATTEMPTS):
             metas: list[BlockMeta] = []
-            for i, cid in enumerate(cids):
-                meta = self.block_meta(cid)
+            for i, (cid, meta) in enumerate(zip(cids, self.block_metas(cids), strict=True)):
                 if meta is None:
                     raise BlockNotFoundError(f"block not found: {cid}")
                 expected = min((i + 1) * block_size, length) - i * block_size
@@ -708,21 +724,25 @@ class RepoStore:
                     raise CorruptBlockError(f"block {cid} has {meta.size} bytes, the manifest says {expected}")
                 metas.append(meta)
             view, sizes = self.files.read_run([m.location for m in metas], block_size, length)
-            moved = False
-            for cid, meta, size in zip(cids, metas, sizes, strict=True):
-                if size == meta.size:
-                    continue
-                if self.block_meta(cid) != meta:
-                    moved = True  # compaction moved it, or it was deleted, while we read: read again
-                    break
-                if size is None:
-                    raise CorruptBlockError(f"block {cid} has metadata but no file (pack {meta.pack:016x})")
-                raise CorruptBlockError(f"block {cid} has {size} bytes on disk, its index says {meta.size}")
-            if not moved:
+            if not self._moved(list(zip(cids, metas, strict=True)), sizes):
                 if self.verify_reads:
                     self._verify_run(cids, view, block_size)
                 return view
         raise CorruptBlockError("blocks kept moving while they were read")
+
+    def _moved(self, blocks: Sequence[tuple[Cid, BlockMeta]], sizes: Sequence[int | None]) -> bool:
+        """Judge a read of ``blocks`` (with the index entries it used) that found ``sizes`` bytes: True if a block
+        was moved (compaction) or deleted meanwhile, so the caller reads again; raises :class:`CorruptBlockError`
+        if a block's bytes are missing or short although its entry is unchanged."""
+        for (cid, meta), size in zip(blocks, sizes, strict=True):
+            if size == meta.size:
+                continue
+            if self.block_meta(cid) != meta:
+                return True
+            if size is None:
+                raise CorruptBlockError(f"block {cid} has metadata but no file (pack {meta.pack:016x})")
+            raise CorruptBlockError(f"block {cid} has {size} bytes on disk, its index says {meta.size}")
+        return False
 
     def _verify_run(self, cids: Sequence[Cid], view: memoryview, block_size: int) -> None:
         for i, cid in enumerate(cids):

@@ -7,7 +7,7 @@ nothing half written.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from codex_node.errors import KVError
 from codex_node.stores.kv import WriteBatch, batch_ops, new_batch
@@ -30,6 +30,10 @@ class MemoryKV:
     def get(self, key: str) -> bytes | None:
         self._check()
         return self._data.get(key)
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        self._check()
+        return [self._data.get(key) for key in keys]
 
     def put(self, key: str, value: bytes) -> None:
         b = new_batch()

@@ -60,6 +60,10 @@ class CrashingKV:
         self.switch.alive()
         return self.inner.get(key)
 
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        self.switch.alive()
+        return self.inner.get_many(keys)
+
     def put(self, key: str, value: bytes) -> None:
         self.switch.step(f"kv put {key}")
         self.inner.put(key, value)
@@ -128,9 +132,9 @@ class CrashingFiles(BlockFiles):
         self.switch.alive()
         return super().read(loc)
 
-    def read_run(self, locs: Sequence[Location], block_size: int, length: int) -> tuple[memoryview, list[int | None]]:
+    def read_into(self, locs: Sequence[Location], dests: Sequence[memoryview]) -> list[int | None]:
         self.switch.alive()
-        return super().read_run(locs, block_size, length)
+        return super().read_into(locs, dests)
 
     def walk(self, pack: int, size: int) -> Iterator[tuple[str, Location]]:
         self.switch.alive()
