@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator
 
 import structlog
 
-from codex_node.blockexchange.fetcher import BlockFetcher
+from codex_node.blockexchange.fetcher import BlockFetcher, Payload
 from codex_node.data.cid import Cid
 from codex_node.data.manifest import Manifest
 from codex_node.errors import CodexError, CorruptBlockError, PeerError, ValidationError
@@ -147,7 +147,7 @@ class NetworkDatasets:
         held = [c for c in unique if c.text in here]
         missing = [c for c in unique if c.text not in here]
 
-        async def store(blocks: list[tuple[Cid, bytes]]) -> None:
+        async def store(blocks: list[tuple[Cid, Payload]]) -> None:
             seq, self._seq = self._seq, self._seq + 1
             await session.put_verified(seq, [(c, data) for c, data in blocks for _ in range(uses[c.text])], None)
 

@@ -45,7 +45,9 @@ log = structlog.get_logger(__name__)
 _T = TypeVar("_T")
 _MIB = 1024 * 1024
 
-OnVerified = Callable[[list[tuple[Cid, bytes]]], Awaitable[None]]
+Payload = bytes | memoryview
+"""A block's bytes as read from a peer's answer: a view of the piece that held it when it came in one piece."""
+OnVerified = Callable[[list[tuple[Cid, Payload]]], Awaitable[None]]
 """Receives each batch of verified blocks (CID, bytes) as it lands, in no particular order."""
 
 
@@ -132,9 +134,9 @@ class _Handover:
             task.exception()  # the fetch is failing already: its own error is the one that propagates
 
 
-def _verify(received: list[tuple[Cid, bytes]]) -> tuple[list[tuple[Cid, bytes]], Cid | None]:
+def _verify(received: list[tuple[Cid, Payload]]) -> tuple[list[tuple[Cid, Payload]], Cid | None]:
     """The blocks whose bytes match their CIDs, and the first CID whose bytes do not (``None``: all match)."""
-    good: list[tuple[Cid, bytes]] = []
+    good: list[tuple[Cid, Payload]] = []
     wrong: Cid | None = None
     for cid, data in received:
         if cid.matches(data):
@@ -190,9 +192,9 @@ class BlockFetcher:
             except BlockNotFoundError:  # deleted meanwhile
                 missing.append(cid)
 
-        async def keep(blocks: list[tuple[Cid, bytes]]) -> None:
+        async def keep(blocks: list[tuple[Cid, Payload]]) -> None:
             for cid, data in blocks:
-                found[cid.text] = data
+                found[cid.text] = data if isinstance(data, bytes) else bytes(data)
 
         await self.fetch(missing, hint=hint, on_verified=keep)
         return [found[c.text] for c in cids]
@@ -322,7 +324,7 @@ class BlockFetcher:
 
     async def _ask(self, run: _Run, peer: PeerInfo, cids: list[Cid], handover: _Handover) -> list[Cid]:
         """Ask ``peer`` for ``cids``; hand on what it served correctly; return the CIDs still to be had."""
-        received: list[tuple[Cid, bytes]] = []  # not verified yet: at most one batch
+        received: list[tuple[Cid, Payload]] = []  # not verified yet: at most one batch
         progress = _Progress(self._now())
 
         async def read() -> None:
@@ -352,7 +354,7 @@ class BlockFetcher:
         done = {cid.text for cid, _ in got}
         return [c for c in cids if c.text not in done]
 
-    async def _hand_on(self, run: _Run, peer: PeerInfo, got: list[tuple[Cid, bytes]]) -> None:
+    async def _hand_on(self, run: _Run, peer: PeerInfo, got: list[tuple[Cid, Payload]]) -> None:
         nbytes = sum(len(data) for _, data in got)
         await run.on_verified(got)
         self._providers.served(peer, run.key, nbytes)

@@ -61,7 +61,7 @@ class PeerClient:
 
     async def stream_blocks(
         self, peer: PeerInfo, cids: Sequence[Cid], *, max_bytes: int
-    ) -> AsyncIterator[tuple[int, bytes | None]]:
+    ) -> AsyncIterator[tuple[int, bytes | memoryview | None]]:
         """``(index into cids, payload or None)`` for each frame as it arrives; payloads at most ``max_bytes``.
 
         Raises :class:`PeerError` for a refused request, a malformed answer, or one that ends early.
@@ -87,7 +87,7 @@ class PeerClient:
 
     async def _stream_raw(
         self, peer: PeerInfo, cids: Sequence[Cid], reader: FrameReader
-    ) -> AsyncIterator[tuple[int, bytes | None]]:
+    ) -> AsyncIterator[tuple[int, bytes | memoryview | None]]:
         assert self._raw is not None
         body = json.dumps({"cids": [c.text for c in cids]}).encode()
         max_body = len(cids) * (HEADER_SIZE + reader.max_bytes)

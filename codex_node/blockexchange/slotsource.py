@@ -27,7 +27,7 @@ from collections import Counter
 
 import structlog
 
-from codex_node.blockexchange.fetcher import BlockFetcher
+from codex_node.blockexchange.fetcher import BlockFetcher, Payload
 from codex_node.blockexchange.port import SlotRepairer
 from codex_node.data.cid import Cid
 from codex_node.data.manifest import Manifest
@@ -163,7 +163,7 @@ class NetworkSlotDataSource:
         ttl = self._ttl(expiry)
         stored = 0
 
-        async def store(blocks: list[tuple[Cid, bytes]]) -> None:
+        async def store(blocks: list[tuple[Cid, Payload]]) -> None:
             nonlocal stored
             # Out of the reservation first, then into the repo: the quota never holds the bytes twice.
             await on_blocks(sum(uses[cid.text] for cid, _ in blocks) * BLOCK_SIZE)

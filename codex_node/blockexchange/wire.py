@@ -42,7 +42,8 @@ def frame(data: bytes | memoryview | None) -> bytes:
 class FrameReader:
     """Parses a batched answer of ``expected`` frames fed in arbitrary chunks; payloads at most ``max_bytes``.
 
-    Chunks are kept as views and joined once per frame, so a payload is copied once whatever the chunking.
+    Chunks are kept as views; a payload that lies in one chunk is handed on as a view of it (no copy), one split
+    across chunks is joined into one copy.
     """
 
     def __init__(self, expected: int, max_bytes: int) -> None:
@@ -54,7 +55,7 @@ class FrameReader:
         self._need: int | None = None  # payload length of the frame being read, once its header is in
         self._status = FOUND
 
-    def feed(self, chunk: bytes) -> Iterator[bytes | None]:
+    def feed(self, chunk: bytes) -> Iterator[bytes | memoryview | None]:
         """The frames completed by ``chunk``: the payload, or ``None`` for "not here"."""
         if chunk:
             self._chunks.append(memoryview(chunk))
@@ -84,8 +85,9 @@ class FrameReader:
     def buffered(self) -> int:
         return self._have
 
-    def _take(self, n: int) -> bytes:
-        """The next ``n`` buffered bytes (``n <= self._have``)."""
+    def _take(self, n: int) -> bytes | memoryview:
+        """The next ``n`` buffered bytes (``n <= self._have``): a view of the chunk that holds them all (the chunks
+        fed are immutable ``bytes``), else joined into one copy."""
         parts: list[memoryview] = []
         left = n
         while left:
@@ -98,4 +100,4 @@ class FrameReader:
                 self._chunks[0] = head[left:]
                 left = 0
         self._have -= n
-        return b"".join(parts)
+        return parts[0] if len(parts) == 1 else b"".join(parts)

@@ -103,8 +103,19 @@ def _prefix(codec: int, hash_code: int, size: int) -> bytes:
     return encoded
 
 
+_B32_PAIRS = [a + b for a in "abcdefghijklmnopqrstuvwxyz234567" for b in "abcdefghijklmnopqrstuvwxyz234567"]
+"""Two base32 characters per 10-bit group: the index is the group's value."""
+
+
 def _text(raw: bytes) -> str:
-    return "b" + base64.b32encode(raw).decode("ascii").rstrip("=").lower()
+    """Multibase ``b``: lower-case base32 without padding (RFC 4648), 10 bits at a time (``base64.b32encode`` is
+    pure Python on 3.11, and a dataset's download makes a CID per block)."""
+    bits = len(raw) * 8
+    chars = -(-bits // 5)
+    groups = -(-chars // 2)
+    n = int.from_bytes(raw, "big") << (groups * 10 - bits)
+    pairs = _B32_PAIRS
+    return "b" + "".join([pairs[(n >> shift) & 1023] for shift in range(groups * 10 - 10, -1, -10)])[:chars]
 
 
 def make_cid(codec: int, hash_code: int, digest: bytes) -> Cid:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from codex_node.errors import StoreError
@@ -128,6 +129,13 @@ class MetaTx:
         meta = None if raw is None else BlockMeta.decode(raw)
         self.original[text] = meta
         return meta
+
+    def prefetch(self, texts: Sequence[str]) -> None:
+        """Read the stored entries of ``texts`` not read yet, as one group (before :meth:`meta` asks one by one)."""
+        todo = [t for t in dict.fromkeys(texts) if t not in self.metas and t not in self.original]
+        raws = self.kv.get_many([TTL_PREFIX + t for t in todo])
+        for text, raw in zip(todo, raws, strict=True):
+            self.original[text] = None if raw is None else BlockMeta.decode(raw)
 
     def add(self, text: str, meta: BlockMeta) -> None:
         self.metas[text] = meta

@@ -333,7 +333,9 @@ class RepoStore:
             self._cond.wait_for(lambda: self._busy.isdisjoint(unique))
             # In the caller's order: a dataset's blocks then follow each other in their pack, and read back as
             # one sequential read.
-            to_write = [(cid, data) for text, (cid, data) in reversed(unique.items()) if not self._has(text)]
+            stored = self.kv.get_many([TTL_PREFIX + text for text in unique])
+            held = {text for text, raw in zip(unique, stored, strict=True) if raw is not None}
+            to_write = [(cid, data) for text, (cid, data) in reversed(unique.items()) if text not in held]
             new_bytes = sum(len(data) for _, data in to_write)
             if new_bytes:
                 # Early refusal before any byte is written, counting other puts in flight; the commit below
@@ -356,6 +358,7 @@ class RepoStore:
             with self._lock:
                 tx = MetaTx(self.kv, batch)
                 tx.reserved = reserved_delta
+                tx.prefetch([cid.text for cid, _ in blocks])
                 for cid, data in blocks:
                     meta = tx.meta(cid.text)
                     if meta is None:

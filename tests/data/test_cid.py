@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import base64
 import hashlib
 
 import pytest
@@ -13,6 +14,7 @@ from codex_node.data.cid import (
     DAG_JSON,
     RAW,
     SHA2_256,
+    _text,
     block_cid,
     make_cid,
     manifest_cid,
@@ -28,6 +30,11 @@ def test_text_form_equals_multiformats_encoding(data: bytes, codec: int) -> None
     ours = make_cid(codec, SHA2_256, digest)
     theirs = CID("base32", 1, codec, multihash.wrap(digest, "sha2-256"))
     assert ours.text == str(theirs)
+
+
+@given(st.binary(max_size=80))
+def test_the_multibase_text_is_rfc4648_base32_lower_case_without_padding_for_any_length(raw: bytes) -> None:
+    assert _text(raw) == "b" + base64.b32encode(raw).decode().rstrip("=").lower()
 
 
 @given(st.binary(max_size=256), st.sampled_from([RAW, DAG_JSON, CODEX_MANIFEST, CODEX_ROOT]))

@@ -84,14 +84,14 @@ def _read_group(repo: RepoStore, cids: list[Cid]) -> bytes:
     except CodexError as e:  # a block gone bad on disk is not served; the asker goes to another peer
         log.warning("blocks not served", first=cids[0].text, error=repr(e))
         blocks = [None] * len(cids)
-    out = bytearray()
+    parts: list[bytes | memoryview] = []
     for data in blocks:
         if data is not None and len(data) > MAX_FRAME_BYTES:
             data = None
-        out += frame(data)
+        parts.append(frame(data))
         if data is not None:
-            out += data
-    return bytes(out)
+            parts.append(data)
+    return b"".join(parts)  # one copy of the group's bytes
 
 
 async def _frames(repo: RepoStore, cids: list[Cid]) -> AsyncIterator[bytes]:
