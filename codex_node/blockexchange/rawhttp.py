@@ -1,10 +1,10 @@
 """A lean HTTP/1.1 client for one job: posting a batch request to a peer and reading its answer's body as it
-arrives, over plain asyncio streams with keep-alive connections.
+arrives, over keep-alive connections read by a :class:`~codex_node.blockexchange.piecereader.PieceReader`.
 
 Why not httpx here: a peer's batched block answer is most of a download's bytes, and parsing it through httpx and
 h11 cost the downloader more CPU than storing the blocks (``benchmarks/network_download.py``). This client reads
 the status line and headers with bounded reads, then hands the body on in the pieces the socket gave it
-(``Content-Length`` or ``chunked``), copying nothing it does not have to.
+(``Content-Length`` or ``chunked``) as views of the buffers the socket was read into: no copy in user space.
 
 Every byte is hostile: the status line and headers are bounded (:data:`MAX_HEAD_BYTES`), a chunk size line too,
 the body may not be longer than the caller's ``max_body`` bound, and anything malformed, early EOF or a refused
@@ -20,6 +20,7 @@ import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator
 from urllib.parse import urlsplit
 
+from codex_node.blockexchange.piecereader import PieceReader
 from codex_node.errors import PeerError
 
 MAX_HEAD_BYTES = 16 * 1024
@@ -34,12 +35,12 @@ _STREAM_LIMIT = 256 * 1024
 
 
 class _Conn:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, transport: asyncio.Transport, reader: PieceReader) -> None:
+        self.transport = transport
         self.reader = reader
-        self.writer = writer
 
     def close(self) -> None:
-        self.writer.close()
+        self.transport.close()
 
 
 class RawHttp:
@@ -63,7 +64,7 @@ class RawHttp:
 
     async def post_stream(
         self, url: str, body: bytes, *, content_type: str, accept: str, max_body: int
-    ) -> AsyncGenerator[tuple[int, bytes], None]:
+    ) -> AsyncGenerator[tuple[int, bytes | memoryview], None]:
         """POST ``body`` to ``url``; yield ``(status, b"")`` once the head is in, then ``(status, piece)`` for each
         piece of the answer's body, at most ``max_body`` bytes in all (more raises :class:`PeerError`)."""
         parts = urlsplit(url)
@@ -110,7 +111,7 @@ class RawHttp:
         idle = self._idle.get(address)
         while idle:
             conn = idle.pop()
-            if not conn.reader.at_eof() and not conn.writer.is_closing():
+            if not conn.reader.at_eof() and not conn.transport.is_closing():
                 return conn, True
             conn.close()
         return await self._open(address), False
@@ -118,23 +119,24 @@ class RawHttp:
     async def _open(self, address: tuple[str, int]) -> _Conn:
         try:
             async with asyncio.timeout(self._connect_timeout):
-                reader, writer = await asyncio.open_connection(*address, limit=_STREAM_LIMIT)
+                transport, reader = await asyncio.get_running_loop().create_connection(
+                    lambda: PieceReader(limit=_STREAM_LIMIT), *address
+                )
         except (OSError, TimeoutError) as e:
             raise PeerError(f"cannot connect to {address[0]}:{address[1]}: {type(e).__name__} {e}") from e
-        return _Conn(reader, writer)
+        return _Conn(transport, reader)
 
     @staticmethod
     async def _send(conn: _Conn, request: bytes) -> tuple[int, dict[str, str]]:
         try:
-            conn.writer.write(request)
-            await conn.writer.drain()
+            conn.transport.write(request)  # a few KiB at most: the transport buffers it, no drain needed
             head = await _read_head(conn.reader)
         except (OSError, asyncio.IncompleteReadError) as e:
             raise PeerError(f"no answer: {type(e).__name__} {e}") from e
         return _parse_head(head)
 
 
-async def _read_head(reader: asyncio.StreamReader) -> bytes:
+async def _read_head(reader: PieceReader) -> bytes:
     head = bytearray()
     while True:
         line = await _bounded_line(reader, MAX_HEAD_BYTES - len(head), "answer head")
@@ -145,7 +147,7 @@ async def _read_head(reader: asyncio.StreamReader) -> bytes:
         head += line
 
 
-async def _bounded_line(reader: asyncio.StreamReader, limit: int, what: str) -> bytes:
+async def _bounded_line(reader: PieceReader, limit: int, what: str) -> bytes:
     if limit <= 0:
         raise PeerError(f"the peer's {what} is longer than allowed")
     try:
@@ -176,7 +178,7 @@ def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:
     return int(status_line[1]), headers
 
 
-async def _body(reader: asyncio.StreamReader, headers: dict[str, str], max_body: int) -> AsyncIterator[bytes]:
+async def _body(reader: PieceReader, headers: dict[str, str], max_body: int) -> AsyncIterator[memoryview]:
     encoding = headers.get("transfer-encoding", "").lower()
     if encoding:
         if encoding != "chunked":
@@ -198,7 +200,7 @@ async def _body(reader: asyncio.StreamReader, headers: dict[str, str], max_body:
         yield piece
 
 
-async def _chunked(reader: asyncio.StreamReader, max_body: int) -> AsyncIterator[bytes]:
+async def _chunked(reader: PieceReader, max_body: int) -> AsyncIterator[memoryview]:
     total = 0
     while True:
         line = await _bounded_line(reader, MAX_CHUNK_LINE, "chunk size line")

@@ -42,8 +42,9 @@ def frame(data: bytes | memoryview | None) -> bytes:
 class FrameReader:
     """Parses a batched answer of ``expected`` frames fed in arbitrary chunks; payloads at most ``max_bytes``.
 
-    Chunks are kept as views; a payload that lies in one chunk is handed on as a view of it (no copy), one split
-    across chunks is joined into one copy.
+    Chunks are kept as views (they must never change: ``bytes``, or views of buffers never written again); a
+    payload that lies in one chunk is handed on as a view of it (no copy), one split across chunks is joined into
+    one copy.
     """
 
     def __init__(self, expected: int, max_bytes: int) -> None:
@@ -55,7 +56,7 @@ class FrameReader:
         self._need: int | None = None  # payload length of the frame being read, once its header is in
         self._status = FOUND
 
-    def feed(self, chunk: bytes) -> Iterator[bytes | memoryview | None]:
+    def feed(self, chunk: bytes | memoryview) -> Iterator[bytes | memoryview | None]:
         """The frames completed by ``chunk``: the payload, or ``None`` for "not here"."""
         if chunk:
             self._chunks.append(memoryview(chunk))
