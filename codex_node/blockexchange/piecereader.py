@@ -3,9 +3,13 @@
 ``asyncio.StreamReader`` copies every byte three times on its way to the caller (the event loop's ``bytes``, the
 reader's own buffer, the slice ``read`` returns). :class:`PieceReader` is an :class:`asyncio.BufferedProtocol`:
 the event loop receives into the free end of the current *piece* (a :data:`PIECE_BYTES` ``bytearray``), and
-``read`` returns a ``memoryview`` of the bytes received. A piece's filled part is never written again (a full
-piece is replaced by a new one, not emptied), so a view stays valid for as long as its holder keeps it: a peer's
-block that came in one piece reaches the hash and the pack file without a copy in user space.
+``read`` returns a ``memoryview`` of the bytes received. A piece's filled part is not written again while anything
+refers to it (a full piece is replaced by another), so a view stays valid for as long as its holder keeps it: a
+peer's block that came in one piece reaches the hash and the pack file without a copy in user space.
+
+Full pieces go to a small pool (:class:`_Pieces`) and are received into again once nothing refers to them any
+more (their reference count says so): a fresh 256 KiB buffer costs its zeroing and, memory having gone back to
+the system, a page fault per 4 KiB, which made allocating pieces the largest cost of the download loop.
 
 It offers the part of the ``StreamReader`` interface the lean HTTP client uses (``read``, ``readuntil``,
 ``readexactly``, ``at_eof``) with its exceptions (``IncompleteReadError``, ``LimitOverrunError``, the connection's
@@ -16,6 +20,8 @@ they drop under :data:`LOW_WATER` (memory per connection: about ``HIGH_WATER + P
 from __future__ import annotations
 
 import asyncio
+import sys
+import threading
 from collections import deque
 from typing import Final, cast
 
@@ -26,12 +32,46 @@ FIND_WINDOW: Final = 1024
 """Bytes copied at a time while looking for the end of a line."""
 
 
+POOL_PIECES: Final = 64
+"""Full pieces kept for reuse (16 MiB at most, shared by the readers of a process)."""
+
+
+class _Pieces:
+    """Full pieces, handed out again once nothing but this pool refers to them."""
+
+    def __init__(self, keep: int) -> None:
+        self._keep = keep
+        self._pieces: deque[bytearray] = deque()
+        self._lock = threading.Lock()  # readers may run in several threads' event loops
+
+    def take(self) -> bytearray:
+        with self._lock:
+            for i in range(len(self._pieces)):
+                # 2: the deque's reference and getrefcount's argument. A live view holds one more.
+                if sys.getrefcount(self._pieces[i]) == _UNREFERENCED:
+                    piece = self._pieces[i]
+                    del self._pieces[i]
+                    return piece
+        return bytearray(PIECE_BYTES)
+
+    def give(self, piece: bytearray) -> None:
+        with self._lock:
+            if len(self._pieces) >= self._keep:
+                self._pieces.popleft()
+            self._pieces.append(piece)
+
+
+_UNREFERENCED: Final = 2
+_POOL = _Pieces(POOL_PIECES)
+
+
 class PieceReader(asyncio.BufferedProtocol):
     def __init__(self, *, limit: int = PIECE_BYTES) -> None:
         self.limit = limit
         """The longest ``readuntil`` result (its separator included)."""
         self.transport: asyncio.Transport | None = None
-        self._piece = memoryview(bytearray(PIECE_BYTES))
+        self._buffer = _POOL.take()
+        self._piece = memoryview(self._buffer)
         self._used = 0  # bytes of the current piece filled
         self._ready: deque[memoryview] = deque()  # received, not read yet
         self._have = 0
@@ -47,7 +87,10 @@ class PieceReader(asyncio.BufferedProtocol):
 
     def get_buffer(self, sizehint: int) -> memoryview:
         if self._used >= len(self._piece):
-            self._piece, self._used = memoryview(bytearray(PIECE_BYTES)), 0
+            self._piece.release()  # the views handed out keep their own hold on the piece
+            _POOL.give(self._buffer)
+            self._buffer = _POOL.take()
+            self._piece, self._used = memoryview(self._buffer), 0
         return self._piece[self._used :]
 
     def buffer_updated(self, nbytes: int) -> None:

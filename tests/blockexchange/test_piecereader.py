@@ -9,7 +9,7 @@ import os
 import pytest
 import uvloop
 
-from codex_node.blockexchange.piecereader import HIGH_WATER, LOW_WATER, PIECE_BYTES, PieceReader
+from codex_node.blockexchange.piecereader import HIGH_WATER, LOW_WATER, PIECE_BYTES, PieceReader, _Pieces
 from codex_node.blockexchange.rawhttp import RawHttp
 
 
@@ -58,6 +58,34 @@ async def test_bytes_come_back_intact_and_earlier_views_survive_later_receives()
     assert bytes(first) == data[:1000]  # not overwritten by what came after it
     assert bytes(first) + rest == data
     assert reader.at_eof()
+
+
+async def test_pieces_are_received_into_again_only_once_no_view_of_them_is_left() -> None:
+    reader, _ = connected()
+    data = os.urandom(40 * PIECE_BYTES)
+    kept: list[tuple[int, memoryview]] = []
+    at = 0
+    for i in range(0, len(data), PIECE_BYTES):
+        receive(reader, data[i : i + PIECE_BYTES], step=65_536)
+        while at < i + PIECE_BYTES:
+            piece = await reader.read(100_000)
+            if (at // 100_000) % 7 == 0:
+                kept.append((at, piece))  # held on to, like a block waiting to be stored; the rest dropped
+            at += len(piece)
+    assert at == len(data)
+    assert all(bytes(view) == data[start : start + len(view)] for start, view in kept)
+
+
+def test_the_pool_hands_out_a_piece_again_only_when_nothing_refers_to_it() -> None:
+    pool = _Pieces(4)
+    piece = bytearray(8)
+    view = memoryview(piece)[2:5]
+    pool.give(piece)
+    given = id(piece)
+    del piece
+    assert id(pool.take()) != given  # a view of it is alive: another piece
+    del view
+    assert id(pool.take()) == given
 
 
 async def test_a_line_is_read_across_pieces_and_is_bounded() -> None:
