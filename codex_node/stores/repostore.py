@@ -207,6 +207,11 @@ class RepoStore:
         raws = self.kv.get_many([TTL_PREFIX + cid.text for cid in cids])
         return [None if raw is None else BlockMeta.decode(raw) for raw in raws]
 
+    def block_sizes(self, cids: Sequence[Cid]) -> list[int | None]:
+        """The stored size of each CID (``None``: not stored here), read as one group: what a peer's batch
+        answer announces before :meth:`read_blocks` reads the bytes (``api/routes/blocks.py``)."""
+        return [None if meta is None else meta.size for meta in self.block_metas(cids)]
+
     def ensure_expiry(self, cid: Cid, expiry: int) -> None:
         """Raise the block's expiry to at least ``expiry`` (never lowers). Raises :class:`BlockNotFoundError`."""
         if not self._change_expiry([cid], expiry, lower=False):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 
 import httpx
@@ -21,7 +21,7 @@ from codex_node.data.slots import BLOCK_SIZE
 from codex_node.peers.port import PeerInfo
 from codex_node.stores.blockfiles import BlockFiles
 from codex_node.stores.datasets import store_dataset
-from codex_node.stores.repostore import RepoStore
+from codex_node.stores.repostore import TTL_PREFIX, RepoStore
 from codex_node.testing.fakeclock import FakeClock
 from codex_node.testing.memorykv import MemoryKV
 from codex_node.testing.staticpeers import StaticProviders
@@ -153,7 +153,28 @@ async def test_peers_get_blocks_singly_and_framed_in_a_batch(peer: tuple[RepoSto
     assert single.content == await repo.get_block(cids[0])
     frames = list(FrameReader(len(cids), 1 << 20).feed(batch.content))
     assert frames == [await repo.get_block(c) for c in cids]
+    assert batch.headers["content-length"] == str(len(batch.content))  # announced, not chunked
+    assert "transfer-encoding" not in batch.headers
     assert too_many.status_code == 422
+
+
+async def test_a_block_deleted_after_the_batch_answer_was_announced_ends_it_early(
+    peer: tuple[RepoStore, PeerInfo, bytes, Cid],
+) -> None:
+    repo, info, _, cid = peer
+    manifest = await repo.get_manifest(cid)
+    cids = manifest.block_cids()
+    announced = repo.block_sizes
+
+    def announce_then_delete(asked: Sequence[Cid]) -> list[int | None]:
+        sizes = announced(asked)
+        repo.kv.delete(TTL_PREFIX + asked[-1].text)  # gone between the announcement and the read
+        return sizes
+
+    repo.block_sizes = announce_then_delete  # type: ignore[method-assign]
+    async with httpx.AsyncClient() as client:
+        with pytest.raises(httpx.RemoteProtocolError):  # the peer closed the connection short of the length
+            await client.post(f"{info.url}/blocks", json={"cids": [c.text for c in cids]})
 
 
 def test_the_peer_block_routes_are_open_without_the_token_and_nothing_else_is() -> None:

@@ -247,14 +247,14 @@ async def test_a_peer_serving_corrupted_blocks_gets_no_byte_stored_and_the_slots
         # liar is asked (and caught) before the host gets its blocks from the client.
         client_repo = client.node.repo
         assert client_repo is not None
-        client_read = client_repo.read_blocks
+        client_sizes = client_repo.block_sizes
 
-        def client_after_the_liar(cids: Sequence[Cid]) -> list[bytes | None]:
-            return client_read(cids) if served_corrupt else [None] * len(cids)
+        def client_after_the_liar(cids: Sequence[Cid]) -> list[int | None]:
+            return client_sizes(cids) if served_corrupt else [None] * len(cids)
 
-        client_repo.read_blocks = client_after_the_liar  # type: ignore[method-assign]
+        client_repo.block_sizes = client_after_the_liar  # type: ignore[method-assign]
 
-        def lying_read(cids: Sequence[Cid]) -> list[bytes | None]:
+        def lying_read(cids: Sequence[Cid]) -> list[bytes | memoryview | None]:
             nonlocal served_corrupt
             out = honest_read(cids)
             served_corrupt += sum(b is not None for b in out)

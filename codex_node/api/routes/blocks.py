@@ -20,7 +20,7 @@ from pydantic import Field
 
 from codex_node.api.schemas import CamelModel
 from codex_node.api.services import services_of
-from codex_node.blockexchange.wire import MAX_BATCH_CIDS, MAX_FRAME_BYTES, MEDIA_TYPE, frame
+from codex_node.blockexchange.wire import HEADER_SIZE, MAX_BATCH_CIDS, MAX_FRAME_BYTES, MEDIA_TYPE, frame
 from codex_node.data.cid import Cid, parse_cid
 from codex_node.errors import CodexError
 from codex_node.stores.repostore import RepoStore
@@ -74,37 +74,59 @@ async def get_block(request: Request, cid: Annotated[str, Path(description="A bl
 )
 async def get_blocks(request: Request, body: BlocksRequest) -> StreamingResponse:
     cids = [parse_cid(text) for text in body.cids]  # all parsed before the answer starts: a bad one is a 400
-    return StreamingResponse(_frames(_repo(request), cids), media_type=MEDIA_TYPE)
+    repo = _repo(request)
+    # The answer's length is known from the index before a byte is read: sent with Content-Length, its body goes
+    # to the socket as it is (chunked encoding would copy each group once more, and the asker parse chunk lines).
+    stored = await asyncio.to_thread(repo.block_sizes, cids)
+    sizes = [None if size is None or size > MAX_FRAME_BYTES else size for size in stored]
+    length = sum(HEADER_SIZE + (size or 0) for size in sizes)
+    return StreamingResponse(_frames(repo, cids, sizes), media_type=MEDIA_TYPE, headers={"content-length": str(length)})
 
 
-def _read_group(repo: RepoStore, cids: list[Cid]) -> bytes:
-    """The frames of ``cids``, read in one worker thread; a block that cannot be read is answered "not here"."""
+class _Changed(Exception):  # noqa: N818 - internal signal, never leaves this module
+    """A block the answer's length counted is gone, moved to another size, or unreadable."""
+
+
+def _read_group(repo: RepoStore, cids: list[Cid], sizes: list[int | None]) -> bytes:
+    """The frames of ``cids``, read in one worker thread, each as long as ``sizes`` announced (``None``: answered
+    "not here"); :class:`_Changed` if a block no longer matches what was announced."""
+    wanted = [cid for cid, size in zip(cids, sizes, strict=True) if size is not None]
     try:
-        blocks = repo.read_blocks(cids)
+        found = iter(repo.read_blocks(wanted))
     except CodexError as e:  # a block gone bad on disk is not served; the asker goes to another peer
-        log.warning("blocks not served", first=cids[0].text, error=repr(e))
-        blocks = [None] * len(cids)
+        raise _Changed(f"a block could not be read: {e!r}") from e
     parts: list[bytes | memoryview] = []
-    for data in blocks:
-        if data is not None and len(data) > MAX_FRAME_BYTES:
-            data = None
+    for cid, size in zip(cids, sizes, strict=True):
+        if size is None:
+            parts.append(frame(None))
+            continue
+        data = next(found)
+        if data is None or len(data) != size:
+            raise _Changed(f"block {cid} was deleted or changed while it was served")
         parts.append(frame(data))
-        if data is not None:
-            parts.append(data)
+        parts.append(data)
     return b"".join(parts)  # one copy of the group's bytes
 
 
-async def _frames(repo: RepoStore, cids: list[Cid]) -> AsyncIterator[bytes]:
-    """The answer group by group (:data:`SERVE_READ_AHEAD` blocks), the next group read while one is sent."""
-    groups = [cids[i : i + SERVE_READ_AHEAD] for i in range(0, len(cids), SERVE_READ_AHEAD)]
+async def _frames(repo: RepoStore, cids: list[Cid], sizes: list[int | None]) -> AsyncIterator[bytes]:
+    """The answer group by group (:data:`SERVE_READ_AHEAD` blocks), the next group read while one is sent. A block
+    that changed since the length was announced ends the answer early (the connection is closed): the asker takes
+    the answer for a failed one and asks another peer."""
+    groups = [
+        (cids[i : i + SERVE_READ_AHEAD], sizes[i : i + SERVE_READ_AHEAD]) for i in range(0, len(cids), SERVE_READ_AHEAD)
+    ]
     ahead: asyncio.Future[bytes] | None = None
     try:
         for i in range(len(groups)):
-            current = ahead or asyncio.ensure_future(asyncio.to_thread(_read_group, repo, groups[i]))
+            current = ahead or asyncio.ensure_future(asyncio.to_thread(_read_group, repo, *groups[i]))
             ahead = None
             if i + 1 < len(groups):
-                ahead = asyncio.ensure_future(asyncio.to_thread(_read_group, repo, groups[i + 1]))
-            yield await current
+                ahead = asyncio.ensure_future(asyncio.to_thread(_read_group, repo, *groups[i + 1]))
+            try:
+                yield await current
+            except _Changed as e:
+                log.warning("blocks not served", first=groups[i][0][0].text, error=str(e))
+                raise
     finally:
         if ahead is not None and not ahead.done():
             await asyncio.wait([ahead])  # a thread cannot be cancelled: let it finish
