@@ -25,6 +25,8 @@ import threading
 from collections import deque
 from typing import Final, cast
 
+from codex_node.utils.viewqueue import pop_views
+
 PIECE_BYTES: Final = 256 * 1024
 HIGH_WATER: Final = 4 * 1024 * 1024
 LOW_WATER: Final = 1024 * 1024
@@ -178,17 +180,7 @@ class PieceReader(asyncio.BufferedProtocol):
 
     def _take(self, n: int) -> bytes:
         """The next ``n`` buffered bytes, as one ``bytes`` (for heads and short reads)."""
-        parts: list[memoryview] = []
-        left = n
-        while left:
-            head = self._ready[0]
-            if len(head) <= left:
-                parts.append(self._ready.popleft())
-                left -= len(head)
-            else:
-                parts.append(head[:left])
-                self._ready[0] = head[left:]
-                left = 0
+        parts = pop_views(self._ready, n)
         self._consumed(n)
         return b"".join(parts)
 

@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Iterator
 
 from codex_node.errors import PeerError
+from codex_node.utils.viewqueue import pop_views
 
 MAX_BATCH_CIDS = 256
 """CIDs one batched request may name (a batch of 64 KiB blocks is then at most 16 MiB)."""
@@ -89,16 +90,6 @@ class FrameReader:
     def _take(self, n: int) -> bytes | memoryview:
         """The next ``n`` buffered bytes (``n <= self._have``): a view of the chunk that holds them all (the chunks
         fed are immutable ``bytes``), else joined into one copy."""
-        parts: list[memoryview] = []
-        left = n
-        while left:
-            head = self._chunks[0]
-            if len(head) <= left:
-                parts.append(self._chunks.popleft())
-                left -= len(head)
-            else:
-                parts.append(head[:left])
-                self._chunks[0] = head[left:]
-                left = 0
+        parts = pop_views(self._chunks, n)
         self._have -= n
         return parts[0] if len(parts) == 1 else b"".join(parts)
