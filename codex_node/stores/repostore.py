@@ -761,9 +761,6 @@ class RepoStore:
 
     # --- internals ----------------------------------------------------------------------------------------------
 
-    def _has(self, text: str) -> bool:
-        return self.kv.get(TTL_PREFIX + text) is not None
-
     def _commit(self, tx: MetaTx) -> list[int]:
         """Write ``tx`` with the quota, count and pack records it implies; caller holds the lock.
 
