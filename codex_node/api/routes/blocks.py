@@ -2,9 +2,11 @@
 
 Both hand out only content-addressed bytes the asker verifies against the CID it asked for, so they are open
 without the API token (``api/access.py``, :data:`~codex_node.api.access.OPEN_PEER_ROUTES`); they answer nothing
-but stored blocks and "not here". They count as downloads (``api/downloads.py``, ``--api-max-downloads``): a batch
-holds about three groups of :data:`SERVE_READ_AHEAD` blocks, and its request names
-at most :data:`~codex_node.blockexchange.wire.MAX_BATCH_CIDS` CIDs (the body is under the 256 KiB body limit).
+but stored blocks and "not here". A batch answer announces its length from the index before a block is read; a
+block deleted or changed meanwhile ends it early (the connection closes) rather than answering wrong bytes. They
+count as downloads (``api/downloads.py``, ``--api-max-downloads``): a batch holds about three groups of
+:data:`SERVE_READ_AHEAD` blocks, and its request names at most
+:data:`~codex_node.blockexchange.wire.MAX_BATCH_CIDS` CIDs (the body is under the 256 KiB body limit).
 """
 
 from __future__ import annotations
