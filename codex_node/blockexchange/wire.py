@@ -40,6 +40,14 @@ def frame(data: bytes | memoryview | None) -> bytes:
     return _HEADER.pack(FOUND, len(data))
 
 
+def frame_into(buffer: bytearray | memoryview, offset: int, size: int | None) -> None:
+    """Write at ``offset`` of ``buffer`` the frame header of a ``size``-byte payload (``None``: not here)."""
+    if size is None:
+        _HEADER.pack_into(buffer, offset, MISSING, 0)
+    else:
+        _HEADER.pack_into(buffer, offset, FOUND, size)
+
+
 class FrameReader:
     """Parses a batched answer of ``expected`` frames fed in arbitrary chunks; payloads at most ``max_bytes``.
 

@@ -209,7 +209,7 @@ class RepoStore:
 
     def block_sizes(self, cids: Sequence[Cid]) -> list[int | None]:
         """The stored size of each CID (``None``: not stored here), read as one group: what a peer's batch
-        answer announces before :meth:`read_blocks` reads the bytes (``api/routes/blocks.py``)."""
+        answer announces before :meth:`read_blocks_into` reads the bytes (``api/routes/blocks.py``)."""
         return [None if meta is None else meta.size for meta in self.block_metas(cids)]
 
     def ensure_expiry(self, cid: Cid, expiry: int) -> None:
@@ -657,28 +657,26 @@ class RepoStore:
             return data
         raise CorruptBlockError(f"block {cid} kept moving while it was read")
 
-    def read_blocks(self, cids: Sequence[Cid]) -> list[memoryview | None]:
-        """The stored bytes of each CID (``None``: not stored here), NOT checked against their CIDs: for serving
-        peers, who check every block themselves (``api/routes/blocks.py``). Blocking: call it from a worker thread.
+    def read_blocks_into(self, cids: Sequence[Cid], dests: Sequence[memoryview]) -> list[bool]:
+        """Read each CID's stored bytes into its view of ``dests``, NOT checked against the CID: for serving peers,
+        who check every block themselves (``api/routes/blocks.py``). Per CID, whether it was read: False when it
+        is not stored here, or is stored with another size than its view's (its view is then left as it was).
+        Blocking: call it from a worker thread.
 
-        The index entries are read as one group and the blocks into one buffer, blocks that follow each other in
-        a pack with one ``preadv`` (a peer asks for a dataset's blocks in order, and they were stored in order).
-        Raises :class:`CorruptBlockError` when a block's bytes are missing or have the wrong size."""
+        The index entries are read as one group, and blocks that follow each other in a pack with one ``preadv``
+        (a peer asks for a dataset's blocks in order, and they were stored in order), straight into the caller's
+        buffer. Raises :class:`CorruptBlockError` when a block's bytes are missing or have the wrong size."""
+        if len(cids) != len(dests):
+            raise ValueError("one destination per CID")
         for _ in range(_READ_ATTEMPTS):
             metas = self.block_metas(cids)
-            found = [(k, meta) for k, meta in enumerate(metas) if meta is not None]
-            buffer = memoryview(bytearray(sum(meta.size for _, meta in found)))
-            dests: list[memoryview] = []
-            at = 0
-            for _, meta in found:
-                dests.append(buffer[at : at + meta.size])
-                at += meta.size
-            sizes = self.files.read_into([meta.location for _, meta in found], dests)
-            if not self._moved([(cids[k], meta) for k, meta in found], sizes):
-                out: list[memoryview | None] = [None] * len(cids)
-                for (k, _), dest in zip(found, dests, strict=True):
-                    out[k] = dest
-                return out
+            found = [(k, m) for k, m in enumerate(metas) if m is not None and m.size == len(dests[k])]
+            sizes = self.files.read_into([m.location for _, m in found], [dests[k] for k, _ in found])
+            if not self._moved([(cids[k], m) for k, m in found], sizes):
+                read = [False] * len(cids)
+                for k, _ in found:
+                    read[k] = True
+                return read
         raise CorruptBlockError("blocks kept moving while they were read")
 
     async def get_manifest(self, cid: Cid) -> Manifest:

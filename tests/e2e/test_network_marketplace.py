@@ -241,7 +241,7 @@ async def test_a_peer_serving_corrupted_blocks_gets_no_byte_stored_and_the_slots
         protected_here = await protect_dataset(
             liar_repo, liar_cid, await liar_repo.get_manifest(liar_cid), ErasureParams.from_request(NODES, TOLERANCE)
         )
-        honest_read = liar_repo.read_blocks
+        honest_read = liar_repo.read_blocks_into
         served_corrupt = 0
         # The client serves nothing until the liar has served something: whichever peer the host asks first, the
         # liar is asked (and caught) before the host gets its blocks from the client.
@@ -254,13 +254,16 @@ async def test_a_peer_serving_corrupted_blocks_gets_no_byte_stored_and_the_slots
 
         client_repo.block_sizes = client_after_the_liar  # type: ignore[method-assign]
 
-        def lying_read(cids: Sequence[Cid]) -> list[bytes | memoryview | None]:
+        def lying_read(cids: Sequence[Cid], dests: Sequence[memoryview]) -> list[bool]:
             nonlocal served_corrupt
-            out = honest_read(cids)
-            served_corrupt += sum(b is not None for b in out)
-            return [None if b is None else bytes([b[0] ^ 0xFF]) + b[1:] for b in out]
+            read = honest_read(cids, dests)
+            for ok, dest in zip(read, dests, strict=True):
+                if ok:
+                    dest[0] ^= 0xFF
+                    served_corrupt += 1
+            return read
 
-        liar_repo.read_blocks = lying_read  # type: ignore[method-assign]  # what the peers' block routes read
+        liar_repo.read_blocks_into = lying_read  # type: ignore[method-assign]  # what the peers' block routes read
         host = await net.add_node(
             "host",
             availability={

@@ -229,6 +229,33 @@ async def test_get_block_of_unknown_cid_raises_not_found(make_repo: MakeRepo) ->
         await make_repo().get_block(block_cid(A))
 
 
+async def test_read_blocks_into_fills_each_view_and_says_which_were_read(make_repo: MakeRepo) -> None:
+    repo = make_repo()
+    c = b"c" * 1500
+    await repo.put_blocks([(block_cid(A), A), (block_cid(B), B), (block_cid(c), c)])
+    buffer = bytearray(b"?" * (len(A) + 10 + len(B) + 7 + len(c)))
+    view = memoryview(buffer)
+    dests = [view[0 : len(A)], view[len(A) : len(A) + 10], view[len(A) + 10 : len(A) + 10 + len(B)], view[-7:]]
+    cids = [block_cid(A), block_cid(b"not here"), block_cid(B), block_cid(c)]  # c's view is of the wrong size
+    assert repo.read_blocks_into(cids, dests) == [True, False, True, False]
+    assert bytes(dests[0]) == A
+    assert bytes(dests[2]) == B
+    assert bytes(dests[1]) == b"?" * 10  # views of blocks not read are left as they were
+    assert bytes(dests[3]) == b"?" * 7
+    with pytest.raises(ValueError, match="one destination per CID"):
+        repo.read_blocks_into(cids, dests[:2])
+
+
+async def test_read_blocks_into_reports_a_missing_pack_as_corruption(make_repo: MakeRepo) -> None:
+    repo = make_repo()
+    await repo.put_block(block_cid(A), A)
+    meta = repo.block_meta(block_cid(A))
+    assert meta is not None
+    repo.files.pack_path(meta.pack).unlink()
+    with pytest.raises(CorruptBlockError, match="no file"):
+        repo.read_blocks_into([block_cid(A)], [memoryview(bytearray(len(A)))])
+
+
 async def test_get_block_detects_a_corrupted_file(make_repo: MakeRepo) -> None:
     repo = make_repo()
     await repo.put_block(block_cid(A), A)

@@ -22,7 +22,7 @@ from pydantic import Field
 
 from codex_node.api.schemas import CamelModel
 from codex_node.api.services import services_of
-from codex_node.blockexchange.wire import HEADER_SIZE, MAX_BATCH_CIDS, MAX_FRAME_BYTES, MEDIA_TYPE, frame
+from codex_node.blockexchange.wire import HEADER_SIZE, MAX_BATCH_CIDS, MAX_FRAME_BYTES, MEDIA_TYPE, frame_into
 from codex_node.data.cid import Cid, parse_cid
 from codex_node.errors import CodexError
 from codex_node.stores.repostore import RepoStore
@@ -89,35 +89,39 @@ class _Changed(Exception):  # noqa: N818 - internal signal, never leaves this mo
     """A block the answer's length counted is gone, moved to another size, or unreadable."""
 
 
-def _read_group(repo: RepoStore, cids: list[Cid], sizes: list[int | None]) -> bytes:
+def _read_group(repo: RepoStore, cids: list[Cid], sizes: list[int | None]) -> memoryview:
     """The frames of ``cids``, read in one worker thread, each as long as ``sizes`` announced (``None``: answered
-    "not here"); :class:`_Changed` if a block no longer matches what was announced."""
-    wanted = [cid for cid, size in zip(cids, sizes, strict=True) if size is not None]
+    "not here"): the headers are written into one buffer and the blocks read straight into their places in it (no
+    copy). :class:`_Changed` if a block no longer matches what was announced."""
+    buffer = memoryview(bytearray(sum(HEADER_SIZE + (size or 0) for size in sizes)))
+    wanted: list[Cid] = []
+    dests: list[memoryview] = []
+    at = 0
+    for cid, size in zip(cids, sizes, strict=True):
+        frame_into(buffer, at, size)
+        at += HEADER_SIZE
+        if size is not None:
+            wanted.append(cid)
+            dests.append(buffer[at : at + size])
+            at += size
     try:
-        found = iter(repo.read_blocks(wanted))
+        read = repo.read_blocks_into(wanted, dests)
     except CodexError as e:  # a block gone bad on disk is not served; the asker goes to another peer
         raise _Changed(f"a block could not be read: {e!r}") from e
-    parts: list[bytes | memoryview] = []
-    for cid, size in zip(cids, sizes, strict=True):
-        if size is None:
-            parts.append(frame(None))
-            continue
-        data = next(found)
-        if data is None or len(data) != size:
+    for cid, ok in zip(wanted, read, strict=True):
+        if not ok:
             raise _Changed(f"block {cid} was deleted or changed while it was served")
-        parts.append(frame(data))
-        parts.append(data)
-    return b"".join(parts)  # one copy of the group's bytes
+    return buffer
 
 
-async def _frames(repo: RepoStore, cids: list[Cid], sizes: list[int | None]) -> AsyncIterator[bytes]:
+async def _frames(repo: RepoStore, cids: list[Cid], sizes: list[int | None]) -> AsyncIterator[memoryview]:
     """The answer group by group (:data:`SERVE_READ_AHEAD` blocks), the next group read while one is sent. A block
     that changed since the length was announced ends the answer early (the connection is closed): the asker takes
     the answer for a failed one and asks another peer."""
     groups = [
         (cids[i : i + SERVE_READ_AHEAD], sizes[i : i + SERVE_READ_AHEAD]) for i in range(0, len(cids), SERVE_READ_AHEAD)
     ]
-    ahead: asyncio.Future[bytes] | None = None
+    ahead: asyncio.Future[memoryview] | None = None
     try:
         for i in range(len(groups)):
             current = ahead or asyncio.ensure_future(asyncio.to_thread(_read_group, repo, *groups[i]))
