@@ -60,7 +60,8 @@ def start(script: str, data_dir: Path, log: Path, extra: list[str]) -> tuple[sub
         proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=stderr, env=env)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        for line in log.read_text(errors="replace").splitlines():
+        text = log.read_text(errors="replace")
+        for line in text[: text.rfind("\n") + 1].splitlines():  # whole lines: the last may be half written
             if '"node started"' in line:
                 api = str(json.loads(line)["api"])
                 port = int(api.split(":")[2].split("/")[0])

@@ -77,7 +77,9 @@ def start_node(data_dir: Path, *flags: str, log_dir: Path | None = None, timeout
         proc = subprocess.Popen([str(SCRIPT), *argv], stdout=subprocess.DEVNULL, stderr=stderr, env=env)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for line in log.read_text(errors="replace").splitlines():
+        text = log.read_text(errors="replace")
+        # Whole lines only: the line being written may have "node started" in it and not yet its end (seen in CI).
+        for line in text[: text.rfind("\n") + 1].splitlines():
             if '"node started"' in line:
                 return NodeProcess(proc, log, str(json.loads(line)["api"]))
         if proc.poll() is not None:
