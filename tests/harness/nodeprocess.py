@@ -75,16 +75,20 @@ def start_node(data_dir: Path, *flags: str, log_dir: Path | None = None, timeout
     argv = ["run", "--data-dir", str(data_dir), "--api-port", "0", "--log-format", "json", *flags]
     with log.open("wb") as stderr:
         proc = subprocess.Popen([str(SCRIPT), *argv], stdout=subprocess.DEVNULL, stderr=stderr, env=env)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        text = log.read_text(errors="replace")
-        # Whole lines only: the line being written may have "node started" in it and not yet its end (seen in CI).
-        for line in text[: text.rfind("\n") + 1].splitlines():
-            if '"node started"' in line:
-                return NodeProcess(proc, log, str(json.loads(line)["api"]))
-        if proc.poll() is not None:
-            raise NodeProcessError(f"node exited with {proc.returncode} before starting:\n{log.read_text()}")
-        time.sleep(0.05)
-    proc.kill()
-    proc.wait()
-    raise NodeProcessError(f"node did not start within {timeout}s:\n{log.read_text()}")
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = log.read_text(errors="replace")
+            # Whole lines only: the line being written may have "node started" and not yet its end (seen in CI).
+            for line in text[: text.rfind("\n") + 1].splitlines():
+                if '"node started"' in line:
+                    return NodeProcess(proc, log, str(json.loads(line)["api"]))
+            if proc.poll() is not None:
+                raise NodeProcessError(f"node exited with {proc.returncode} before starting:\n{log.read_text()}")
+            time.sleep(0.05)
+        raise NodeProcessError(f"node did not start within {timeout}s:\n{log.read_text()}")
+    except BaseException:
+        # No caller holds the process yet: nothing else would stop it (a CI run left one behind this way).
+        proc.kill()
+        proc.wait()
+        raise
