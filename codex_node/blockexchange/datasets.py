@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import structlog
 
@@ -36,8 +37,18 @@ WINDOW_BLOCKS = 128
 """Blocks fetched per window of a stream (and read per group of blocks a download finds here): 8 MiB of 64 KiB
 blocks."""
 SEGMENT_BLOCKS = 4096
-"""Blocks a download hands the fetcher at a time (256 MiB of 64 KiB blocks): their CIDs are all the download
-holds in memory besides the fetcher's batches in flight."""
+"""Blocks a download hands the fetcher at a time (256 MiB of 64 KiB blocks): their CIDs (and the next segment's)
+are all the download holds in memory besides the fetcher's batches in flight."""
+FIRST_SEGMENT_BLOCKS = 256
+"""The first segment is short, so the first requests go out once its few CIDs are made (making 4,096 takes 20-35
+ms); each next segment's are made in a worker thread while the one before is fetched."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Segment:
+    uses: Counter[str]
+    held: list[Cid]
+    missing: list[Cid]
 
 
 class NetworkDatasets:
@@ -120,9 +131,18 @@ class NetworkDatasets:
         session = UploadSession(self._repo)
         info = manifest.info
         log.info("network download started", cid=cid.text, blocks=manifest.block_count, bytes=info.dataset_size)
+        starts = [0, *range(FIRST_SEGMENT_BLOCKS, manifest.block_count, SEGMENT_BLOCKS)]
+        bounds = list(zip(starts, [*starts[1:], manifest.block_count], strict=True))
+        ahead: asyncio.Future[_Segment] | None = None
         try:
-            for start in range(0, manifest.block_count, SEGMENT_BLOCKS):
-                await self._segment(session, cid, manifest, start)
+            ahead = asyncio.ensure_future(asyncio.to_thread(self._prepare, manifest, *bounds[0]))
+            for i in range(len(bounds)):
+                assert ahead is not None
+                segment = await ahead
+                ahead = None
+                if i + 1 < len(bounds):  # made while this segment is fetched
+                    ahead = asyncio.ensure_future(asyncio.to_thread(self._prepare, manifest, *bounds[i + 1]))
+                await self._segment(session, cid, segment)
             stored = await session.finish(manifest, None)
         except CodexError as e:
             await asyncio.shield(session.abort())
@@ -131,27 +151,38 @@ class NetworkDatasets:
         except BaseException:
             await asyncio.shield(session.abort())
             raise
+        finally:
+            if ahead is not None and not ahead.done():
+                await asyncio.wait([ahead])  # a thread cannot be cancelled: let it finish
         assert stored == cid  # manifest() accepted only the canonical form
         log.info("network download finished", cid=cid.text, blocks=manifest.block_count, bytes=info.dataset_size)
 
-    async def _segment(self, session: UploadSession, key: Cid, manifest: Manifest, start: int) -> None:
-        """Store blocks ``start…start+SEGMENT_BLOCKS`` as referenced by ``session``, once per position.
+    def _prepare(self, manifest: Manifest, start: int, end: int) -> _Segment:
+        """Blocks ``start…end`` of the dataset: how often each occurs, those here and those to fetch. Blocking (a
+        worker thread); what it finds here may change before the segment is stored, which costs at most a fetch
+        of a block that was here (stored once more, as a reference) or a read of one that is gone (fetched)."""
+        cids = [manifest.block_cid(i) for i in range(start, end)]
+        uses = Counter(c.text for c in cids)
+        unique = list({c.text: c for c in cids}.values())
+        sizes = self._repo.block_sizes(unique)
+        held = [c for c, size in zip(unique, sizes, strict=True) if size is not None]
+        missing = [c for c, size in zip(unique, sizes, strict=True) if size is None]
+        return _Segment(uses, held, missing)
+
+    async def _segment(self, session: UploadSession, key: Cid, segment: _Segment) -> None:
+        """Store a segment's blocks as referenced by ``session``, once per position.
 
         The blocks not here are fetched by the fetcher's parallel workers and stored batch by batch as they land
         (verified against their CIDs by the fetcher, so not hashed again); those here are read and referenced.
         """
-        cids = [manifest.block_cid(i) for i in range(start, min(start + SEGMENT_BLOCKS, manifest.block_count))]
-        uses = Counter(c.text for c in cids)
-        unique = list({c.text: c for c in cids}.values())
-        here = {c.text for c in unique if self._repo.has_block(c)}
-        held = [c for c in unique if c.text in here]
-        missing = [c for c in unique if c.text not in here]
+        uses = segment.uses
 
         async def store(blocks: list[tuple[Cid, Payload]]) -> None:
             seq, self._seq = self._seq, self._seq + 1
             await session.put_verified(seq, [(c, data) for c, data in blocks for _ in range(uses[c.text])], None)
 
+        held = segment.held
         for i in range(0, len(held), self._window):
             group = held[i : i + self._window]
             await store(list(zip(group, await self._fetcher.get_blocks(group, hint=key), strict=True)))
-        await self._fetcher.fetch(missing, hint=key, on_verified=store)
+        await self._fetcher.fetch(segment.missing, hint=key, on_verified=store)

@@ -6,7 +6,10 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Callable
 
+import pytest
+
 from codex_node.api.app import create_app
+from codex_node.blockexchange import datasets
 from codex_node.blockexchange.datasets import NetworkDatasets
 from codex_node.blockexchange.fetcher import BlockFetcher, FetchOptions
 from codex_node.data.slots import BLOCK_SIZE
@@ -27,9 +30,17 @@ async def _downloader(here: RepoStore, peer_repo: RepoStore, serve: Serve, clock
     return NetworkDatasets(here, fetcher, window_blocks=2)
 
 
+@pytest.mark.parametrize("segments", [None, (2, 3)], ids=["one segment", "segments of 2 then 3 blocks"])
 async def test_a_download_references_each_position_so_deleting_the_datasets_leaves_no_block(
-    make_repo: Callable[..., RepoStore], serve: Serve, clock: FakeClock
+    make_repo: Callable[..., RepoStore],
+    serve: Serve,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+    segments: tuple[int, int] | None,
 ) -> None:
+    if segments is not None:  # the same block in several segments, each made ahead while the one before is fetched
+        monkeypatch.setattr(datasets, "FIRST_SEGMENT_BLOCKS", segments[0])
+        monkeypatch.setattr(datasets, "SEGMENT_BLOCKS", segments[1])
     a, b, c = (os.urandom(BLOCK_SIZE) for _ in range(3))
     peer_repo, here = make_repo("peer"), make_repo("here")
     data = a + b + a + c + a + b"tail"  # block a at three positions, c already here in another dataset
