@@ -660,8 +660,9 @@ class RepoStore:
     def read_blocks_into(self, cids: Sequence[Cid], dests: Sequence[memoryview]) -> list[bool]:
         """Read each CID's stored bytes into its view of ``dests``, NOT checked against the CID: for serving peers,
         who check every block themselves (``api/routes/blocks.py``). Per CID, whether it was read: False when it
-        is not stored here, or is stored with another size than its view's (its view is then left as it was).
-        Blocking: call it from a worker thread.
+        is not stored here, or is stored with another size than its view's (its view is then left as it was,
+        unless the block was moved or deleted while it was being read: such a view holds no meaning). Blocking:
+        call it from a worker thread.
 
         The index entries are read as one group, and blocks that follow each other in a pack with one ``preadv``
         (a peer asks for a dataset's blocks in order, and they were stored in order), straight into the caller's
