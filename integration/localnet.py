@@ -40,12 +40,13 @@ import time
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, cast
 
 import httpx
 from eth_account import Account
 from prometheus_client.parser import text_string_to_metric_families
 from web3 import HTTPProvider, Web3
+from web3.types import TxData
 
 from codex_node.client import CodexClient
 from codex_node.client.errors import ServiceUnavailableError, TransportError
@@ -198,12 +199,13 @@ class ChainView:
         sender = Web3.to_checksum_address(account)
         out: list[tuple[str, int, int]] = []
         for number in range(self.w3.eth.block_number + 1):
-            for tx in self.w3.eth.get_block(number, full_transactions=True)["transactions"]:
-                if tx["from"] != sender:  # type: ignore[index]
+            # full_transactions: every entry is a transaction, not its hash
+            for tx in cast(list[TxData], self.w3.eth.get_block(number, full_transactions=True)["transactions"]):
+                if tx["from"] != sender:
                     continue
-                contract = self.market if tx["to"] == self.market.address else self.token  # type: ignore[index]
-                function, _ = contract.decode_function_input(tx["input"])  # type: ignore[index]
-                status = int(self.w3.eth.get_transaction_receipt(tx["hash"])["status"])  # type: ignore[index]
+                contract = self.market if tx["to"] == self.market.address else self.token
+                function, _ = contract.decode_function_input(tx["input"])
+                status = int(self.w3.eth.get_transaction_receipt(tx["hash"])["status"])
                 out.append((str(function.fn_name), status, number))
         return out
 

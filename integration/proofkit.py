@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import partial
 
 from codex_node.data.erasure import ErasureLayout, ErasureParams
 from codex_node.market.deployment import DEV_CONFIG
@@ -110,6 +111,11 @@ def attempted(host: LocalNode, sid: SlotId, period: int) -> bool:
     return False
 
 
+def checked_period(validator: LocalNode, period: int) -> bool:
+    """Whether ``validator`` checked ``period`` (or a later one)."""
+    return (validator.api.validator().last_period or -1) >= period
+
+
 def tried_or_mined(net: LocalNet, host: LocalNode, sid: SlotId, period: int) -> bool:
     """Whether ``host`` tried the proof of ``sid`` for ``period``; if not, and the slot's challenge pointer is
     within ``WRAP_MARGIN`` blocks of its wrap, one block is mined. The host waits for the wrap before it reads the
@@ -149,13 +155,13 @@ def next_period(
             if filled is None or filled >= period:
                 continue
             net.wait_for(
-                lambda host=host, sid=sid: tried_or_mined(net, host, sid, period),
+                partial(tried_or_mined, net, host, sid, period),
                 what=f"{host.name} trying the proof of period {period} of slot {sid.hex()[:8]}",
             )
     net.advance_periods(1)
     for v in validators:
         net.wait_for(
-            lambda v=v: (v.api.validator().last_period or -1) >= period,
+            partial(checked_period, v, period),
             what=f"{v.name} checking period {period}",
         )
     return period

@@ -6,6 +6,8 @@ the hosts are paid exactly what the contract's arithmetic says.
 
 from __future__ import annotations
 
+from functools import partial
+
 from codex_node.market.types import RequestState, SlotId, SlotState
 from integration.chainfaults import (
     COLLATERAL_PER_BYTE,
@@ -142,9 +144,13 @@ def test_nodes_following_the_chain_over_a_websocket_see_every_event_once_through
     assert net.wait_for(lambda: hosts_every_slot_as_the_chain_says(net, host, posted.sids), what="every slot hosted")
     owed = settle(net, client, posted)
     flows_are(net, before, {"ws-client": -owed, "ws-host": owed})
+
     # exactly once: each node delivered as many events of each type as the chain holds (from the deployment on)
+    def all_delivered(node: LocalNode) -> bool:
+        return delivered(node) == on_chain(net, EVENTS)
+
     for node in (client, host):
-        net.wait_for(lambda n=node: delivered(n) == on_chain(net, EVENTS) or None, what=f"{node.name} delivered all")
+        net.wait_for(partial(all_delivered, node), what=f"{node.name} delivered all")
         assert not logged(node, "chain changed under the event stream: delivering again")
     assert host.api.sales_states().outcomes.get("finished", 0) >= NODES
     assert host.api.debug_books().balanced

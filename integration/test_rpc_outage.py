@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from functools import partial
 from typing import Any
 
 import httpx
@@ -85,7 +86,7 @@ def test_a_host_rides_out_rpc_errors_and_timeouts_mid_sale_and_its_sales_end_pai
     net.rpc_fail(host, "error", after="eth_sendRawTransaction")
     first, first_sids = request(client)
     net.wait_for(lambda: proxy.forwarded["eth_sendRawTransaction"] == 1 and proxy.refused > 0, what="the outage")
-    _, chain = net.wait_for(lambda: (h := health(host))[0] == 503 and h, what="health: chain unreachable")
+    _, chain = net.wait_for(lambda: h if (h := health(host))[0] == 503 else None, what="health: chain unreachable")
     assert not chain["ok"]
     assert chain["detail"].startswith("chain unreachable")
     second, second_sids = request(client)  # posted while the host cannot see the chain
@@ -98,8 +99,12 @@ def test_a_host_rides_out_rpc_errors_and_timeouts_mid_sale_and_its_sales_end_pai
 
     # every slot of both requests, the one posted in the outage too, is filled by the host
     sids = first_sids + second_sids
+
+    def started(pid: str) -> bool:
+        return client.api.get_purchase(pid).state == "started"
+
     for pid in (first, second):
-        net.until(lambda p=pid: client.api.get_purchase(p).state == "started", what=f"{pid} started", periods=8)
+        net.until(partial(started, pid), what=f"{pid} started", periods=8)
     assert all(net.view.host(s) == host.address for s in sids)
     assert host.api.debug_books().balanced
 
@@ -108,7 +113,7 @@ def test_a_host_rides_out_rpc_errors_and_timeouts_mid_sale_and_its_sales_end_pai
     net.until(lambda: all(net.view.proofs_submitted(s) >= 2 for s in sids), what="a proof of each slot", periods=3)
     refused_before = proxy.refused
     net.rpc_fail(host, "hang")
-    _, chain = net.wait_for(lambda: (h := health(host))[0] == 503 and h, what="health: no answer")
+    _, chain = net.wait_for(lambda: h if (h := health(host))[0] == 503 else None, what="health: no answer")
     # Counted once the host met the hang: a send the proxy was already forwarding when it began may still complete
     # (seen in a CI run), but nothing the host sends from here on reaches the chain until the outage ends.
     sent_before = proxy.forwarded["eth_sendRawTransaction"]

@@ -108,7 +108,7 @@ def test_a_dropped_fill_and_a_priced_out_proof_are_sent_again_with_their_nonces_
     landed = {int(tx["nonce"], 16): tx for tx in mined_by(net, host.address, first_block)}
     assert function_of(net, landed[nonce]) == "submitProof"
     assert offered < int(landed[nonce]["maxFeePerGas"], 16) <= CAP  # a higher fee, within the cap
-    every_offer = [int(tx.get("maxFeePerGas", tx.get("gasPrice")), 16) for tx in landed.values()]
+    every_offer = [int(tx.get("maxFeePerGas") or tx["gasPrice"], 16) for tx in landed.values()]
     assert max(every_offer) <= CAP
     for e in logged(host, RESENT):  # no copy ever offered more than the cap, however often it was sent again
         assert max(e["fees"].values()) <= CAP

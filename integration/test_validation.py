@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from functools import partial
 
 import pytest
 
@@ -51,6 +52,11 @@ def requests_end(net: LocalNet) -> Iterator[None]:
     end_every_request(net, TERMS)
 
 
+def watching(validator: LocalNode, slots: int) -> bool:
+    """Whether ``validator`` watches exactly ``slots`` slots."""
+    return validator.api.validator().slots_watched == slots
+
+
 def test_two_validators_of_one_group_each_fail_a_request_that_lost_too_many_slots(
     net: LocalNet, client: LocalNode, own_nodes: None
 ) -> None:
@@ -81,7 +87,7 @@ def test_two_validators_of_one_group_each_fail_a_request_that_lost_too_many_slot
     # each validator watches the slots of its group, restored from the chain's history: together every slot, once
     for g, v in enumerate(validators):
         mine = sum(1 for s in sids if group[s] == g)
-        net.wait_for(lambda v=v, mine=mine: v.api.validator().slots_watched == mine, what=f"{v.name} watching")
+        net.wait_for(partial(watching, v, mine), what=f"{v.name} watching")
         assert (v.api.validator().groups, v.api.validator().group_index) == (GROUPS, g)
 
     # --- every period the failing hosts' proofs are refused; their group's validator marks them ---------------
@@ -115,7 +121,7 @@ def test_two_validators_of_one_group_each_fail_a_request_that_lost_too_many_slot
         assert net.view.balance(v.address) - before[v.name] == marks * reward_of(collateral)
         assert set(status.mark_failures) <= {"ProofNotRequired"}  # the pointer wrapped between check and mark
         # RequestFailed/SlotFreed reached it: it watches none of the request's slots any more
-        net.wait_for(lambda v=v: v.api.validator().slots_watched == 0, what=f"{v.name} dropping the failed request")
+        net.wait_for(partial(watching, v, 0), what=f"{v.name} dropping the failed request")
 
     # --- the client's purchase failed; every host's sale ended ----------------------------------------------
     net.wait_for(lambda: client.api.get_purchase(pid).state == "failed", what="the client's purchase failed")
