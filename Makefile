@@ -9,6 +9,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
+# C sources compiled at install (pyproject ext-modules): a change to one reinstalls, which recompiles it.
+EXTENSIONS := codex_node/data/_keccak.c
 # Test worker processes for `make test` (pytest-xdist, one test file per worker at a time); 0 runs every test in
 # pytest's own process.
 TEST_WORKERS ?= 2
@@ -35,11 +37,11 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+$(VENV)/.installed-run: pyproject.toml $(EXTENSIONS) | $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+$(VENV)/.installed-test: pyproject.toml $(EXTENSIONS) | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@ $(VENV)/.installed-run
 
