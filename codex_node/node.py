@@ -53,6 +53,7 @@ from codex_node.blockexchange.fetcher import BlockFetcher
 from codex_node.blockexchange.metrics import FetchMetrics
 from codex_node.clock import Clock, SystemClock
 from codex_node.config import NodeConfig, open_api_warning
+from codex_node.data.merkle import batch_implementation
 from codex_node.market import provider
 from codex_node.market.sharedchain import SharedChain
 from codex_node.market.types import ChainInfo
@@ -129,6 +130,7 @@ class Node:
             node_id=self.node_id,
             event_loop=eventloop.loop_name(asyncio.get_running_loop()),
             http_parser=eventloop.http_parser(),
+            keccak=batch_implementation(),
         )
         if (warning := open_api_warning(self.config)) is not None:
             log.warning("API open without a token", bindaddr=self.config.api_bindaddr, hint=warning)

@@ -50,6 +50,9 @@ def test_run_serves_the_api_and_exits_0_on_sigterm(tmp_path: Path, nodes: list[N
     events = [e["event"] for e in node.events()]
     assert "node started" in events
     assert events[-1] == "node stopped"
+    # The start line says which keccak the slot trees run on: the test set-up compiles the extension.
+    [start_line] = [e for e in node.events() if e["event"] == "node started"]
+    assert start_line["keccak"].startswith("_keccak ")
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{node.api}/space", timeout=2)
 

@@ -1,9 +1,9 @@
 """The slot-tree hashes of many 64 KiB blocks at once, spread over a few threads (pure: no I/O).
 
 A slot tree's leaves are ``keccak256`` of every 2 KiB cell (``data/merkle.py``, docs/storage-proofs.md), and
-hashing them is what checking a rebuilt or downloaded slot against its slot root costs: keccak runs at about a
-third of zfec's decoding speed. The keccak binding (safe-pysha3, or CPython's own ``_sha3`` it was taken from)
-releases the GIL while it hashes an input of 2048 bytes or more, which a cell is, so cells hashed on two threads
+hashing them is what checking a rebuilt or downloaded slot against its slot root costs. The batch keccak
+(``data/_keccak.c``, several cells side by side) releases the GIL while it hashes a block's cells, and so does
+its fallback (safe-pysha3, for any input of 2048 bytes or more, which a cell is), so blocks hashed on two threads
 are hashed on two cores. :func:`hash_blocks` cuts a batch of blocks into ``threads`` runs, hashes all but the last
 on a small pool of helper threads and the last on the calling thread, and gives back, in block order, every
 cell leaf and each block's subtree root (the node the slot root is built from, :data:`~codex_node.data.erasure.
