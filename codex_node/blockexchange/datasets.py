@@ -37,11 +37,25 @@ WINDOW_BLOCKS = 128
 """Blocks fetched per window of a stream (and read per group of blocks a download finds here): 8 MiB of 64 KiB
 blocks."""
 SEGMENT_BLOCKS = 4096
-"""Blocks a download hands the fetcher at a time (256 MiB of 64 KiB blocks): their CIDs (and the next segment's)
-are all the download holds in memory besides the fetcher's batches in flight."""
+"""The most blocks a download hands the fetcher at a time (256 MiB of 64 KiB blocks): their CIDs (and the next
+segment's) are all the download holds in memory besides the fetcher's batches in flight."""
 FIRST_SEGMENT_BLOCKS = 256
 """The first segment is short, so the first requests go out once its few CIDs are made (making 4,096 takes 20-35
-ms); each next segment's are made in a worker thread while the one before is fetched."""
+ms, more while a fetch runs beside it); each next one is twice as long as the one before, up to
+:data:`SEGMENT_BLOCKS`, and made in a worker thread while the one before is fetched: it is ready before the
+workers run out of the one before (making 512 CIDs takes less than fetching 256 blocks)."""
+
+
+def segment_bounds(block_count: int, first: int, largest: int) -> list[tuple[int, int]]:
+    """``(start, end)`` of each segment of a dataset of ``block_count`` blocks: ``first`` blocks, then each twice
+    as long as the one before, up to ``largest``; one empty segment for an empty dataset."""
+    bounds: list[tuple[int, int]] = []
+    start, size = 0, first
+    while start < block_count or not bounds:
+        end = min(start + size, block_count)
+        bounds.append((start, end))
+        start, size = end, min(2 * size, largest)
+    return bounds
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,18 +145,17 @@ class NetworkDatasets:
         session = UploadSession(self._repo)
         info = manifest.info
         log.info("network download started", cid=cid.text, blocks=manifest.block_count, bytes=info.dataset_size)
-        starts = [0, *range(FIRST_SEGMENT_BLOCKS, manifest.block_count, SEGMENT_BLOCKS)]
-        bounds = list(zip(starts, [*starts[1:], manifest.block_count], strict=True))
-        ahead: asyncio.Future[_Segment] | None = None
+        # Positions still owed a copy of each block on its way: its uses in every segment that found it missing.
+        # The first copy to land stores them all; a copy fetched again for a later segment then stores none.
+        owed: Counter[str] = Counter()
+
+        async def store(blocks: list[tuple[Cid, Payload]]) -> None:
+            items = [(c, data) for c, data in blocks for _ in range(owed.pop(c.text, 0))]
+            if items:
+                await self._store(session, items)
+
         try:
-            ahead = asyncio.ensure_future(asyncio.to_thread(self._prepare, manifest, *bounds[0]))
-            for i in range(len(bounds)):
-                assert ahead is not None
-                segment = await ahead
-                ahead = None
-                if i + 1 < len(bounds):  # made while this segment is fetched
-                    ahead = asyncio.ensure_future(asyncio.to_thread(self._prepare, manifest, *bounds[i + 1]))
-                await self._segment(session, cid, segment)
+            await self._fetcher.fetch_parts(self._segments(session, cid, manifest, owed), hint=cid, on_verified=store)
             stored = await session.finish(manifest, None)
         except CodexError as e:
             await asyncio.shield(session.abort())
@@ -151,11 +164,46 @@ class NetworkDatasets:
         except BaseException:
             await asyncio.shield(session.abort())
             raise
+        assert stored == cid  # manifest() accepted only the canonical form
+        log.info("network download finished", cid=cid.text, blocks=manifest.block_count, bytes=info.dataset_size)
+
+    async def _store(self, session: UploadSession, items: list[tuple[Cid, Payload]]) -> None:
+        seq, self._seq = self._seq, self._seq + 1
+        await session.put_verified(seq, items, None)
+
+    async def _segments(
+        self, session: UploadSession, key: Cid, manifest: Manifest, owed: Counter[str]
+    ) -> AsyncIterator[list[Cid]]:
+        """The blocks to fetch, segment by segment, for one fetch that runs across them all.
+
+        Each segment's CIDs are made (and looked up here) in a worker thread while the one before is fetched; the
+        blocks a segment finds here are read and referenced before its missing ones are given out (module
+        docstring: only the fetcher's batches and two segments' CIDs are ever in memory).
+        """
+        bounds = segment_bounds(manifest.block_count, FIRST_SEGMENT_BLOCKS, SEGMENT_BLOCKS)
+        ahead: asyncio.Future[_Segment] | None = asyncio.ensure_future(
+            asyncio.to_thread(self._prepare, manifest, *bounds[0])
+        )
+        try:
+            for i in range(len(bounds)):
+                assert ahead is not None
+                segment = await ahead
+                ahead = None
+                if i + 1 < len(bounds):  # made while this segment is fetched
+                    ahead = asyncio.ensure_future(asyncio.to_thread(self._prepare, manifest, *bounds[i + 1]))
+                held = segment.held
+                for at in range(0, len(held), self._window):
+                    group = held[at : at + self._window]
+                    blocks = await self._fetcher.get_blocks(group, hint=key)
+                    await self._store(
+                        session,
+                        [(c, data) for c, data in zip(group, blocks, strict=True) for _ in range(segment.uses[c.text])],
+                    )
+                owed.update({c.text: segment.uses[c.text] for c in segment.missing})
+                yield segment.missing
         finally:
             if ahead is not None and not ahead.done():
                 await asyncio.wait([ahead])  # a thread cannot be cancelled: let it finish
-        assert stored == cid  # manifest() accepted only the canonical form
-        log.info("network download finished", cid=cid.text, blocks=manifest.block_count, bytes=info.dataset_size)
 
     def _prepare(self, manifest: Manifest, start: int, end: int) -> _Segment:
         """Blocks ``start…end`` of the dataset: how often each occurs, those here and those to fetch. Blocking (a
@@ -168,21 +216,3 @@ class NetworkDatasets:
         held = [c for c, size in zip(unique, sizes, strict=True) if size is not None]
         missing = [c for c, size in zip(unique, sizes, strict=True) if size is None]
         return _Segment(uses, held, missing)
-
-    async def _segment(self, session: UploadSession, key: Cid, segment: _Segment) -> None:
-        """Store a segment's blocks as referenced by ``session``, once per position.
-
-        The blocks not here are fetched by the fetcher's parallel workers and stored batch by batch as they land
-        (verified against their CIDs by the fetcher, so not hashed again); those here are read and referenced.
-        """
-        uses = segment.uses
-
-        async def store(blocks: list[tuple[Cid, Payload]]) -> None:
-            seq, self._seq = self._seq, self._seq + 1
-            await session.put_verified(seq, [(c, data) for c, data in blocks for _ in range(uses[c.text])], None)
-
-        held = segment.held
-        for i in range(0, len(held), self._window):
-            group = held[i : i + self._window]
-            await store(list(zip(group, await self._fetcher.get_blocks(group, hint=key), strict=True)))
-        await self._fetcher.fetch(segment.missing, hint=key, on_verified=store)

@@ -2,9 +2,13 @@
 
 :class:`BlockFetcher` implements :class:`~codex_node.blockexchange.port.BlockGetter` (the repo first, then peers)
 and, for callers that store what arrives (the network slot data source, the ``/data/{cid}/network`` routes),
-:meth:`BlockFetcher.fetch`, which hands every verified batch to a callback as it lands.
+:meth:`BlockFetcher.fetch`, which hands every verified batch to a callback as it lands, and
+:meth:`BlockFetcher.fetch_parts`, the same over CIDs that come part by part (a large dataset's segments): the
+workers go on from one part to the next without waiting for the first's last batches, so a part's end costs no
+round trip.
 
-How a fetch runs: the CIDs are cut into batches of :attr:`FetchOptions.batch_blocks`; :attr:`FetchOptions.parallel`
+How a fetch runs: the CIDs are cut into batches of :attr:`FetchOptions.batch_blocks` (a part's only when the
+queue runs low: at most :attr:`FetchOptions.parallel` new batches wait in it); :attr:`FetchOptions.parallel`
 workers take batches from one queue and ask one peer each (``POST {peer}/blocks``, ``blockexchange/wire.py``),
 choosing among the peers ``Providers.find`` gave the least busy one that has not been asked for that batch yet.
 What a peer does not have goes back to the queue for another peer. A peer whose answer is malformed, fails, makes
@@ -25,7 +29,7 @@ handed on (stored) meanwhile.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -95,8 +99,14 @@ class _Run:
     peers: list[PeerInfo]
     on_verified: OnVerified
     queue: asyncio.Queue[_Batch | None]
-    open_batches: int
     started: int
+    open_batches: int = 0
+    """Batches queued or being asked for: the run ends once none is left and no part is still to come."""
+    queued_blocks: int = 0
+    feeding: bool = True
+    ended: bool = False
+    room: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set by a worker that took a batch: the feeder may queue more."""
     bad: set[str] = field(default_factory=set)
     busy: dict[str, int] = field(default_factory=dict)
     unavailable: list[Cid] = field(default_factory=list)
@@ -132,6 +142,10 @@ class _Handover:
             await asyncio.wait([task])
         if not task.cancelled():
             task.exception()  # the fetch is failing already: its own error is the one that propagates
+
+
+async def _one_part(cids: Sequence[Cid]) -> AsyncIterator[Sequence[Cid]]:
+    yield cids
 
 
 def _verify(received: list[tuple[Cid, Payload]]) -> tuple[list[tuple[Cid, Payload]], Cid | None]:
@@ -242,43 +256,72 @@ class BlockFetcher:
         Raises :class:`BlocksUnavailableError` (after every batch that could be had was handed on) when some
         blocks could be had from no peer. An exception from ``on_verified`` stops the fetch and propagates.
         """
-        unique = list({c.text: c for c in cids}.values())
-        if not unique:
+        if not cids:
             return
+        await self.fetch_parts(_one_part(cids), hint=hint or cids[0], on_verified=on_verified)
+
+    async def fetch_parts(self, parts: AsyncIterator[Sequence[Cid]], *, hint: Cid, on_verified: OnVerified) -> None:
+        """:meth:`fetch` over every CID of every part ``parts`` gives, all in one run (``hint``: the dataset or
+        manifest to find peers by). The next part is asked for only when the queue runs low, so the parts are
+        made as the fetch goes; an exception from ``parts`` stops the fetch and propagates, as one from
+        ``on_verified`` does. A CID in several parts is fetched for each (a part is deduplicated on its own)."""
         opts = self.options
-        key = hint or unique[0]
-        batches = [unique[i : i + opts.batch_blocks] for i in range(0, len(unique), opts.batch_blocks)]
         run = _Run(
-            key=key,
-            peers=await self._providers.find(key, limit=opts.find_limit),
+            key=hint,
+            peers=await self._providers.find(hint, limit=opts.find_limit),
             on_verified=on_verified,
             queue=asyncio.Queue(),
-            open_batches=len(batches),
             started=self._now(),
         )
-        for batch in batches:
-            run.queue.put_nowait(_Batch(batch))
-        workers = [asyncio.ensure_future(self._worker(run)) for _ in range(min(opts.parallel, len(batches)))]
+        tasks = [asyncio.ensure_future(self._feed(run, parts))]
+        tasks += [asyncio.ensure_future(self._worker(run)) for _ in range(opts.parallel)]
         try:
-            await asyncio.gather(*workers)
+            await asyncio.gather(*tasks)
         finally:
-            for w in workers:
-                w.cancel()
-            await asyncio.wait(workers)
-        self._log_progress(run, final=True)
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks)
+        if run.blocks or run.unavailable:
+            self._log_progress(run, final=True)
         if run.unavailable:
             raise BlocksUnavailableError(
-                f"{len(run.unavailable)} of {len(unique)} blocks of {key} could be had from none of the peers asked "
-                f"({opts.rounds} rounds; first missing: {run.unavailable[0]})"
+                f"{len(run.unavailable)} of {run.queued_blocks} blocks of {hint} could be had from none of the peers "
+                f"asked ({opts.rounds} rounds; first missing: {run.unavailable[0]})"
             )
+
+    async def _feed(self, run: _Run, parts: AsyncIterator[Sequence[Cid]]) -> None:
+        """Cut the parts into batches as the queue runs low; end the run once the last part's batches are done."""
+        size, low = self.options.batch_blocks, self.options.parallel
+        try:
+            async for part in parts:
+                unique = list({c.text: c for c in part}.values())
+                for i in range(0, len(unique), size):
+                    while run.queue.qsize() >= low:
+                        run.room.clear()
+                        await run.room.wait()
+                    batch = unique[i : i + size]
+                    run.open_batches += 1
+                    run.queued_blocks += len(batch)
+                    run.queue.put_nowait(_Batch(batch))
+        finally:
+            run.feeding = False
+            aclose = getattr(parts, "aclose", None)
+            if aclose is not None:
+                await aclose()  # a generator left at a yield (the fetch failed) runs its clean-up now
+        self._end_if_done(run)
 
     async def _worker(self, run: _Run) -> None:
         handover = _Handover()
         try:
             while True:
+                if run.queue.empty():
+                    # Nothing to ask for meanwhile (the next part is still being made, or the run is ending): finish
+                    # the hand-over first, so an error storing it stops the fetch now, not once more work comes.
+                    await handover.settle()
                 batch = await run.queue.get()
                 if batch is None:
                     break
+                run.room.set()
                 await self._run_batch(run, batch, handover)
             await handover.settle()
         finally:
@@ -286,7 +329,11 @@ class BlockFetcher:
 
     def _finished(self, run: _Run) -> None:
         run.open_batches -= 1
-        if run.open_batches == 0:
+        self._end_if_done(run)
+
+    def _end_if_done(self, run: _Run) -> None:
+        if run.open_batches == 0 and not run.feeding and not run.ended:
+            run.ended = True
             for _ in range(self.options.parallel):
                 run.queue.put_nowait(None)
 

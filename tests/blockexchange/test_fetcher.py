@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -162,3 +162,92 @@ async def test_a_manifest_is_verified_against_its_cid(
         await fetcher.close()
     assert raw == await source.get_block(cid)
     assert providers.avoided["liar"].startswith("corrupt")
+
+
+async def test_fetch_parts_asks_for_the_next_part_only_when_the_queue_runs_low_and_fetches_every_part(
+    make_repo: Callable[..., RepoStore], serve: Serve, clock: FakeClock
+) -> None:
+    source = make_repo("source")
+    cid, manifest = await upload(source, 12)
+    peer = await serve(honest_app(source), "honest")
+    fetcher = BlockFetcher(make_repo("here"), StaticProviders([peer]), clock, options=OPTIONS)
+    cids = list(manifest.block_cids())
+    handed: list[str] = []
+    pulled: list[tuple[int, int]] = []  # (part index, blocks handed on when it was asked for)
+
+    async def parts() -> AsyncIterator[list[Cid]]:
+        # 12 blocks in parts of 6: 3 batches of 2 each; the second part holds the first's first block again.
+        for i, part in enumerate([cids[:6], [cids[0], *cids[6:11]], cids[11:]]):
+            pulled.append((i, len(handed)))
+            yield part
+
+    async def keep(blocks: list[tuple[Cid, bytes]]) -> None:
+        handed.extend(c.text for c, _ in blocks)
+
+    try:
+        with capture_logs() as logs:
+            await fetcher.fetch_parts(parts(), hint=cid, on_verified=keep)
+    finally:
+        await fetcher.close()
+    assert sorted(handed) == sorted([c.text for c in cids] + [cids[0].text])  # once per part it was in
+    # The first part's 3 batches fill the queue (2 workers, at most 2 waiting): the second part is asked for only
+    # once a worker took a batch, and the third only after blocks of the first had landed.
+    assert [i for i, _ in pulled] == [0, 1, 2]
+    assert pulled[2][1] > 0
+    assert [e["blocks"] for e in logs if e["event"] == "blocks fetched"] == [13]  # one run, one final line
+
+
+async def test_an_error_from_the_parts_stops_the_fetch_and_propagates(
+    make_repo: Callable[..., RepoStore], serve: Serve, clock: FakeClock
+) -> None:
+    source = make_repo("source")
+    cid, manifest = await upload(source, 4)
+    peer = await serve(honest_app(source), "honest")
+    fetcher = BlockFetcher(make_repo("here"), StaticProviders([peer]), clock, options=OPTIONS)
+    cleaned_up = asyncio.Event()
+
+    async def parts() -> AsyncIterator[list[Cid]]:
+        try:
+            yield list(manifest.block_cids())[:2]
+            raise BlocksUnavailableError("the next segment could not be read")
+        finally:
+            cleaned_up.set()
+
+    async def keep(blocks: list[tuple[Cid, bytes]]) -> None:
+        pass
+
+    try:
+        with pytest.raises(BlocksUnavailableError, match="the next segment could not be read"):
+            await fetcher.fetch_parts(parts(), hint=cid, on_verified=keep)
+    finally:
+        await fetcher.close()
+    assert cleaned_up.is_set()
+
+
+async def test_an_error_handing_on_a_batch_closes_the_parts_left_at_a_yield(
+    make_repo: Callable[..., RepoStore], serve: Serve, clock: FakeClock
+) -> None:
+    source = make_repo("source")
+    cid, manifest = await upload(source, 4)
+    peer = await serve(honest_app(source), "honest")
+    fetcher = BlockFetcher(make_repo("here"), StaticProviders([peer]), clock, options=OPTIONS)
+    closed = asyncio.Event()
+    cids = list(manifest.block_cids())
+
+    async def parts() -> AsyncIterator[list[Cid]]:
+        try:
+            yield cids[:2]
+            yield cids[2:]
+            await asyncio.Event().wait()  # never gives a third part: only a close ends it
+        finally:
+            closed.set()
+
+    async def refuse(blocks: list[tuple[Cid, bytes]]) -> None:
+        raise BlocksUnavailableError("the store refused the batch")
+
+    try:
+        with pytest.raises(BlocksUnavailableError, match="the store refused the batch"):
+            await fetcher.fetch_parts(parts(), hint=cid, on_verified=refuse)
+    finally:
+        await fetcher.close()
+    assert closed.is_set()

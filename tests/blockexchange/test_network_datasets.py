@@ -81,3 +81,20 @@ async def test_a_download_that_cannot_finish_leaves_nothing_behind(
     finally:
         await network.stop()
         await network._fetcher.close()
+
+
+@pytest.mark.parametrize(
+    ("blocks", "first", "largest", "bounds"),
+    [
+        (0, 256, 4096, [(0, 0)]),
+        (1, 256, 4096, [(0, 1)]),
+        (256, 256, 4096, [(0, 256)]),
+        (257, 256, 4096, [(0, 256), (256, 257)]),
+        (10_000, 256, 4096, [(0, 256), (256, 768), (768, 1792), (1792, 3840), (3840, 7936), (7936, 10_000)]),
+        (6, 2, 3, [(0, 2), (2, 5), (5, 6)]),
+    ],
+)
+def test_segments_double_from_the_first_up_to_the_largest_and_cover_the_dataset(
+    blocks: int, first: int, largest: int, bounds: list[tuple[int, int]]
+) -> None:
+    assert datasets.segment_bounds(blocks, first, largest) == bounds
