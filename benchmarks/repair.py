@@ -1,12 +1,13 @@
 """Slot repair throughput, as a ratio to zfec decoding alone of the same rows in the same run.
 
-    .venv/bin/python benchmarks/repair.py [--size-mib 64] [--shape 3:1] [--slot 0] [--runs 3] [--getter batch]
+    .venv/bin/python benchmarks/repair.py [--size-mib 64] [--shape 3:1] [--slot 0] [--runs 3]
 
 Set-up: a "client" repo (LevelDB and pack files in a temporary folder, as a node has them) holds a random dataset
 erasure-coded into its K + M slots (``purchasing/protect.py``). Each run then repairs slot ``--slot`` into a fresh
 "host" repo that holds only the protected manifest, with :class:`~codex_node.blockexchange.repair.RepoSlotRepairer`
-taking its blocks from the client repo through a ``BlockGetter`` over that repo (each block read from disk and
-checked against its CID, as the real fetcher does with local blocks). Two repairs per run: one where the getter
+taking its blocks from the client repo through a ``BlockGetter`` over that repo (read from disk as the real
+fetcher reads local blocks, one worker-thread hop per call; the sources unhashed, as the repair asks, since it
+checks what it rebuilds). Two repairs per run: one where the getter
 still serves the slot's own manifest (each rebuilt block is checked against it, the sources are not hashed again),
 one where it was lost with its host (the sources are hashed against their manifests, the slot manifest is
 rebuilt). Timed: the whole ``repair`` call — manifests, reads, decoding, the slot-root hashing, the writes (block
@@ -26,13 +27,18 @@ in memory, so load from other processes falls on all alike):
 
 The baselines are the best of a few tries each; the repairs are timed once per run.
 
-Measured (2-core shared machine, load average 5-8 from other work, 64 MiB dataset, 3:1, slot 0, 32 MiB): zfec
-decode alone 280-1260 MiB/s; repair 19-40 MiB/s, ratio 0.03-0.09 (before the cells were hashed on two threads and
-the getter read a call in one hop: 14-33 MiB/s, 0.04-0.09); first proof right after the repair 17-78 ms with the
-repair's leaves, 184-863 ms rehashing the slot. The target ratio of 0.5 is out of reach of any keccak binding at
-hand: keccak over 2 KiB cells runs at ~300 MiB/s per core (safe-pysha3; pycryptodome ~215, tiny-keccak ~155;
-OpenSSL 3.0 has SHA3 but no keccak-256), so hashing the slot alone on two idle cores takes about as long as
-decoding it, before reading K source slots and writing the rebuilt one.
+Measured on the quiet 2-core machine (64 MiB dataset, 3:1, slot 0, 32 MiB rebuilt), with the batch keccak
+(``data/_keccak.c``) and the sources read unhashed: zfec decode alone 410-830 MiB/s (it swings from run to run on
+this VM), hash floor 610-720 MiB/s (it was 195-200 with safe-pysha3); repair 126-149 MiB/s with the slot's manifest
+kept and 94-140 with it lost, ratios 0.18-0.31; first proof right after the repair 5-8 ms with the repair's leaves,
+130-190 ms rehashing the slot. Before the batch keccak: repair 91-95 MiB/s, ratio 0.11-0.12, hash floor 195-200.
+What the 0.5 target would take: the repair's parts, each timed alone on an idle machine for the 32 MiB slot, are
+reading its 64 MiB of sources (~30 ms unhashed, ~80 hashed), decoding (~43), the rebuilt blocks' sha2-256 (~23) and
+cells (~16 on two threads) and the writes (60-100, most of it waiting on the disk's syncs); run as the repair
+overlaps them, the two vCPUs are busy all along (1.9 cores of thread time per second) and each part takes twice to
+three times as long as alone (decode 100-134 ms). The parts' CPU alone, about 150 ms, split perfectly over two
+cores that do not slow each other, would give at most about 430 MiB/s, just over the 0.5 of an 830 MiB/s decode;
+these two vCPUs slow each other down, so the target is out of reach here.
 """
 
 from __future__ import annotations
@@ -74,27 +80,23 @@ SAMPLES = 5
 
 @dataclass
 class RepoGetter:
-    """``BlockGetter`` over one repo: every block read from disk and checked against its CID; ``lost`` are had
-    from nobody."""
+    """``BlockGetter`` over one repo, as ``BlockFetcher.get_blocks`` reads local blocks: one worker-thread hop per
+    call, each block hashed against its CID unless the caller checks them itself (``check_local=False``, which the
+    repair asks for its sources); ``lost`` are had from nobody."""
 
     repo: RepoStore
     lost: frozenset[Cid] = frozenset()
-    per_block: bool = False
-    """Read block by block, one worker-thread hop each, one after the other (as ``BlockFetcher.get_blocks`` reads
-    local blocks today) instead of one hop for the whole call."""
 
-    async def get_blocks(self, cids: Sequence[Cid], *, hint: Cid | None = None) -> list[bytes]:
+    async def get_blocks(
+        self, cids: Sequence[Cid], *, hint: Cid | None = None, check_local: bool = True
+    ) -> list[bytes]:
         missing = [cid for cid in cids if cid in self.lost or not self.repo.has_block(cid)]
         if missing:
             raise BlocksUnavailableError(f"{len(missing)} of {len(cids)} blocks are not in the repo")
-        if self.per_block:
-            return [await self.repo.get_block(cid) for cid in cids]
-        # One worker-thread hop for the whole call (each block still read from disk and checked against its CID):
-        # a hop per 64 KiB block costs the event loop more than the repair's own work.
-        return await in_thread(self._read, cids)
+        return await in_thread(self._read, cids, check_local)
 
-    def _read(self, cids: Sequence[Cid]) -> list[bytes]:
-        return [self.repo.read_block(cid) for cid in cids]
+    def _read(self, cids: Sequence[Cid], check: bool) -> list[bytes]:
+        return [self.repo.read_block(cid, check=check) for cid in cids]
 
 
 def open_repo(folder: Path) -> RepoStore:
@@ -170,7 +172,7 @@ def hash_floor(blocks: list[bytes]) -> float:
     return time.perf_counter() - start
 
 
-async def main(size_mib: int, nodes: int, tolerance: int, s: int, runs: int, per_block: bool) -> None:
+async def main(size_mib: int, nodes: int, tolerance: int, s: int, runs: int) -> None:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     params = ErasureParams.from_request(nodes, tolerance)
     size = size_mib * MiB - 12345  # a short last block and a padded last row
@@ -204,7 +206,7 @@ async def main(size_mib: int, nodes: int, tolerance: int, s: int, runs: int, per
 
                 request = request_for(dataset.cid, protected)
                 prover = Prover(host, samples=SAMPLES, registry=None)
-                getter = RepoGetter(client, lost, per_block)
+                getter = RepoGetter(client, lost)
                 repairer = RepoSlotRepairer(host, getter, on_slot_leaves=prover.offer_slot_leaves)
                 start = time.perf_counter()
                 await repairer.repair(request, s, int(time.time()) + 3600, on_blocks)
@@ -232,13 +234,6 @@ if __name__ == "__main__":
     p.add_argument("--shape", default="3:1", help="nodes:tolerance (K = nodes - tolerance, M = tolerance)")
     p.add_argument("--slot", type=int, default=0, help="the slot to repair")
     p.add_argument("--runs", type=int, default=3)
-    p.add_argument(
-        "--getter",
-        choices=["batch", "per-block"],
-        default="batch",
-        help="how the stand-in getter reads the source blocks: one worker-thread hop per call, or one per block in "
-        "turn (as the fetcher reads local blocks today)",
-    )
     args = p.parse_args()
     nodes, tolerance = (int(x) for x in args.shape.split(":"))
-    asyncio.run(main(args.size_mib, nodes, tolerance, args.slot, args.runs, args.getter == "per-block"))
+    asyncio.run(main(args.size_mib, nodes, tolerance, args.slot, args.runs))

@@ -29,6 +29,7 @@ handed on (stored) meanwhile.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -192,19 +193,15 @@ class BlockFetcher:
 
     # --- BlockGetter -------------------------------------------------------------------------------------------
 
-    async def get_blocks(self, cids: Sequence[Cid], *, hint: Cid | None = None) -> list[bytes]:
+    async def get_blocks(
+        self, cids: Sequence[Cid], *, hint: Cid | None = None, check_local: bool = True
+    ) -> list[bytes]:
+        unique = list({c.text: c for c in cids}.values())
+        local = [c for c in unique if self._repo.has_block(c)]  # index lookups: no worker thread for the rest
         found: dict[str, bytes] = {}
-        missing: list[Cid] = []
-        for cid in cids:
-            if cid.text in found:
-                continue
-            if not self._repo.has_block(cid):  # an index lookup: no worker thread for what is not here
-                missing.append(cid)
-                continue
-            try:
-                found[cid.text] = await self._repo.get_block(cid)
-            except BlockNotFoundError:  # deleted meanwhile
-                missing.append(cid)
+        if local:  # one worker-thread hop for all of them, not one per block
+            found = await asyncio.to_thread(self._read_local, local, check_local)
+        missing = [c for c in unique if c.text not in found]
 
         async def keep(blocks: list[tuple[Cid, Payload]]) -> None:
             for cid, data in blocks:
@@ -212,6 +209,14 @@ class BlockFetcher:
 
         await self.fetch(missing, hint=hint, on_verified=keep)
         return [found[c.text] for c in cids]
+
+    def _read_local(self, cids: list[Cid], check: bool) -> dict[str, bytes]:
+        """The blocks of ``cids`` read from the repo (blocking); one deleted meanwhile is left out (fetched)."""
+        found: dict[str, bytes] = {}
+        for cid in cids:
+            with contextlib.suppress(BlockNotFoundError):  # deleted since the index said it was here
+                found[cid.text] = self._repo.read_block(cid, check=check)
+        return found
 
     # --- one block (a manifest) --------------------------------------------------------------------------------
 

@@ -19,12 +19,19 @@ from codex_node.sales.context import OnBlocks
 class BlockGetter(Protocol):
     """Verified block bytes by CID, wherever they are."""
 
-    async def get_blocks(self, cids: Sequence[Cid], *, hint: Cid | None = None) -> list[bytes]:
+    async def get_blocks(
+        self, cids: Sequence[Cid], *, hint: Cid | None = None, check_local: bool = True
+    ) -> list[bytes]:
         """The bytes of every CID of ``cids``, in order, each verified against its CID: from the local repo where
         it holds them, otherwise from peers (found through ``Providers`` for ``hint``, the manifest the blocks
         belong to, or else for each CID). Nothing is stored. Raises
         :class:`~codex_node.errors.BlocksUnavailableError` (saying how many were missing) when some cannot be had
-        from anyone asked."""
+        from anyone asked.
+
+        ``check_local=False``: blocks read from the local repo are not hashed against their CIDs, for a caller
+        that checks what it makes of them anyway (the repair checks each rebuilt block against its slot
+        manifest, and its sources whenever one does not match or that manifest is lost). Blocks from peers are
+        always checked: they decide which peer is avoided."""
         ...
 
 

@@ -12,12 +12,13 @@ from structlog.testing import capture_logs
 from codex_node.blockexchange.fetcher import BlockFetcher, FetchOptions
 from codex_node.blockexchange.metrics import FetchMetrics
 from codex_node.data.cid import Cid
-from codex_node.errors import BlocksUnavailableError
+from codex_node.errors import BlocksUnavailableError, CorruptBlockError
 from codex_node.stores.repostore import RepoStore
 from codex_node.testing.fakeclock import FakeClock
 from codex_node.testing.staticpeers import StaticProviders
 from tests.blockexchange.conftest import Serve
 from tests.harness.blockpeers import HostilePeer, honest_app, upload
+from tests.harness.repo import corrupt_on_disk
 
 OPTIONS = FetchOptions(batch_blocks=2, parallel=2, stall_seconds=10, rounds=2)
 
@@ -251,3 +252,25 @@ async def test_an_error_handing_on_a_batch_closes_the_parts_left_at_a_yield(
     finally:
         await fetcher.close()
     assert closed.is_set()
+
+
+async def test_local_blocks_are_read_in_one_go_and_hashed_unless_the_caller_checks_them_itself(
+    make_repo: Callable[..., RepoStore], clock: FakeClock
+) -> None:
+    here = make_repo("here")
+    cid, manifest = await upload(here, 5)
+    cids = list(manifest.block_cids())
+    rotten = cids[2]
+    good = await here.get_block(rotten)
+    corrupt_on_disk(here, rotten)
+    fetcher = BlockFetcher(here, StaticProviders([]), clock, options=OPTIONS)
+    try:
+        with pytest.raises(CorruptBlockError, match="does not match its CID"):
+            await fetcher.get_blocks(cids, hint=cid)
+        blocks = await fetcher.get_blocks([*cids, cids[0]], hint=cid, check_local=False)
+    finally:
+        await fetcher.close()
+    assert len(blocks) == 6
+    assert blocks[2] != good  # handed on as read: the caller checks it
+    assert len(blocks[2]) == len(good)
+    assert blocks[0] == blocks[5] == await here.get_block(cids[0])

@@ -10,6 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
+from codex_node.blockexchange.fetcher import BlockFetcher, FetchOptions
 from codex_node.blockexchange.port import SlotRepairer
 from codex_node.blockexchange.repair import RepoSlotRepairer
 from codex_node.data.erasure import dataset_root
@@ -19,8 +20,9 @@ from codex_node.market.types import Request
 from codex_node.proofs.trees import SlotTree, cell_leaves
 from codex_node.stores.repostore import RepoStore
 from codex_node.testing.fakeclock import FakeClock
+from codex_node.testing.staticpeers import StaticProviders
 from tests.harness.repairkit import Protected, RepoGetter, copy_slots, protect, request_for, slot_blocks
-from tests.harness.repo import memory_repo
+from tests.harness.repo import corrupt_on_disk, memory_repo
 
 B = BLOCK_SIZE
 EXPIRY = 5000
@@ -318,3 +320,36 @@ async def test_no_leaves_are_handed_over_for_a_slot_that_fails_its_root_or_whose
     await small.repair(request_for(p), 4, EXPIRY, Reported())
     await assert_repaired(host, client, p, 4)
     assert offered.calls == []
+
+
+@pytest.mark.parametrize("own_manifest", [True, False], ids=["own-manifest-known", "own-manifest-lost"])
+async def test_a_local_source_block_rotten_on_disk_is_caught_by_the_rebuild_through_the_real_fetcher(
+    client: RepoStore, host: RepoStore, clock: FakeClock, own_manifest: bool
+) -> None:
+    """The fetcher hands local source blocks on unhashed (``check_local=False``): the rebuild is what catches one
+    that rotted on disk, drops its slot, and rebuilds those rows from another; nothing wrong is stored."""
+    p = await hosting(client, host, 6 * B, 2, 2)
+    s = 0
+    await copy_slots(client, host, p.manifest, [1, 2, 3])
+    if own_manifest:
+        await copy_slots(client, host, p.manifest, [s])
+        for c in (await host.get_manifest(p.manifest.slot_manifests[s])).block_cids():
+            await host.del_block(c)  # the slot's manifest is here, its blocks are what was lost
+    slot1 = await host.get_manifest(p.manifest.slot_manifests[1])
+    rotten = slot1.block_cid(1)
+    corrupt_on_disk(host, rotten)
+    # No peer: every source block is local, and what is not here (a lost slot manifest) is given up at once.
+    fetcher = BlockFetcher(host, StaticProviders([]), clock, options=FetchOptions(rounds=1))
+    registry = CollectorRegistry()
+    try:
+        with capture_logs() as logs:
+            await RepoSlotRepairer(host, fetcher, registry=registry, batch_bytes=2 * B).repair(
+                request_for(p), s, EXPIRY, Reported()
+            )
+    finally:
+        await fetcher.close()
+    await assert_repaired(host, client, p, s)
+    [dropped] = [e for e in logs if e["event"] == "repair source slot dropped"]
+    assert dropped["source"] == 1
+    assert "not its own" in dropped["reason"]
+    assert registry.get_sample_value("codex_slot_repair_source_switches_total") == 1

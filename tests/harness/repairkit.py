@@ -85,9 +85,13 @@ class RepoGetter:
     corrupt: set[Cid] = field(default_factory=set)
     asked: list[Cid] = field(default_factory=list)
     hints: set[Cid | None] = field(default_factory=set)
+    checks_local: set[bool] = field(default_factory=set)
 
-    async def get_blocks(self, cids: Sequence[Cid], *, hint: Cid | None = None) -> list[bytes]:
+    async def get_blocks(
+        self, cids: Sequence[Cid], *, hint: Cid | None = None, check_local: bool = True
+    ) -> list[bytes]:
         self.hints.add(hint)
+        self.checks_local.add(check_local)
         out = []
         missing = 0
         for cid in cids:

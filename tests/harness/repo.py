@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from codex_node.clock import Clock
+from codex_node.data.cid import Cid
 from codex_node.stores.blockfiles import BlockFiles
 from codex_node.stores.repostore import RepoStore
 from codex_node.testing.fakeclock import FakeClock
@@ -31,3 +32,15 @@ def memory_repo(
         yield store
     finally:
         store.close()
+
+
+def corrupt_on_disk(repo: RepoStore, cid: Cid, at: int = 100) -> None:
+    """Flip one byte of the block's data inside its pack file."""
+    meta = repo.block_meta(cid)
+    assert meta is not None
+    path = repo.files.pack_path(meta.pack)
+    with open(path, "r+b") as f:
+        f.seek(meta.offset + at)
+        byte = f.read(1)
+        f.seek(meta.offset + at)
+        f.write(bytes([byte[0] ^ 0xFF]))

@@ -22,6 +22,7 @@ from codex_node.stores.kv import LevelDBStore
 from codex_node.stores.repostore import RepoStore
 from codex_node.stores.scrub import scrub
 from codex_node.testing.memorykv import MemoryKV
+from tests.harness.repo import corrupt_on_disk
 
 
 async def _stream(data: bytes) -> AsyncIterator[bytes]:
@@ -30,18 +31,6 @@ async def _stream(data: bytes) -> AsyncIterator[bytes]:
 
 def _data(blocks: int) -> bytes:
     return b"".join(i.to_bytes(4, "big") * (BLOCK_SIZE // 4) for i in range(blocks))
-
-
-def _corrupt(repo: RepoStore, cid: Cid, at: int = 100) -> None:
-    """Flip one byte of the block's data inside its pack file."""
-    meta = repo.block_meta(cid)
-    assert meta is not None
-    path = repo.files.pack_path(meta.pack)
-    with open(path, "r+b") as f:
-        f.seek(meta.offset + at)
-        byte = f.read(1)
-        f.seek(meta.offset + at)
-        f.write(bytes([byte[0] ^ 0xFF]))
 
 
 async def _dataset(repo: RepoStore, blocks: int) -> tuple[Cid, Manifest]:
@@ -65,7 +54,7 @@ async def test_verify_reads_refuses_a_download_whose_block_was_corrupted_on_disk
     try:
         _, manifest = await _dataset(repo, 6)
         assert await _download(repo, manifest) == _data(6)
-        _corrupt(repo, manifest.block_cid(3))
+        corrupt_on_disk(repo, manifest.block_cid(3))
         with pytest.raises(CorruptBlockError, match=manifest.block_cid(3).text):
             await _download(repo, manifest)
     finally:
@@ -75,7 +64,7 @@ async def test_verify_reads_refuses_a_download_whose_block_was_corrupted_on_disk
 async def test_without_verify_reads_a_download_does_not_hash(make_repo: MakeRepo) -> None:
     repo = make_repo()
     _, manifest = await _dataset(repo, 3)
-    _corrupt(repo, manifest.block_cid(1))
+    corrupt_on_disk(repo, manifest.block_cid(1))
     assert await _download(repo, manifest) != _data(3)  # sent as stored: only --verify-reads or a scrub finds it
 
 
@@ -85,7 +74,7 @@ async def test_scrub_reports_a_corrupted_block_with_its_dataset_and_passes_the_r
     lone = os.urandom(3000)
     await repo.put_block(block_cid(lone), lone)
     assert scrub(repo).corrupt == []
-    _corrupt(repo, manifest.block_cid(2))
+    corrupt_on_disk(repo, manifest.block_cid(2))
     seen: list[tuple[int, int]] = []
     report = scrub(repo, on_progress=lambda done, total: seen.append((done, total)), page=2)
     assert report.checked == 7  # 5 data blocks, the manifest and the lone block
@@ -101,7 +90,7 @@ async def test_scrub_reports_a_cut_pack_and_a_corrupt_standalone_block(make_repo
     lone = os.urandom(3000)
     cid = block_cid(lone)
     await repo.put_block(cid, lone)
-    _corrupt(repo, cid, at=0)
+    corrupt_on_disk(repo, cid, at=0)
     [bad] = scrub(repo).corrupt
     assert bad.cid == cid
     assert bad.standalone
@@ -118,7 +107,7 @@ async def _node_data_dir(path: Path) -> tuple[Cid, Manifest]:
     repo = RepoStore(kv, BlockFiles(path / "repo", sync="none"), clock=SystemClock(), quota_max=1 << 30, block_ttl=60)
     try:
         cid, manifest = await _dataset(repo, 4)
-        _corrupt(repo, manifest.block_cid(0))
+        corrupt_on_disk(repo, manifest.block_cid(0))
         return cid, manifest
     finally:
         repo.close()
