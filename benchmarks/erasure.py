@@ -23,6 +23,7 @@ the compared pairs interleaved so that load from other processes falls on both a
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -31,6 +32,7 @@ import zfec
 
 from codex_node.data.cid import manifest_cid
 from codex_node.data.erasure import ErasureLayout, ErasureParams, block_root, encode_rows
+from codex_node.data.manifest import Manifest
 from codex_node.data.protected import ProtectedManifest, Protector
 from codex_node.data.slots import BLOCK_SIZE, ZERO_BLOCK
 
@@ -92,10 +94,14 @@ def bench_shape(nodes: int, tolerance: int, blocks: list[bytes], size: int, repe
     protected: list[ProtectedManifest] = []
 
     def protect() -> None:
+        # As purchasing/protect.py does: each slot's manifest lists the sha2-256 of its blocks.
         protector = Protector(params, original, size)
-        for _ in protector.rows(blocks):
-            pass
-        protected[:] = [protector.manifest()]
+        digests = [bytearray() for _ in range(k + m)]
+        for row in protector.rows(blocks):
+            for s, block in enumerate(row.blocks):
+                digests[s] += hashlib.sha256(block).digest()
+        slots = [Manifest.build(bytes(d), dataset_size=layout.rows * BLOCK_SIZE).cid() for d in digests]
+        protected[:] = [protector.manifest(slots)]
 
     t_keccak, t_protect = best(max(1, repeat - 1), keccak_alone, protect)
     manifest = protected[0]

@@ -1,9 +1,10 @@
 """Reading a dataset's slots from the block store to build slot trees, dataset trees and proof cells.
 
 The thin async shell around the pure trees: it reads blocks through the narrow :class:`BlockReader` port
-(``RepoStore`` implements it; every block read is checked against its CID) and hashes them in worker threads, a
-batch of blocks per thread hop, so the event loop never runs keccak over slot data. Memory use while building a
-slot tree is one batch of blocks plus the tree (1/32 of the slot size).
+(``RepoStore`` implements it; every block read is checked against its CID) and hashes them in worker threads:
+a slot tree's blocks are read, checked and hashed :data:`READ_BATCH` at a time in one thread hop, two hops at
+once (two cores), so the event loop never runs keccak or sha256 over slot data. Memory use while building a slot
+tree is two batches of blocks plus the tree (1/32 of the slot size).
 
 Missing or corrupt blocks become :class:`ProofDataError` naming the slot and block: a proof needs the hosted
 slot's blocks, and the dataset root needs every slot's (in the single-node case the node holds the whole dataset).
@@ -12,11 +13,11 @@ slot's blocks, and the dataset root needs every slot's (in the single-node case 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from codex_node.data.cellhash import hash_blocks
 from codex_node.data.cid import Cid
 from codex_node.data.manifest import Manifest
 from codex_node.data.proof import CELL_SIZE, CELLS_PER_BLOCK
@@ -26,8 +27,10 @@ from codex_node.errors import BlockNotFoundError, CorruptBlockError, InvalidProt
 from codex_node.market.types import Content
 from codex_node.proofs.trees import DatasetTree, SlotTree, block_leaves
 
-READ_BATCH = 16
-"""Blocks read concurrently and hashed in one worker-thread hop (1 MiB)."""
+READ_BATCH = 64
+"""Blocks read, checked and hashed in one worker-thread hop while a slot tree is built (4 MiB)."""
+HOPS_IN_FLIGHT = 2
+"""Such hops run at once: the reference machine has 2 cores (the GIL is released while blocks are hashed)."""
 
 
 class BlockReader(Protocol):
@@ -36,6 +39,10 @@ class BlockReader(Protocol):
     async def get_manifest(self, cid: Cid) -> Manifest: ...
 
     async def get_block(self, cid: Cid) -> bytes: ...
+
+    def read_block(self, cid: Cid) -> bytes:
+        """:meth:`get_block`, blocking (called in worker threads)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,34 +127,41 @@ async def _read(reader: BlockReader, dataset: SlottedDataset, slot_index: int, c
         raise ProofDataError(f"block {cid} of slot {slot_index} of dataset {dataset.cid} is corrupt: {e}") from e
 
 
-def _leaves_of(blocks: Sequence[bytes | None]) -> bytes:
-    full = [b for b in blocks if b is not None and len(b) == BLOCK_SIZE]
-    if len(full) == len(blocks):  # every block whole (always so in a protected dataset): hashed on two threads
-        return hash_blocks(full, roots=False)[0]
-    return b"".join([block_leaves(b) for b in blocks])
+def _read_and_hash(reader: BlockReader, dataset: SlottedDataset, slot_index: int, cids: Sequence[Cid | None]) -> bytes:
+    """The cell leaves of the blocks of ``cids`` (``None``: a zero padding block), read and checked here: blocking,
+    for a worker thread."""
+    leaves = []
+    for cid in cids:
+        if cid is None:
+            leaves.append(block_leaves(None))
+            continue
+        try:
+            block = reader.read_block(cid)
+        except BlockNotFoundError as e:
+            raise ProofDataError(f"block {cid} of slot {slot_index} of dataset {dataset.cid} is not here") from e
+        except CorruptBlockError as e:
+            raise ProofDataError(f"block {cid} of slot {slot_index} of dataset {dataset.cid} is corrupt: {e}") from e
+        leaves.append(block_leaves(block))
+    return b"".join(leaves)
 
 
 async def slot_tree(reader: BlockReader, dataset: SlottedDataset, slot_index: int) -> SlotTree:
-    """Read slot ``slot_index`` block by block and build its tree (hashing in worker threads).
-
-    The next batch of blocks is read while the previous one is hashed.
-    """
+    """Read slot ``slot_index`` and build its tree: :data:`READ_BATCH` blocks read, checked and hashed per worker
+    thread hop, :data:`HOPS_IN_FLIGHT` hops at once, their leaves joined in slot order."""
     cids = dataset.slot_cids(slot_index)
     leaves = bytearray()
-    hashing: asyncio.Future[bytes] | None = None
+    pending: deque[asyncio.Future[bytes]] = deque()
     try:
         for start in range(0, len(cids), READ_BATCH):
             batch = cids[start : start + READ_BATCH]
-            blocks = await asyncio.gather(*(_read(reader, dataset, slot_index, c) for c in batch))
-            if hashing is not None:
-                leaves += await hashing
-            hashing = asyncio.ensure_future(asyncio.to_thread(_leaves_of, blocks))
-        if hashing is not None:
-            leaves += await hashing
-            hashing = None
+            pending.append(asyncio.ensure_future(asyncio.to_thread(_read_and_hash, reader, dataset, slot_index, batch)))
+            if len(pending) >= HOPS_IN_FLIGHT:
+                leaves += await pending.popleft()
+        while pending:
+            leaves += await pending.popleft()
     finally:
-        if hashing is not None:  # a read failed or we were cancelled: the pending hashing is not wanted
-            hashing.cancel()
+        for hop in pending:  # a read failed or we were cancelled: the hops not awaited yet are not wanted
+            hop.cancel()
     return await asyncio.to_thread(SlotTree, leaves)
 
 

@@ -67,6 +67,12 @@ class CountingReader:
         self.reads.append(cid)
         return await self.repo.get_block(cid)
 
+    def read_block(self, cid: Cid) -> bytes:
+        if cid.text in self.hidden:
+            raise BlockNotFoundError(f"block not found: {cid}")
+        self.reads.append(cid)  # from worker threads: list.append is atomic
+        return self.repo.read_block(cid)
+
 
 def request_for(content: Content, slots: int, slot_size: int) -> Request:
     ask = Ask(
@@ -264,19 +270,29 @@ async def test_corrupt_proof_is_refused_by_the_verifier(repo: RepoStore) -> None
         check_proof(prover.corrupt(proof), target_for(stored.slot(1), challenge))
 
 
-async def test_slot_hashing_runs_in_worker_threads(repo: RepoStore, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_slot_reading_and_hashing_run_in_worker_threads_a_batch_per_hop(
+    repo: RepoStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     stored = await stored_request(repo, 4, 0, 2)
-    threads: list[threading.Thread] = []
-    real = slotdata_module._leaves_of
+    hops: list[tuple[threading.Thread, int]] = []
+    real = slotdata_module._read_and_hash
 
-    def recording(blocks: list[bytes | None]) -> bytes:
-        threads.append(threading.current_thread())
-        return real(blocks)
+    def recording(
+        reader: slotdata_module.BlockReader,
+        dataset: slotdata_module.SlottedDataset,
+        slot_index: int,
+        cids: list[Cid | None],
+    ) -> bytes:
+        hops.append((threading.current_thread(), len(cids)))
+        return real(reader, dataset, slot_index, cids)
 
-    monkeypatch.setattr(slotdata_module, "_leaves_of", recording)
-    await Prover(repo, samples=SAMPLES, registry=None).prove(stored.slot(0), os.urandom(32))
-    assert len(threads) == 2  # one batch per slot
-    assert threading.main_thread() not in threads
+    monkeypatch.setattr(slotdata_module, "_read_and_hash", recording)
+    monkeypatch.setattr(slotdata_module, "READ_BATCH", 1)  # a hop per block: 2 blocks per slot here
+    challenge = os.urandom(32)
+    proof = await Prover(repo, samples=SAMPLES, registry=None).prove(stored.slot(0), challenge)
+    check_proof(proof, target_for(stored.slot(0), challenge))  # leaves joined in slot order, hops in flight or not
+    assert [n for _, n in hops] == [1, 1, 1, 1]  # both slots (the dataset tree), a block per hop
+    assert threading.main_thread() not in {thread for thread, _ in hops}
 
 
 async def test_concurrent_proofs_build_each_tree_once(repo: RepoStore, monkeypatch: pytest.MonkeyPatch) -> None:
