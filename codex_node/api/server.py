@@ -19,6 +19,7 @@ import structlog
 import uvicorn
 from starlette.types import ASGIApp
 
+from codex_node.api import cutshort
 from codex_node.errors import ConfigError
 
 log = structlog.get_logger(__name__)
@@ -85,6 +86,7 @@ class HttpServer:
             self._sock = None
 
     async def start(self) -> None:
+        cutshort.install()  # an answer ended early on purpose is not logged as a crash
         self.bind()
         sock = self._sock
         assert sock is not None

@@ -9,6 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
+from codex_node.api.routes import blocks as blocks_route
 from codex_node.blockexchange.fetcher import BlockFetcher, FetchOptions
 from codex_node.blockexchange.metrics import FetchMetrics
 from codex_node.data.cid import Cid
@@ -274,3 +275,43 @@ async def test_local_blocks_are_read_in_one_go_and_hashed_unless_the_caller_chec
     assert blocks[2] != good  # handed on as read: the caller checks it
     assert len(blocks[2]) == len(good)
     assert blocks[0] == blocks[5] == await here.get_block(cids[0])
+
+
+async def test_an_answer_cut_short_by_a_block_changed_while_served_logs_one_warning_and_no_asgi_traceback(
+    make_repo: Callable[..., RepoStore],
+    serve: Serve,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The holder announced the answer's length, then a block changed under it: it ends the answer early (its own
+    warning says why) and the asker takes the rest from another peer. uvicorn must not also log the deliberate
+    cut as "Exception in ASGI application" with a traceback: operators would read it as a crash."""
+    source = make_repo("source")
+    cid, manifest = await upload(source, 40)  # three groups of 16 blocks in the cut peer's answer
+    real = blocks_route._read_group
+    groups = 0
+
+    def cut_second_group(repo: RepoStore, cids: list[Cid], sizes: list[int | None]) -> memoryview:
+        nonlocal groups
+        groups += 1
+        if groups == 2:
+            raise blocks_route._Changed(f"block {cids[0]} was deleted or changed while it was served")
+        return real(repo, cids, sizes)
+
+    monkeypatch.setattr(blocks_route, "_read_group", cut_second_group)
+    # Two peers over the same repo: the first asked gets its answer cut, the other serves what is left.
+    peers = [await serve(honest_app(source), "cut"), await serve(honest_app(source), "honest")]
+    options = FetchOptions(batch_blocks=40, parallel=1)
+    fetcher = BlockFetcher(make_repo("here"), StaticProviders(peers), clock, options=options)
+    handed: list[str] = []
+
+    async def keep(blocks: list[tuple[Cid, bytes]]) -> None:
+        handed.extend(c.text for c, _ in blocks)
+
+    with capture_logs() as logs:
+        await fetcher.fetch(list(manifest.block_cids()), hint=cid, on_verified=keep)
+    await fetcher.close()
+    assert sorted(handed) == sorted(c.text for c in manifest.block_cids())
+    assert [e["event"] for e in logs if e["event"] == "blocks not served"] == ["blocks not served"]
+    assert not [r for r in caplog.records if "Exception in ASGI application" in r.getMessage()]

@@ -20,6 +20,7 @@ from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import Field
 
+from codex_node.api.cutshort import AnswerCutShort
 from codex_node.api.schemas import CamelModel
 from codex_node.api.services import services_of
 from codex_node.blockexchange.wire import HEADER_SIZE, MAX_BATCH_CIDS, MAX_FRAME_BYTES, MEDIA_TYPE, frame_into
@@ -85,8 +86,9 @@ async def get_blocks(request: Request, body: BlocksRequest) -> StreamingResponse
     return StreamingResponse(_frames(repo, cids, sizes), media_type=MEDIA_TYPE, headers={"content-length": str(length)})
 
 
-class _Changed(Exception):  # noqa: N818 - internal signal, never leaves this module
-    """A block the answer's length counted is gone, moved to another size, or unreadable."""
+class _Changed(AnswerCutShort):
+    """A block the answer's length counted is gone, moved to another size, or unreadable: the answer ends there
+    (the connection closes; uvicorn does not log it as a crash, ``api/cutshort.py``)."""
 
 
 def _read_group(repo: RepoStore, cids: list[Cid], sizes: list[int | None]) -> memoryview:
