@@ -199,35 +199,12 @@ async def test_fetch_parts_asks_for_the_next_part_only_when_the_queue_runs_low_a
     assert [e["blocks"] for e in logs if e["event"] == "blocks fetched"] == [13]  # one run, one final line
 
 
-async def test_an_error_from_the_parts_stops_the_fetch_and_propagates(
-    make_repo: Callable[..., RepoStore], serve: Serve, clock: FakeClock
-) -> None:
-    source = make_repo("source")
-    cid, manifest = await upload(source, 4)
-    peer = await serve(honest_app(source), "honest")
-    fetcher = BlockFetcher(make_repo("here"), StaticProviders([peer]), clock, options=OPTIONS)
-    cleaned_up = asyncio.Event()
-
-    async def parts() -> AsyncIterator[list[Cid]]:
-        try:
-            yield list(manifest.block_cids())[:2]
-            raise BlocksUnavailableError("the next segment could not be read")
-        finally:
-            cleaned_up.set()
-
-    async def keep(blocks: list[tuple[Cid, bytes]]) -> None:
-        pass
-
-    try:
-        with pytest.raises(BlocksUnavailableError, match="the next segment could not be read"):
-            await fetcher.fetch_parts(parts(), hint=cid, on_verified=keep)
-    finally:
-        await fetcher.close()
-    assert cleaned_up.is_set()
-
-
-async def test_an_error_handing_on_a_batch_closes_the_parts_left_at_a_yield(
-    make_repo: Callable[..., RepoStore], serve: Serve, clock: FakeClock
+@pytest.mark.parametrize(
+    ("failing", "message"),
+    [("parts", "the next segment could not be read"), ("hand-on", "the store refused the batch")],
+)
+async def test_an_error_from_the_parts_or_from_handing_on_stops_the_fetch_and_closes_the_parts(
+    make_repo: Callable[..., RepoStore], serve: Serve, clock: FakeClock, failing: str, message: str
 ) -> None:
     source = make_repo("source")
     cid, manifest = await upload(source, 4)
@@ -239,17 +216,20 @@ async def test_an_error_handing_on_a_batch_closes_the_parts_left_at_a_yield(
     async def parts() -> AsyncIterator[list[Cid]]:
         try:
             yield cids[:2]
+            if failing == "parts":
+                raise BlocksUnavailableError(message)
             yield cids[2:]
             await asyncio.Event().wait()  # never gives a third part: only a close ends it
         finally:
             closed.set()
 
-    async def refuse(blocks: list[tuple[Cid, bytes]]) -> None:
-        raise BlocksUnavailableError("the store refused the batch")
+    async def on_verified(blocks: list[tuple[Cid, bytes]]) -> None:
+        if failing == "hand-on":
+            raise BlocksUnavailableError(message)
 
     try:
-        with pytest.raises(BlocksUnavailableError, match="the store refused the batch"):
-            await fetcher.fetch_parts(parts(), hint=cid, on_verified=refuse)
+        with pytest.raises(BlocksUnavailableError, match=message):
+            await fetcher.fetch_parts(parts(), hint=cid, on_verified=on_verified)
     finally:
         await fetcher.close()
     assert closed.is_set()
