@@ -271,6 +271,10 @@ static PyObject *hash_with(hash_fn fn, PyObject *data_obj, Py_ssize_t size) {
         return PyErr_Format(PyExc_ValueError, "%zd bytes are not a whole number of %zd-byte chunks", view.len, size);
     }
     size_t count = (size_t)(view.len / size);
+    if (count > (size_t)(PY_SSIZE_T_MAX / DIGEST)) {  /* 1-byte chunks of more than 2**58 bytes */
+        PyBuffer_Release(&view);
+        return PyErr_NoMemory();
+    }
     PyObject *result = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(count * DIGEST));
     if (result == NULL) {
         PyBuffer_Release(&view);
