@@ -3,12 +3,13 @@
 # The node needs no Node.js at run time: the compiled contracts ship inside the Python package.
 
 FROM python:3.11-slim AS build
-# A compiler for any dependency without a wheel for this platform; it stays in this stage only.
+# A compiler for the proof trees' C extension (setup.py) and any dependency without a wheel for this platform; it
+# stays in this stage only.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends build-essential \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY codex_node ./codex_node
 RUN pip install --no-cache-dir --prefix=/install .
 

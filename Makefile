@@ -9,8 +9,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
-# C sources compiled at install (pyproject ext-modules): a change to one reinstalls, which recompiles it.
-EXTENSIONS := codex_node/data/_keccak.c
+# C sources compiled at install (setup.py): a change to one reinstalls, which recompiles it.
+EXTENSIONS := setup.py codex_node/data/_keccak.c
 # Test worker processes for `make test` (pytest-xdist, one test file per worker at a time); 0 runs every test in
 # pytest's own process.
 TEST_WORKERS ?= 2
