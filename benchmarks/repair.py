@@ -28,10 +28,11 @@ in memory, so load from other processes falls on all alike):
 The baselines are the best of a few tries each; the repairs are timed once per run.
 
 Measured on the quiet 2-core machine (64 MiB dataset, 3:1, slot 0, 32 MiB rebuilt), with the batch keccak
-(``data/_keccak.c``) and the sources read unhashed: zfec decode alone 410-830 MiB/s (it swings from run to run on
-this VM), hash floor 610-720 MiB/s (it was 195-200 with safe-pysha3); repair 126-149 MiB/s with the slot's manifest
-kept and 94-140 with it lost, ratios 0.18-0.31; first proof right after the repair 5-8 ms with the repair's leaves,
-130-190 ms rehashing the slot. Before the batch keccak: repair 91-95 MiB/s, ratio 0.11-0.12, hash floor 195-200.
+(``data/_keccak.c``), the sources read unhashed and slot trees read 64 blocks per hop: zfec decode alone 800-830
+MiB/s (410-830 over the day: it swings from run to run on this VM), hash floor 710 MiB/s (195-200 with
+safe-pysha3); repair 167-187 MiB/s with the slot's manifest kept and 143-158 with it lost, ratios 0.19-0.23; first
+proof right after the repair 4-5 ms with the repair's leaves, 49-57 ms rehashing the slot. Before these changes:
+repair 91-95 MiB/s, ratio 0.11-0.12, rehashing the slot 250-290 ms.
 What the 0.5 target would take: the repair's parts, each timed alone on an idle machine for the 32 MiB slot, are
 reading its 64 MiB of sources (~30 ms unhashed, ~80 hashed), decoding (~43), the rebuilt blocks' sha2-256 (~23) and
 cells (~16 on two threads) and the writes (60-100, most of it waiting on the disk's syncs); run as the repair
