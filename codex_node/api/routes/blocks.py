@@ -34,9 +34,11 @@ router = APIRouter(tags=["Blocks"], include_in_schema=False)
 """Not in ``openapi.yaml``: it is the Codex-compatible contract for clients, and these routes are the nodes' own
 peer protocol (documented here and in ``blockexchange/wire.py``)."""
 
-SERVE_READ_AHEAD = 16
-"""Blocks of a batch read from the repo in one worker thread (1 MiB of 64 KiB blocks), the next group being read
-while one is sent: a batch holds about three such groups (one read, one sent, one in the send buffer)."""
+SERVE_READ_AHEAD = 32
+"""Blocks of a batch read from the repo in one worker thread (2 MiB of 64 KiB blocks), the next group being read
+while one is sent: a batch holds about three such groups (one read, one sent, one in the send buffer). 32 rather
+than 16: the holder's CPU per 256 MiB served fell from 0.29 to 0.23 s of user time, and a download between two
+nodes took 7 % less time (4 interleaved A/B rounds of 6 downloads); 64 measured no better than 32."""
 
 
 class BlocksRequest(CamelModel):
