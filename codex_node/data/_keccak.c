@@ -95,6 +95,32 @@ static void last_block(uint8_t block[RATE], const uint8_t *chunk, size_t size) {
     block[RATE - 1] ^= 0x80;
 }
 
+/* The parts of a group of `width` side-by-side hashes that are the same whatever the SIMD width. State words are
+ * laid out word-major: words[j * width + i] is word j of lane i, as one vector load or store of word j wants. */
+
+/* The byte offsets of chunks first .. first+width-1 in `at`; a lane past `count` repeats the last real chunk (its
+ * digest is not written out). Returns the real lanes. */
+static size_t lane_offsets(long long at[], size_t width, size_t size, size_t first, size_t count) {
+    size_t lanes = count - first < width ? count - first : width;
+    for (size_t i = 0; i < width; i++) at[i] = (long long)((first + (i < lanes ? i : lanes - 1)) * size);
+    return lanes;
+}
+
+/* Each lane's padded last block (RATE_LANES words per lane), word-major. */
+static void last_blocks(uint64_t *words, const uint8_t *data, const long long at[], size_t width, size_t size) {
+    for (size_t i = 0; i < width; i++) {
+        uint8_t block[RATE];
+        last_block(block, data + (size_t)at[i], size);
+        for (int j = 0; j < RATE_LANES; j++) words[(size_t)j * width + i] = load_le(block + 8 * j);
+    }
+}
+
+/* The digests of the real lanes (DIGEST / 8 words per lane, word-major) into out, chunk `first` first. */
+static void write_digests(uint8_t *out, const uint64_t *words, size_t width, size_t first, size_t lanes) {
+    for (size_t i = 0; i < lanes; i++)
+        for (int j = 0; j < DIGEST / 8; j++) store_le(out + (first + i) * DIGEST + 8 * j, words[(size_t)j * width + i]);
+}
+
 /* ---- portable: one hash at a time ---- */
 
 #define XOR(a, b) ((a) ^ (b))
@@ -143,36 +169,25 @@ static void hash_scalar(const uint8_t *data, size_t size, size_t first, size_t c
 
 __attribute__((target("avx2"))) static void permute_avx2(__m256i A[25]) { KECCAK_ROUNDS(__m256i, A); }
 
-/* Chunks first .. first+3 (a missing one, past `count`, repeats the last real one and is not written out). */
+/* Chunks first .. first+3, side by side (lane_offsets says what fills lanes past `count`). */
 __attribute__((target("avx2"))) static void hash4(const uint8_t *data, size_t size, size_t first, size_t count,
                                                   uint8_t *out) {
-    size_t lanes = count - first < 4 ? count - first : 4;
     long long at[4];
-    for (size_t i = 0; i < 4; i++) at[i] = (long long)((first + (i < lanes ? i : lanes - 1)) * size);
+    size_t lanes = lane_offsets(at, 4, size, first, count);
     __m256i index = _mm256_loadu_si256((const __m256i *)at);
     __m256i A[25];
     for (int j = 0; j < 25; j++) A[j] = _mm256_setzero_si256();
-    size_t off = 0;
-    for (; size - off >= RATE; off += RATE) {
+    for (size_t off = 0; size - off >= RATE; off += RATE) {
         const long long *base = (const long long *)(data + off);
-        for (int j = 0; j < RATE_LANES; j++)
-            A[j] = XOR(A[j], _mm256_i64gather_epi64(base + j, index, 1));
+        for (int j = 0; j < RATE_LANES; j++) A[j] = XOR(A[j], _mm256_i64gather_epi64(base + j, index, 1));
         permute_avx2(A);
     }
-    uint64_t blocks[4][RATE_LANES];
-    for (size_t i = 0; i < 4; i++) {
-        uint8_t block[RATE];
-        last_block(block, data + (size_t)at[i], size);
-        for (int j = 0; j < RATE_LANES; j++) blocks[i][j] = load_le(block + 8 * j);
-    }
-    for (int j = 0; j < RATE_LANES; j++)
-        A[j] = XOR(A[j], _mm256_set_epi64x((long long)blocks[3][j], (long long)blocks[2][j],
-                                           (long long)blocks[1][j], (long long)blocks[0][j]));
+    uint64_t words[RATE_LANES * 4];
+    last_blocks(words, data, at, 4, size);
+    for (int j = 0; j < RATE_LANES; j++) A[j] = XOR(A[j], _mm256_loadu_si256((const __m256i *)(words + 4 * j)));
     permute_avx2(A);
-    uint64_t lanes_out[DIGEST / 8][4];
-    for (int j = 0; j < DIGEST / 8; j++) _mm256_storeu_si256((__m256i *)lanes_out[j], A[j]);
-    for (size_t i = 0; i < lanes; i++)
-        for (int j = 0; j < DIGEST / 8; j++) store_le(out + (first + i) * DIGEST + 8 * j, lanes_out[j][i]);
+    for (int j = 0; j < DIGEST / 8; j++) _mm256_storeu_si256((__m256i *)(words + 4 * j), A[j]);
+    write_digests(out, words, 4, first, lanes);
 }
 
 __attribute__((target("avx2"))) static void hash_avx2(const uint8_t *data, size_t size, size_t first,
@@ -197,33 +212,26 @@ __attribute__((target("avx2"))) static void hash_avx2(const uint8_t *data, size_
 
 __attribute__((target("avx512f"))) static void permute_avx512(__m512i A[25]) { KECCAK_ROUNDS(__m512i, A); }
 
+/* Chunks first .. first+7, side by side (lane_offsets says what fills lanes past `count`). */
 __attribute__((target("avx512f"))) static void hash8(const uint8_t *data, size_t size, size_t first, size_t count,
                                                      uint8_t *out) {
-    size_t lanes = count - first < 8 ? count - first : 8;
     long long at[8];
-    for (size_t i = 0; i < 8; i++) at[i] = (long long)((first + (i < lanes ? i : lanes - 1)) * size);
+    size_t lanes = lane_offsets(at, 8, size, first, count);
     __m512i index = _mm512_loadu_si512((const void *)at);
     __m512i A[25];
     for (int j = 0; j < 25; j++) A[j] = _mm512_setzero_si512();
-    size_t off = 0;
-    for (; size - off >= RATE; off += RATE) {
+    for (size_t off = 0; size - off >= RATE; off += RATE) {
         const uint8_t *base = data + off;
         for (int j = 0; j < RATE_LANES; j++)
             A[j] = XOR(A[j], _mm512_i64gather_epi64(index, (const void *)(base + 8 * j), 1));
         permute_avx512(A);
     }
-    uint64_t blocks[RATE_LANES][8];
-    for (size_t i = 0; i < 8; i++) {
-        uint8_t block[RATE];
-        last_block(block, data + (size_t)at[i], size);
-        for (int j = 0; j < RATE_LANES; j++) blocks[j][i] = load_le(block + 8 * j);
-    }
-    for (int j = 0; j < RATE_LANES; j++) A[j] = XOR(A[j], _mm512_loadu_si512((const void *)blocks[j]));
+    uint64_t words[RATE_LANES * 8];
+    last_blocks(words, data, at, 8, size);
+    for (int j = 0; j < RATE_LANES; j++) A[j] = XOR(A[j], _mm512_loadu_si512((const void *)(words + 8 * j)));
     permute_avx512(A);
-    uint64_t lanes_out[DIGEST / 8][8];
-    for (int j = 0; j < DIGEST / 8; j++) _mm512_storeu_si512((void *)lanes_out[j], A[j]);
-    for (size_t i = 0; i < lanes; i++)
-        for (int j = 0; j < DIGEST / 8; j++) store_le(out + (first + i) * DIGEST + 8 * j, lanes_out[j][i]);
+    for (int j = 0; j < DIGEST / 8; j++) _mm512_storeu_si512((void *)(words + 8 * j), A[j]);
+    write_digests(out, words, 8, first, lanes);
 }
 
 __attribute__((target("avx512f"))) static void hash_avx512(const uint8_t *data, size_t size, size_t first,
