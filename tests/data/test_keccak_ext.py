@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from eth_hash.auto import keccak as reference_keccak
@@ -63,8 +65,7 @@ def test_any_contiguous_buffer_is_read() -> None:
 
 
 @pytest.mark.parametrize("hasher", [_keccak.hash_chunks, hash_chunks_one_by_one])
-def test_bad_arguments_are_refused_with_what_to_fix(hasher: object) -> None:
-    assert callable(hasher)
+def test_bad_arguments_are_refused_with_what_to_fix(hasher: Callable[[Any, int], bytes]) -> None:
     with pytest.raises(ValueError, match="2049 bytes are not a whole number of 2048-byte chunks"):
         hasher(bytes(2049), 2048)
     with pytest.raises(ValueError, match="chunk size must be positive, got 0"):
