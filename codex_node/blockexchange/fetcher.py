@@ -104,6 +104,7 @@ class _Run:
     open_batches: int = 0
     """Batches queued or being asked for: the run ends once none is left and no part is still to come."""
     queued_blocks: int = 0
+    """Blocks cut into batches so far (the count an unavailable-blocks error names)."""
     feeding: bool = True
     ended: bool = False
     room: asyncio.Event = field(default_factory=asyncio.Event)

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from codex_node.data.cellhash import HASH_THREADS
 from codex_node.data.cid import Cid
 from codex_node.data.manifest import Manifest
 from codex_node.data.proof import CELL_SIZE, CELLS_PER_BLOCK
@@ -29,8 +30,8 @@ from codex_node.proofs.trees import DatasetTree, SlotTree, block_leaves
 
 READ_BATCH = 64
 """Blocks read, checked and hashed in one worker-thread hop while a slot tree is built (4 MiB)."""
-HOPS_IN_FLIGHT = 2
-"""Such hops run at once: the reference machine has 2 cores (the GIL is released while blocks are hashed)."""
+HOPS_IN_FLIGHT = HASH_THREADS
+"""Such hops run at once, one per core the cell hashing uses (the GIL is released while blocks are hashed)."""
 
 
 class BlockReader(Protocol):
