@@ -11,7 +11,7 @@ handle per peer. Verifying the bytes against their CIDs is the fetcher's job.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 
 import httpx
 
@@ -61,7 +61,7 @@ class PeerClient:
 
     async def stream_blocks(
         self, peer: PeerInfo, cids: Sequence[Cid], *, max_bytes: int
-    ) -> AsyncIterator[tuple[int, bytes | memoryview | None]]:
+    ) -> AsyncGenerator[tuple[int, bytes | memoryview | None], None]:
         """``(index into cids, payload or None)`` for each frame as it arrives; payloads at most ``max_bytes``.
 
         Raises :class:`PeerError` for a refused request, a malformed answer, or one that ends early.

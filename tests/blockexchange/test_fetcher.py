@@ -298,3 +298,100 @@ async def test_an_answer_cut_short_by_a_block_changed_while_served_logs_one_warn
     assert sorted(handed) == sorted(c.text for c in manifest.block_cids())
     assert [e["event"] for e in logs if e["event"] == "blocks not served"] == ["blocks not served"]
     assert not [r for r in caplog.records if "Exception in ASGI application" in r.getMessage()]
+
+
+async def test_an_answer_is_handed_on_group_by_group_as_it_arrives(
+    make_repo: Callable[..., RepoStore], serve: Serve, clock: FakeClock
+) -> None:
+    source = make_repo("source")
+    cid, manifest = await upload(source, 6)
+    peer = HostilePeer(source, pause_after=3)  # honest, but holds back the last three frames until resumed
+    options = FetchOptions(batch_blocks=6, group_blocks=2, parallel=1)
+    fetcher = BlockFetcher(make_repo("here"), StaticProviders([await serve(peer, "slow")]), clock, options=options)
+    groups: list[list[str]] = []
+    first_group = asyncio.Event()
+
+    async def keep(blocks: list[tuple[Cid, bytes]]) -> None:
+        groups.append([c.text for c, _ in blocks])
+        first_group.set()
+
+    cids = list(manifest.block_cids())
+    try:
+        task = asyncio.ensure_future(fetcher.fetch(cids, hint=cid, on_verified=keep))
+        await asyncio.wait_for(peer.paused.wait(), 30)
+        await asyncio.wait_for(first_group.wait(), 30)  # while the answer is still coming
+        assert groups == [[c.text for c in cids[:2]]]
+        peer.resume.set()
+        await asyncio.wait_for(task, 30)
+    finally:
+        await fetcher.close()
+    assert groups == [[c.text for c in cids[i : i + 2]] for i in (0, 2, 4)]
+    assert peer.requests == 1
+
+
+async def test_a_block_corrupted_mid_answer_keeps_what_matched_before_it_and_the_rest_comes_from_another_peer(
+    make_repo: Callable[..., RepoStore], serve: Serve, clock: FakeClock
+) -> None:
+    source = make_repo("source")
+    cid, manifest = await upload(source, 6)
+    liar = HostilePeer(source, corrupt_at=2)  # the third block of its answer is wrong, the others right
+    honest = HostilePeer(source)
+    providers = StaticProviders([await serve(liar, "liar"), await serve(honest, "honest")])
+    options = FetchOptions(batch_blocks=6, group_blocks=2, parallel=1, rounds=1)
+    fetcher = BlockFetcher(make_repo("here"), providers, clock, options=options)
+    handed: list[tuple[Cid, bytes]] = []
+
+    async def keep(blocks: list[tuple[Cid, bytes]]) -> None:
+        handed.extend(blocks)
+
+    cids = list(manifest.block_cids())
+    try:
+        await fetcher.fetch(cids, hint=cid, on_verified=keep)
+    finally:
+        await fetcher.close()
+    assert providers.avoided["liar"].startswith("corrupt")
+    assert (liar.requests, honest.requests) == (1, 1)
+    for c, data in handed:
+        assert data == await source.get_block(c)
+    # From the liar: the first group, and the block of the second group that matched; the rest from the other.
+    assert [c.text for c, _ in handed] == [c.text for c in [cids[0], cids[1], cids[3], cids[2], cids[4], cids[5]]]
+
+
+async def test_waiting_for_its_own_store_is_no_stall_of_the_peer(
+    make_repo: Callable[..., RepoStore], serve: Serve, clock: FakeClock
+) -> None:
+    source = make_repo("source")
+    cid, manifest = await upload(source, 6)
+    peer = HostilePeer(source)
+    providers = StaticProviders([await serve(peer, "honest")])
+    options = FetchOptions(batch_blocks=6, group_blocks=2, parallel=1, stall_seconds=10, rounds=1)
+    fetcher = BlockFetcher(make_repo("here"), providers, clock, options=options)
+    stored = asyncio.Event()
+    storing = asyncio.Event()
+    handed: list[str] = []
+
+    async def slow_store(blocks: list[tuple[Cid, bytes]]) -> None:
+        storing.set()
+        await stored.wait()  # the disk is slow: the next group waits for this one to be stored
+        handed.extend(c.text for c, _ in blocks)
+
+    cids = list(manifest.block_cids())
+    try:
+        task = asyncio.ensure_future(fetcher.fetch(cids, hint=cid, on_verified=slow_store))
+        await asyncio.wait_for(storing.wait(), 30)
+        for _ in range(3):  # well past the stall time, in steps the stall timer wakes up for
+            clock.advance(10)
+            for _ in range(50):
+                await asyncio.sleep(0)
+        assert providers.avoided == {}
+        stored.set()
+        await asyncio.wait_for(task, 30)
+    finally:
+        await fetcher.close()
+    assert handed == [c.text for c in cids]
+    assert providers.avoided == {}
+
+
+def test_fetch_options_refuse_a_group_of_no_blocks() -> None:
+    with pytest.raises(ValueError, match="group_blocks must be at least 1"):
+        FetchOptions(group_blocks=0)

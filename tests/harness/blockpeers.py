@@ -32,14 +32,28 @@ def honest_app(repo: RepoStore) -> ASGIApp:
 
 
 class HostilePeer:
-    """A peer's block routes over ``repo`` that lie: ``corrupt`` flips a byte of every block it serves, ``stall``
-    sends its answer's headers and then nothing; ``arrived`` is set when a request came in."""
+    """A peer's block routes over ``repo`` that lie: ``corrupt`` flips a byte of every block it serves (or only of
+    the block at position ``corrupt_at`` of a batch answer), ``stall`` sends its answer's headers and then nothing,
+    ``pause_after`` sends the first that many frames of a batch answer and the rest once ``resume`` is set;
+    ``arrived`` is set when a request came in, ``paused`` once an answer is waiting for ``resume``."""
 
-    def __init__(self, repo: RepoStore, *, corrupt: bool = False, stall: bool = False) -> None:
+    def __init__(
+        self,
+        repo: RepoStore,
+        *,
+        corrupt: bool = False,
+        corrupt_at: int | None = None,
+        stall: bool = False,
+        pause_after: int | None = None,
+    ) -> None:
         self.repo = repo
         self.corrupt = corrupt
+        self.corrupt_at = corrupt_at
         self.stall = stall
+        self.pause_after = pause_after
         self.arrived = asyncio.Event()
+        self.paused = asyncio.Event()
+        self.resume = asyncio.Event()
         self.requests = 0
         self._counted = asyncio.Condition()
         self._forever = asyncio.Event()
@@ -59,15 +73,20 @@ class HostilePeer:
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"x")]})
         if self.stall:
             await self._forever.wait()
-        if scope["path"].endswith("/blocks"):
-            cids = [parse_cid(t) for t in json.loads(body)["cids"]]
-            out = bytearray()
-            for cid in cids:
-                data = await self.repo.get_block(cid) if self.repo.has_block(cid) else None
-                out += frame(data) + (self._spoil(data) if data is not None else b"")
-        else:
+        if not scope["path"].endswith("/blocks"):
             cid = parse_cid(scope["path"].rsplit("/", 1)[1])
-            out = bytearray(self._spoil(await self.repo.get_block(cid)))
+            await send({"type": "http.response.body", "body": self._spoil(await self.repo.get_block(cid))})
+            return
+        out = bytearray()
+        for at, cid in enumerate(parse_cid(t) for t in json.loads(body)["cids"]):
+            if at == self.pause_after:
+                await send({"type": "http.response.body", "body": bytes(out), "more_body": True})
+                out.clear()
+                self.paused.set()
+                await self.resume.wait()
+            data = await self.repo.get_block(cid) if self.repo.has_block(cid) else None
+            spoil = self.corrupt if self.corrupt_at is None else at == self.corrupt_at
+            out += frame(data) + (self._spoil(data) if data is not None and spoil else data or b"")
         await send({"type": "http.response.body", "body": bytes(out)})
 
     async def wait_requests(self, n: int) -> None:
@@ -76,6 +95,6 @@ class HostilePeer:
             await self._counted.wait_for(lambda: self.requests >= n)
 
     def _spoil(self, data: bytes) -> bytes:
-        if not self.corrupt:
+        if not self.corrupt and self.corrupt_at is None:
             return data
         return bytes([data[0] ^ 1]) + data[1:]
