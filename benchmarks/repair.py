@@ -6,10 +6,10 @@ Set-up: a "client" repo (LevelDB and pack files in a temporary folder, as a node
 erasure-coded into its K + M slots (``purchasing/protect.py``). Each run then repairs slot ``--slot`` into a fresh
 "host" repo that holds only the protected manifest, with :class:`~codex_node.blockexchange.repair.RepoSlotRepairer`
 taking its blocks from the client repo through a ``BlockGetter`` over that repo (read from disk as the real
-fetcher reads local blocks, one worker-thread hop per call; the sources unhashed, as the repair asks, since it
-checks what it rebuilds). Two repairs per run: one where the getter
-still serves the slot's own manifest (each rebuilt block is checked against it, the sources are not hashed again),
-one where it was lost with its host (the sources are hashed against their manifests, the slot manifest is
+fetcher reads local blocks: one worker-thread hop per call, runs of a pack with one read, the sources unhashed as
+the repair asks, since it checks what it rebuilds). Two repairs per run: one where the getter still serves the
+slot's own manifest (each rebuilt block is checked against it, the sources are not hashed again), one where it was
+lost with its host (the sources are hashed against their manifests, the slot manifest is
 rebuilt). Timed: the whole ``repair`` call — manifests, reads, decoding, the slot-root hashing, the writes (block
 packs, LevelDB), the final checks.
 
@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import hashlib
 import logging
 import os
@@ -62,11 +63,12 @@ from codex_node.blockexchange.repair import RepoSlotRepairer
 from codex_node.clock import SystemClock
 from codex_node.data.cid import Cid
 from codex_node.data.erasure import ErasureParams, block_root
+from codex_node.data.merkle import Buffer
 from codex_node.data.protected import ProtectedManifest
 from codex_node.data.repair import batch_rows, source_order
 from codex_node.data.slots import cid_bytes
 from codex_node.errors import BlocksUnavailableError
-from codex_node.market.types import Ask, Content, Request, Slot
+from codex_node.market.types import Address, Ask, Content, Request, Slot
 from codex_node.proofs import Prover, check_proof
 from codex_node.purchasing.protect import protect_dataset
 from codex_node.stores.blockfiles import BlockFiles
@@ -82,22 +84,23 @@ SAMPLES = 5
 @dataclass
 class RepoGetter:
     """``BlockGetter`` over one repo, as ``BlockFetcher.get_blocks`` reads local blocks: one worker-thread hop per
-    call, each block hashed against its CID unless the caller checks them itself (``check_local=False``, which the
-    repair asks for its sources); ``lost`` are had from nobody."""
+    call, the blocks read into one buffer (``RepoStore.read_blocks``: runs of a pack with one ``preadv``), each
+    hashed against its CID unless the caller checks them itself (``check_local=False``, which the repair asks for
+    its sources); ``lost`` are had from nobody."""
 
     repo: RepoStore
     lost: frozenset[Cid] = frozenset()
 
     async def get_blocks(
         self, cids: Sequence[Cid], *, hint: Cid | None = None, check_local: bool = True
-    ) -> list[bytes]:
+    ) -> Sequence[Buffer]:
         missing = [cid for cid in cids if cid in self.lost or not self.repo.has_block(cid)]
         if missing:
             raise BlocksUnavailableError(f"{len(missing)} of {len(cids)} blocks are not in the repo")
-        return await in_thread(self._read, cids, check_local)
-
-    def _read(self, cids: Sequence[Cid], check: bool) -> list[bytes]:
-        return [self.repo.read_block(cid, check=check) for cid in cids]
+        read = await in_thread(functools.partial(self.repo.read_blocks, cids, check=check_local))
+        if any(data is None for data in read):
+            raise BlocksUnavailableError("blocks were deleted while they were read")
+        return [data for data in read if data is not None]
 
 
 def open_repo(folder: Path) -> RepoStore:
@@ -117,7 +120,7 @@ async def _chunks(data: bytes) -> AsyncIterator[bytes]:
 
 def request_for(cid: Cid, protected: ProtectedManifest) -> Request:
     ask = Ask(1, 1, 1, protected.params.slots, protected.slot_size, 3600, protected.params.m)
-    return Request(bytes(20), ask, Content(cid_bytes(cid), protected.dataset_root), 600, os.urandom(32))
+    return Request(Address("0x" + "00" * 20), ask, Content(cid_bytes(cid), protected.dataset_root), 600, os.urandom(32))
 
 
 def decode_alone(protected: ProtectedManifest, s: int, sources: dict[int, list[bytes]], per_batch: int) -> float:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -26,6 +26,7 @@ import structlog
 from codex_node.blockexchange.fetcher import BlockFetcher, Payload
 from codex_node.data.cid import Cid
 from codex_node.data.manifest import Manifest
+from codex_node.data.merkle import Buffer
 from codex_node.errors import CodexError, CorruptBlockError, PeerError, ValidationError
 from codex_node.stores.repostore import RepoStore
 from codex_node.stores.uploads import UploadSession
@@ -167,7 +168,7 @@ class NetworkDatasets:
         assert stored == cid  # manifest() accepted only the canonical form
         log.info("network download finished", cid=cid.text, blocks=manifest.block_count, bytes=info.dataset_size)
 
-    async def _store(self, session: UploadSession, items: list[tuple[Cid, Payload]]) -> None:
+    async def _store(self, session: UploadSession, items: Sequence[tuple[Cid, Buffer]]) -> None:
         seq, self._seq = self._seq, self._seq + 1
         await session.put_verified(seq, items, None)
 

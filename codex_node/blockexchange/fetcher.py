@@ -43,6 +43,7 @@ from codex_node.blockexchange.metrics import FetchMetrics
 from codex_node.blockexchange.peerclient import PeerClient
 from codex_node.clock import Clock
 from codex_node.data.cid import Cid
+from codex_node.data.merkle import Buffer
 from codex_node.data.slots import BLOCK_SIZE
 from codex_node.errors import BlockNotFoundError, BlocksUnavailableError, PeerError
 from codex_node.peers.port import PeerInfo, Providers
@@ -220,28 +221,23 @@ class BlockFetcher:
 
     async def get_blocks(
         self, cids: Sequence[Cid], *, hint: Cid | None = None, check_local: bool = True
-    ) -> list[bytes]:
+    ) -> list[Buffer]:
         unique = list({c.text: c for c in cids}.values())
         local = [c for c in unique if self._repo.has_block(c)]  # index lookups: no worker thread for the rest
-        found: dict[str, bytes] = {}
-        if local:  # one worker-thread hop for all of them, not one per block
-            found = await asyncio.to_thread(self._read_local, local, check_local)
-        missing = [c for c in unique if c.text not in found]
+        found: dict[str, Buffer] = {}
+        if local:  # one worker-thread hop and one buffer for all of them, runs of a pack read at once
+            read = await asyncio.to_thread(self._repo.read_blocks, local, check=check_local)
+            found = {c.text: data for c, data in zip(local, read, strict=True) if data is not None}
+        missing = [c for c in unique if c.text not in found]  # and those deleted since the index said they were here
 
         async def keep(blocks: list[tuple[Cid, Payload]]) -> None:
             for cid, data in blocks:
+                # A copy: a view would hold its whole receive piece (and keep it from the pool) as long as the caller
+                # keeps the block.
                 found[cid.text] = data if isinstance(data, bytes) else bytes(data)
 
         await self.fetch(missing, hint=hint, on_verified=keep)
         return [found[c.text] for c in cids]
-
-    def _read_local(self, cids: list[Cid], check: bool) -> dict[str, bytes]:
-        """The blocks of ``cids`` read from the repo (blocking); one deleted meanwhile is left out (fetched)."""
-        found: dict[str, bytes] = {}
-        for cid in cids:
-            with contextlib.suppress(BlockNotFoundError):  # deleted since the index said it was here
-                found[cid.text] = self._repo.read_block(cid, check=check)
-        return found
 
     # --- one block (a manifest) --------------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from codex_node.data.cid import Cid
+from codex_node.data.merkle import Buffer
 from codex_node.market.types import Request
 from codex_node.sales.context import OnBlocks
 
@@ -21,10 +22,10 @@ class BlockGetter(Protocol):
 
     async def get_blocks(
         self, cids: Sequence[Cid], *, hint: Cid | None = None, check_local: bool = True
-    ) -> list[bytes]:
-        """The bytes of every CID of ``cids``, in order, each verified against its CID: from the local repo where
-        it holds them, otherwise from peers (found through ``Providers`` for ``hint``, the manifest the blocks
-        belong to, or else for each CID). Nothing is stored. Raises
+    ) -> Sequence[Buffer]:
+        """The bytes of every CID of ``cids``, in order (``bytes`` or views), each verified against its CID: from the
+        local repo where it holds them, otherwise from peers (found through ``Providers`` for ``hint``, the manifest
+        the blocks belong to, or else for each CID). Nothing is stored. Raises
         :class:`~codex_node.errors.BlocksUnavailableError` (saying how many were missing) when some cannot be had
         from anyone asked.
 

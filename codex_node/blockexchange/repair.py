@@ -44,7 +44,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 import structlog
@@ -53,7 +53,7 @@ from prometheus_client import CollectorRegistry, Counter
 from codex_node.blockexchange.port import BlockGetter
 from codex_node.data.cid import DIGEST_SIZE, Cid
 from codex_node.data.manifest import Manifest
-from codex_node.data.merkle import HASH_SIZE
+from codex_node.data.merkle import HASH_SIZE, Buffer
 from codex_node.data.proof import CELLS_PER_BLOCK
 from codex_node.data.protected import ProtectedManifest
 from codex_node.data.repair import BATCH_BYTES, RebuiltRows, SlotRebuilder, batch_rows, source_order
@@ -305,7 +305,9 @@ class _Repair:
             if not fetching.cancelled():
                 fetching.exception()  # retrieved: an error of a batch never reached is not news
 
-    async def _complete(self, sources: dict[int, list[bytes]], first: int, count: int) -> dict[int, list[bytes]]:
+    async def _complete(
+        self, sources: dict[int, Sequence[Buffer]], first: int, count: int
+    ) -> dict[int, Sequence[Buffer]]:
         """``sources`` (blocks ``first …`` of some slots) for exactly the slots in use now."""
         while True:
             kept = {j: blocks for j, blocks in sources.items() if j in self.active}
@@ -315,9 +317,9 @@ class _Repair:
             kept.update(await self._fetch(missing, first, count))
             sources = kept
 
-    async def _fetch(self, slots: list[int], first: int, count: int) -> dict[int, list[bytes]]:
+    async def _fetch(self, slots: list[int], first: int, count: int) -> dict[int, Sequence[Buffer]]:
         """Blocks ``first …`` of each of ``slots``; a slot that cannot give them is replaced by the next one."""
-        out: dict[int, list[bytes]] = {}
+        out: dict[int, Sequence[Buffer]] = {}
         todo = list(slots)
         while todo:
             results = await asyncio.gather(*(self._get(j, first, count) for j in todo), return_exceptions=True)
@@ -334,7 +336,7 @@ class _Repair:
             todo = [j for j in replaced if j is not None]
         return out
 
-    async def _get(self, j: int, first: int, count: int) -> list[bytes]:
+    async def _get(self, j: int, first: int, count: int) -> Sequence[Buffer]:
         manifest = self.manifests[j]
         cids = [manifest.block_cid(i) for i in range(first, first + count)]
         # Local source blocks are not hashed on the way in: the rebuilder checks what it builds from them.
@@ -396,7 +398,7 @@ class _Repair:
             got = await self.getter.get_blocks([cid], hint=self.cid)
         except BlocksUnavailableError:
             return None
-        return got[0] if len(got) == 1 else None
+        return bytes(got[0]) if len(got) == 1 else None
 
     def _digests(self, j: int, first: int, count: int) -> bytes:
         return self.manifests[j].block_digests[first * DIGEST_SIZE : (first + count) * DIGEST_SIZE]

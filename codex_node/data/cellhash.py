@@ -8,7 +8,8 @@ are hashed on two cores. :func:`hash_blocks` cuts a batch of blocks into ``threa
 on a small pool of helper threads and the last on the calling thread, and gives back, in block order, every
 cell leaf and each block's subtree root (the node the slot root is built from, :data:`~codex_node.data.erasure.
 BLOCK_LEVEL`). The result is exactly what hashing the blocks one by one on one thread gives: only the work is
-shared.
+shared. :func:`map_runs` is that sharing for any such work: the slot repair decodes and hashes a batch's rows with
+it (``data/repair.py``).
 
 The pool's threads are started on first use and live as long as the process (they hold nothing between calls).
 """
@@ -16,12 +17,16 @@ The pool's threads are started on first use and live as long as the process (the
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from typing import TypeVar
 
 from codex_node.data.merkle import Buffer, MerkleTree, hash_chunks
 from codex_node.data.proof import CELL_SIZE
 from codex_node.data.slots import BLOCK_SIZE
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 HASH_THREADS = 2
 """Threads a batch is hashed on (the calling one included): the reference machine has 2 cores."""
@@ -60,20 +65,28 @@ def hash_blocks(
     blocks: Sequence[Buffer], *, threads: int = HASH_THREADS, roots: bool = True
 ) -> tuple[bytes, list[bytes]]:
     """:func:`block_hashes` of ``blocks``, the work shared by up to ``threads`` threads (the module docstring)."""
-    parts = max(1, min(threads, len(blocks) // MIN_BLOCKS_PER_THREAD))
-    if parts == 1:
-        return block_hashes(blocks, roots)
-    step = -(-len(blocks) // parts)
-    runs = [blocks[i : i + step] for i in range(0, len(blocks), step)]
-    pool = _helpers()
-    helpers: list[Future[tuple[bytes, list[bytes]]]] = [pool.submit(block_hashes, run, roots) for run in runs[:-1]]
-    try:
-        last = block_hashes(runs[-1], roots)
-    finally:
-        wait(helpers)  # the helpers read the caller's buffers: never return (or raise) while one still runs
     leaves = bytearray()
     subtree_roots: list[bytes] = []
-    for part_leaves, part_roots in [*(f.result() for f in helpers), last]:
+    for part_leaves, part_roots in map_runs(lambda run: block_hashes(run, roots), blocks, threads=threads):
         leaves += part_leaves
         subtree_roots.extend(part_roots)
     return bytes(leaves), subtree_roots
+
+
+def map_runs(work: Callable[[Sequence[_T]], _R], items: Sequence[_T], *, threads: int = HASH_THREADS) -> list[_R]:
+    """``work`` of each of up to ``threads`` consecutive runs of ``items``, in order: all runs but the last on the
+    helper threads, the last on the calling thread; runs of fewer than :data:`MIN_BLOCKS_PER_THREAD` items are not
+    worth a hand-off (one run then). ``work`` must release the GIL for its heavy part (hashing, zfec) to use more
+    than one core, and must not itself hand work to the helpers (they would wait for each other)."""
+    parts = max(1, min(threads, len(items) // MIN_BLOCKS_PER_THREAD))
+    if parts == 1:
+        return [work(items)]
+    step = -(-len(items) // parts)
+    runs = [items[i : i + step] for i in range(0, len(items), step)]
+    pool = _helpers()
+    helpers: list[Future[_R]] = [pool.submit(work, run) for run in runs[:-1]]
+    try:
+        last = work(runs[-1])
+    finally:
+        wait(helpers)  # the helpers read the caller's buffers: never return (or raise) while one still runs
+    return [*(f.result() for f in helpers), last]

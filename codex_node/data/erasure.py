@@ -162,7 +162,11 @@ class SlotRootBuilder:
 
     def add_many(self, blocks: Sequence[Buffer], *, threads: int = HASH_THREADS) -> None:
         """Add the next ``blocks`` in order, their cells hashed on up to ``threads`` threads (``data/cellhash.py``)."""
-        leaves, roots = hash_blocks(blocks, threads=threads)
+        self.add_hashed(*hash_blocks(blocks, threads=threads))
+
+    def add_hashed(self, leaves: Buffer, roots: Sequence[bytes]) -> None:
+        """Add the next blocks by their hashes: their cell leaves (concatenated, 32 per block) and each block's
+        subtree root, as :func:`~codex_node.data.cellhash.block_hashes` gives them."""
         push = self._frontier.push
         for node in roots:
             push(node)

@@ -31,12 +31,14 @@ else.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import zfec
 
+from codex_node.data.cellhash import block_hashes, map_runs
 from codex_node.data.cid import DIGEST_SIZE, Cid, block_cid_from_digest
 from codex_node.data.erasure import SlotRootBuilder
 from codex_node.data.manifest import Manifest
@@ -143,8 +145,12 @@ class SlotRebuilder:
                 return RebuiltRows(first, (), b"", corrupt)
         elif any(len(block) != BLOCK_SIZE for j in chosen for block in _views(sources[j])):
             return RebuiltRows(first, (), b"", _corrupt_sources(sources, source_digests, chosen))
-        blocks = self._decode(chosen, sources, count)
-        digests = b"".join(hashlib.sha256(block).digest() for block in blocks)
+        # Decoded, hashed for their CIDs and hashed for the slot tree run by run on two threads (zfec, hashlib
+        # and the batch keccak release the GIL): the three steps of a row are one core's work, not one after the
+        # other on one core each (data/cellhash.py).
+        runs = map_runs(functools.partial(self._rebuild_run, chosen, sources), range(count))
+        blocks = [block for run in runs for block in run.blocks]
+        digests = b"".join(run.digests for run in runs)
         if self._expected is not None:
             expected = self._expected[first * DIGEST_SIZE : (first + count) * DIGEST_SIZE]
             if digests != expected:
@@ -158,7 +164,8 @@ class SlotRebuilder:
                     f"{self.protected.slot_manifests[self.slot_index]}: the protected dataset's slots are not one "
                     "erasure coding"
                 )
-        self._root.add_many(blocks)  # the cells are hashed on two threads (data/cellhash.py)
+        for run in runs:
+            self._root.add_hashed(run.leaves, run.roots)
         self._digests += digests
         self.next_row = first + count
         return RebuiltRows(first, tuple(blocks), digests)
@@ -211,16 +218,26 @@ class SlotRebuilder:
             raise RepairError(f"each source slot needs {count} digests for {count} rows")
         return first, count, chosen
 
-    def _decode(self, chosen: tuple[int, ...], sources: Mapping[int, Sequence[Buffer]], count: int) -> list[bytes]:
+    def _rebuild_run(
+        self, chosen: tuple[int, ...], sources: Mapping[int, Sequence[Buffer]], rows: Sequence[int]
+    ) -> _Run:
+        """Rows ``rows`` (of this batch) decoded, with their blocks' sha2-256 digests and slot-tree hashes."""
+        blocks = self._decode(chosen, sources, rows)
+        leaves, roots = block_hashes(blocks)
+        return _Run(blocks, b"".join(hashlib.sha256(block).digest() for block in blocks), leaves, roots)
+
+    def _decode(
+        self, chosen: tuple[int, ...], sources: Mapping[int, Sequence[Buffer]], rows: Sequence[int]
+    ) -> list[bytes]:
         k = self.protected.params.k
         s = self.slot_index
         systematic = chosen == tuple(range(k))  # every data block is a source: nothing to decode
-        decoder, encoder = self._decoder, self._encoder
+        decoder, encoder = self._decoder, self._encoder  # zfec's codes are read only: threads may share them
         columns = [sources[j] for j in chosen]
         out = []
         # One zfec call per row: zfec's cost is per byte, and 64 KiB rows stay in the CPU cache where runs of many
         # rows laid end to end (one call per batch) do not and must first be copied together (measured slower).
-        for i in range(count):
+        for i in rows:
             blocks = tuple(column[i] for column in columns)
             primary = blocks if systematic else decoder.decode(blocks, chosen)
             if encoder is None:
@@ -229,6 +246,16 @@ class SlotRebuilder:
                 [parity] = encoder.encode(tuple(primary), (s,))
                 out.append(_as_bytes(parity))
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """A run of rebuilt rows: the blocks, their digests (concatenated), cell leaves and subtree roots."""
+
+    blocks: list[bytes]
+    digests: bytes
+    leaves: bytes
+    roots: list[bytes]
 
 
 def _check_slot(protected: ProtectedManifest, slot_index: int) -> None:

@@ -658,6 +658,30 @@ class RepoStore:
             return data
         raise CorruptBlockError(f"block {cid} kept moving while it was read")
 
+    def read_blocks(self, cids: Sequence[Cid], *, check: bool = True) -> list[memoryview | None]:
+        """The stored bytes of each CID (``None``: not stored here, or deleted while being read), as views of one
+        buffer read with :meth:`read_blocks_into` (blocks that follow each other in a pack with one ``preadv``,
+        not an open, a read and a close per block); with ``check`` each is hashed against its CID as
+        :meth:`get_block` does (:class:`CorruptBlockError`). Blocking: call it from a worker thread."""
+        sizes = self.block_sizes(cids)
+        buffer = memoryview(bytearray(sum(size or 0 for size in sizes)))
+        views: list[memoryview] = []
+        at = 0
+        for size in sizes:
+            views.append(buffer[at : at + (size or 0)])
+            at += size or 0
+        read = self.read_blocks_into(cids, views)
+        out: list[memoryview | None] = []
+        for cid, view, ok, size in zip(cids, views, read, sizes, strict=True):
+            if not ok or size is None:
+                out.append(None)
+                continue
+            if check and not cid.matches(view):
+                CORRUPT_READS.inc()
+                raise CorruptBlockError(f"block {cid} on disk does not match its CID")
+            out.append(view)
+        return out
+
     def read_blocks_into(self, cids: Sequence[Cid], dests: Sequence[memoryview]) -> list[bool]:
         """Read each CID's stored bytes into its view of ``dests``, NOT checked against the CID: for serving peers,
         who check every block themselves (``api/routes/blocks.py``). Per CID, whether it was read: False when it

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Sequence
 
 import pytest
 
 from codex_node.data import cellhash
-from codex_node.data.cellhash import block_hashes, hash_blocks
+from codex_node.data.cellhash import block_hashes, hash_blocks, map_runs
 from codex_node.data.erasure import SlotRootBuilder, block_root, slot_root
 from codex_node.data.merkle import Buffer
 from codex_node.data.slots import BLOCK_SIZE
@@ -94,3 +95,19 @@ def test_leaves_alone_are_the_same_leaves_without_the_roots() -> None:
     given = blocks(12, seed=5)
     leaves, roots = hash_blocks(given, roots=False)
     assert (leaves, roots) == (hash_blocks(given)[0], [])
+
+
+def test_runs_come_back_in_order_and_an_error_on_a_helper_is_raised_once_every_run_ended() -> None:
+    assert map_runs(list, range(10), threads=2) == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]
+    assert map_runs(list, range(7), threads=2) == [list(range(7))]  # under 4 items per run: no hand-off
+    finished: list[int] = []
+
+    def work(run: Sequence[int]) -> int:
+        if run[0] == 0:
+            raise ValueError("the first run failed")
+        finished.append(run[0])
+        return len(run)
+
+    with pytest.raises(ValueError, match="the first run failed"):
+        map_runs(work, range(8), threads=2)
+    assert finished == [4]  # the caller's own run ended before the helper's error was raised

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import random
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -301,3 +302,26 @@ def test_a_rebuilt_slot_one_byte_off_is_refused_by_its_slot_root(row: int) -> No
     assert rows.corrupt_sources == ()
     with pytest.raises(SlotRootMismatchError):
         rebuilder.finish()
+
+
+@pytest.mark.parametrize("known", [True, False], ids=["own-manifest-known", "own-manifest-lost"])
+def test_a_batch_is_decoded_and_hashed_in_runs_on_two_threads_and_joined_in_row_order(
+    known: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c = coded(20 * B, 2, 1)  # 10 rows per slot
+    runs: list[tuple[str, list[int]]] = []
+    real = SlotRebuilder._rebuild_run
+
+    def recording(self: SlotRebuilder, chosen: tuple[int, ...], sources: object, rows: Sequence[int]) -> object:
+        runs.append((threading.current_thread().name, list(rows)))
+        return real(self, chosen, sources, rows)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(SlotRebuilder, "_rebuild_run", recording)
+    rebuilder = SlotRebuilder(c.protected, 0, slot_manifest=c.manifests[0] if known else None, keep_leaves=True)
+    rows = rebuilder.rebuild({j: c.slots[j] for j in (1, 2)}, {j: c.digests(j, 0, 10) for j in (1, 2)})
+    assert sorted(rows for _, rows in runs) == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]
+    assert len({name for name, _ in runs}) == 2  # one run on the calling thread, one on a helper
+    assert list(rows.blocks) == c.slots[0]
+    assert rows.digests == c.manifests[0].block_digests
+    assert rebuilder.finish() == c.manifests[0]  # the slot root, built from both runs in order, matches
+    assert rebuilder.leaves() == b"".join(cell_leaves(b) for b in c.slots[0])

@@ -246,6 +246,23 @@ async def test_read_blocks_into_fills_each_view_and_says_which_were_read(make_re
         repo.read_blocks_into(cids, dests[:2])
 
 
+async def test_read_blocks_gives_each_block_in_order_and_hashes_them_unless_told_not_to(make_repo: MakeRepo) -> None:
+    repo = make_repo()
+    await repo.put_blocks([(block_cid(A), A), (block_cid(B), B)])
+    cids = [block_cid(B), block_cid(b"not here"), block_cid(A), block_cid(B)]
+    assert [None if v is None else bytes(v) for v in repo.read_blocks(cids)] == [B, None, A, B]
+    meta = repo.block_meta(block_cid(A))
+    assert meta is not None
+    fd = os.open(repo.files.pack_path(meta.pack), os.O_WRONLY)
+    os.pwrite(fd, b"x", meta.offset)  # A rots on disk
+    os.close(fd)
+    with pytest.raises(CorruptBlockError, match="does not match its CID"):
+        repo.read_blocks(cids)
+    read = repo.read_blocks(cids, check=False)  # for a caller that checks what it makes of them
+    assert read[2] is not None
+    assert bytes(read[2]) == b"x" + A[1:]
+
+
 async def test_get_block_detects_a_corrupted_file(make_repo: MakeRepo) -> None:
     repo = make_repo()
     await repo.put_block(block_cid(A), A)
