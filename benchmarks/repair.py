@@ -32,14 +32,18 @@ Measured on the quiet 2-core machine (64 MiB dataset, 3:1, slot 0, 32 MiB rebuil
 MiB/s (410-830 over the day: it swings from run to run on this VM), hash floor 710 MiB/s (195-200 with
 safe-pysha3); repair 167-187 MiB/s with the slot's manifest kept and 143-158 with it lost, ratios 0.19-0.23; first
 proof right after the repair 4-5 ms with the repair's leaves, 49-57 ms rehashing the slot. Before these changes:
-repair 91-95 MiB/s, ratio 0.11-0.12, rehashing the slot 250-290 ms.
-What the 0.5 target would take: the repair's parts, each timed alone on an idle machine for the 32 MiB slot, are
-reading its 64 MiB of sources (~30 ms unhashed, ~80 hashed), decoding (~43), the rebuilt blocks' sha2-256 (~23) and
-cells (~16 on two threads) and the writes (60-100, most of it waiting on the disk's syncs); run as the repair
-overlaps them, the two vCPUs are busy all along (1.9 cores of thread time per second) and each part takes twice to
-three times as long as alone (decode 100-134 ms). The parts' CPU alone, about 150 ms, split perfectly over two
-cores that do not slow each other, would give at most about 430 MiB/s, just over the 0.5 of an 830 MiB/s decode;
-these two vCPUs slow each other down, so the target is out of reach here.
+repair 91-95 MiB/s, ratio 0.11-0.12, rehashing the slot 250-290 ms. Then a batch's rows decoded and hashed in two
+runs on two threads, and the sources read with a ``preadv`` per pack run: in three interleaved rounds against the
+code before, the repair with the slot's manifest lost 98-151 -> 155-170 MiB/s, with it kept unchanged (139-197);
+in six later runs 126-173 (kept) and 128-152 (lost), ratios 0.16-0.22.
+What the 0.5 target would take (perf of the repair alone: about 230 ms of CPU for the 32 MiB slot, in 175-195 ms):
+zfec 20 % of that, sha2-256 19 % (the rebuilt blocks, and the sources when the manifest is lost), the batch keccak
+9 %, the kernel 27 % (the copy into the page cache alone 9 %), Python 18 %. Each part timed alone on an idle machine
+for the 32 MiB slot: reading its 64 MiB of sources ~15-30 ms unhashed, decoding ~43, the rebuilt blocks' sha2-256
+~23 and cells ~16 on two threads, the writes 60-100 (most of it waiting on the disk's syncs). Run together, each
+takes twice as long as alone. Even the parts' CPU split perfectly over two cores that do not slow each other would
+give about 280 MiB/s (230 ms over two cores), a ratio near 0.35 against an 830 MiB/s decode: the target is out of
+reach on this machine.
 """
 
 from __future__ import annotations
@@ -108,7 +112,7 @@ def open_repo(folder: Path) -> RepoStore:
         LevelDBStore(folder / "meta"),
         BlockFiles(folder / "repo"),
         clock=SystemClock(),
-        quota_max=1 << 40,
+        quota_max=16 << 30,  # under the free space: no warning that the quota is larger than the disk
         block_ttl=3600,
         registry=None,
     )
