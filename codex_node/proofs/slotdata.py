@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -117,15 +118,22 @@ async def _open_protected(reader: BlockReader, cid: Cid, slots: int, only_slot: 
     return SlottedDataset(cid, first, SlotLayout(rows * slots, slots), manifests, protected.slot_roots)
 
 
-async def _read(reader: BlockReader, dataset: SlottedDataset, slot_index: int, cid: Cid | None) -> bytes | None:
-    if cid is None:
-        return None
+@contextmanager
+def _as_proof_data_error(dataset: SlottedDataset, slot_index: int, cid: Cid) -> Iterator[None]:
+    """A block of the slot missing or corrupt, as the :class:`ProofDataError` naming the slot and block."""
     try:
-        return await reader.get_block(cid)
+        yield
     except BlockNotFoundError as e:
         raise ProofDataError(f"block {cid} of slot {slot_index} of dataset {dataset.cid} is not here") from e
     except CorruptBlockError as e:
         raise ProofDataError(f"block {cid} of slot {slot_index} of dataset {dataset.cid} is corrupt: {e}") from e
+
+
+async def _read(reader: BlockReader, dataset: SlottedDataset, slot_index: int, cid: Cid | None) -> bytes | None:
+    if cid is None:
+        return None
+    with _as_proof_data_error(dataset, slot_index, cid):
+        return await reader.get_block(cid)
 
 
 def _read_and_hash(reader: BlockReader, dataset: SlottedDataset, slot_index: int, cids: Sequence[Cid | None]) -> bytes:
@@ -136,12 +144,8 @@ def _read_and_hash(reader: BlockReader, dataset: SlottedDataset, slot_index: int
         if cid is None:
             leaves.append(block_leaves(None))
             continue
-        try:
+        with _as_proof_data_error(dataset, slot_index, cid):
             block = reader.read_block(cid)
-        except BlockNotFoundError as e:
-            raise ProofDataError(f"block {cid} of slot {slot_index} of dataset {dataset.cid} is not here") from e
-        except CorruptBlockError as e:
-            raise ProofDataError(f"block {cid} of slot {slot_index} of dataset {dataset.cid} is corrupt: {e}") from e
         leaves.append(block_leaves(block))
     return b"".join(leaves)
 

@@ -618,10 +618,9 @@ class RepoStore:
         """
         return await asyncio.to_thread(self._read_checked, cid)
 
-    def read_block(self, cid: Cid, *, check: bool = True) -> bytes:
-        """:meth:`get_block`, blocking (for worker threads and offline tools); with ``check=False`` the bytes are
-        not hashed against the CID (for a caller that checks what it makes of them, ``BlockGetter``)."""
-        return self._read_checked(cid) if check else self._read(cid)
+    def read_block(self, cid: Cid) -> bytes:
+        """:meth:`get_block`, blocking (for worker threads and offline tools)."""
+        return self._read_checked(cid)
 
     def check_block(self, cid: Cid) -> str | None:
         """What is wrong with the stored block: ``None`` if its bytes match its CID (or it is gone), else why."""
@@ -663,14 +662,15 @@ class RepoStore:
         buffer read with :meth:`read_blocks_into` (blocks that follow each other in a pack with one ``preadv``,
         not an open, a read and a close per block); with ``check`` each is hashed against its CID as
         :meth:`get_block` does (:class:`CorruptBlockError`). Blocking: call it from a worker thread."""
-        sizes = self.block_sizes(cids)
+        metas = self.block_metas(cids)
+        sizes = [None if meta is None else meta.size for meta in metas]
         buffer = memoryview(bytearray(sum(size or 0 for size in sizes)))
         views: list[memoryview] = []
         at = 0
         for size in sizes:
             views.append(buffer[at : at + (size or 0)])
             at += size or 0
-        read = self.read_blocks_into(cids, views)
+        read = self.read_blocks_into(cids, views, metas=metas)
         out: list[memoryview | None] = []
         for cid, view, ok, size in zip(cids, views, read, sizes, strict=True):
             if not ok or size is None:
@@ -682,7 +682,9 @@ class RepoStore:
             out.append(view)
         return out
 
-    def read_blocks_into(self, cids: Sequence[Cid], dests: Sequence[memoryview]) -> list[bool]:
+    def read_blocks_into(
+        self, cids: Sequence[Cid], dests: Sequence[memoryview], *, metas: Sequence[BlockMeta | None] | None = None
+    ) -> list[bool]:
         """Read each CID's stored bytes into its view of ``dests``, NOT checked against the CID: for serving peers,
         who check every block themselves (``api/routes/blocks.py``). Per CID, whether it was read: False when it
         is not stored here, or is stored with another size than its view's (its view is then left as it was,
@@ -691,11 +693,14 @@ class RepoStore:
 
         The index entries are read as one group, and blocks that follow each other in a pack with one ``preadv``
         (a peer asks for a dataset's blocks in order, and they were stored in order), straight into the caller's
-        buffer. Raises :class:`CorruptBlockError` when a block's bytes are missing or have the wrong size."""
+        buffer. ``metas``: the caller's fresh lookup of the same CIDs' entries, used for the first attempt (a read
+        that finds a block moved looks them up again). Raises :class:`CorruptBlockError` when a block's bytes are
+        missing or have the wrong size."""
         if len(cids) != len(dests):
             raise ValueError("one destination per CID")
-        for _ in range(_READ_ATTEMPTS):
-            metas = self.block_metas(cids)
+        for attempt in range(_READ_ATTEMPTS):
+            if attempt or metas is None:
+                metas = self.block_metas(cids)
             found = [(k, m) for k, m in enumerate(metas) if m is not None and m.size == len(dests[k])]
             sizes = self.files.read_into([m.location for _, m in found], [dests[k] for k, _ in found])
             if not self._moved([(cids[k], m) for k, m in found], sizes):

@@ -112,6 +112,7 @@ async def test_a_slot_whose_manifest_was_lost_with_its_host_is_rebuilt_from_remo
     await RepoSlotRepairer(host, getter).repair(request_for(p), s, EXPIRY, Reported())
     await assert_repaired(host, client, p, s)
     assert getter.hints == {p.cid}
+    assert getter.checks_local == {True, False}  # the slot manifests checked, the sources left to the rebuild
     assert not set(getter.asked) & getter.lost - {p.manifest.slot_manifests[s]}
 
 
