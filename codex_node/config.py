@@ -67,6 +67,7 @@ class NodeConfig:
     api_allow_unauthenticated: bool = False
     api_max_downloads: int = 32
     verify_reads: bool = False
+    buffered_writes: bool = False
     config_file: Path | None = None
     bootstrap_nodes: tuple[str, ...] = ()
     api_announce_urls: tuple[str, ...] = ()
@@ -504,6 +505,14 @@ OPTIONS: tuple[Option, ...] = (
         "--verify-reads",
         "hash every block a download reads and cut the download at a corrupt one (proofs and single blocks are "
         "always checked); costs about half the download speed",
+        kind="bool",
+        show=_show_bool,
+    ),
+    Option(
+        "--buffered-writes",
+        "write blocks through the page cache; by default a group of blocks (256 KiB or more) is written directly "
+        "(O_DIRECT), which costs a fraction of the CPU and leaves the page cache to reads (a file system that "
+        "refuses direct writes falls back by itself)",
         kind="bool",
         show=_show_bool,
     ),

@@ -131,6 +131,7 @@ class Node:
             event_loop=eventloop.loop_name(asyncio.get_running_loop()),
             http_parser=eventloop.http_parser(),
             keccak=batch_implementation(),
+            block_writes="direct" if self.repo is not None and self.repo.files.direct else "buffered",
         )
         if (warning := open_api_warning(self.config)) is not None:
             log.warning("API open without a token", bindaddr=self.config.api_bindaddr, hint=warning)
@@ -306,7 +307,7 @@ class _Registered:
 def _open_repo(kv: KVStore, c: NodeConfig, clock: Clock, registry: CollectorRegistry) -> RepoStore:
     return RepoStore(
         kv,
-        BlockFiles(c.data_dir / "repo"),
+        BlockFiles(c.data_dir / "repo", direct=not c.buffered_writes),
         clock=clock,
         quota_max=c.storage_quota,
         block_ttl=c.block_ttl,

@@ -8,9 +8,10 @@ at that place. Pack format and crash-safety argument: ``docs/packs.md``.
 Blocks go to a few *open* packs, one per expiry bucket (``expiry // bucket_seconds``), so blocks that expire
 together (a slot's, an upload's) sit together and go together. A pack is *sealed* once it reaches
 ``pack_limit`` bytes, when its bucket has passed, or when too many are open; a sealed pack is never written again.
-Packs of an earlier run are all sealed. Appends to one pack are serialized (a copy into the page cache); a write
-that fails is cut back off the file, so a pack is always a run of whole records (plus, after a kill, a torn tail
-that start-up truncates: ``RepoStore`` knows each pack's committed size).
+Packs of an earlier run are all sealed. Appends to one pack are serialized; a group of blocks is written
+directly (``O_DIRECT``, from an aligned staging buffer, between padding records), a small append through the page
+cache (:meth:`BlockFiles.append`). A write that fails is cut back off the file, so a pack is always a run of whole
+records (plus, after a kill, a torn tail that start-up truncates: ``RepoStore`` knows each pack's committed size).
 
 Which bytes *count* is decided by the index in LevelDB, never by this module: it does not read LevelDB. It tells
 its owner about a new pack (``on_new_pack``) before it creates the file, so no pack file exists that the index
@@ -27,6 +28,8 @@ All methods block; call them from a worker thread (``asyncio.to_thread``).
 from __future__ import annotations
 
 import contextlib
+import errno
+import mmap
 import os
 import struct
 import sys
@@ -36,7 +39,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Literal
 
+import structlog
+
 from codex_node.data.cid import Cid
+
+log = structlog.get_logger(__name__)
 
 Buffer = bytes | bytearray | memoryview
 SyncMode = Literal["syncfs", "fsync", "none"]
@@ -51,6 +58,15 @@ PACKS_DIR = "packs"
 _IOV_MAX = 512
 _MAX_NAME = 256  # longest CID text a record may hold (ours are 59 characters)
 _WALK_WINDOW = 1 << 20
+DIRECT_ALIGN = 4096
+"""What a direct write's offset, length and memory are aligned to (a page: the largest logical block size of
+the disks in use, so it suits 512-byte and 4 KiB ones alike)."""
+DIRECT_MIN_BYTES = 256 * 1024
+"""Appends of at least this many bytes are written directly (``O_DIRECT``); smaller ones through the page cache
+(the padding a direct write needs would weigh on them)."""
+STAGE_BYTES = 4 << 20
+"""The aligned staging buffer a direct append is copied into and written from, one buffer-full at a time."""
+_STAGES_KEPT = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +89,7 @@ class _Pack:
     lock: threading.Lock = field(default_factory=threading.Lock)
     writers: int = 0  # appends not yet committed or abandoned by the owner (:meth:`BlockFiles.done`)
     sealed: bool = False
+    direct_fd: int | None = None  # the pack opened for direct writes, once one was made
 
 
 class BlockFiles:
@@ -86,7 +103,11 @@ class BlockFiles:
         pack_limit: int = DEFAULT_PACK_LIMIT,
         bucket_seconds: int = DEFAULT_BUCKET_SECONDS,
         max_open: int = DEFAULT_MAX_OPEN,
+        direct: bool = True,
+        direct_min: int = DIRECT_MIN_BYTES,
     ) -> None:
+        """``direct``: write appends of ``direct_min`` bytes or more with ``O_DIRECT`` (see :meth:`append`); turned
+        off by itself, with one warning, on a file system that refuses it."""
         if pack_limit <= 0 or bucket_seconds <= 0 or max_open <= 0:
             raise ValueError("pack_limit, bucket_seconds and max_open must be positive")
         self.root = root
@@ -95,6 +116,9 @@ class BlockFiles:
         self.pack_limit = pack_limit
         self.bucket_seconds = bucket_seconds
         self.max_open = max_open
+        self.direct = direct and hasattr(os, "O_DIRECT")
+        self.direct_min = direct_min
+        self._stages = _Stages()
         self.packs_dir.mkdir(parents=True, exist_ok=True)
         self.on_new_pack: Callable[[int], None] = lambda _id: None
         self._lock = threading.Lock()
@@ -118,29 +142,36 @@ class BlockFiles:
     def append(self, expiry: int, items: Sequence[tuple[Cid, Buffer]]) -> list[Location]:
         """Append the blocks to the open pack of ``expiry``'s bucket, durably; return their locations.
 
+        An append of :attr:`direct_min` bytes or more is written with ``O_DIRECT``, from an aligned staging
+        buffer, at an aligned offset (:meth:`_append_direct`): the bytes go from that buffer to the disk, not
+        through the page cache. Written through the page cache, 256 MiB in 4 MiB groups cost 0.09–0.47 s of CPU
+        (allocating page-cache pages for it; the spread is from run to run), directly 0.02 s; with the copy into the
+        staging buffer and the repo's bookkeeping, storing them took 0.12 s of CPU instead of 0.17–0.45 s
+        (``docs/packs.md``). Smaller appends go through the page cache, unpadded.
+
         The pack counts one more writer until the owner calls :meth:`done` with its id (after committing the
         index, or giving up): a pack with writers is never retired.
         """
+        heads = [_record_head(cid.text.encode(), len(data)) for cid, data in items]
+        total = sum(len(head) + len(data) for head, (_, data) in zip(heads, items, strict=True))
         pack = self._pack_for(self.bucket(expiry))
         try:
             with pack.lock:
                 start = pack.size
-                buffers: list[Buffer] = []
+                if self.direct and total >= self.direct_min:
+                    first = self._append_direct(pack, heads, items, total)
+                else:
+                    first = start
+                    buffers: list[Buffer] = []
+                    for head, (_, data) in zip(heads, items, strict=True):
+                        buffers += (head, data)
+                    self._write_or_cut(pack, start, lambda: self._write_region(pack.fd, start, buffers))
+                    pack.size = start + total
                 locations = []
-                offset = start
-                for cid, data in items:
-                    name = cid.text.encode()
-                    head = HEADER.pack(MAGIC, len(name), len(data)) + name
-                    buffers += (head, data)
+                offset = first
+                for head, (_, data) in zip(heads, items, strict=True):
                     locations.append(Location(pack.id, offset + len(head), len(data)))
                     offset += len(head) + len(data)
-                try:
-                    self._write_region(pack.fd, start, buffers)
-                except BaseException:
-                    with contextlib.suppress(OSError):
-                        self._cut_back(pack.fd, start)  # a pack is whole records: cut off what this write left
-                    raise
-                pack.size = offset
                 if pack.size >= self.pack_limit:
                     with self._lock:  # lock order: a pack's lock, then the allocation lock
                         self._seal(pack)
@@ -149,6 +180,74 @@ class BlockFiles:
             self.done([pack.id])
             raise
         return locations
+
+    def _append_direct(self, pack: _Pack, heads: list[bytes], items: Sequence[tuple[Cid, Buffer]], total: int) -> int:
+        """Write the records at the pack's first aligned offset (a padding record before them if the pack's end is
+        not aligned, one after them so the next append starts aligned); caller holds the pack's lock. Returns the
+        offset of the first record."""
+        start = pack.size
+        lead = _padding(start)
+        first = start + len(lead)
+        tail = _padding(first + total)
+        end = first + total + len(tail)
+
+        def write() -> None:
+            if lead:  # a few bytes after a small buffered append: through the page cache, like it
+                self._write_region(pack.fd, start, [lead])
+            with self._stages.take() as stage:
+                at, used = first, 0
+                for part in _record_parts(heads, items, tail):
+                    view = memoryview(part).cast("B")
+                    while view:
+                        n = min(len(view), len(stage) - used)
+                        stage[used : used + n] = view[:n]
+                        used, view = used + n, view[n:]
+                        if used == len(stage):
+                            self._write_staged(pack, at, stage)
+                            at, used = at + used, 0
+                if used:
+                    self._write_staged(pack, at, stage[:used])
+
+        self._write_or_cut(pack, start, write)
+        pack.size = end
+        return first
+
+    def _write_staged(self, pack: _Pack, offset: int, data: memoryview) -> None:
+        """Write ``data`` (aligned: its address, length and ``offset``) directly; through the page cache, for good,
+        if the file system refuses direct writes."""
+        if self.direct:
+            try:
+                if pack.direct_fd is None:
+                    pack.direct_fd = os.open(self.pack_path(pack.id), os.O_WRONLY | os.O_DIRECT)
+                self._write_direct(pack.direct_fd, offset, data)
+            except OSError as e:
+                if e.errno != errno.EINVAL:
+                    raise
+                self.direct = False
+                log.warning(
+                    "direct writes refused by the file system; block writes go through the page cache",
+                    root=str(self.root),
+                    error=str(e),
+                )
+            else:
+                return
+        self._write_region(pack.fd, offset, [data])
+
+    def _write_direct(self, fd: int, offset: int, data: memoryview) -> None:
+        """Write all of ``data`` at ``offset`` of a descriptor opened with ``O_DIRECT``."""
+        while data:
+            n = os.pwrite(fd, data, offset)
+            if n <= 0 or n % DIRECT_ALIGN:
+                raise OSError(errno.EIO, f"a direct write wrote {n} of {len(data)} bytes")
+            offset, data = offset + n, data[n:]
+
+    def _write_or_cut(self, pack: _Pack, start: int, write: Callable[[], None]) -> None:
+        try:
+            write()
+        except BaseException:
+            with contextlib.suppress(OSError):
+                self._cut_back(pack.fd, start)  # a pack is whole records: cut off what this write left
+            raise
 
     def done(self, packs: Sequence[int]) -> None:
         """The appends to these packs are committed (or abandoned): drop their writer counts."""
@@ -217,6 +316,8 @@ class BlockFiles:
     def _close(self, pack: _Pack) -> None:
         if self._live.pop(pack.id, None) is not None:
             os.close(pack.fd)
+            if pack.direct_fd is not None:
+                os.close(pack.direct_fd)
 
     def seal_before(self, bucket: int) -> None:
         """Seal the open packs of buckets before ``bucket`` (their blocks expire; nothing new goes there)."""
@@ -402,9 +503,10 @@ class BlockFiles:
                 magic, name_len, data_len = HEADER.unpack_from(window, at)
                 if magic != MAGIC:
                     raise OSError(f"pack {pack:016x} has no record at offset {offset}")
-                name = window[at + HEADER.size : at + HEADER.size + name_len].decode("ascii", errors="replace")
                 data = offset + HEADER.size + name_len
-                yield name, Location(pack, data, data_len)
+                if name_len:  # none: a padding record (before or after a direct write)
+                    name = window[at + HEADER.size : data - start].decode("ascii", errors="replace")
+                    yield name, Location(pack, data, data_len)
                 offset = data + data_len
         finally:
             os.close(fd)
@@ -435,6 +537,55 @@ class Spans:
     def close(self) -> None:
         for f in self.files:
             f.close()
+
+
+def _record_head(name: bytes, size: int) -> bytes:
+    return HEADER.pack(MAGIC, len(name), size) + name
+
+
+def _padding(offset: int) -> bytes:
+    """The padding record that takes a pack from ``offset`` to an aligned offset (none if it is aligned): a record
+    with no CID, which :meth:`BlockFiles.walk` skips."""
+    gap = -offset % DIRECT_ALIGN
+    if gap == 0:
+        return b""
+    if gap < HEADER.size:
+        gap += DIRECT_ALIGN
+    return HEADER.pack(MAGIC, 0, gap - HEADER.size) + bytes(gap - HEADER.size)
+
+
+def _record_parts(heads: list[bytes], items: Sequence[tuple[Cid, Buffer]], tail: bytes) -> Iterator[Buffer]:
+    for head, (_, data) in zip(heads, items, strict=True):
+        yield head
+        yield data
+    if tail:
+        yield tail
+
+
+class _Stages:
+    """Aligned staging buffers (anonymous memory maps: page-aligned) for direct writes, a few kept for reuse."""
+
+    def __init__(self) -> None:
+        self._free: list[mmap.mmap] = []
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def take(self) -> Iterator[memoryview]:
+        with self._lock:
+            stage = self._free.pop() if self._free else None
+        if stage is None:
+            stage = mmap.mmap(-1, STAGE_BYTES)
+        view = memoryview(stage)
+        try:
+            yield view
+        finally:
+            view.release()
+            with self._lock:
+                if len(self._free) < _STAGES_KEPT:
+                    self._free.append(stage)
+                    stage = None
+            if stage is not None:
+                stage.close()
 
 
 def _follows(a: Location, b: Location) -> bool:

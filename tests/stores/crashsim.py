@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from codex_node.stores.blockfiles import BlockFiles, Buffer, Location
+from codex_node.stores.blockfiles import DIRECT_ALIGN, BlockFiles, Buffer, Location
 from codex_node.stores.kv import KVStore, WriteBatch
 
 
@@ -99,6 +99,7 @@ class CrashingFiles(BlockFiles):
     def __init__(self, root: Path, switch: CrashSwitch, **kw: Any) -> None:
         super().__init__(root, sync="none", **kw)
         self.switch = switch
+        self.direct_writes = 0
 
     def _create_pack(self, pack: int) -> int:
         self.switch.step(f"create pack {pack}")
@@ -111,6 +112,15 @@ class CrashingFiles(BlockFiles):
         super()._write_region(fd, offset, [data[:half]])
         self.switch.step(f"append at {offset + half}")
         super()._write_region(fd, offset + half, [data[half:]])
+
+    def _write_direct(self, fd: int, offset: int, data: memoryview) -> None:
+        self.direct_writes += 1
+        half = len(data) // 2 // DIRECT_ALIGN * DIRECT_ALIGN or len(data)
+        self.switch.step(f"append directly at {offset}")
+        super()._write_direct(fd, offset, data[:half])
+        if half < len(data):
+            self.switch.step(f"append directly at {offset + half}")
+            super()._write_direct(fd, offset + half, data[half:])
 
     def _cut_back(self, fd: int, size: int) -> None:
         self.switch.step("cut back a failed append")

@@ -22,7 +22,7 @@ from structlog.testing import capture_logs
 from codex_node.api.app import create_app
 from codex_node.data.cid import block_cid
 from codex_node.errors import DiskFullError
-from codex_node.stores.blockfiles import BlockFiles, Buffer
+from codex_node.stores.blockfiles import DIRECT_ALIGN, BlockFiles, Buffer
 from codex_node.stores.datasets import store_dataset
 from codex_node.stores.diskspace import is_disk_full
 from codex_node.stores.kv import LevelDBStore
@@ -47,6 +47,15 @@ class FullDiskFiles(BlockFiles):
             self.room -= len(data)
             return super()._write_region(fd, offset, buffers)
         super()._write_region(fd, offset, [data[: self.room]])  # a partial write, as a real disk leaves
+        self.room = 0
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def _write_direct(self, fd: int, offset: int, data: memoryview) -> None:
+        if len(data) <= self.room:
+            self.room -= len(data)
+            return super()._write_direct(fd, offset, data)
+        fits = self.room - self.room % DIRECT_ALIGN  # a direct write stops at a whole block
+        super()._write_direct(fd, offset, data[:fits])
         self.room = 0
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 

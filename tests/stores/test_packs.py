@@ -93,6 +93,10 @@ class _RecordingFiles(BlockFiles):
         self.events.append("write")
         super()._write_region(fd, offset, buffers)
 
+    def _write_direct(self, fd: int, offset: int, data: memoryview) -> None:
+        self.events.append("write")
+        super()._write_direct(fd, offset, data)
+
     def _sync(self, fd: int) -> None:
         super()._sync(fd)
         self.events.append("durable")

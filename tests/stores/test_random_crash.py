@@ -16,12 +16,13 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
 from crashsim import CrashingFiles, CrashingKV, CrashSwitch, SimulatedCrashError
 from repo_invariants import check_invariants
 
 from codex_node.data.cid import Cid, block_cid
 from codex_node.errors import QuotaNotEnoughError
-from codex_node.stores.blockfiles import BlockFiles
+from codex_node.stores.blockfiles import DIRECT_MIN_BYTES, BlockFiles
 from codex_node.stores.compaction import Compactor
 from codex_node.stores.datasets import store_dataset
 from codex_node.stores.kv import KVStore
@@ -31,6 +32,8 @@ from codex_node.testing.fakeclock import FakeClock
 from codex_node.testing.memorykv import MemoryKV
 
 ROUNDS = 80
+DIRECT_WRITES: Counter[int] = Counter()
+"""Direct writes made, by ``direct_min``: the direct runs must have made some, the buffered ones none."""
 BS = 500
 OPS = ("upload", "put", "delete_block", "delete_dataset", "maintenance", "compaction")
 
@@ -82,11 +85,19 @@ async def _run(repo: RepoStore, clock: FakeClock, op: str, seed: int, datasets: 
 
 
 async def _attempt(
-    kv: MemoryKV, root: Path, clock: FakeClock, op: str, seed: int, datasets: dict[Cid, bytes], crash_at: int | None
+    kv: MemoryKV,
+    root: Path,
+    clock: FakeClock,
+    op: str,
+    seed: int,
+    datasets: dict[Cid, bytes],
+    crash_at: int | None,
+    direct_min: int,
 ) -> int:
     """Open the store, run ``op`` (crashing at step ``crash_at``), return the steps it took."""
     switch = CrashSwitch()
-    repo = _open(CrashingKV(kv, switch), CrashingFiles(root, switch, pack_limit=3 * BS, bucket_seconds=200), clock)
+    files = CrashingFiles(root, switch, pack_limit=3 * BS, bucket_seconds=200, direct_min=direct_min)
+    repo = _open(CrashingKV(kv, switch), files, clock)
     if crash_at is not None:
         switch.arm(crash_at)
     before = switch.steps
@@ -97,12 +108,15 @@ async def _attempt(
     except QuotaNotEnoughError:
         pass
     repo.files.close()
+    DIRECT_WRITES[direct_min] += files.direct_writes
     return switch.steps - before
 
 
+@pytest.mark.parametrize("direct_min", [DIRECT_MIN_BYTES, 1], ids=["buffered", "direct"])
 async def test_kills_at_random_steps_of_uploads_deletes_maintenance_and_compaction_keep_the_books(
-    tmp_path: Path,
+    tmp_path: Path, direct_min: int
 ) -> None:
+    """Also with every append written directly (``direct``): padding records and two-step direct writes."""
     rng = random.Random(13)
     kv, clock, root = MemoryKV(), FakeClock(), tmp_path / "store"
     datasets: dict[Cid, bytes] = {}
@@ -110,16 +124,16 @@ async def test_kills_at_random_steps_of_uploads_deletes_maintenance_and_compacti
     for n in range(ROUNDS):
         # One operation that runs to its end (the store grows and changes), then one that is killed.
         grow = rng.choice(["upload", "upload", "put", *OPS])
-        await _attempt(kv, root, clock, grow, rng.randrange(1 << 30), datasets, None)
+        await _attempt(kv, root, clock, grow, rng.randrange(1 << 30), datasets, None, direct_min)
         op = rng.choice(OPS)
         seed = rng.randrange(1 << 30)
         dry = tmp_path / f"dry-{n}"
         if root.exists():
             shutil.copytree(root, dry)
-        steps = await _attempt(_copy_kv(kv), dry, FakeClock(clock.now()), op, seed, dict(datasets), None)
+        steps = await _attempt(_copy_kv(kv), dry, FakeClock(clock.now()), op, seed, dict(datasets), None, direct_min)
         shutil.rmtree(dry, ignore_errors=True)
         crash_at = rng.randrange(steps) if steps else None
-        await _attempt(kv, root, clock, op, seed, datasets, crash_at)
+        await _attempt(kv, root, clock, op, seed, datasets, crash_at, direct_min)
         if crash_at is not None:
             killed[op] += 1
         repo = _open(kv, BlockFiles(root, sync="none"), clock)  # the restart
@@ -129,4 +143,5 @@ async def test_kills_at_random_steps_of_uploads_deletes_maintenance_and_compacti
             assert data == datasets[cid], f"round {n}: dataset {cid} reads back different bytes"
         repo.close()
     assert sum(killed.values()) >= 50
+    assert (DIRECT_WRITES[direct_min] > 0) == (direct_min == 1)
     assert all(killed[op] >= 3 for op in OPS), killed

@@ -19,7 +19,7 @@ from repo_invariants import check_invariants
 
 from codex_node.data.cid import Cid, block_cid
 from codex_node.errors import QuotaNotEnoughError
-from codex_node.stores.blockfiles import BlockFiles
+from codex_node.stores.blockfiles import DIRECT_MIN_BYTES, BlockFiles
 from codex_node.stores.datasets import store_dataset
 from codex_node.stores.kv import KVStore
 from codex_node.stores.maintenance import BlockMaintainer
@@ -152,10 +152,13 @@ def _open(kv: KVStore, files: BlockFiles, clock: FakeClock) -> RepoStore:
     return RepoStore(kv, files, clock=clock, quota_max=40 * BS, block_ttl=3600, registry=None)
 
 
-async def _crash_run(root: Path, setup: Setup, op: Op, crash_at: int | None) -> tuple[World, MemoryKV, int]:
-    """Set up, run ``op`` with a crash at step ``crash_at`` (None: no crash); return what a restart needs."""
+async def _crash_run(
+    root: Path, setup: Setup, op: Op, crash_at: int | None, *, direct_min: int = DIRECT_MIN_BYTES
+) -> tuple[World, MemoryKV, int]:
+    """Set up, run ``op`` with a crash at step ``crash_at`` (None: no crash); return what a restart needs.
+    ``direct_min``: appends of at least this many bytes are written directly (1: all of them)."""
     kv, clock, switch = MemoryKV(), FakeClock(), CrashSwitch()
-    repo = _open(CrashingKV(kv, switch), CrashingFiles(root, switch), clock)
+    repo = _open(CrashingKV(kv, switch), CrashingFiles(root, switch, direct_min=direct_min), clock)
     world = World(repo, clock)
     await setup(world)
     if crash_at is not None:
@@ -176,14 +179,18 @@ def _restart(world: World, kv: MemoryKV, root: Path) -> World:
     return World(repo, world.clock, world.base, world.other)
 
 
+@pytest.mark.parametrize("direct_min", [DIRECT_MIN_BYTES, 1], ids=["buffered", "direct"])
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
-async def test_a_crash_at_any_step_leaves_a_consistent_store(tmp_path: Path, name: str) -> None:
+async def test_a_crash_at_any_step_leaves_a_consistent_store(tmp_path: Path, name: str, direct_min: int) -> None:
+    """Also with every append written directly (``direct``): padding records and two-step direct writes."""
     setup, op, outcome = SCENARIOS[name]
-    _, _, steps = await _crash_run(tmp_path / "count", setup, op, None)
+    counted, _, steps = await _crash_run(tmp_path / "count", setup, op, None, direct_min=direct_min)
     assert steps > 0
+    assert isinstance(counted.repo.files, CrashingFiles)
+    assert (counted.repo.files.direct_writes > 0) == (direct_min == 1)
     for k in range(steps + 1):
         root = tmp_path / f"crash-{k}"
-        crashed, kv, _ = await _crash_run(root, setup, op, k)
+        crashed, kv, _ = await _crash_run(root, setup, op, k, direct_min=direct_min)
         restarted = _restart(crashed, kv, root)
         check_invariants(restarted.repo)
         await outcome(restarted)
