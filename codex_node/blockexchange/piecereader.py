@@ -7,9 +7,8 @@ the event loop receives into the free end of the current *piece* (a :data:`PIECE
 refers to it (a full piece is replaced by another), so a view stays valid for as long as its holder keeps it: a
 peer's block that came in one piece reaches the hash and the pack file without a copy in user space.
 
-Full pieces go to a small pool (:class:`_Pieces`) and are received into again once nothing refers to them any
-more (their reference count says so): a fresh 256 KiB buffer costs its zeroing and, memory having gone back to
-the system, a page fault per 4 KiB, which made allocating pieces the largest cost of the download loop.
+Full pieces go to a small pool (:class:`~codex_node.utils.bufferpool.BufferPool`) and are received into again once
+nothing refers to them any more: allocating fresh pieces was once the largest cost of the download loop.
 
 It offers the part of the ``StreamReader`` interface the lean HTTP client uses (``read``, ``readuntil``,
 ``readexactly``, ``at_eof``) with its exceptions (``IncompleteReadError``, ``LimitOverrunError``, the connection's
@@ -20,11 +19,10 @@ they drop under :data:`LOW_WATER` (memory per connection: about ``HIGH_WATER + P
 from __future__ import annotations
 
 import asyncio
-import sys
-import threading
 from collections import deque
 from typing import Final, cast
 
+from codex_node.utils.bufferpool import BufferPool
 from codex_node.utils.viewqueue import pop_views
 
 PIECE_BYTES: Final = 256 * 1024
@@ -38,38 +36,7 @@ POOL_PIECES: Final = 64
 """Full pieces kept for reuse (16 MiB at most, shared by the readers of a process)."""
 
 
-class _Pieces:
-    """Full pieces, handed out again once nothing but this pool refers to them."""
-
-    def __init__(self, keep: int) -> None:
-        self._keep = keep
-        self._pieces: deque[bytearray] = deque()
-        self._lock = threading.Lock()  # readers may run in several threads' event loops
-
-    def take(self) -> bytearray:
-        """A piece nothing else refers to, else a new one. Only the oldest few are looked at: pieces come free in
-        about the order they were filled, and one still referred to goes to the back, so a view kept long holds up
-        nothing and a take costs the same however many pieces are in flight (looking at all of them, most still
-        referred to while a download runs, was the largest cost of the download's event loop)."""
-        with self._lock:
-            for _ in range(min(_PROBES, len(self._pieces))):
-                piece = self._pieces.popleft()
-                # 2: this function's reference and getrefcount's argument. A live view holds one more.
-                if sys.getrefcount(piece) == _UNREFERENCED:
-                    return piece
-                self._pieces.append(piece)
-        return bytearray(PIECE_BYTES)
-
-    def give(self, piece: bytearray) -> None:
-        with self._lock:
-            if len(self._pieces) >= self._keep:
-                self._pieces.popleft()
-            self._pieces.append(piece)
-
-
-_UNREFERENCED: Final = 2
-_PROBES: Final = 4
-_POOL = _Pieces(POOL_PIECES)
+_POOL = BufferPool(PIECE_BYTES, POOL_PIECES)
 
 
 class PieceReader(asyncio.BufferedProtocol):

@@ -208,8 +208,7 @@ class RepoStore:
         return [None if raw is None else BlockMeta.decode(raw) for raw in raws]
 
     def block_sizes(self, cids: Sequence[Cid]) -> list[int | None]:
-        """The stored size of each CID (``None``: not stored here), read as one group: what a peer's batch
-        answer announces before :meth:`read_blocks_into` reads the bytes (``api/routes/blocks.py``)."""
+        """The stored size of each CID (``None``: not stored here), read as one group."""
         return [None if meta is None else meta.size for meta in self.block_metas(cids)]
 
     def ensure_expiry(self, cid: Cid, expiry: int) -> None:
@@ -693,8 +692,9 @@ class RepoStore:
 
         The index entries are read as one group, and blocks that follow each other in a pack with one ``preadv``
         (a peer asks for a dataset's blocks in order, and they were stored in order), straight into the caller's
-        buffer. ``metas``: the caller's fresh lookup of the same CIDs' entries, used for the first attempt (a read
-        that finds a block moved looks them up again). Raises :class:`CorruptBlockError` when a block's bytes are
+        buffer. ``metas``: the caller's lookup of the same CIDs' entries, used for the first attempt (a read that
+        finds a block moved looks them up again). It may be a little old: bytes in a pack never change while the
+        pack exists (``docs/packs.md``, rule 7), so an old entry finds either its block's bytes or no file. Raises :class:`CorruptBlockError` when a block's bytes are
         missing or have the wrong size."""
         if len(cids) != len(dests):
             raise ValueError("one destination per CID")

@@ -11,6 +11,7 @@ import pytest
 
 from codex_node.api.access import AccessMiddleware, AccessPolicy
 from codex_node.api.app import API_PREFIX, create_app
+from codex_node.api.routes import blocks as blocks_route
 from codex_node.api.server import HttpServer
 from codex_node.api.services import Services, provide
 from codex_node.blockexchange.datasets import NetworkDatasets
@@ -20,11 +21,13 @@ from codex_node.data.cid import Cid
 from codex_node.data.slots import BLOCK_SIZE
 from codex_node.peers.port import PeerInfo
 from codex_node.stores.blockfiles import BlockFiles
+from codex_node.stores.blockmeta import BlockMeta
 from codex_node.stores.datasets import store_dataset
 from codex_node.stores.repostore import TTL_PREFIX, RepoStore
 from codex_node.testing.fakeclock import FakeClock
 from codex_node.testing.memorykv import MemoryKV
 from codex_node.testing.staticpeers import StaticProviders
+from codex_node.utils.bufferpool import BufferPool
 from tests.harness.blockpeers import HostilePeer
 
 
@@ -158,20 +161,46 @@ async def test_peers_get_blocks_singly_and_framed_in_a_batch(peer: tuple[RepoSto
     assert too_many.status_code == 422
 
 
-async def test_a_block_deleted_after_the_batch_answer_was_announced_ends_it_early(
+def _after_the_announcement(repo: RepoStore, then: Callable[[Sequence[Cid]], None]) -> None:
+    """Make the batch route's index lookup (its announcement) run ``then`` right after it."""
+    announced = repo.block_metas
+
+    def announce_then(asked: Sequence[Cid]) -> list[BlockMeta | None]:
+        metas = announced(asked)
+        then(asked)
+        return metas
+
+    repo.block_metas = announce_then  # type: ignore[method-assign]
+
+
+async def test_a_block_deleted_after_the_batch_answer_was_announced_is_served_while_its_bytes_are_there(
     peer: tuple[RepoStore, PeerInfo, bytes, Cid],
 ) -> None:
     repo, info, _, cid = peer
-    manifest = await repo.get_manifest(cid)
-    cids = manifest.block_cids()
-    announced = repo.block_sizes
+    cids = list((await repo.get_manifest(cid)).block_cids())
+    expected = [await repo.get_block(c) for c in cids]
+    _after_the_announcement(repo, lambda asked: repo.kv.delete(TTL_PREFIX + asked[-1].text))
+    async with httpx.AsyncClient() as client:
+        batch = await client.post(f"{info.url}/blocks", json={"cids": [c.text for c in cids]})
+    assert not repo.has_block(cids[-1])
+    # Its bytes are still in its pack (bytes in a pack never change while it exists): the right ones, which the
+    # asker checks against the CID as it checks every block.
+    assert list(FrameReader(len(cids), 1 << 20).feed(batch.content)) == expected
 
-    def announce_then_delete(asked: Sequence[Cid]) -> list[int | None]:
-        sizes = announced(asked)
-        repo.kv.delete(TTL_PREFIX + asked[-1].text)  # gone between the announcement and the read
-        return sizes
 
-    repo.block_sizes = announce_then_delete  # type: ignore[method-assign]
+async def test_a_block_whose_bytes_are_gone_after_the_batch_answer_was_announced_ends_it_early(
+    peer: tuple[RepoStore, PeerInfo, bytes, Cid],
+) -> None:
+    repo, info, _, cid = peer
+    cids = list((await repo.get_manifest(cid)).block_cids())
+    meta = repo.block_meta(cids[-1])
+    assert meta is not None
+
+    def delete_with_its_pack(asked: Sequence[Cid]) -> None:
+        repo.kv.delete(TTL_PREFIX + asked[-1].text)
+        repo.files.pack_path(meta.pack).unlink()  # as compaction or expiry deletes a pack
+
+    _after_the_announcement(repo, delete_with_its_pack)
     async with httpx.AsyncClient() as client:
         with pytest.raises(httpx.RemoteProtocolError):  # the peer closed the connection short of the length
             await client.post(f"{info.url}/blocks", json={"cids": [c.text for c in cids]})
@@ -189,3 +218,26 @@ def test_the_peer_block_routes_are_open_without_the_token_and_nothing_else_is() 
     assert refused is not None
     assert refused[0] == 401
     assert guard.refusal(scope("GET", f"{API_PREFIX}/data/zb2abc"))[0] == 401  # type: ignore[index]
+
+
+async def test_a_batch_group_buffer_is_read_into_again_only_once_nothing_refers_to_it(
+    peer: tuple[RepoStore, PeerInfo, bytes, Cid], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo, _, _, cid = peer
+    monkeypatch.setattr(blocks_route, "_GROUPS", BufferPool(blocks_route._GROUP_BYTES, 8))  # none from other tests
+    cids = list((await repo.get_manifest(cid)).block_cids())
+    expected = [await repo.get_block(c) for c in cids]
+
+    def read(asked: list[Cid]) -> memoryview:
+        return blocks_route._read_group(repo, asked, repo.block_metas(asked))
+
+    first = read(cids)
+    owner = id(first.obj)  # an id, not a reference: the pool must see the buffer free once ``first`` is gone
+    held = read(cids[:2])
+    assert id(held.obj) != owner  # the first is still being sent
+    del first
+    again = read(cids[1:])
+    assert id(again.obj) == owner  # sent (no view left): read into again (the pool keeps it alive meanwhile)
+    assert len(again.obj) == blocks_route._GROUP_BYTES > len(again)  # a pool's buffer, not a fresh one
+    assert list(FrameReader(5, 1 << 20).feed(again)) == expected[1:]  # every byte rewritten: no stale frame
+    assert list(FrameReader(2, 1 << 20).feed(held)) == expected[:2]

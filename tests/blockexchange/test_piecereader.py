@@ -9,7 +9,7 @@ import os
 import pytest
 import uvloop
 
-from codex_node.blockexchange.piecereader import _PROBES, HIGH_WATER, LOW_WATER, PIECE_BYTES, PieceReader, _Pieces
+from codex_node.blockexchange.piecereader import HIGH_WATER, LOW_WATER, PIECE_BYTES, PieceReader
 from codex_node.blockexchange.rawhttp import RawHttp
 
 
@@ -74,31 +74,6 @@ async def test_pieces_are_received_into_again_only_once_no_view_of_them_is_left(
             at += len(piece)
     assert at == len(data)
     assert all(bytes(view) == data[start : start + len(view)] for start, view in kept)
-
-
-def test_the_pool_hands_out_a_piece_again_only_when_nothing_refers_to_it() -> None:
-    pool = _Pieces(4)
-    piece = bytearray(8)
-    view = memoryview(piece)[2:5]
-    pool.give(piece)
-    given = id(piece)
-    del piece
-    assert id(pool.take()) != given  # a view of it is alive: another piece
-    del view
-    assert id(pool.take()) == given
-
-
-def test_a_take_looks_at_the_oldest_few_pieces_only_and_sends_those_still_referred_to_to_the_back() -> None:
-    pool = _Pieces(16)
-    pieces = [bytearray(8) for _ in range(_PROBES + 2)]
-    held = [memoryview(p) for p in pieces[:-1]]  # all but the newest are still referred to, like blocks in flight
-    for piece in pieces:
-        pool.give(piece)
-    free = id(pieces[-1])
-    del pieces, piece
-    assert id(pool.take()) != free  # a take costs _PROBES looks at most: the free piece was not reached, a new one
-    assert id(pool.take()) == free  # those looked at went to the back: the free one came up next
-    assert all(len(view) == 8 for view in held)
 
 
 async def test_a_line_is_read_across_pieces_and_is_bounded() -> None:

@@ -34,6 +34,7 @@ from codex_node.data.protected import ProtectedManifest
 from codex_node.market.deployment import DEV_CONFIG
 from codex_node.market.types import RequestId, RequestState, SlotFreed, SlotId, SlotState, slot_id
 from codex_node.purchasing.protect import protect_dataset
+from codex_node.stores.blockmeta import BlockMeta
 from tests.harness.network import NetNode, Network, network
 
 pytestmark = pytest.mark.slow
@@ -247,16 +248,18 @@ async def test_a_peer_serving_corrupted_blocks_gets_no_byte_stored_and_the_slots
         # liar is asked (and caught) before the host gets its blocks from the client.
         client_repo = client.node.repo
         assert client_repo is not None
-        client_sizes = client_repo.block_sizes
+        client_metas = client_repo.block_metas
 
-        def client_after_the_liar(cids: Sequence[Cid]) -> list[int | None]:
-            return client_sizes(cids) if served_corrupt else [None] * len(cids)
+        def client_after_the_liar(cids: Sequence[Cid]) -> list[BlockMeta | None]:
+            return client_metas(cids) if served_corrupt else [None] * len(cids)
 
-        client_repo.block_sizes = client_after_the_liar  # type: ignore[method-assign]
+        client_repo.block_metas = client_after_the_liar  # type: ignore[method-assign]
 
-        def lying_read(cids: Sequence[Cid], dests: Sequence[memoryview]) -> list[bool]:
+        def lying_read(
+            cids: Sequence[Cid], dests: Sequence[memoryview], *, metas: Sequence[BlockMeta | None] | None = None
+        ) -> list[bool]:
             nonlocal served_corrupt
-            read = honest_read(cids, dests)
+            read = honest_read(cids, dests, metas=metas)
             for ok, dest in zip(read, dests, strict=True):
                 if ok:
                     dest[0] ^= 0xFF

@@ -2,8 +2,10 @@
 
 Both hand out only content-addressed bytes the asker verifies against the CID it asked for, so they are open
 without the API token (``api/access.py``, :data:`~codex_node.api.access.OPEN_PEER_ROUTES`); they answer nothing
-but stored blocks and "not here". A batch answer announces its length from the index before a block is read; a
-block deleted or changed meanwhile ends it early (the connection closes) rather than answering wrong bytes. They
+but stored blocks and "not here". A batch answer announces its length from the index before a block is read, and
+reads each block where that lookup found it: a block deleted since is still sent if its bytes are still there
+(bytes in a pack never change while it exists, ``docs/packs.md``), and a block whose bytes are gone or changed size
+ends the answer early (the connection closes) rather than answering wrong bytes. They
 count as downloads (``api/downloads.py``, ``--api-max-downloads``): a batch holds about three groups of
 :data:`SERVE_READ_AHEAD` blocks, and its request names at most
 :data:`~codex_node.blockexchange.wire.MAX_BATCH_CIDS` CIDs (the body is under the 256 KiB body limit).
@@ -25,8 +27,11 @@ from codex_node.api.schemas import CamelModel
 from codex_node.api.services import services_of
 from codex_node.blockexchange.wire import HEADER_SIZE, MAX_BATCH_CIDS, MAX_FRAME_BYTES, MEDIA_TYPE, frame_into
 from codex_node.data.cid import Cid, parse_cid
+from codex_node.data.slots import BLOCK_SIZE
 from codex_node.errors import CodexError
+from codex_node.stores.blockmeta import BlockMeta
 from codex_node.stores.repostore import RepoStore
+from codex_node.utils.bufferpool import BufferPool
 
 log = structlog.get_logger(__name__)
 
@@ -82,10 +87,9 @@ async def get_blocks(request: Request, body: BlocksRequest) -> StreamingResponse
     repo = _repo(request)
     # The answer's length is known from the index before a byte is read: sent with Content-Length, its body goes
     # to the socket as it is (chunked encoding would copy each group once more, and the asker parse chunk lines).
-    stored = await asyncio.to_thread(repo.block_sizes, cids)
-    sizes = [None if size is None or size > MAX_FRAME_BYTES else size for size in stored]
-    length = sum(HEADER_SIZE + (size or 0) for size in sizes)
-    return StreamingResponse(_frames(repo, cids, sizes), media_type=MEDIA_TYPE, headers={"content-length": str(length)})
+    metas = await asyncio.to_thread(repo.block_metas, cids)
+    length = sum(HEADER_SIZE + (_served_size(meta) or 0) for meta in metas)
+    return StreamingResponse(_frames(repo, cids, metas), media_type=MEDIA_TYPE, headers={"content-length": str(length)})
 
 
 class _Changed(AnswerCutShort):
@@ -93,23 +97,40 @@ class _Changed(AnswerCutShort):
     (the connection closes; uvicorn does not log it as a crash, ``api/cutshort.py``)."""
 
 
-def _read_group(repo: RepoStore, cids: list[Cid], sizes: list[int | None]) -> memoryview:
-    """The frames of ``cids``, read in one worker thread, each as long as ``sizes`` announced (``None``: answered
-    "not here"): the headers are written into one buffer and the blocks read straight into their places in it (no
-    copy). :class:`_Changed` if a block no longer matches what was announced."""
-    buffer = memoryview(bytearray(sum(HEADER_SIZE + (size or 0) for size in sizes)))
+_GROUP_BYTES = SERVE_READ_AHEAD * (HEADER_SIZE + BLOCK_SIZE)
+_GROUPS = BufferPool(_GROUP_BYTES, 8)
+"""Group buffers: one is read into again once the server has sent it (nothing refers to it any more). 8 of them
+(17 MiB at most) cover about three requests being answered at once; more allocate fresh buffers."""
+
+
+def _read_group(repo: RepoStore, cids: list[Cid], metas: list[BlockMeta | None]) -> memoryview:
+    """The frames of ``cids``, read in one worker thread, each as long as the index entries ``metas`` announced
+    (``None``, or over :data:`MAX_FRAME_BYTES`: answered "not here"): the headers are written into one buffer and the
+    blocks read straight into their places in it (no copy). :class:`_Changed` if a block no longer matches what was
+    announced. Every byte of the buffer is written before it is handed out: a reused one holds no byte of the
+    answer it served before."""
+    sizes = [_served_size(meta) for meta in metas]
+    length = sum(HEADER_SIZE + (size or 0) for size in sizes)
+    if length <= _GROUP_BYTES:
+        owner = _GROUPS.take()
+        buffer = memoryview(owner)[:length]
+        _GROUPS.give(owner)  # taken again only once the views of it handed out here are gone
+    else:
+        buffer = memoryview(bytearray(length))
     wanted: list[Cid] = []
     dests: list[memoryview] = []
+    known: list[BlockMeta | None] = []
     at = 0
-    for cid, size in zip(cids, sizes, strict=True):
+    for cid, size, meta in zip(cids, sizes, metas, strict=True):
         frame_into(buffer, at, size)
         at += HEADER_SIZE
         if size is not None:
             wanted.append(cid)
             dests.append(buffer[at : at + size])
+            known.append(meta)
             at += size
     try:
-        read = repo.read_blocks_into(wanted, dests)
+        read = repo.read_blocks_into(wanted, dests, metas=known)
     except CodexError as e:  # a block gone bad on disk is not served; the asker goes to another peer
         raise _Changed(f"a block could not be read: {e!r}") from e
     for cid, ok in zip(wanted, read, strict=True):
@@ -118,12 +139,16 @@ def _read_group(repo: RepoStore, cids: list[Cid], sizes: list[int | None]) -> me
     return buffer
 
 
-async def _frames(repo: RepoStore, cids: list[Cid], sizes: list[int | None]) -> AsyncIterator[memoryview]:
+def _served_size(meta: BlockMeta | None) -> int | None:
+    return None if meta is None or meta.size > MAX_FRAME_BYTES else meta.size
+
+
+async def _frames(repo: RepoStore, cids: list[Cid], metas: list[BlockMeta | None]) -> AsyncIterator[memoryview]:
     """The answer group by group (:data:`SERVE_READ_AHEAD` blocks), the next group read while one is sent. A block
     that changed since the length was announced ends the answer early (the connection is closed): the asker takes
     the answer for a failed one and asks another peer."""
     groups = [
-        (cids[i : i + SERVE_READ_AHEAD], sizes[i : i + SERVE_READ_AHEAD]) for i in range(0, len(cids), SERVE_READ_AHEAD)
+        (cids[i : i + SERVE_READ_AHEAD], metas[i : i + SERVE_READ_AHEAD]) for i in range(0, len(cids), SERVE_READ_AHEAD)
     ]
     ahead: asyncio.Future[memoryview] | None = None
     try:
