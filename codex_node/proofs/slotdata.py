@@ -22,6 +22,7 @@ from typing import Protocol
 from codex_node.data.cellhash import HASH_THREADS
 from codex_node.data.cid import Cid
 from codex_node.data.manifest import Manifest
+from codex_node.data.merkle import Buffer
 from codex_node.data.proof import CELL_SIZE, CELLS_PER_BLOCK
 from codex_node.data.protected import ProtectedManifest
 from codex_node.data.slots import BLOCK_SIZE, SlotLayout, cid_bytes, pad_block
@@ -42,8 +43,9 @@ class BlockReader(Protocol):
 
     async def get_block(self, cid: Cid) -> bytes: ...
 
-    def read_block(self, cid: Cid) -> bytes:
-        """:meth:`get_block`, blocking (called in worker threads)."""
+    def read_blocks(self, cids: Sequence[Cid], *, check: bool = True) -> Sequence[Buffer | None]:
+        """The bytes of each CID (``None``: not here), checked against it (``CorruptBlockError``); blocking (called
+        in worker threads), blocks that follow each other on disk read at once."""
         ...
 
 
@@ -124,9 +126,13 @@ def _as_proof_data_error(dataset: SlottedDataset, slot_index: int, cid: Cid) -> 
     try:
         yield
     except BlockNotFoundError as e:
-        raise ProofDataError(f"block {cid} of slot {slot_index} of dataset {dataset.cid} is not here") from e
+        raise _not_here(dataset, slot_index, cid) from e
     except CorruptBlockError as e:
         raise ProofDataError(f"block {cid} of slot {slot_index} of dataset {dataset.cid} is corrupt: {e}") from e
+
+
+def _not_here(dataset: SlottedDataset, slot_index: int, cid: Cid) -> ProofDataError:
+    return ProofDataError(f"block {cid} of slot {slot_index} of dataset {dataset.cid} is not here")
 
 
 async def _read(reader: BlockReader, dataset: SlottedDataset, slot_index: int, cid: Cid | None) -> bytes | None:
@@ -138,14 +144,21 @@ async def _read(reader: BlockReader, dataset: SlottedDataset, slot_index: int, c
 
 def _read_and_hash(reader: BlockReader, dataset: SlottedDataset, slot_index: int, cids: Sequence[Cid | None]) -> bytes:
     """The cell leaves of the blocks of ``cids`` (``None``: a zero padding block), read and checked here: blocking,
-    for a worker thread."""
+    for a worker thread. The blocks are read with one call (one positioned read per run of a pack: a slot's blocks
+    were stored in order, so a batch is one or two reads even when they come from the disk, not the page cache)."""
+    stored = [cid for cid in cids if cid is not None]
+    try:
+        read = iter(reader.read_blocks(stored))
+    except CorruptBlockError as e:
+        raise ProofDataError(f"a block of slot {slot_index} of dataset {dataset.cid} is corrupt: {e}") from e
     leaves = []
     for cid in cids:
         if cid is None:
             leaves.append(block_leaves(None))
             continue
-        with _as_proof_data_error(dataset, slot_index, cid):
-            block = reader.read_block(cid)
+        block = next(read)
+        if block is None:
+            raise _not_here(dataset, slot_index, cid)
         leaves.append(block_leaves(block))
     return b"".join(leaves)
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 
 from codex_node.data.merkle import Buffer, MerkleTree, hash_chunks
 from codex_node.data.proof import CELL_SIZE
-from codex_node.data.slots import ZERO_BLOCK, pad_block
+from codex_node.data.slots import BLOCK_SIZE, ZERO_BLOCK, pad_block
 
 
 def cell_leaves(data: Buffer) -> bytes:
@@ -26,9 +26,11 @@ ZERO_BLOCK_LEAVES = cell_leaves(ZERO_BLOCK)
 """The cell leaves of a zero block (the padding blocks at the end of a slot)."""
 
 
-def block_leaves(block: bytes | None) -> bytes:
+def block_leaves(block: Buffer | None) -> bytes:
     """The cell leaves of one slot block: ``block`` zero-padded to 64 KiB, or a zero block for ``None``."""
-    return ZERO_BLOCK_LEAVES if block is None else cell_leaves(pad_block(block))
+    if block is None:
+        return ZERO_BLOCK_LEAVES
+    return cell_leaves(block if len(block) == BLOCK_SIZE else pad_block(bytes(block)))
 
 
 class SlotTree:

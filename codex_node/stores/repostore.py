@@ -694,8 +694,8 @@ class RepoStore:
         (a peer asks for a dataset's blocks in order, and they were stored in order), straight into the caller's
         buffer. ``metas``: the caller's lookup of the same CIDs' entries, used for the first attempt (a read that
         finds a block moved looks them up again). It may be a little old: bytes in a pack never change while the
-        pack exists (``docs/packs.md``, rule 7), so an old entry finds either its block's bytes or no file. Raises :class:`CorruptBlockError` when a block's bytes are
-        missing or have the wrong size."""
+        pack exists (``docs/packs.md``, rule 7), so an old entry finds either its block's bytes or no file. Raises
+        :class:`CorruptBlockError` when a block's bytes are missing or have the wrong size."""
         if len(cids) != len(dests):
             raise ValueError("one destination per CID")
         for attempt in range(_READ_ATTEMPTS):

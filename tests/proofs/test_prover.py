@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +30,7 @@ from codex_node.testing.fakeclock import FakeClock
 from codex_node.testing.memorykv import MemoryKV
 from codex_node.testing.mockledger import ProofTarget
 from codex_node.testing.mockmarket import MockMarket, account
-from tests.harness.repo import memory_repo
+from tests.harness.repo import corrupt_on_disk, memory_repo
 
 SAMPLES = 5
 
@@ -67,11 +67,10 @@ class CountingReader:
         self.reads.append(cid)
         return await self.repo.get_block(cid)
 
-    def read_block(self, cid: Cid) -> bytes:
-        if cid.text in self.hidden:
-            raise BlockNotFoundError(f"block not found: {cid}")
-        self.reads.append(cid)  # from worker threads: list.append is atomic
-        return self.repo.read_block(cid)
+    def read_blocks(self, cids: Sequence[Cid], *, check: bool = True) -> list[memoryview | None]:
+        self.reads.extend(cids)  # from worker threads: list.extend of a list is atomic
+        read = self.repo.read_blocks(cids, check=check)
+        return [None if cid.text in self.hidden else block for cid, block in zip(cids, read, strict=True)]
 
 
 def request_for(content: Content, slots: int, slot_size: int) -> Request:
@@ -205,6 +204,15 @@ async def test_missing_sibling_block_is_a_proof_data_error_naming_the_slot(repo:
     reader = CountingReader(repo, hidden={manifest.block_cid(2).text})  # slot 2's first block
     with pytest.raises(ProofDataError, match="of slot 2 of dataset"):
         await Prover(reader, samples=SAMPLES, registry=None).prove(stored.slot(0), os.urandom(32))
+
+
+async def test_a_corrupt_block_on_disk_is_a_proof_data_error_naming_the_slot_and_the_block(repo: RepoStore) -> None:
+    stored = await stored_request(repo, 6, 0, 3)
+    manifest = await repo.get_manifest(stored.cid)
+    rotten = manifest.block_cid(3)  # slot 0's second block
+    corrupt_on_disk(repo, rotten)
+    with pytest.raises(ProofDataError, match=f"slot 0 of dataset {stored.cid} is corrupt: block {rotten}"):
+        await Prover(repo, samples=SAMPLES, registry=None).prove(stored.slot(0), os.urandom(32))
 
 
 async def test_missing_own_block_is_reported_before_missing_siblings(repo: RepoStore) -> None:
