@@ -585,7 +585,10 @@ class _Stages:
                     self._free.append(stage)
                     stage = None
             if stage is not None:
-                stage.close()
+                # A view still alive (an error's traceback may hold one) keeps it mapped until it goes; the error
+                # being raised must not turn into a BufferError here.
+                with contextlib.suppress(BufferError):
+                    stage.close()
 
 
 def _follows(a: Location, b: Location) -> bool:

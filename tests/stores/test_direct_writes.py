@@ -135,3 +135,27 @@ def test_a_failed_direct_write_is_cut_back_off_the_pack(tmp_path: Path) -> None:
     assert _record_start(blocks[0][0], locs[0]) % DIRECT_ALIGN == 0
     assert files.read(locs[-1]) == blocks[-1][1]
     files.close()
+
+
+def test_a_failed_direct_write_raises_its_own_error_when_its_staging_buffer_is_dropped(tmp_path: Path) -> None:
+    files = _CountingFiles(tmp_path)
+    held = [files._stages.take() for _ in range(4)]  # four appends at once: as many buffers in use as are kept
+    for stage in held:
+        stage.__enter__()
+    files.refuse = errno.ENOSPC
+    try:
+        # A fifth buffer is made for this append; the four are given back meanwhile, so the fifth is dropped while
+        # the error's traceback still holds a view of it.
+        original = files._write_direct
+
+        def fail_after_release(fd: int, offset: int, data: memoryview) -> None:
+            for stage in held:
+                stage.__exit__(None, None, None)
+            original(fd, offset, data)
+
+        files._write_direct = fail_after_release  # type: ignore[method-assign]
+        with pytest.raises(OSError) as raised:
+            files.append(10, _blocks(5))
+        assert raised.value.errno == errno.ENOSPC  # not a BufferError from dropping the fifth buffer
+    finally:
+        files.close()
