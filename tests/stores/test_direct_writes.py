@@ -154,7 +154,7 @@ def test_a_failed_direct_write_raises_its_own_error_when_its_staging_buffer_is_d
             original(fd, offset, data)
 
         files._write_direct = fail_after_release  # type: ignore[method-assign]
-        with pytest.raises(OSError) as raised:
+        with pytest.raises(OSError, match="No space left") as raised:
             files.append(10, _blocks(5))
         assert raised.value.errno == errno.ENOSPC  # not a BufferError from dropping the fifth buffer
     finally:
