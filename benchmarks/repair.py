@@ -44,6 +44,9 @@ for the 32 MiB slot: reading its 64 MiB of sources ~15-30 ms unhashed, decoding 
 takes twice as long as alone. Even the parts' CPU split perfectly over two cores that do not slow each other would
 give about 280 MiB/s (230 ms over two cores), a ratio near 0.35 against an 830 MiB/s decode: the target is out of
 reach on this machine.
+With blocks written directly (``O_DIRECT``, ``docs/packs.md``), no copy into the page cache: in two interleaved
+rounds of three runs against the code before, with the slot's manifest kept 160-213 -> 205-287 MiB/s, with it
+lost 160-197 -> 189-210; ratios 0.23-0.36 (to decode + hash floor 0.50-0.76).
 """
 
 from __future__ import annotations
