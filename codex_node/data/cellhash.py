@@ -4,18 +4,19 @@ A slot tree's leaves are ``keccak256`` of every 2 KiB cell (``data/merkle.py``, 
 hashing them is what checking a rebuilt or downloaded slot against its slot root costs. The batch keccak
 (``data/_keccak.c``, several cells side by side) releases the GIL while it hashes a block's cells, and so does
 its fallback (safe-pysha3, for any input of 2048 bytes or more, which a cell is), so blocks hashed on two threads
-are hashed on two cores. :func:`hash_blocks` cuts a batch of blocks into ``threads`` runs, hashes all but the last
-on a small pool of helper threads and the last on the calling thread, and gives back, in block order, every
-cell leaf and each block's subtree root (the node the slot root is built from, :data:`~codex_node.data.erasure.
-BLOCK_LEVEL`). The result is exactly what hashing the blocks one by one on one thread gives: only the work is
-shared. :func:`map_runs` is that sharing for any such work: the slot repair decodes and hashes a batch's rows with
-it (``data/repair.py``).
+are hashed on two cores (one thread per core is used, :data:`HASH_THREADS`). :func:`hash_blocks` cuts a batch of
+blocks into ``threads`` runs, hashes all but the last on a small pool of helper threads and the last on the calling
+thread, and gives back, in block order, every cell leaf and each block's subtree root (the node the slot root is
+built from, :data:`~codex_node.data.erasure.BLOCK_LEVEL`). The result is exactly what hashing the blocks one by
+one on one thread gives: only the work is shared. :func:`map_runs` is that sharing for any such work: the slot
+repair decodes and hashes a batch's rows with it (``data/repair.py``).
 
 The pool's threads are started on first use and live as long as the process (they hold nothing between calls).
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -28,8 +29,20 @@ from codex_node.data.slots import BLOCK_SIZE
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 
-HASH_THREADS = 2
-"""Threads a batch is hashed on (the calling one included): the reference machine has 2 cores."""
+MAX_HASH_THREADS = 8
+
+
+def _cores() -> int:
+    """The cores this process may run on (its CPU affinity, as a container or ``taskset`` limits it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
+HASH_THREADS = max(1, min(_cores(), MAX_HASH_THREADS))
+"""Threads a batch is hashed on (the calling one included): one per core, at most :data:`MAX_HASH_THREADS` (the
+reference machine has 2). Read when a batch is cut, so a test may set it."""
 MIN_BLOCKS_PER_THREAD = 4
 """Fewer blocks than this per thread are hashed on the calling thread alone (a hand-off costs more)."""
 
@@ -62,9 +75,10 @@ def block_hashes(blocks: Sequence[Buffer], roots: bool = True) -> tuple[bytes, l
 
 
 def hash_blocks(
-    blocks: Sequence[Buffer], *, threads: int = HASH_THREADS, roots: bool = True
+    blocks: Sequence[Buffer], *, threads: int | None = None, roots: bool = True
 ) -> tuple[bytes, list[bytes]]:
-    """:func:`block_hashes` of ``blocks``, the work shared by up to ``threads`` threads (the module docstring)."""
+    """:func:`block_hashes` of ``blocks``, the work shared by up to ``threads`` threads (default
+    :data:`HASH_THREADS`; the module docstring)."""
     leaves = bytearray()
     subtree_roots: list[bytes] = []
     for part_leaves, part_roots in map_runs(lambda run: block_hashes(run, roots), blocks, threads=threads):
@@ -73,12 +87,13 @@ def hash_blocks(
     return bytes(leaves), subtree_roots
 
 
-def map_runs(work: Callable[[Sequence[_T]], _R], items: Sequence[_T], *, threads: int = HASH_THREADS) -> list[_R]:
-    """``work`` of each of up to ``threads`` consecutive runs of ``items``, in order: all runs but the last on the
-    helper threads, the last on the calling thread; runs of fewer than :data:`MIN_BLOCKS_PER_THREAD` items are not
-    worth a hand-off (one run then). ``work`` must release the GIL for its heavy part (hashing, zfec) to use more
-    than one core, and must not itself hand work to the helpers (they would wait for each other)."""
-    parts = max(1, min(threads, len(items) // MIN_BLOCKS_PER_THREAD))
+def map_runs(work: Callable[[Sequence[_T]], _R], items: Sequence[_T], *, threads: int | None = None) -> list[_R]:
+    """``work`` of each of up to ``threads`` (default :data:`HASH_THREADS`) consecutive runs of ``items``, in
+    order: all runs but the last on the helper threads, the last on the calling thread; runs of fewer than
+    :data:`MIN_BLOCKS_PER_THREAD` items are not worth a hand-off (one run then). ``work`` must release the GIL for
+    its heavy part (hashing, zfec) to use more than one core, and must not itself hand work to the helpers (they
+    would wait for each other)."""
+    parts = max(1, min(HASH_THREADS if threads is None else threads, len(items) // MIN_BLOCKS_PER_THREAD))
     if parts == 1:
         return [work(items)]
     step = -(-len(items) // parts)

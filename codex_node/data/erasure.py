@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import zfec
 
-from codex_node.data.cellhash import HASH_THREADS, hash_blocks
+from codex_node.data.cellhash import hash_blocks
 from codex_node.data.merkle import Buffer, Frontier, MerkleTree, hash_chunks
 from codex_node.data.proof import CELL_SIZE
 from codex_node.data.slots import BLOCK_SIZE, ZERO_BLOCK
@@ -160,8 +160,9 @@ class SlotRootBuilder:
     def add(self, block: Buffer) -> None:
         self.add_many((block,), threads=1)
 
-    def add_many(self, blocks: Sequence[Buffer], *, threads: int = HASH_THREADS) -> None:
-        """Add the next ``blocks`` in order, their cells hashed on up to ``threads`` threads (``data/cellhash.py``)."""
+    def add_many(self, blocks: Sequence[Buffer], *, threads: int | None = None) -> None:
+        """Add the next ``blocks`` in order, their cells hashed on up to ``threads`` threads (default: one per core,
+        ``data/cellhash.py``)."""
         self.add_hashed(*hash_blocks(blocks, threads=threads))
 
     def add_hashed(self, leaves: Buffer, roots: Sequence[bytes]) -> None:

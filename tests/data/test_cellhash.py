@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 from collections.abc import Sequence
@@ -111,3 +112,18 @@ def test_runs_come_back_in_order_and_an_error_on_a_helper_is_raised_once_every_r
     with pytest.raises(ValueError, match="the first run failed"):
         map_runs(work, range(8), threads=2)
     assert finished == [4]  # the caller's own run ended before the helper's error was raised
+
+
+def test_runs_are_as_many_as_hash_threads_says_when_the_caller_names_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cellhash, "HASH_THREADS", 3)
+    assert map_runs(list, range(12)) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
+    monkeypatch.setattr(cellhash, "HASH_THREADS", 1)
+    assert map_runs(list, range(12)) == [list(range(12))]
+
+
+def test_one_hash_thread_per_core_this_process_may_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 2, 5}, raising=False)
+    assert cellhash._cores() == 3  # a container or taskset limit, not the machine's count
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 6)
+    assert cellhash._cores() == 6

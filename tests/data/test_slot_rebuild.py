@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from codex_node.data import cellhash
 from codex_node.data.cid import Cid, manifest_cid
 from codex_node.data.erasure import ErasureParams, dataset_root
 from codex_node.data.manifest import Manifest
@@ -317,6 +318,7 @@ def test_a_batch_is_decoded_and_hashed_in_runs_on_two_threads_and_joined_in_row_
         return real(self, chosen, sources, rows)  # type: ignore[arg-type]
 
     monkeypatch.setattr(SlotRebuilder, "_rebuild_run", recording)
+    monkeypatch.setattr(cellhash, "HASH_THREADS", 2)  # as on a 2-core machine, whatever this one has
     rebuilder = SlotRebuilder(c.protected, 0, slot_manifest=c.manifests[0] if known else None, keep_leaves=True)
     rows = rebuilder.rebuild({j: c.slots[j] for j in (1, 2)}, {j: c.digests(j, 0, 10) for j in (1, 2)})
     assert sorted(rows for _, rows in runs) == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]
