@@ -70,6 +70,7 @@ from codex_node.stores.repostore import RepoStore
 from codex_node.utils import eventloop
 from codex_node.utils.parts import Closing, PartStack
 from codex_node.utils.recursionlimit import bound_recursion_limit
+from codex_node.validation.checkpoint import CheckpointStore
 from codex_node.validation.metrics import ValidatorMetrics
 from codex_node.validation.validator import Validator
 
@@ -231,6 +232,7 @@ class Node:
                     groups=c.validator_groups,
                     group_index=c.validator_group_index,
                     metrics=ValidatorMetrics(self.registry),
+                    checkpoints=CheckpointStore(kv, mp.info.marketplace_address),
                 )
                 await self._parts.start("validator", validator)
                 self.validator = validator

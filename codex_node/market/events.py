@@ -51,7 +51,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from codex_node.errors import ChainError
 from codex_node.market.logdecoder import ChainLog, LogDecoder
 from codex_node.market.newheads import NewHeads
-from codex_node.market.types import SUBSCRIBABLE, Address, ChainReorganised, MarketEvent
+from codex_node.market.types import SUBSCRIBABLE, Address, ChainReorganised, HistoryMark, MarketEvent
 
 if TYPE_CHECKING:
     from web3 import AsyncWeb3
@@ -266,15 +266,37 @@ class EventStream:
         async with self._progress:
             await self._progress.wait_for(lambda: self._cursor.block > block)
 
-    async def past_events(self) -> list[MarketEvent]:
-        """Every decodable event from the start block (the deployment) to the latest block, in chain order.
+    def history_mark(self) -> HistoryMark:
+        """The oldest anchor the stream remembers (a block whose logs were delivered, at least partly), with its
+        hash: every log of the blocks before it has been delivered, a rewind never goes back past it, and a
+        reorganisation deeper than that changes its hash, which :meth:`past_events` checks. Before any anchor is
+        known: the start block, unchecked."""
+        if not self._recent:
+            return HistoryMark(self._start_block)
+        number, block_hash = self._recent[0]
+        return HistoryMark(number, block_hash)
+
+    async def past_events(self, since: HistoryMark | None = None) -> list[MarketEvent]:
+        """Every decodable event from the mark ``since`` (``None``: from the start block, the deployment) to the
+        latest block, in chain order. A mark whose anchor block is no longer on the chain (the chain changed since
+        it was taken, or is another one) is not used: then every event from the start block.
 
         A read of the chain's history in pages of ``page_size`` blocks: nothing is delivered to subscribers and the
         cursor does not move. Undecodable logs are skipped, as the stream skips them.
         """
+        first = self._start_block
+        if since is not None and since.point > self._start_block:
+            if since.anchor is None or await self._block_hash(since.point) == since.anchor:
+                first = since.point
+            else:
+                log.warning(
+                    "the chain changed since the mark was taken: reading the history from the start",
+                    contract=self._address,
+                    mark=since.point,
+                    from_block=first,
+                )
         last = int(await self._query("reading the block number", self._w3.eth.block_number))
         out: list[MarketEvent] = []
-        first = self._start_block
         while first <= last:
             end = min(last, first + self._page_size - 1)
             for chain_log in await self._logs(first, end):

@@ -60,6 +60,7 @@ from codex_node.market.types import (
     Ask,
     CollateralConfig,
     Content,
+    HistoryMark,
     MarketEvent,
     MarketplaceConfig,
     Periodicity,
@@ -414,10 +415,16 @@ class OnChainMarket:
     async def subscribe(self, event_type: type[E], handler: EventHandler[E]) -> Subscription:
         return await self._shared.events.subscribe(event_type, handler)
 
-    async def past_events(self) -> list[MarketEvent]:
-        """Every marketplace event from the deployment block to the latest block, in chain order (a read only:
-        nothing is delivered, no cursor moves). The validator rebuilds its watch list from it at start."""
-        return await self._shared.events.past_events()
+    async def past_events(self, since: HistoryMark | None = None) -> list[MarketEvent]:
+        """Every marketplace event from the mark ``since`` (``None``, or a mark the chain no longer has: from the
+        deployment block) to the latest block, in chain order (a read only: nothing is delivered, no cursor moves).
+        The validator rebuilds its watch list from it at start."""
+        return await self._shared.events.past_events(since)
+
+    async def history_mark(self) -> HistoryMark:
+        """A block before which every event has been delivered and will not be delivered again, with its hash (the
+        validator's checkpoint, ``validation/checkpoint.py``)."""
+        return self._shared.events.history_mark()
 
 
 # --- contract tuples → our types ------------------------------------------------------------------------------

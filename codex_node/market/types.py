@@ -262,6 +262,16 @@ class ProofSubmitted:
 
 
 @dataclass(frozen=True, slots=True)
+class HistoryMark:
+    """A point of the marketplace's event history (a block number on a chain) before which every event has been
+    delivered to the subscribers and will not be delivered again, and what tells later whether the history up to
+    it is still the same (on a chain: the hash block ``point`` had; ``None``: nothing to check)."""
+
+    point: int
+    anchor: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ChainReorganised:
     """Not a contract log: the event stream found that blocks whose logs it delivered left the chain (a
     reorganisation, a Hardhat ``evm_revert``) and delivers again from ``first_block``. Whatever a subscriber

@@ -32,6 +32,7 @@ from codex_node.market.market import E, EventHandler, Market
 from codex_node.market.types import (
     SUBSCRIBABLE,
     Address,
+    HistoryMark,
     MarketEvent,
     MarketplaceConfig,
     Periodicity,
@@ -69,7 +70,7 @@ MARKET_METHODS: Final = frozenset(
         "get_active_slot", "current_collateral", "slot_collateral", "my_slots", "missing_proofs",
         "can_reserve_slot", "reserve_slot", "fill_slot", "free_slot", "submit_proof",
         "is_proof_required", "will_proof_be_required", "get_challenge", "get_pointer",
-        "can_mark_proof_as_missing", "mark_proof_as_missing", "subscribe", "past_events",
+        "can_mark_proof_as_missing", "mark_proof_as_missing", "subscribe", "past_events", "history_mark",
     }
 )  # fmt: skip
 """Names accepted by ``fail_next``/``on_call``: the port's methods."""
@@ -131,6 +132,11 @@ class _EventBus:
             self.history.append(event)
             targets = deque(s for s in self._subscribers if isinstance(event, s.event_type))
             self._pending.append((event, targets))
+
+    @property
+    def delivered(self) -> int:
+        """Events of :attr:`history` delivered to every subscriber they were for (pending ones come last)."""
+        return len(self.history) - len(self._pending)
 
     async def deliver(self) -> None:
         """Deliver everything pending, unless a delivery is already running (it will pick these up)."""
@@ -427,10 +433,17 @@ class MockMarket:
 
     # --- events -----------------------------------------------------------------------------------------------
 
-    async def past_events(self) -> list[MarketEvent]:
-        """Every event emitted so far, in order (the validator's history read after a restart)."""
-        await self._enter("past_events")
-        return list(self._bus.history)
+    async def past_events(self, since: HistoryMark | None = None) -> list[MarketEvent]:
+        """Every event emitted so far from position ``since.point`` of the history (``None``: the first) on, in
+        order (the validator's history read after a restart)."""
+        await self._enter("past_events", since)
+        return list(self._bus.history[0 if since is None else since.point :])
+
+    async def history_mark(self) -> HistoryMark:
+        """The position in the history of the first event not delivered to every subscriber yet (no anchor: the
+        mock's history never changes)."""
+        await self._enter("history_mark")
+        return HistoryMark(self._bus.delivered)
 
     async def subscribe(self, event_type: type[E], handler: EventHandler[E]) -> _MockSubscription:
         await self._enter("subscribe", event_type)

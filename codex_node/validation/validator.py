@@ -3,14 +3,16 @@
 What it does, in order:
 
 1. **Restore** (``start``). It subscribes to the events it follows (:data:`~codex_node.validation.watchlist.FOLLOWED`)
-   first, holding what they deliver, then reads every such event since the marketplace's deployment
-   (``past_events``) and applies them, then what was held. So a restarted validator watches every slot filled
-   before it stopped *and* while it was down, and no event between the history read and the subscription is
-   lost (an event seen twice is harmless: applying events is idempotent in chain order, ``watchlist.py``).
-   Why the logs since the deployment rather than the event stream's persisted cursor: the cursor is the node's,
-   shared with Sales, and only replays what happened while the node was down — a node that becomes a validator
-   (or changes its group) after running without one would miss every slot filled before. The price is one paged
-   ``eth_getLogs`` scan per start.
+   first, holding what they deliver, then reads the history of such events (``past_events``) and applies it, then
+   what was held. So a restarted validator watches every slot filled before it stopped *and* while it was down, and
+   no event between the history read and the subscription is lost (an event seen twice is harmless: applying
+   events is idempotent in chain order, ``watchlist.py``). The history read is every event since the marketplace's
+   deployment, unless a checkpoint of the same groups was saved (``checkpoint.py``: the slots watched, and the
+   point of the history they account for, saved after each round and at stop): then the saved slots, and the
+   events from that point on. Why its own checkpoint rather than the event stream's persisted cursor: the cursor
+   is the node's, shared with Sales, and only replays what happened while the node was down; a node that becomes
+   a validator (or changes its group) after running without one would miss every slot filled before (it has no
+   checkpoint of that group, so it reads the whole history once).
 2. **Rounds** (one task). When period ``p`` has ended (``now > periodEnd(p)``, as the contract's views see it:
    the chain clock, the latest block's time), each watched slot is read: a slot no longer Filled (finished,
    failed, cancelled, paid, or freed for repair) stops being watched; for a Filled one, every period still open
@@ -38,9 +40,10 @@ from typing import TYPE_CHECKING, Final, Protocol
 import structlog
 
 from codex_node.errors import CodexError, ContractRevertError, ValidationFailedError
-from codex_node.market.types import MarketEvent, Periodicity, SlotFilled, SlotId, SlotState
+from codex_node.market.types import HistoryMark, MarketEvent, Periodicity, SlotFilled, SlotId, SlotState
 from codex_node.utils.trackedtasks import TrackedTasks
 from codex_node.validation import timing
+from codex_node.validation.checkpoint import Checkpoint, CheckpointStore
 from codex_node.validation.metrics import ValidatorMetrics
 from codex_node.validation.watchlist import FOLLOWED, WatchedSlot, WatchList
 
@@ -68,8 +71,14 @@ class ValidatorMarket(Protocol):
 
     async def mark_proof_as_missing(self, slot_id: SlotId, period: int) -> None: ...
 
-    async def past_events(self) -> list[MarketEvent]:
-        """Every marketplace event since the deployment, in chain order (a read: nothing is delivered)."""
+    async def past_events(self, since: HistoryMark | None = None) -> list[MarketEvent]:
+        """Every marketplace event from the mark ``since`` on (``None``, or a mark whose history changed: since the
+        deployment), in chain order (a read: nothing is delivered)."""
+        ...
+
+    async def history_mark(self) -> HistoryMark:
+        """A mark of the history before which every event has been delivered to the subscribers (their handlers
+        returned) and will not be delivered again."""
         ...
 
     async def subscribe(self, event_type: type[E], handler: EventHandler[E]) -> Subscription: ...
@@ -100,8 +109,12 @@ class Validator:
         groups: int | None = None,
         group_index: int = 0,
         metrics: ValidatorMetrics | None = None,
+        checkpoints: CheckpointStore | None = None,
     ) -> None:
+        """``checkpoints``: where the watch list is saved after each round and at stop, and restored from at start
+        (``checkpoint.py``); ``None``: the full history is read at every start."""
         self._market = market
+        self._checkpoints = checkpoints
         self._clock = clock
         self.watched = WatchList(groups, group_index)
         self._metrics = metrics if metrics is not None else ValidatorMetrics()
@@ -113,6 +126,8 @@ class Validator:
         self.mark_failures: Counter[str] = Counter()
         self.lapsed_periods = 0
         self.rounds = 0
+        self.history_from: HistoryMark | None = None
+        """Where the last start read the history from (``None``: the deployment; else a checkpoint's mark)."""
         self._progress = asyncio.Condition()
 
     # --- lifecycle --------------------------------------------------------------------------------------------
@@ -120,14 +135,22 @@ class Validator:
     async def start(self) -> None:
         config = await self._market.config()
         periods = await self._market.periodicity()
+        saved = self._checkpoints.load() if self._checkpoints is not None else None
+        if saved is not None and (saved.groups, saved.group_index) != (self.watched.groups, self.watched.group_index):
+            log.info("validator checkpoint of other groups ignored", groups=saved.groups, group_index=saved.group_index)
+            saved = None
+        since = None if saved is None else saved.since
+        self.history_from = since
         self._held = []
         try:
             for event_type in FOLLOWED:
                 self._subscriptions.append(await self._market.subscribe(event_type, self._on_event))
-            history = [e for e in await self._market.past_events() if isinstance(e, FOLLOWED)]
+            history = [e for e in await self._market.past_events(since) if isinstance(e, FOLLOWED)]
         except BaseException:
             await self._unsubscribe()
             raise
+        if saved is not None:
+            self.watched.restore(saved.slots)
         self.watched.apply_all(history)
         self.watched.apply_all(self._held)  # delivered since the subscription: newer than (or also in) the history
         self._held = None
@@ -138,12 +161,18 @@ class Validator:
             group_index=self.watched.group_index,
             slots_watched=len(self.watched),
             events_read=len(history),
+            history_from="deployment" if since is None else since.point,
         )
         self._tasks.spawn(self._run(periods, config.proofs.timeout), name="validator rounds")
 
     async def stop(self) -> None:
         await self._tasks.cancel_all()
         await self._unsubscribe()
+        if self._held is None:  # started: what it watches is whole
+            try:
+                await self._save()
+            except CodexError as e:
+                log.warning("validator checkpoint not saved", error=str(e))
         failures = self.mark_failures.total()
         log.info("validator stopped", proofs_marked=self.proofs_marked, mark_failures=failures)
 
@@ -211,6 +240,7 @@ class Validator:
         async with asyncio.TaskGroup() as group:
             for slot in self.watched:
                 group.create_task(bounded(slot))
+        await self._save()
         self._last_period = due[-1]
         self._metrics.last_period.set(due[-1])
         self._metrics.rounds.inc()
@@ -219,6 +249,15 @@ class Validator:
         self.rounds += 1
         async with self._progress:
             self._progress.notify_all()
+
+    async def _save(self) -> None:
+        """Save the watch list with the history point it accounts for. The point is read first: events delivered
+        while it is read are in the list taken after it, and applied again after a restart (harmless)."""
+        if self._checkpoints is None:
+            return
+        since = await self._market.history_mark()
+        slots = tuple((slot.request_id, slot.slot_index) for slot in self.watched)
+        self._checkpoints.save(Checkpoint(since, self.watched.groups, self.watched.group_index, slots))
 
     async def _check(self, slot: WatchedSlot, due: list[int]) -> None:
         """One slot's check: drop it if it is no longer Filled, else mark each due period's missing proof."""

@@ -84,6 +84,11 @@ class WatchList:
         for event in events:
             self.apply(event)
 
+    def restore(self, slots: Iterable[tuple[RequestId, int]]) -> None:
+        """Watch these slots (a saved list: ``checkpoint.py``); those not of this list's group are skipped."""
+        for request_id, slot_index in slots:
+            self._add(request_id, slot_index)
+
     def drop(self, sid: SlotId) -> WatchedSlot | None:
         """Stop watching ``sid``; the slot, or ``None`` if it was not watched."""
         slot = self._slots.pop(sid, None)

@@ -216,7 +216,8 @@ async def test_a_validator_of_one_group_marks_only_the_slots_of_its_group(tmp_pa
 
 async def test_a_node_restarted_as_a_validator_watches_the_slots_filled_before(tmp_path: Path) -> None:
     """The watch list comes from the chain's history, not from the node's event cursor, which had already passed
-    the fills when the node first ran without ``--validator``."""
+    the fills when the node first ran without ``--validator``; the next start restores the checkpoint saved at
+    stop and reads only the history after it."""
     node = await started(tmp_path, validator=False, simulate_proof_failures=1)
     try:
         async with httpx.AsyncClient(base_url=f"{node.api_url}{API}", timeout=30) as api:
@@ -246,5 +247,16 @@ async def test_a_node_restarted_as_a_validator_watches_the_slots_filled_before(t
                     break
             assert run.validator.proofs_marked > 0
             assert sum([await run.market.missing_proofs(s) for s in sids]) > 0
+            assert run.validator.history_from is None  # no checkpoint yet: the whole history
+            watched = {s.slot_id for s in run.validator.watched}
+    finally:
+        await node.stop()
+    node = await started(tmp_path, simulate_proof_failures=1)  # the checkpoint saved at stop is used
+    try:
+        validator = node.validator
+        assert validator is not None
+        assert validator.history_from is not None
+        assert validator.history_from.anchor is not None  # a block of this chain, checked before it was used
+        assert {s.slot_id for s in validator.watched} == watched
     finally:
         await node.stop()

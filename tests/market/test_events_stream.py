@@ -12,10 +12,12 @@ from typing import Any
 import pytest
 from chainenv import OnChainEnv
 from chainfixtures import WAIT, chain_snapshot, eventually, market, new_request
+from structlog.testing import capture_logs
 
 from codex_node.market.events import CURSOR_PREFIX, Cursor
 from codex_node.market.onchain import MarketOptions
 from codex_node.market.types import (
+    HistoryMark,
     MarketEvent,
     ProofSubmitted,
     RequestFulfilled,
@@ -335,3 +337,39 @@ async def test_past_events_reads_the_history_in_pages_without_delivering_or_movi
         assert max(last - first for first, last in ranges) <= 4
         assert recorder.events == []  # a read of the history, not a delivery
         assert reader.events.cursor == cursor
+
+
+async def test_past_events_from_a_mark_on_and_the_mark_the_validator_saves() -> None:
+    async with chain_snapshot("eth-tester") as (chain, w3, deployment):
+        poster = market(chain, w3, deployment)
+        client = await poster.get_signer()
+        blocks = []
+        for _ in range(3):
+            await poster.request_storage(new_request(client))
+            blocks.append(int(await w3.eth.block_number))
+            chain.control.mine(3)
+        reader = market(chain, w3, deployment, options=MarketOptions(page_size=5))
+        second = HistoryMark(blocks[1], bytes((await w3.eth.get_block(blocks[1]))["hash"]))
+        since_second = await reader.past_events(second)
+        unanchored = await reader.past_events(HistoryMark(blocks[1]))
+        everything = await reader.past_events()
+        with capture_logs() as logs:
+            changed = await reader.past_events(HistoryMark(blocks[1], b"\x01" * 32))  # not this chain's block
+        mark_before = await reader.history_mark()
+        await reader.events.start()
+        await reader.events.wait_delivered(int(await w3.eth.block_number))
+        mark_after = await reader.history_mark()
+        after_hash = bytes((await w3.eth.get_block(mark_after.point))["hash"])
+        await poster.stop()
+        await reader.stop()
+
+    requested = [e for e in everything if isinstance(e, StorageRequested)]
+    assert len(requested) == 3
+    assert [e for e in since_second if isinstance(e, StorageRequested)] == requested[1:]
+    assert unanchored == since_second
+    assert changed == everything  # a mark the chain does not have: the whole history
+    assert any(e["event"].startswith("the chain changed since the mark was taken") for e in logs)
+    assert mark_before == HistoryMark(deployment.block_number)  # nothing delivered yet: the start, unchecked
+    # Delivered up to the head: the oldest block the stream remembers, with the hash the chain has for it.
+    assert deployment.block_number <= mark_after.point <= blocks[0]
+    assert mark_after.anchor == after_hash

@@ -12,9 +12,21 @@ from structlog.testing import capture_logs
 
 from codex_node.errors import ChainError, ContractRevertError
 from codex_node.market.deployment import DEV_CONFIG
-from codex_node.market.types import Ask, Content, Periodicity, Request, SlotFreed, SlotId, SlotState, slot_id
+from codex_node.market.types import (
+    Ask,
+    Content,
+    HistoryMark,
+    Periodicity,
+    Request,
+    SlotFreed,
+    SlotId,
+    SlotState,
+    slot_id,
+)
 from codex_node.testing.fakeclock import FakeClock
+from codex_node.testing.memorykv import MemoryKV
 from codex_node.testing.mockmarket import MockMarket, account
+from codex_node.validation.checkpoint import CheckpointStore
 from codex_node.validation.metrics import ValidatorMetrics
 from codex_node.validation.validator import Validator
 from codex_node.validation.watchlist import group_of
@@ -65,10 +77,14 @@ class World:
         self.client.set_proof_required(sid, True)
         return sid
 
-    async def validator(self, groups: int | None = None, group_index: int = 0) -> Validator:
+    async def validator(
+        self, groups: int | None = None, group_index: int = 0, *, checkpoints: CheckpointStore | None = None
+    ) -> Validator:
         registry, self.registry_used = (CollectorRegistry(), True) if self.registry_used else (self.registry, True)
         metrics = ValidatorMetrics(registry)
-        validator = Validator(self.market, self.clock, groups=groups, group_index=group_index, metrics=metrics)
+        validator = Validator(
+            self.market, self.clock, groups=groups, group_index=group_index, metrics=metrics, checkpoints=checkpoints
+        )
         await validator.start()
         self.validators.append(validator)
         return validator
@@ -187,6 +203,55 @@ async def test_a_restarted_validator_watches_slots_filled_before_and_while_it_wa
     assert {s.slot_id for s in restarted.watched} == {first, second}
     await world.end_of(P0 + 1, restarted)
     assert {args[0] for args in marked(world.market)} == {first, second}
+
+
+async def test_a_restarted_validator_restores_its_checkpoint_and_reads_only_the_history_after_it(world: World) -> None:
+    checkpoints = CheckpointStore(MemoryKV(), "0xMarket")
+    request = await world.request()
+    first = await world.fill(request, 0)
+    second = await world.fill(request, 1)
+    validator = await world.validator(checkpoints=checkpoints)
+    assert world.market.calls("past_events") == [(None,)]  # no checkpoint yet: the whole history
+    await world.end_of(P0 + 1, validator)  # a round saves the checkpoint
+    saved = checkpoints.load()
+    assert saved is not None
+    assert set(saved.slots) == {(request.id, 0), (request.id, 1)}
+    await validator.stop()
+    world.validators.remove(validator)
+    stopped = checkpoints.load()
+    assert stopped is not None
+    mark = stopped.since
+    assert mark == HistoryMark(len(world.client.emitted))  # every event so far delivered
+
+    third = await world.fill(request, 2)  # while no validator ran
+    await world.host.free_slot(first)
+    restarted = await world.validator(checkpoints=checkpoints)
+    assert world.market.calls("past_events")[-1] == (mark,)  # only what happened since the checkpoint
+    assert {s.slot_id for s in restarted.watched} == {second, third}
+
+
+async def test_a_checkpoint_of_other_groups_or_an_unreadable_one_is_not_used(world: World) -> None:
+    kv = MemoryKV()
+    checkpoints = CheckpointStore(kv, "0xMarket")
+    request = await world.request()
+    sids = [await world.fill(request, i) for i in range(4)]
+    validator = await world.validator(checkpoints=checkpoints)
+    await validator.stop()
+    world.validators.remove(validator)
+    assert checkpoints.load() is not None
+
+    grouped = await world.validator(2, 1, checkpoints=checkpoints)  # another group watches other slots
+    assert world.market.calls("past_events")[-1] == (None,)
+    assert {s.slot_id for s in grouped.watched} == {s for s in sids if group_of(s, 2) == 1}
+    await grouped.stop()
+    world.validators.remove(grouped)
+
+    kv.put(checkpoints.key, b'{"version": 1, "since": -4}')
+    with capture_logs() as logs:
+        again = await world.validator(2, 1, checkpoints=checkpoints)
+    assert world.market.calls("past_events")[-1] == (None,)
+    assert {s.slot_id for s in again.watched} == {s for s in sids if group_of(s, 2) == 1}
+    assert any(e["event"].startswith("validator checkpoint ignored") for e in logs)
 
 
 async def test_an_event_delivered_during_the_history_read_is_not_lost(world: World) -> None:
