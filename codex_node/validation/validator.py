@@ -126,6 +126,7 @@ class Validator:
         self.mark_failures: Counter[str] = Counter()
         self.lapsed_periods = 0
         self.rounds = 0
+        self._started = False
         self.history_from: HistoryMark | None = None
         """Where the last start read the history from (``None``: the deployment; else a checkpoint's mark)."""
         self._progress = asyncio.Condition()
@@ -154,6 +155,7 @@ class Validator:
         self.watched.apply_all(history)
         self.watched.apply_all(self._held)  # delivered since the subscription: newer than (or also in) the history
         self._held = None
+        self._started = True
         self._metrics.slots_watched.set(len(self.watched))
         log.info(
             "validator started",
@@ -168,11 +170,8 @@ class Validator:
     async def stop(self) -> None:
         await self._tasks.cancel_all()
         await self._unsubscribe()
-        if self._held is None:  # started: what it watches is whole
-            try:
-                await self._save()
-            except CodexError as e:
-                log.warning("validator checkpoint not saved", error=str(e))
+        if self._started:  # not before: an empty list saved with a mark would hide the slots filled before it
+            await self._save()
         failures = self.mark_failures.total()
         log.info("validator stopped", proofs_marked=self.proofs_marked, mark_failures=failures)
 
@@ -251,13 +250,17 @@ class Validator:
             self._progress.notify_all()
 
     async def _save(self) -> None:
-        """Save the watch list with the history point it accounts for. The point is read first: events delivered
-        while it is read are in the list taken after it, and applied again after a restart (harmless)."""
+        """Save the watch list with the history mark it accounts for. The mark is read first: events delivered
+        while it is read are in the list taken after it, and applied again after a restart (harmless). A failure
+        is logged: the previous checkpoint stays, and is still right (only older)."""
         if self._checkpoints is None:
             return
-        since = await self._market.history_mark()
-        slots = tuple((slot.request_id, slot.slot_index) for slot in self.watched)
-        self._checkpoints.save(Checkpoint(since, self.watched.groups, self.watched.group_index, slots))
+        try:
+            since = await self._market.history_mark()
+            slots = tuple((slot.request_id, slot.slot_index) for slot in self.watched)
+            self._checkpoints.save(Checkpoint(since, self.watched.groups, self.watched.group_index, slots))
+        except CodexError as e:
+            log.warning("validator checkpoint not saved", error=str(e))
 
     async def _check(self, slot: WatchedSlot, due: list[int]) -> None:
         """One slot's check: drop it if it is no longer Filled, else mark each due period's missing proof."""

@@ -254,6 +254,43 @@ async def test_a_checkpoint_of_other_groups_or_an_unreadable_one_is_not_used(wor
     assert any(e["event"].startswith("validator checkpoint ignored") for e in logs)
 
 
+async def test_a_validator_that_did_not_start_saves_no_checkpoint(world: World) -> None:
+    checkpoints = CheckpointStore(MemoryKV(), "0xMarket")
+    request = await world.request()
+    await world.fill(request, 0)
+    never = Validator(world.market, world.clock, checkpoints=checkpoints)
+    await never.stop()
+    world.market.fail_next("past_events", ChainError("node unreachable"))
+    failed = Validator(world.market, world.clock, checkpoints=checkpoints)
+    with pytest.raises(ChainError):
+        await failed.start()
+    await failed.stop()
+    # An empty list saved with a mark would hide the slot filled before it from every later start.
+    assert checkpoints.load() is None
+
+
+async def test_a_checkpoint_that_cannot_be_saved_keeps_the_one_before_and_the_rounds_go_on(world: World) -> None:
+    checkpoints = CheckpointStore(MemoryKV(), "0xMarket")
+    request = await world.request()
+    sid = await world.fill(request, 0)
+    validator = await world.validator(checkpoints=checkpoints)
+    await world.end_of(P0 + 1, validator)
+    before = checkpoints.load()
+    assert before is not None
+    await world.fill(request, 1)
+    world.market.fail_next("history_mark", ChainError("node unreachable"))
+    with capture_logs() as logs:
+        await world.end_of(P0 + 2, validator)
+    assert checkpoints.load() == before
+    assert [e["event"] for e in logs if e["log_level"] == "warning"] == ["validator checkpoint not saved"]
+    assert [args for args in marked(world.market) if args[0] == sid] == [(sid, P0 + 1), (sid, P0 + 2)]
+    await world.end_of(P0 + 3, validator)  # the next round saves again
+    after = checkpoints.load()
+    assert after is not None
+    assert after.slots == ((request.id, 1),)  # slot 0 was slashed out at P0 + 2 (two missed proofs)
+    assert after.since.point > before.since.point
+
+
 async def test_an_event_delivered_during_the_history_read_is_not_lost(world: World) -> None:
     request = await world.request()
     await world.fill(request, 0)
