@@ -920,6 +920,12 @@ class RepoStore:
             "Bytes in pack files that no block uses (compaction reclaims them)",
             value=sum(r.dead for r in packs),
         )
+        yield GaugeMetricFamily(
+            "codex_repostore_direct_writes",
+            "1 while groups of blocks are written with O_DIRECT, 0 once written through the page cache (turned off, "
+            "or refused by the file system)",
+            value=int(self.files.direct),
+        )
 
     def close(self) -> None:
         """Stop exporting metrics and release file-layer threads. The shared ``kv`` stays open."""
@@ -934,4 +940,5 @@ _METRIC_NAMES = (
     "codex_repostore_bytes_max",
     "codex_repostore_packs",
     "codex_repostore_pack_dead_bytes",
+    "codex_repostore_direct_writes",
 )

@@ -7,10 +7,14 @@ import os
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
 from codex_node.data.cid import Cid, block_cid
 from codex_node.stores.blockfiles import DIRECT_ALIGN, HEADER, STAGE_BYTES, BlockFiles, Location
+from codex_node.stores.repostore import RepoStore
+from codex_node.testing.fakeclock import FakeClock
+from codex_node.testing.memorykv import MemoryKV
 
 KiB = 1024
 
@@ -159,3 +163,13 @@ def test_a_failed_direct_write_raises_its_own_error_when_its_staging_buffer_is_d
         assert raised.value.errno == errno.ENOSPC  # not a BufferError from dropping the fifth buffer
     finally:
         files.close()
+
+
+def test_the_repo_exports_whether_groups_of_blocks_are_written_directly(tmp_path: Path) -> None:
+    registry = CollectorRegistry()
+    files = _CountingFiles(tmp_path, refuse=errno.EINVAL)
+    repo = RepoStore(MemoryKV(), files, clock=FakeClock(), quota_max=1 << 30, block_ttl=60, registry=registry)
+    assert registry.get_sample_value("codex_repostore_direct_writes") == 1
+    repo.write_blocks(_blocks(8), ttl=None, ref=False, standalone=True)  # refused: buffered from then on
+    assert registry.get_sample_value("codex_repostore_direct_writes") == 0
+    repo.close()
