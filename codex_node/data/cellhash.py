@@ -30,6 +30,7 @@ _T = TypeVar("_T")
 _R = TypeVar("_R")
 
 MAX_HASH_THREADS = 8
+"""The most threads a batch is cut for, however many cores there are (each run holds its blocks' leaves)."""
 
 
 def _cores() -> int:
