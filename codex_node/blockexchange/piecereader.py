@@ -36,7 +36,7 @@ POOL_PIECES: Final = 64
 """Full pieces kept for reuse (16 MiB at most, shared by the readers of a process)."""
 
 
-_POOL = BufferPool(PIECE_BYTES, POOL_PIECES)
+_POOL = BufferPool(PIECE_BYTES, POOL_PIECES, bytearray)
 
 
 class PieceReader(asyncio.BufferedProtocol):

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import mmap
 import os
 import struct
 import sys
@@ -42,6 +41,7 @@ from typing import BinaryIO, Literal
 import structlog
 
 from codex_node.data.cid import Cid
+from codex_node.utils.bufferpool import BufferPool, page_aligned
 
 log = structlog.get_logger(__name__)
 
@@ -67,6 +67,7 @@ DIRECT_MIN_BYTES = 256 * 1024
 STAGE_BYTES = 4 << 20
 """The aligned staging buffer a direct append is copied into and written from, one buffer-full at a time."""
 _STAGES_KEPT = 4
+"""Staging buffers kept for reuse (appends to different packs may run at once)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +119,7 @@ class BlockFiles:
         self.max_open = max_open
         self.direct = direct and hasattr(os, "O_DIRECT")
         self.direct_min = direct_min
-        self._stages = _Stages()
+        self._stages = BufferPool(STAGE_BYTES, _STAGES_KEPT, page_aligned)
         self.packs_dir.mkdir(parents=True, exist_ok=True)
         self.on_new_pack: Callable[[int], None] = lambda _id: None
         self._lock = threading.Lock()
@@ -194,19 +195,21 @@ class BlockFiles:
         def write() -> None:
             if lead:  # a few bytes after a small buffered append: through the page cache, like it
                 self._write_region(pack.fd, start, [lead])
-            with self._stages.take() as stage:
-                at, used = first, 0
-                for part in _record_parts(heads, items, tail):
-                    view = memoryview(part).cast("B")
-                    while view:
-                        n = min(len(view), len(stage) - used)
-                        stage[used : used + n] = view[:n]
-                        used, view = used + n, view[n:]
-                        if used == len(stage):
-                            self._write_staged(pack, at, stage)
-                            at, used = at + used, 0
-                if used:
-                    self._write_staged(pack, at, stage[:used])
+            buffer = self._stages.take()
+            self._stages.give(buffer)  # taken again only once no view of it is left (an error's traceback may keep one)
+            stage = memoryview(buffer)
+            at, used = first, 0
+            for part in _record_parts(heads, items, tail):
+                view = memoryview(part).cast("B")
+                while view:
+                    n = min(len(view), len(stage) - used)
+                    stage[used : used + n] = view[:n]
+                    used, view = used + n, view[n:]
+                    if used == len(stage):
+                        self._write_staged(pack, at, stage)
+                        at, used = at + used, 0
+            if used:
+                self._write_staged(pack, at, stage[:used])
 
         self._write_or_cut(pack, start, write)
         pack.size = end
@@ -560,35 +563,6 @@ def _record_parts(heads: list[bytes], items: Sequence[tuple[Cid, Buffer]], tail:
         yield data
     if tail:
         yield tail
-
-
-class _Stages:
-    """Aligned staging buffers (anonymous memory maps: page-aligned) for direct writes, a few kept for reuse."""
-
-    def __init__(self) -> None:
-        self._free: list[mmap.mmap] = []
-        self._lock = threading.Lock()
-
-    @contextlib.contextmanager
-    def take(self) -> Iterator[memoryview]:
-        with self._lock:
-            stage = self._free.pop() if self._free else None
-        if stage is None:
-            stage = mmap.mmap(-1, STAGE_BYTES)
-        view = memoryview(stage)
-        try:
-            yield view
-        finally:
-            view.release()
-            with self._lock:
-                if len(self._free) < _STAGES_KEPT:
-                    self._free.append(stage)
-                    stage = None
-            if stage is not None:
-                # A view still alive (an error's traceback may hold one) keeps it mapped until it goes; the error
-                # being raised must not turn into a BufferError here.
-                with contextlib.suppress(BufferError):
-                    stage.close()
 
 
 def _follows(a: Location, b: Location) -> bool:

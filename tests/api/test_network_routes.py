@@ -224,7 +224,9 @@ async def test_a_batch_group_buffer_is_read_into_again_only_once_nothing_refers_
     peer: tuple[RepoStore, PeerInfo, bytes, Cid], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     repo, _, _, cid = peer
-    monkeypatch.setattr(blocks_route, "_GROUPS", BufferPool(blocks_route._GROUP_BYTES, 8))  # none from other tests
+    monkeypatch.setattr(
+        blocks_route, "_GROUPS", BufferPool(blocks_route._GROUP_BYTES, 8, bytearray)
+    )  # none from other tests
     cids = list((await repo.get_manifest(cid)).block_cids())
     expected = [await repo.get_block(c) for c in cids]
 

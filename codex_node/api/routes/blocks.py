@@ -98,7 +98,7 @@ class _Changed(AnswerCutShort):
 
 
 _GROUP_BYTES = SERVE_READ_AHEAD * (HEADER_SIZE + BLOCK_SIZE)
-_GROUPS = BufferPool(_GROUP_BYTES, 8)
+_GROUPS = BufferPool(_GROUP_BYTES, 8, bytearray)
 """Group buffers: one is read into again once the server has sent it (nothing refers to it any more). 8 of them
 (17 MiB at most) cover about three requests being answered at once; more allocate fresh buffers."""
 
